@@ -1,0 +1,51 @@
+# keygate — `make help` lists the targets.
+SHELL := /bin/bash
+CONFIG ?= config/keygate.toml
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
+	$(CARGO) run --release -- serve --config $(CONFIG)
+
+test: test-deps ## Install what the tests need (redis-server, the OpenAPI validator), then run every test
+	$(CARGO) test --all-targets
+	$(MAKE) --no-print-directory openapi-validate
+
+test-deps: ## Install redis-server (apt) and openapi-spec-validator (pip) when missing
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: run 'sudo apt-get update && sudo apt-get install -y redis-server'" >&2; exit 1; \
+	  fi; }
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || { \
+	  echo "installing openapi-spec-validator (pip)"; \
+	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore openapi-spec-validator; }
+
+openapi-validate: ## Validate the committed OpenAPI document with openapi-spec-validator
+	python3 -m openapi_spec_validator openapi/openapi.json
+
+openapi: ## Regenerate the committed OpenAPI copies in openapi/
+	KEYGATE_BLESS=1 $(CARGO) test --test api openapi::committed_copies_are_current
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check + clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+keys: ## Generate a new RS256 signing key in keys/ (ALG=ES256|EdDSA for others)
+	$(CARGO) run --release -- --config $(CONFIG) keys generate --alg $(or $(ALG),RS256)
+
+redis: ## Run a foreground redis-server for manual testing (no persistence)
+	redis-server --save '' --appendonly no --maxmemory-policy noeviction
+
+ci: lint test ## What CI runs
+
+.PHONY: help run test test-deps openapi-validate openapi fmt lint keys redis ci

@@ -1,0 +1,23 @@
+//! Async orchestration: load → call the pure core → persist → sign. The only
+//! code that touches both the store and the OAuth core. Must not depend on poem.
+
+pub mod clients;
+pub mod token;
+
+use crate::oauth::OAuthError;
+use crate::store::StoreError;
+use crate::tokens::jwt::SignError;
+
+/// Why a flow failed: a protocol error for the client, or an internal fault.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// An RFC error to send to the client.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// The store failed (→ 503 `temporarily_unavailable`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed (→ 500 `server_error`).
+    #[error(transparent)]
+    Signing(#[from] SignError),
+}

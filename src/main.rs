@@ -1,0 +1,278 @@
+//! The `keygate` command line: `serve`, `openapi`, `keys`, `client`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use keygate::clock::{Clock, SystemClock};
+use keygate::config::{Settings, StoreBackend};
+use keygate::oauth::client_meta::ClientMetadata;
+use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
+use keygate::startup::Application;
+use keygate::store::redis::RedisStore;
+use keygate::store::repos::Clients;
+use keygate::tokens::keys::{generate_into, Alg};
+use keygate::tokens::KeySet;
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "A stateless, JWT-issuing OAuth 2.0 authorization server"
+)]
+struct Cli {
+    /// Configuration file (TOML). Also `KEYGATE_CONFIG`. Every key can be
+    /// overridden by `KEYGATE_<SECTION>_<KEY>`.
+    #[arg(long, global = true, env = "KEYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Print the OpenAPI document generated from the handlers.
+    Openapi {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Manage signing keys in `keys.dir`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage OAuth clients in the configured store.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key; the newest key signs, older ones stay published.
+    Generate {
+        /// Signature algorithm.
+        #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+        alg: String,
+    },
+    /// List the keys in `keys.dir`, newest (the signer) first.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints client_id and, for confidential clients, the
+    /// client_secret (shown once).
+    Create {
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        /// Redirect URI (repeatable); required for authorization_code and implicit.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Grant type (repeatable): authorization_code, refresh_token, client_credentials, password, implicit.
+        #[arg(long = "grant-type", required = true, num_args = 1..)]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Token endpoint auth method.
+        #[arg(long = "auth-method", default_value = "client_secret_basic",
+              value_parser = ["client_secret_basic", "client_secret_post", "none"])]
+        auth_method: String,
+        /// Print one JSON object with RFC 7591 field names.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keygate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keygate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_settings(config: Option<&PathBuf>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(
+        config.map(PathBuf::as_path),
+        std::env::vars(),
+    )?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi { format } => {
+            let api = keygate::http::api_service();
+            let doc = match format {
+                Format::Json => api.spec(),
+                Format::Yaml => api.spec_yaml(),
+            };
+            println!("{}", doc.trim_end());
+            Ok(())
+        }
+        Command::Serve => {
+            let settings = load_settings(cli.config.as_ref())?;
+            keygate::telemetry::init(&settings.log.format, &settings.log.level);
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(keygate::startup::shutdown_signal())
+                .await
+                .context("server error")
+        }
+        Command::Keys(cmd) => {
+            let settings = load_settings(cli.config.as_ref())?;
+            let cfg = settings.validate()?;
+            match cmd {
+                KeysCommand::Generate { alg } => {
+                    let alg = Alg::parse(&alg).context("--alg must be RS256, ES256 or EdDSA")?;
+                    let key = generate_into(&cfg.keys_dir, alg, SystemClock.now())?;
+                    println!(
+                        "created {} key {} in {}",
+                        key.alg,
+                        key.kid,
+                        key.path.display()
+                    );
+                    println!("it signs new tokens once running servers re-read keys (SIGHUP, or within keys.reload_secs)");
+                    Ok(())
+                }
+                KeysCommand::List => {
+                    let set = KeySet::load_dir(&cfg.keys_dir)?;
+                    let mut out = std::io::stdout().lock();
+                    for (i, k) in set.all().iter().enumerate() {
+                        writeln!(
+                            out,
+                            "{}\t{}\t{}\t{}",
+                            k.kid,
+                            k.alg,
+                            if i == 0 { "signing" } else { "published" },
+                            k.path.display()
+                        )?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Client(ClientCommand::Create {
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+            json,
+        }) => {
+            let settings = load_settings(cli.config.as_ref())?;
+            let cfg = settings.validate()?;
+            let StoreBackend::Redis(url) = &cfg.store else {
+                bail!(
+                    "store.url is `memory`: a client created by this command would vanish when it exits. \
+                     Point --config or KEYGATE_STORE_URL at Redis, or add the client to [[clients]] in the config file"
+                );
+            };
+            let mut grants = vec![];
+            for g in &grant_types {
+                grants.push(
+                    GrantType::parse(g)
+                        .with_context(|| format!("--grant-type: unknown grant type `{g}`"))?,
+                );
+            }
+            let meta = ClientMetadata {
+                client_name: name,
+                redirect_uris,
+                grant_types: grants,
+                scope: ScopeSet::parse(&scope)
+                    .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?,
+                auth_method: AuthMethod::parse(&auth_method).context("--auth-method")?,
+            };
+            let timeout = std::time::Duration::from_millis(settings.store.timeout_ms);
+            let store = Arc::new(
+                RedisStore::connect(url, timeout)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
+            );
+            let clients = Clients::new(store);
+            let reg =
+                keygate::flows::clients::register(&clients, meta, &cfg.scopes, SystemClock.now())
+                    .await
+                    .map_err(|e| match e {
+                        keygate::flows::clients::RegisterError::Metadata(m) => {
+                            anyhow::anyhow!("--{}: {}", cli_flag(m.field), m.message)
+                        }
+                        keygate::flows::clients::RegisterError::Store(s) => {
+                            anyhow::anyhow!("store: {s}")
+                        }
+                    })?;
+            print_client(&reg, json)
+        }
+    }
+}
+
+fn cli_flag(field: &str) -> &str {
+    match field {
+        "client_name" => "name",
+        "redirect_uris" => "redirect-uri",
+        "grant_types" => "grant-type",
+        "token_endpoint_auth_method" => "auth-method",
+        other => other,
+    }
+}
+
+fn print_client(reg: &keygate::flows::clients::Registered, json: bool) -> anyhow::Result<()> {
+    let c = &reg.client;
+    let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+    let response_types: Vec<&str> = c
+        .grant_types
+        .iter()
+        .filter_map(|g| match g {
+            GrantType::AuthorizationCode => Some("code"),
+            GrantType::Implicit => Some("token"),
+            _ => None,
+        })
+        .collect();
+    if json {
+        let mut v = serde_json::json!({
+            "client_id": c.client_id,
+            "client_id_issued_at": c.created_at,
+            "client_name": c.client_name,
+            "redirect_uris": c.redirect_uris,
+            "grant_types": grant_types,
+            "response_types": response_types,
+            "scope": c.scope.to_string(),
+            "token_endpoint_auth_method": c.auth_method.as_str(),
+        });
+        if let Some(secret) = &reg.secret {
+            v["client_secret"] = serde_json::json!(secret);
+            v["client_secret_expires_at"] = serde_json::json!(0);
+        }
+        println!("{v}");
+    } else {
+        println!("client_id:     {}", c.client_id);
+        if let Some(secret) = &reg.secret {
+            println!("client_secret: {secret}");
+            println!("(the secret is shown once and stored only as a hash: save it now)");
+        }
+        println!("grant_types:   {}", grant_types.join(" "));
+        println!("scope:         {}", c.scope);
+        println!("auth_method:   {}", c.auth_method.as_str());
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics (text exposition format): requests by route and status,
+//! request latency, tokens issued by grant, store errors.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of `keygate_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route (bounded set; unknown paths are `other`).
+    pub route: &'static str,
+    /// HTTP method.
+    pub method: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Labels of route-only metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route.
+    pub route: &'static str,
+}
+
+/// Labels of `keygate_tokens_issued_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    /// The grant type.
+    pub grant_type: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// All metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Latency by route, in seconds.
+    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Access tokens issued by grant type.
+    pub tokens_issued: Family<GrantLabels, Counter>,
+    /// Store calls that failed.
+    pub store_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("keygate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let tokens_issued = Family::<GrantLabels, Counter>::default();
+        let store_errors = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued by grant type",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store calls that failed or timed out",
+            store_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            tokens_issued,
+            store_errors,
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A store wrapper that counts failed calls in `keygate_store_errors_total`.
+pub struct CountStoreErrors {
+    inner: crate::store::Store,
+    errors: Counter,
+}
+
+impl CountStoreErrors {
+    /// Wraps `inner`, counting its errors in `errors`.
+    pub fn new(inner: crate::store::Store, errors: Counter) -> Self {
+        Self { inner, errors }
+    }
+    fn count<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            self.errors.inc();
+        }
+        r
+    }
+}
+
+use crate::store::{KvStore, StoreError};
+
+#[async_trait::async_trait]
+impl KvStore for CountStoreErrors {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count(self.inner.get(key).await)
+    }
+    async fn put(
+        &self,
+        key: &str,
+        val: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.put(key, val, ttl).await)
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count(self.inner.take(key).await)
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.count(self.inner.delete(key).await)
+    }
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.count(self.inner.scan_prefix(prefix).await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.count(self.inner.ping().await)
+    }
+}

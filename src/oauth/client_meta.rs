@@ -1,0 +1,155 @@
+//! Client metadata rules shared by the CLI, the config file and (later) RFC 7591
+//! registration: which combinations of grant types, redirect URIs, auth method
+//! and scope make a valid client.
+
+use super::types::{AuthMethod, GrantType, ScopeSet};
+
+/// Requested client metadata, before an id or secret exists.
+#[derive(Debug, Clone)]
+pub struct ClientMetadata {
+    /// Human-readable name.
+    pub client_name: String,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may request.
+    pub scope: ScopeSet,
+    /// Token endpoint auth method.
+    pub auth_method: AuthMethod,
+}
+
+/// A metadata problem: the RFC 7591 §3.2.2 code and the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct MetadataError {
+    /// `invalid_redirect_uri` or `invalid_client_metadata`.
+    pub code: &'static str,
+    /// The metadata field at fault.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn meta(field: &'static str, message: impl Into<String>) -> MetadataError {
+    MetadataError {
+        code: "invalid_client_metadata",
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks that the metadata describes a usable client.
+pub fn validate(m: &ClientMetadata, known_scopes: &ScopeSet) -> Result<(), MetadataError> {
+    if m.client_name.trim().is_empty() || m.client_name.len() > 200 {
+        return Err(meta("client_name", "must be 1 to 200 characters"));
+    }
+    if m.grant_types.is_empty() {
+        return Err(meta("grant_types", "at least one grant type is required"));
+    }
+    let needs_redirect = m
+        .grant_types
+        .iter()
+        .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
+    if needs_redirect && m.redirect_uris.is_empty() {
+        return Err(MetadataError {
+            code: "invalid_redirect_uri",
+            field: "redirect_uris",
+            message: "authorization_code and implicit clients need at least one redirect URI"
+                .into(),
+        });
+    }
+    for uri in &m.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    let confidential_only = m
+        .grant_types
+        .iter()
+        .any(|g| matches!(g, GrantType::ClientCredentials));
+    if confidential_only && m.auth_method == AuthMethod::None {
+        return Err(meta(
+            "token_endpoint_auth_method",
+            "client_credentials needs a confidential client (client_secret_basic or client_secret_post)",
+        ));
+    }
+    if !m.scope.is_subset(known_scopes) {
+        let unknown: Vec<&str> = m
+            .scope
+            .iter()
+            .filter(|s| !known_scopes.contains(s))
+            .collect();
+        return Err(meta(
+            "scope",
+            format!("unknown scope(s): {}", unknown.join(" ")),
+        ));
+    }
+    Ok(())
+}
+
+/// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and
+/// https unless the host is loopback (RFC 8252 §7.3, RFC 9700 §2.1).
+pub fn check_redirect_uri(uri: &str) -> Result<(), MetadataError> {
+    let bad = |message: String| MetadataError {
+        code: "invalid_redirect_uri",
+        field: "redirect_uris",
+        message,
+    };
+    let u = url::Url::parse(uri).map_err(|_| bad(format!("`{uri}` is not an absolute URI")))?;
+    if u.fragment().is_some() {
+        return Err(bad(format!("`{uri}` must not contain a fragment")));
+    }
+    if u.scheme() == "http" && !crate::config::is_loopback_url(uri) {
+        return Err(bad(format!(
+            "`{uri}` must use https (http is allowed only for loopback hosts)"
+        )));
+    }
+    if matches!(u.scheme(), "javascript" | "data" | "file") {
+        return Err(bad(format!("`{uri}` uses a forbidden scheme")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m() -> ClientMetadata {
+        ClientMetadata {
+            client_name: "App".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scope: ScopeSet::parse("profile").unwrap(),
+            auth_method: AuthMethod::None,
+        }
+    }
+
+    #[test]
+    fn rules() {
+        let known = ScopeSet::parse("profile email").unwrap();
+        validate(&m(), &known).unwrap();
+        let mut x = m();
+        x.redirect_uris.clear();
+        assert_eq!(
+            validate(&x, &known).unwrap_err().code,
+            "invalid_redirect_uri"
+        );
+        let mut x = m();
+        x.redirect_uris = vec!["http://app.example/cb".into()];
+        assert_eq!(validate(&x, &known).unwrap_err().field, "redirect_uris");
+        let mut x = m();
+        x.redirect_uris = vec!["http://127.0.0.1:3000/cb".into()];
+        validate(&x, &known).unwrap();
+        let mut x = m();
+        x.redirect_uris = vec!["https://a/cb#f".into()];
+        assert!(validate(&x, &known).is_err());
+        let mut x = m();
+        x.grant_types = vec![GrantType::ClientCredentials];
+        assert_eq!(
+            validate(&x, &known).unwrap_err().field,
+            "token_endpoint_auth_method"
+        );
+        let mut x = m();
+        x.scope = ScopeSet::parse("admin").unwrap();
+        assert_eq!(validate(&x, &known).unwrap_err().field, "scope");
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure OAuth 2.0 rules. Must not import poem, redis or tokio, and performs no I/O:
+//! functions take values (including `now`) and return decisions or RFC-coded errors.
+//!
+//! RFC map:
+//! - RFC 6749 §2.3.1 client authentication → [`client_auth`]
+//! - RFC 6749 §3.3 scope, §4.4 client credentials, §5.1/§5.2 token responses → [`token`]
+//! - RFC 6749 §5.2 error codes → [`error`]
+//! - RFC 9068 access token claims → [`token::AccessClaims`]
+
+pub mod client_auth;
+pub mod client_meta;
+pub mod error;
+pub mod token;
+pub mod types;
+
+pub use error::{ErrorCode, OAuthError};

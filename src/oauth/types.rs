@@ -1,0 +1,207 @@
+//! Protocol value types with `parse()`: scopes, grant types, auth methods, clients.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::OAuthError;
+
+/// A set of scope tokens (RFC 6749 §3.3): order-insensitive, duplicates merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScopeSet(BTreeSet<String>);
+
+impl ScopeSet {
+    /// Parses a space-delimited scope string. Each token must be
+    /// `1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 §3.3).
+    pub fn parse(raw: &str) -> Result<Self, OAuthError> {
+        let mut set = BTreeSet::new();
+        for token in raw.split(' ').filter(|t| !t.is_empty()) {
+            if !token
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+            {
+                return Err(OAuthError::invalid_scope(
+                    "scope tokens must be printable ASCII without quotes or backslashes",
+                ));
+            }
+            set.insert(token.to_string());
+        }
+        Ok(Self(set))
+    }
+    /// Whether every scope here is also in `other`.
+    pub fn is_subset(&self, other: &ScopeSet) -> bool {
+        self.0.is_subset(&other.0)
+    }
+    /// Whether the set holds `scope`.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The scopes in sorted order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for s in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<String> for ScopeSet {
+    type Error = OAuthError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ScopeSet> for String {
+    fn from(s: ScopeSet) -> Self {
+        s.to_string()
+    }
+}
+
+/// A grant type a client can be registered for (RFC 7591 §2 `grant_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.1
+    AuthorizationCode,
+    /// RFC 6749 §4.2 (legacy profile only)
+    Implicit,
+    /// RFC 6749 §4.3 (legacy profile only)
+    Password,
+    /// RFC 6749 §4.4
+    ClientCredentials,
+    /// RFC 6749 §6
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Parses the RFC 7591 name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "authorization_code" => Self::AuthorizationCode,
+            "implicit" => Self::Implicit,
+            "password" => Self::Password,
+            "client_credentials" => Self::ClientCredentials,
+            "refresh_token" => Self::RefreshToken,
+            _ => return None,
+        })
+    }
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::Implicit => "implicit",
+            Self::Password => "password",
+            Self::ClientCredentials => "client_credentials",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// How a client authenticates at the token endpoint (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` + `client_secret` form fields (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A public client: no secret.
+    None,
+}
+
+impl AuthMethod {
+    /// Parses the RFC 7591 name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "client_secret_basic" => Self::ClientSecretBasic,
+            "client_secret_post" => Self::ClientSecretPost,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A registered client as the core sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// The client identifier.
+    pub client_id: String,
+    /// Human-readable name.
+    pub client_name: String,
+    /// SHA-256 of the secret (server-generated secrets carry ≥ 256 bits, so a
+    /// fast hash is enough); `None` for public clients.
+    pub secret_sha256: Option<[u8; 32]>,
+    /// The registered token endpoint auth method.
+    pub auth_method: AuthMethod,
+    /// Registered grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Registered redirect URIs (exact match).
+    pub redirect_uris: Vec<String>,
+    /// The scopes the client may request.
+    pub scope: ScopeSet,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+}
+
+impl Client {
+    /// Whether the client may use `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+    /// Whether the client is confidential (has a secret).
+    pub fn is_confidential(&self) -> bool {
+        self.auth_method != AuthMethod::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scope_parse_rejects_bad_chars() {
+        assert!(ScopeSet::parse("a \"b").is_err());
+        assert!(ScopeSet::parse("a\\b").is_err());
+        assert!(ScopeSet::parse("é").is_err());
+        assert_eq!(ScopeSet::parse("  b a  a ").unwrap().to_string(), "a b");
+        assert!(ScopeSet::parse("").unwrap().is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn scope_round_trips_and_ignores_order(mut v in prop::collection::vec("[a-z:._-]{1,8}", 0..6)) {
+            let a = ScopeSet::parse(&v.join(" ")).unwrap();
+            v.reverse();
+            let b = ScopeSet::parse(&v.join(" ")).unwrap();
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(ScopeSet::parse(&a.to_string()).unwrap(), a);
+        }
+    }
+}

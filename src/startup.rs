@@ -1,0 +1,273 @@
+//! Builds the application from settings (store, keys, clients, routes), binds
+//! the listener, and runs it until a shutdown signal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::Server;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Profile, Settings, StoreBackend, Validated};
+use crate::flows::clients::build;
+use crate::metrics::{CountStoreErrors, Metrics};
+use crate::oauth::client_meta::ClientMetadata;
+use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
+use crate::state::AppState;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::repos::Clients;
+use crate::store::Store;
+use crate::tokens::keys::{generate_into, Alg};
+use crate::tokens::{KeyError, KeySet, Keys};
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Validates `settings`, opens the store, loads (or creates) keys, and binds.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with an injected clock (tests).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let cfg = settings.validate()?;
+        if cfg.profile == Profile::Legacy {
+            tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&cfg, &settings).await?;
+        let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
+        let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
+        let config_clients = config_clients(&settings, &cfg)?;
+        let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
+            &cfg.issuer,
+            cfg.scopes.iter().map(str::to_string).collect(),
+        ))?
+        .into();
+        let acceptor = TcpListener::bind(cfg.listen)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {}", cfg.listen))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("listener has no socket address")?;
+        let state = AppState {
+            clients: Clients::new(store.clone()),
+            store,
+            config_clients: Arc::new(config_clients),
+            keys,
+            clock,
+            cfg: Arc::new(cfg),
+            settings: Arc::new(settings),
+            metrics,
+            metadata,
+        };
+        Ok(Self {
+            acceptor,
+            addr,
+            state,
+        })
+    }
+
+    /// The bound port (useful with `server.listen = "127.0.0.1:0"`).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// within `server.shutdown_grace_secs`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
+        spawn_key_reloader(
+            self.state.keys.clone(),
+            self.state.settings.keys.reload_secs,
+        );
+        tracing::info!(addr = %self.addr, issuer = %self.state.cfg.issuer, "keygate listening");
+        let app = crate::http::routes(self.state);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(grace))
+            .await
+    }
+}
+
+async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Store> {
+    let timeout = Duration::from_millis(settings.store.timeout_ms);
+    match &cfg.store {
+        StoreBackend::Memory => {
+            tracing::info!("store: in-memory (state is lost on restart; use Redis in production)");
+            Ok(MemoryStore::new())
+        }
+        StoreBackend::Redis(url) => {
+            let store = RedisStore::connect(url, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+            match store.eviction_policy().await {
+                Ok(p) if p == "noeviction" => tracing::info!("store: redis (maxmemory-policy noeviction)"),
+                Ok(p) => bail!(
+                    "store.url: Redis runs with maxmemory-policy `{p}`; keygate requires `noeviction` \
+                     (an evicted revocation or used-code record would bring a dead token back). \
+                     Run `CONFIG SET maxmemory-policy noeviction` or set it in redis.conf"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "store: redis is not reachable at start; serving 503 until it is (see /readyz)"
+                ),
+            }
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Loads the key directory, creating one RS256 key when it holds none.
+pub fn load_or_create_keys(cfg: &Validated, now: i64) -> anyhow::Result<Keys> {
+    let dir = &cfg.keys_dir;
+    let set = match KeySet::load_dir(dir) {
+        Ok(set) => set,
+        Err(KeyError::Empty(_)) => create_first_key(dir, now)?,
+        Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            create_first_key(dir, now)?
+        }
+        Err(e) => bail!("keys.dir: {e}"),
+    };
+    let signer = set.signer();
+    tracing::info!(kid = %signer.kid, alg = %signer.alg, keys = set.all().len(), "signing keys loaded");
+    Ok(Keys::new(dir.clone(), set))
+}
+
+fn create_first_key(dir: &std::path::Path, now: i64) -> anyhow::Result<KeySet> {
+    let key = generate_into(dir, Alg::RS256, now).map_err(|e| anyhow::anyhow!("keys.dir: {e}"))?;
+    tracing::info!(path = %key.path.display(), kid = %key.kid, "no signing key found: created a new RS256 key (mode 0600)");
+    KeySet::load_dir(dir).map_err(|e| anyhow::anyhow!("keys.dir: {e}"))
+}
+
+fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMap<String, Client>> {
+    let mut out = HashMap::new();
+    for (i, c) in settings.clients.iter().enumerate() {
+        let auth_method = c
+            .token_endpoint_auth_method
+            .as_deref()
+            .and_then(AuthMethod::parse)
+            .unwrap_or(if c.client_secret.is_some() {
+                AuthMethod::ClientSecretBasic
+            } else {
+                AuthMethod::None
+            });
+        let meta = ClientMetadata {
+            client_name: if c.client_name.is_empty() {
+                c.client_id.clone()
+            } else {
+                c.client_name.clone()
+            },
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .filter_map(|g| GrantType::parse(g))
+                .collect(),
+            scope: ScopeSet::parse(&c.scope)?,
+            auth_method,
+        };
+        let reg = build(
+            meta,
+            &cfg.scopes,
+            0,
+            Some(c.client_id.clone()),
+            c.client_secret.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("config error: `clients[{i}].{}`: {}", e.field, e.message))?;
+        out.insert(c.client_id.clone(), reg.client);
+    }
+    Ok(out)
+}
+
+/// Re-reads the key directory on SIGHUP and every `every_secs` (0 = SIGHUP only).
+fn spawn_key_reloader(keys: Arc<Keys>, every_secs: u64) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let period = Duration::from_secs(if every_secs == 0 {
+            u64::MAX / 4
+        } else {
+            every_secs
+        });
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            #[cfg(unix)]
+            {
+                let hup_recv = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = hup_recv => tracing::info!("SIGHUP: re-reading keys"),
+                }
+            }
+            #[cfg(not(unix))]
+            tick.tick().await;
+            match keys.reload() {
+                Ok(true) => {
+                    let set = keys.current();
+                    tracing::info!(kid = %set.signer().kid, keys = set.all().len(), "signing keys reloaded");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "key reload failed; keeping the current keys")
+                }
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

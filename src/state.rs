@@ -1,0 +1,35 @@
+//! Shared server state: cheap to clone, handed to every handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::{Settings, Validated};
+use crate::metrics::Metrics;
+use crate::oauth::types::Client;
+use crate::store::repos::Clients;
+use crate::store::Store;
+use crate::tokens::Keys;
+
+/// Everything a request needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The key-value store.
+    pub store: Store,
+    /// Typed access to stored clients.
+    pub clients: Clients,
+    /// Clients from `[[clients]]` in the config file (looked up before the store).
+    pub config_clients: Arc<HashMap<String, Client>>,
+    /// Signing keys and the JWKS document.
+    pub keys: Arc<Keys>,
+    /// The only source of time.
+    pub clock: Arc<dyn Clock>,
+    /// Validated settings.
+    pub cfg: Arc<Validated>,
+    /// Raw settings (limits, TTLs).
+    pub settings: Arc<Settings>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The RFC 8414 metadata document, serialised once.
+    pub metadata: bytes::Bytes,
+}

@@ -1,0 +1,183 @@
+//! The embedded, in-process store: a [`DashMap`] with per-entry expiry and a
+//! background sweeper (the shape of mini-redis `db.rs`).
+//!
+//! Used by `make run`, by single-instance deployments and by the flow tests.
+//! Expiry is honoured on every read, so a key is gone the moment its TTL passes
+//! even if the sweeper has not run yet; the sweeper only reclaims memory.
+//! State is lost on restart and is not shared between processes.
+//!
+//! Must not depend on poem, redis or the OAuth core: it stores opaque bytes.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{KvStore, StoreError};
+
+/// How often [`MemoryStore::new`] sweeps expired entries.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One stored value and when it stops being visible.
+#[derive(Debug, Clone)]
+struct Entry {
+    val: Vec<u8>,
+    /// `None` never expires. `tokio` time, so tests with a paused clock work.
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// An in-memory [`KvStore`] with TTLs, safe to share between tasks.
+///
+/// Build it with [`MemoryStore::new`] or [`MemoryStore::with_sweep_interval`];
+/// both return an `Arc` because the sweeper task keeps a `Weak` to it and stops
+/// when the last `Arc` is dropped.
+#[derive(Debug)]
+pub struct MemoryStore {
+    entries: DashMap<String, Entry>,
+    /// Lets `Drop` stop the sweeper at once instead of at its next tick.
+    sweeper: OnceLock<AbortHandle>,
+}
+
+impl MemoryStore {
+    /// A store whose sweeper runs every [`DEFAULT_SWEEP_INTERVAL`].
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime (the sweeper is a spawned task).
+    pub fn new() -> Arc<Self> {
+        Self::with_sweep_interval(DEFAULT_SWEEP_INTERVAL)
+    }
+
+    /// A store whose sweeper removes expired entries every `sweep_interval`
+    /// (a zero interval is raised to 1 ms).
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime (the sweeper is a spawned task).
+    pub fn with_sweep_interval(sweep_interval: Duration) -> Arc<Self> {
+        let store = Arc::new(Self {
+            entries: DashMap::new(),
+            sweeper: OnceLock::new(),
+        });
+        let period = sweep_interval.max(Duration::from_millis(1));
+        let task = tokio::spawn(sweep(Arc::downgrade(&store), period));
+        // Cannot fail: the cell was created empty just above.
+        let _ = store.sweeper.set(task.abort_handle());
+        store
+    }
+
+    /// Number of raw entries, including expired ones the sweeper has not yet
+    /// removed. For tests that show memory is reclaimed; not a count of live keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no raw entries at all (see [`MemoryStore::len`]).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every expired entry; returns how many were removed.
+    fn purge_expired(&self) -> usize {
+        let now = Instant::now();
+        let before = self.entries.len();
+        self.entries.retain(|_, e| !e.is_expired(now));
+        before.saturating_sub(self.entries.len())
+    }
+}
+
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        if let Some(handle) = self.sweeper.get() {
+            handle.abort();
+        }
+    }
+}
+
+/// The sweeper loop. Holds only a `Weak`, so it never keeps the store alive.
+async fn sweep(store: Weak<MemoryStore>, period: Duration) {
+    // The first tick is one period from now, not immediately.
+    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let removed = store.purge_expired();
+        if removed > 0 {
+            tracing::trace!(removed, "memory store: swept expired entries");
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = Instant::now();
+        // The read guard must be dropped before any write to the same shard,
+        // or DashMap deadlocks: it lives only until the end of this `match`.
+        match self.entries.get(key) {
+            None => return Ok(None),
+            Some(e) if !e.is_expired(now) => return Ok(Some(e.val.clone())),
+            Some(_) => {}
+        }
+        // Expired: reclaim eagerly, unless someone has put a fresh value meanwhile.
+        self.entries.remove_if(key, |_, e| e.is_expired(now));
+        Ok(None)
+    }
+
+    async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        // A TTL too large for `Instant` is as good as none.
+        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                val: val.to_vec(),
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // `remove` is atomic per key: of concurrent callers exactly one gets the entry.
+        let now = Instant::now();
+        Ok(self
+            .entries
+            .remove(key)
+            .filter(|(_, e)| !e.is_expired(now))
+            .map(|(_, e)| e.val))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .entries
+            .remove(key)
+            .is_some_and(|(_, e)| !e.is_expired(now)))
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let mut keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|kv| kv.key().starts_with(prefix) && !kv.value().is_expired(now))
+            .map(|kv| kv.key().clone())
+            .collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

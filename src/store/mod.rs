@@ -1,0 +1,58 @@
+//! The key-value store behind keygate: one small trait, two implementations.
+//!
+//! Only short-lived OAuth state lives here (clients, codes, refresh tokens,
+//! sessions, users). Access tokens are never stored. Typed access goes through
+//! [`repos`]; nothing else builds raw keys.
+//!
+//! Must not depend on poem or on the OAuth core.
+
+pub mod memory;
+pub mod redis;
+pub mod repos;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Why a store call failed. Callers map every variant to `503 temporarily_unavailable`
+/// (SPEC.md "Store") except `Corrupt`, which is a server error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
+    #[error("store backend error: {0}")]
+    Backend(#[from] ::redis::RedisError),
+    /// The call did not finish within the configured store timeout.
+    #[error("store call timed out")]
+    Timeout,
+    /// A stored value could not be decoded.
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// The backend is configured in a way keygate refuses to run with.
+    #[error("store misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// A byte-oriented key-value store with per-key TTLs.
+///
+/// Every method is a single round trip to the backend. TTLs are garbage
+/// collection only: records carry their own expiry, which the OAuth core checks.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    /// Reads a value; an expired key reads as absent.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a value, replacing any previous one; `ttl: None` never expires.
+    async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
+    /// Atomically reads and deletes: of any number of concurrent callers for one
+    /// key, exactly one gets the value. Authorization codes and refresh tokens use this.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes a key; returns whether it existed (and had not expired).
+    async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    /// Lists the live keys that start with `prefix` (admin listings only; O(n)).
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Checks that the backend answers (used by `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Shared handle to the configured store.
+pub type Store = Arc<dyn KvStore>;

@@ -1,0 +1,210 @@
+//! The shared store: Redis (≥ 6.2) through one multiplexed, self-healing
+//! [`ConnectionManager`].
+//!
+//! Several keygate instances pointed at one Redis behave as one server. TTLs
+//! are Redis expiries (`SET .. PX`), single use is `GETDEL`, and every call is
+//! bounded by the configured timeout so an unreachable Redis turns into a fast
+//! [`StoreError`] (mapped to `503 temporarily_unavailable`), never a hang.
+//! The connection is made lazily: keygate starts while Redis is down and
+//! recovers by itself when it comes back (SPEC.md "Store").
+//!
+//! Never logs keys or values: keys embed code and token ids, values hold grants.
+//!
+//! Must not depend on poem or on the OAuth core: it stores opaque bytes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue};
+
+use super::{KvStore, StoreError};
+
+/// Keys asked for per `SCAN` round trip: a hint to Redis, not a limit.
+const SCAN_COUNT: usize = 1000;
+/// Reconnection attempts per outage-detection, each after an exponential,
+/// jittered back-off between these bounds. Kept short so that a request made
+/// while Redis is down fails quickly, and the first request after Redis is back
+/// is not stuck behind a long back-off sleep.
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// Largest `PX` sent. Redis rejects an expiry whose absolute time overflows
+/// an `i64` of milliseconds; this is still about 146 million years.
+const MAX_TTL_MS: u128 = (i64::MAX / 2) as u128;
+
+/// A [`KvStore`] backed by Redis. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    // Hand-written so that the URL (which may hold a password) is never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Prepares a store for `url` (`redis://…` or `rediss://…` for TLS; the
+    /// `redis` crate's `redis+unix://` form works too), where every later call
+    /// gives up after `timeout` with [`StoreError::Timeout`].
+    ///
+    /// Does not contact Redis: this succeeds while the server is down, and the
+    /// first call connects (SPEC.md: keygate starts while Redis is down).
+    ///
+    /// # Errors
+    /// [`StoreError::Misconfigured`] at once if the URL does not parse.
+    /// Must be called inside a tokio runtime.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        // The error text comes from the redis crate and never echoes the URL.
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Misconfigured(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(RedisStore { conn, timeout })
+    }
+
+    /// The server's `maxmemory-policy` (`CONFIG GET`), which start-up requires
+    /// to be `noeviction`: an evicted used-code or revocation record would
+    /// bring a dead token back (SPEC.md "Store").
+    ///
+    /// # Errors
+    /// As for any call; also [`StoreError::Misconfigured`] if the server does
+    /// not report the setting (some managed services disable `CONFIG`).
+    pub async fn eviction_policy(&self) -> Result<String, StoreError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        // An array of pairs under RESP2, a map under RESP3: both decode to a map.
+        let mut reply: std::collections::HashMap<String, String> = self.query(&cmd).await?;
+        reply.remove("maxmemory-policy").ok_or_else(|| {
+            StoreError::Misconfigured("Redis did not report maxmemory-policy".to_owned())
+        })
+    }
+
+    /// Runs one command, bounded by the timeout.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(reply) => Ok(reply?),
+            Err(_elapsed) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// All `SCAN` rounds for one pattern, deduplicated (SCAN may repeat keys).
+    async fn scan_all(&self, pattern: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut keys = BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let (next, batch): (u64, Vec<Vec<u8>>) = cmd.query_async(&mut conn).await?;
+            // A key that is not UTF-8 cannot be one of ours; skip it.
+            keys.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Milliseconds for `PX`: rounded up, at least 1 (so a zero TTL still expires
+/// instead of being rejected by Redis), at most [`MAX_TTL_MS`].
+fn ttl_millis(ttl: Duration) -> u128 {
+    ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS)
+}
+
+/// A `SCAN MATCH` pattern matching exactly the keys that start with `prefix`:
+/// glob metacharacters in the prefix are escaped so they match literally.
+fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 8);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+#[async_trait]
+impl KvStore for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(val);
+        if let Some(ttl) = ttl {
+            // u128 is not a Redis argument type; the clamp makes it fit an i64.
+            let ms = u64::try_from(ttl_millis(ttl)).unwrap_or(u64::MAX);
+            cmd.arg("PX").arg(ms);
+        }
+        self.query(&cmd).await
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // GETDEL (Redis ≥ 6.2) is one atomic command: exactly one caller wins.
+        self.query(redis::cmd("GETDEL").arg(key)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let removed: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        Ok(removed > 0)
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // One deadline for the whole walk, however many round trips it takes.
+        let pattern = prefix_pattern(prefix);
+        match tokio::time::timeout(self.timeout, self.scan_all(&pattern)).await {
+            Ok(keys) => Ok(keys?.into_iter().collect()),
+            Err(_elapsed) => Err(StoreError::Timeout),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _pong: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounds_up_to_whole_milliseconds() {
+        assert_eq!(ttl_millis(Duration::ZERO), 1);
+        assert_eq!(ttl_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(ttl_millis(Duration::from_millis(200)), 200);
+        assert_eq!(ttl_millis(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn prefix_pattern_escapes_glob_metacharacters() {
+        assert_eq!(prefix_pattern("kg:code:"), "kg:code:*");
+        assert_eq!(prefix_pattern("kg:a*"), r"kg:a\**");
+        assert_eq!(prefix_pattern(r"a?b[c]d\e"), r"a\?b\[c\]d\\e*");
+        assert_eq!(prefix_pattern(""), "*");
+    }
+}

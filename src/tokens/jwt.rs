@@ -1,0 +1,145 @@
+//! RFC 9068 JWT access tokens: signing with the cached ring key (one signature
+//! per token), verification with jsonwebtoken.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use jsonwebtoken::{decode, decode_header, Validation};
+
+use super::keys::{KeySet, SigningKey};
+use crate::oauth::token::AccessClaims;
+
+/// Signing failed (the key or the RNG refused); never expected in practice.
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed")]
+pub struct SignError;
+
+/// Serialises `claims` and signs them as a compact JWS with `key`'s cached header.
+pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String, SignError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
+    let mut out = String::with_capacity(key.header_b64.len() + payload.len() * 4 / 3 + 400);
+    out.push_str(&key.header_b64);
+    out.push('.');
+    B64.encode_string(&payload, &mut out);
+    let sig = key.sign_raw(out.as_bytes()).map_err(|_| SignError)?;
+    out.push('.');
+    B64.encode_string(&sig, &mut out);
+    Ok(out)
+}
+
+/// Why a token did not verify. The reason is for logs, never for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JWT, wrong `typ`, unknown `kid`, or an algorithm other than the key's.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// Signature, issuer, audience or time checks failed.
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Verifies an access token against `keys` the way a resource server does:
+/// key by `kid`, algorithm pinned to that key's, `typ: at+jwt` (RFC 9068 §4),
+/// signature, `iss`, `aud`, `exp` and `nbf`.
+pub fn verify(
+    keys: &KeySet,
+    token: &str,
+    issuer: &str,
+    audience: &str,
+) -> Result<AccessClaims, VerifyError> {
+    let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
+        return Err(VerifyError::Malformed("typ is not at+jwt"));
+    }
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or(VerifyError::Malformed("no kid"))?;
+    let key = keys
+        .find(kid)
+        .ok_or(VerifyError::Malformed("unknown kid"))?;
+    if header.alg != key.alg.jwt_alg() {
+        return Err(VerifyError::Malformed("alg does not match the key"));
+    }
+    let mut v = Validation::new(key.alg.jwt_alg());
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.validate_nbf = true;
+    v.leeway = 0;
+    Ok(decode::<AccessClaims>(token, &key.decoding, &v)?.claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::token::Grant;
+    use crate::oauth::types::ScopeSet;
+    use crate::tokens::keys::{generate_into, Alg};
+
+    fn claims(now: i64) -> AccessClaims {
+        let g = Grant {
+            subject: "svc".into(),
+            client_id: "svc".into(),
+            scope: ScopeSet::parse("a").unwrap(),
+        };
+        AccessClaims::new("https://iss", "https://aud", &g, now, 600, "jti1".into())
+    }
+
+    fn now() -> i64 {
+        use crate::clock::{Clock, SystemClock};
+        SystemClock.now()
+    }
+
+    #[test]
+    fn sign_verify_every_alg_and_refuse_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, alg) in [Alg::RS256, Alg::ES256, Alg::EdDSA].into_iter().enumerate() {
+            generate_into(dir.path(), alg, i as i64).unwrap();
+            let set = KeySet::load_dir(dir.path()).unwrap();
+            let key = set.signer();
+            assert_eq!(key.alg, alg);
+            let t = sign(key, &claims(now())).unwrap();
+            let c = verify(&set, &t, "https://iss", "https://aud").unwrap();
+            assert_eq!(c.sub, "svc");
+            assert!(verify(&set, &t, "https://other", "https://aud").is_err());
+            assert!(verify(&set, &t, "https://iss", "https://other").is_err());
+            let mut forged = t.clone();
+            forged.pop();
+            forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+            assert!(verify(&set, &forged, "https://iss", "https://aud").is_err());
+            let expired = sign(key, &claims(now() - 10_000)).unwrap();
+            assert!(verify(&set, &expired, "https://iss", "https://aud").is_err());
+        }
+    }
+
+    #[test]
+    fn alg_none_and_hs256_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_into(dir.path(), Alg::RS256, 1).unwrap();
+        let set = KeySet::load_dir(dir.path()).unwrap();
+        let body = B64.encode(serde_json::to_vec(&claims(now())).unwrap());
+        let none = format!(
+            "{}.{body}.",
+            B64.encode(format!(
+                r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#,
+                key.kid
+            ))
+        );
+        assert!(verify(&set, &none, "https://iss", "https://aud").is_err());
+        // HS256 keyed with the public JWK (the classic alg-confusion attack).
+        let hs = jsonwebtoken::encode(
+            &jsonwebtoken::Header {
+                alg: jsonwebtoken::Algorithm::HS256,
+                typ: Some("at+jwt".into()),
+                kid: Some(key.kid.clone()),
+                ..Default::default()
+            },
+            &claims(now()),
+            &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()),
+        )
+        .unwrap();
+        assert!(verify(&set, &hs, "https://iss", "https://aud").is_err());
+    }
+}

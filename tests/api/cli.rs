@@ -1,0 +1,331 @@
+//! The `keygate` binary: start-up validation (one clear line naming the bad key),
+//! first-start key creation, graceful shutdown, `openapi`, `keys`, `client create`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::SECRET;
+use crate::redis_server::RedisServer;
+
+fn keygate(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    c.current_dir(dir)
+        .env_remove("KEYGATE_CONFIG")
+        .env("KEYGATE_KEYS_DIR", dir.join("keys"))
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYGATE_") && !k.starts_with("KEYGATE_TEST_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("KEYGATE_KEYS_DIR", dir.join("keys"))
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0");
+    c
+}
+
+/// Runs `keygate serve` expecting it to refuse to start; returns stderr.
+fn refuses(cmd: &mut Command) -> String {
+    let out = cmd.arg("serve").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    let last = err
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("keygate: "), "{err}");
+    last
+}
+
+#[test]
+fn startup_validation_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let line = refuses(keygate(d).env("KEYGATE_STORE_URL", "mysql://root:hunter2@db/x"));
+    assert!(line.contains("store.url"), "{line}");
+    assert!(
+        !line.contains("hunter2"),
+        "the store password leaked: {line}"
+    );
+    let line = refuses(keygate(d).env("KEYGATE_SERVER_ISSUER", "auth.example.com"));
+    assert!(line.contains("server.issuer"), "{line}");
+    let line = refuses(keygate(d).env("KEYGATE_SERVER_LISTN", "x"));
+    assert!(line.contains("KEYGATE_SERVER_LISTN"), "{line}");
+    let line = refuses(keygate(d).env("KEYGATE_TOKENS_ACCESS_TTL", "-5"));
+    assert!(line.contains("KEYGATE_TOKENS_ACCESS_TTL"), "{line}");
+    std::fs::write(
+        d.join("k.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nport = 8080\n",
+    )
+    .unwrap();
+    let line = refuses(keygate(d).arg("--config").arg(d.join("k.toml")));
+    assert!(line.contains("server.port"), "{line}");
+    let line = refuses(keygate(d).arg("--config").arg(d.join("missing.toml")));
+    assert!(line.contains("missing.toml"), "{line}");
+    std::fs::create_dir_all(d.join("keys")).unwrap();
+    std::fs::write(
+        d.join("keys").join("broken.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let line = refuses(&mut keygate(d));
+    assert!(
+        line.contains("keys.dir") && line.contains("broken.pem"),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_creates_a_key_answers_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = keygate(dir.path())
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut created = false;
+    let addr = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("keygate logged its address");
+        created |= line.contains("created a new RS256 key");
+        if line.contains("keygate listening") {
+            let at = line.find("addr=").unwrap() + 5;
+            break line[at..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert!(created, "first start logs that it created a key");
+    let pems: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(pems.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&pems[0]).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "keygate did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn openapi_command_prints_the_generated_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keygate(dir.path())
+        .args(["openapi", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim_end(),
+        keygate::http::api_service().spec().trim_end()
+    );
+    let out = keygate(dir.path())
+        .args(["openapi", "--format", "yaml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("openapi:"));
+}
+
+#[test]
+fn keys_generate_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["ES256", "EdDSA", "RS256"] {
+        let out = keygate(dir.path())
+            .args(["keys", "generate", "--alg", alg])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(1100)); // distinct creation seconds, so "newest" is defined
+    }
+    let out = keygate(dir.path()).args(["keys", "list"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("RS256") && lines[0].contains("signing"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("EdDSA") && lines[1].contains("published"),
+        "{text}"
+    );
+    let out = keygate(dir.path())
+        .args(["keys", "generate", "--alg", "HS256"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn client_create_needs_a_persistent_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keygate(dir.path())
+        .args([
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--grant-type",
+            "client_credentials",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.url"));
+}
+
+#[tokio::test]
+async fn client_create_json_then_token_against_the_same_redis() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = keygate(dir.path())
+        .env("KEYGATE_STORE_URL", redis.url())
+        .env("KEYGATE_OAUTH_SCOPES", "api:read,api:write")
+        .args([
+            "client",
+            "create",
+            "--name",
+            "Billing",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "api:read api:write",
+            "--auth-method",
+            "client_secret_post",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["client_id"].as_str().unwrap().to_string();
+    let secret = v["client_secret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 43, "≥ 256 bits");
+    assert_eq!(v["client_secret_expires_at"], 0);
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_post");
+    assert_eq!(v["grant_types"], serde_json::json!(["client_credentials"]));
+    assert_eq!(v["scope"], "api:read api:write");
+
+    // The secret is stored only as a hash.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(format!("kg:client:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(&secret));
+
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::ES256, 1)
+        .unwrap();
+    let mut settings = crate::helpers::test_settings(keys.path(), &redis.url());
+    settings.oauth.scopes = vec!["api:read".into(), "api:write".into()];
+    settings.clients.clear();
+    let app = keygate::startup::Application::build(settings)
+        .await
+        .unwrap();
+    let addr = app.addr();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "api:write"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let wrong = reqwest::Client::new()
+        .post(format!("http://{addr}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    server.abort();
+
+    // bad input is a clear non-zero exit
+    let out = keygate(dir.path())
+        .env("KEYGATE_STORE_URL", redis.url())
+        .args([
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--grant-type",
+            "authorization_code",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redirect-uri"));
+}

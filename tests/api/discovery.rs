@@ -1,0 +1,179 @@
+//! Metadata (RFC 8414), JWKS, health, readiness and metrics over real HTTP.
+
+use crate::helpers::{spawn_app, verify_like_a_gateway, Backend, BACKENDS, ISSUER, SECRET};
+
+#[tokio::test]
+async fn metadata_lists_only_what_works() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            let resp = app.http.get(app.url(path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let m: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(m["issuer"], ISSUER);
+            assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth/token"));
+            assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+            assert_eq!(
+                m["grant_types_supported"],
+                serde_json::json!(["client_credentials"])
+            );
+            assert_eq!(
+                m["token_endpoint_auth_methods_supported"],
+                serde_json::json!(["client_secret_basic", "client_secret_post"])
+            );
+            assert_eq!(
+                m["scopes_supported"],
+                serde_json::json!(["api:read", "api:write", "email", "profile"])
+            );
+            assert!(
+                m.get("authorization_endpoint").is_none(),
+                "not served yet, so not advertised"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn issuer_never_comes_from_the_host_header() {
+    let app = spawn_app(Backend::Memory).await;
+    let m: serde_json::Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["issuer"], ISSUER);
+}
+
+#[tokio::test]
+async fn jwks_publishes_public_keys_with_caching() {
+    let app = spawn_app(Backend::Memory).await;
+    let resp = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cc = resp
+        .headers()
+        .get("cache-control")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let max_age: u64 = cc
+        .strip_prefix("public, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 0);
+    let jwks: serde_json::Value = resp.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    for field in ["kid", "kty", "alg", "use", "n", "e"] {
+        assert!(keys[0][field].is_string(), "{field}");
+    }
+    assert_eq!(keys[0]["use"], "sig");
+    for private in ["d", "p", "q", "dp", "dq", "qi"] {
+        assert!(
+            keys[0].get(private).is_none(),
+            "private member {private} leaked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn new_key_signs_after_reload_and_old_tokens_still_verify() {
+    let app = spawn_app(Backend::Memory).await;
+    let old = app
+        .post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let old: serde_json::Value = old.json().await.unwrap();
+    let dir = std::path::PathBuf::from(&app.state.settings.keys.dir);
+    let new_key =
+        keygate::tokens::keys::generate_into(&dir, keygate::tokens::keys::Alg::ES256, 2).unwrap();
+    assert!(app.state.keys.reload().unwrap());
+    let jwks = app.get_json("/.well-known/jwks.json").await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let fresh = app
+        .post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let fresh: serde_json::Value = fresh.json().await.unwrap();
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(fresh).unwrap().kid.unwrap(),
+        new_key.kid
+    );
+    verify_like_a_gateway(&app, fresh).await;
+    verify_like_a_gateway(&app, old["access_token"].as_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        assert_eq!(app.get_json("/healthz").await["status"], "ok");
+        assert_eq!(app.get_json("/readyz").await["status"], "ready");
+        let _ = app
+            .post_token(
+                Some(("basic-client", SECRET)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        let _ = app
+            .post_token(
+                Some(("basic-client", "nope")),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        let _ = app.http.get(app.url("/no/such/path")).send().await.unwrap();
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("keygate_tokens_issued_total{grant_type=\"client_credentials\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"401\"} 1"), "{text}");
+        assert!(
+            text.contains("route=\"other\",method=\"GET\",status=\"404\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("keygate_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("keygate_store_errors_total 0"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn docs_and_openapi_are_served() {
+    let app = spawn_app(Backend::Memory).await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(doc["paths"]["/oauth/token"]["post"].is_object());
+    let resp = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("swagger"));
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary (STYLE.md): add modules here, not new binaries.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod discovery;
+mod helpers;
+mod openapi;
+mod redis_server;
+mod store_conformance;
+mod token;

@@ -1,0 +1,395 @@
+//! One conformance suite for every `KvStore`, run against the memory store and
+//! a real Redis, plus what only one backend can show: the memory sweeper
+//! reclaiming entries, and Redis outages and recovery.
+//!
+//! Waits are polls with deadlines, never fixed sleeps used as assertions.
+//! Must not depend on the OAuth core or HTTP: it tests raw bytes under raw keys.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::store::memory::MemoryStore;
+use keygate::store::redis::RedisStore;
+use keygate::store::{KvStore, Store, StoreError};
+use tokio::sync::Barrier;
+use tokio::time::Instant;
+
+use crate::redis_server::RedisServer;
+
+/// The deadline for anything that waits on expiry or recovery.
+const DEADLINE: Duration = Duration::from_secs(5);
+/// Short TTL used where a key must expire during the test.
+const SHORT_TTL: Duration = Duration::from_millis(200);
+/// Per-call store timeout for the Redis tests.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Every `KvStore` must pass this. Keys live under `t:`; the store starts empty
+/// of them.
+pub async fn suite(store: Store) {
+    get_put_delete(&store).await;
+    ttl_expiry(&store).await;
+    take_once(&store).await;
+    concurrent_take_has_one_winner(&store).await;
+    scan_prefix_lists_live_keys(&store).await;
+    scan_prefix_is_literal(&store).await;
+    scan_prefix_walks_many_keys(&store).await;
+    store.ping().await.unwrap();
+}
+
+/// Polls `check` until it is true, panicking with `what` after [`DEADLINE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {DEADLINE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sorted_scan(store: &Store, prefix: &str) -> Vec<String> {
+    let mut keys = store.scan_prefix(prefix).await.unwrap();
+    keys.sort();
+    keys
+}
+
+async fn get_put_delete(store: &Store) {
+    assert_eq!(store.get("t:kv:missing").await.unwrap(), None);
+
+    // Every byte value, including NUL and invalid UTF-8.
+    let binary: Vec<u8> = (0..=255u8).rev().collect();
+    store.put("t:kv:bin", &binary, None).await.unwrap();
+    assert_eq!(store.get("t:kv:bin").await.unwrap(), Some(binary));
+
+    store.put("t:kv:empty", b"", None).await.unwrap();
+    assert_eq!(store.get("t:kv:empty").await.unwrap(), Some(Vec::new()));
+
+    store.put("t:kv:k", b"one", None).await.unwrap();
+    store.put("t:kv:k", b"two", None).await.unwrap();
+    assert_eq!(store.get("t:kv:k").await.unwrap(), Some(b"two".to_vec()));
+
+    assert!(store.delete("t:kv:k").await.unwrap());
+    assert!(!store.delete("t:kv:k").await.unwrap());
+    assert_eq!(store.get("t:kv:k").await.unwrap(), None);
+    assert!(!store.delete("t:kv:never").await.unwrap());
+
+    // Overwriting with no TTL removes an earlier TTL.
+    store
+        .put("t:kv:ttl-cleared", b"a", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    store.put("t:kv:ttl-cleared", b"b", None).await.unwrap();
+    store
+        .put("t:kv:probe", b"x", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    eventually("probe key expires", move || async move {
+        store.get("t:kv:probe").await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(
+        store.get("t:kv:ttl-cleared").await.unwrap(),
+        Some(b"b".to_vec())
+    );
+}
+
+async fn ttl_expiry(store: &Store) {
+    store.put("t:ttl:forever", b"stay", None).await.unwrap();
+    store
+        .put("t:ttl:long", b"stay", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    store
+        .put("t:ttl:short", b"go", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    store
+        .put("t:ttl:take", b"go", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    store
+        .put("t:ttl:del", b"go", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    // A zero TTL must expire too (Redis rejects `PX 0`; the store rounds up).
+    store
+        .put("t:ttl:zero", b"go", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("t:ttl:short").await.unwrap(),
+        Some(b"go".to_vec())
+    );
+
+    eventually("a 200 ms key expires", move || async move {
+        store.get("t:ttl:short").await.unwrap().is_none()
+    })
+    .await;
+    eventually("a zero-TTL key expires", move || async move {
+        store.get("t:ttl:zero").await.unwrap().is_none()
+    })
+    .await;
+    // Expired keys are gone for every kind of read, swept or not.
+    assert_eq!(store.take("t:ttl:take").await.unwrap(), None);
+    assert!(!store.delete("t:ttl:del").await.unwrap());
+
+    assert_eq!(
+        store.get("t:ttl:forever").await.unwrap(),
+        Some(b"stay".to_vec())
+    );
+    assert_eq!(
+        store.get("t:ttl:long").await.unwrap(),
+        Some(b"stay".to_vec())
+    );
+}
+
+async fn take_once(store: &Store) {
+    store
+        .put("t:take:code", b"grant", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take("t:take:code").await.unwrap(),
+        Some(b"grant".to_vec())
+    );
+    assert_eq!(store.take("t:take:code").await.unwrap(), None);
+    assert_eq!(store.get("t:take:code").await.unwrap(), None);
+    assert_eq!(store.take("t:take:never").await.unwrap(), None);
+}
+
+async fn concurrent_take_has_one_winner(store: &Store) {
+    const TAKERS: usize = 50;
+    for round in 0..3 {
+        let key = format!("t:race:{round}");
+        store
+            .put(&key, b"winner", Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(TAKERS));
+        let tasks: Vec<_> = (0..TAKERS)
+            .map(|_| {
+                let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.take(&key).await.unwrap()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            if let Some(val) = task.await.unwrap() {
+                winners.push(val);
+            }
+        }
+        assert_eq!(
+            winners,
+            vec![b"winner".to_vec()],
+            "round {round}: exactly one take wins"
+        );
+    }
+}
+
+async fn scan_prefix_lists_live_keys(store: &Store) {
+    for key in [
+        "t:scan:x:1",
+        "t:scan:x:2",
+        "t:scan:y:1",
+        "t:other:x:1",
+        "t:scan:x",
+    ] {
+        store.put(key, b"v", None).await.unwrap();
+    }
+    store
+        .put("t:scan:x:3", b"v", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    store
+        .put("t:scan:x:gone", b"v", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    assert!(sorted_scan(store, "t:scan:x:")
+        .await
+        .contains(&"t:scan:x:gone".to_owned()));
+
+    eventually("t:scan:x:gone expires", move || async move {
+        store.get("t:scan:x:gone").await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(
+        sorted_scan(store, "t:scan:x:").await,
+        ["t:scan:x:1", "t:scan:x:2", "t:scan:x:3"]
+    );
+    assert_eq!(sorted_scan(store, "t:scan:y:").await, ["t:scan:y:1"]);
+    assert_eq!(sorted_scan(store, "t:nothing:").await, Vec::<String>::new());
+
+    assert!(store.delete("t:scan:x:2").await.unwrap());
+    assert_eq!(
+        sorted_scan(store, "t:scan:x:").await,
+        ["t:scan:x:1", "t:scan:x:3"]
+    );
+    store.take("t:scan:x:1").await.unwrap();
+    assert_eq!(sorted_scan(store, "t:scan:x:").await, ["t:scan:x:3"]);
+}
+
+async fn scan_prefix_is_literal(store: &Store) {
+    for key in [
+        "t:glob:a*",
+        "t:glob:a*b",
+        "t:glob:ab",
+        "t:glob:a?c",
+        "t:glob:abc",
+        "t:glob:[a]1",
+        "t:glob:a1",
+        "t:glob:]",
+        r"t:glob:\x",
+        "t:glob:x",
+    ] {
+        store.put(key, b"v", None).await.unwrap();
+    }
+    assert_eq!(
+        sorted_scan(store, "t:glob:a*").await,
+        ["t:glob:a*", "t:glob:a*b"]
+    );
+    assert_eq!(sorted_scan(store, "t:glob:a?").await, ["t:glob:a?c"]);
+    assert_eq!(sorted_scan(store, "t:glob:[a]").await, ["t:glob:[a]1"]);
+    assert_eq!(sorted_scan(store, "t:glob:[").await, ["t:glob:[a]1"]);
+    assert_eq!(sorted_scan(store, "t:glob:]").await, ["t:glob:]"]);
+    assert_eq!(sorted_scan(store, r"t:glob:\").await, [r"t:glob:\x"]);
+}
+
+async fn scan_prefix_walks_many_keys(store: &Store) {
+    // More than one SCAN batch (COUNT 1000), so the cursor loop and
+    // de-duplication are exercised.
+    const N: usize = 2500;
+    let mut expected: Vec<String> = (0..N).map(|i| format!("t:many:{i:05}")).collect();
+    for key in &expected {
+        store.put(key, b"v", None).await.unwrap();
+    }
+    store.put("t:manyother", b"v", None).await.unwrap();
+    expected.sort();
+    assert_eq!(sorted_scan(store, "t:many:").await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_conformance() {
+    suite(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_conformance() {
+    let server = RedisServer::new();
+    let store = RedisStore::connect(&server.url(), REDIS_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(store.eviction_policy().await.unwrap(), "noeviction");
+    suite(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_sweeper_reclaims_expired_entries() {
+    let store = MemoryStore::with_sweep_interval(Duration::from_millis(50));
+    for i in 0..100 {
+        store
+            .put(&format!("t:sweep:{i}"), b"v", Some(SHORT_TTL))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 100);
+    // No reads at all: only the sweeper can bring the count down.
+    let raw = &store;
+    eventually(
+        "the sweeper removes every expired entry",
+        move || async move { raw.is_empty() },
+    )
+    .await;
+
+    // Live entries are kept.
+    store.put("t:sweep:live", b"v", None).await.unwrap();
+    store
+        .put("t:sweep:later", b"v", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    store
+        .put("t:sweep:soon", b"v", Some(SHORT_TTL))
+        .await
+        .unwrap();
+    eventually(
+        "the sweeper removes the one expired entry",
+        move || async move { raw.len() == 2 },
+    )
+    .await;
+    assert_eq!(
+        store.get("t:sweep:live").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn memory_sweeper_stops_with_the_store() {
+    let store = MemoryStore::with_sweep_interval(Duration::from_millis(10));
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    // The sweeper held only a `Weak`, so nothing keeps the store alive.
+    assert!(weak.upgrade().is_none());
+}
+
+#[tokio::test]
+async fn redis_connect_rejects_a_bad_url_at_once() {
+    for url in ["not a url", "http://127.0.0.1:6379", "redis://"] {
+        let err = RedisStore::connect(url, REDIS_TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Misconfigured(_)),
+            "{url}: {err:?}"
+        );
+    }
+}
+
+/// Every call fails with an error, and within the timeout (plus slack).
+async fn assert_unavailable(store: &RedisStore) {
+    let bound = REDIS_TIMEOUT + Duration::from_secs(1);
+    let started = Instant::now();
+    assert!(store.ping().await.is_err());
+    assert!(store.get("t:down").await.is_err());
+    assert!(store.put("t:down", b"v", None).await.is_err());
+    assert!(store.take("t:down").await.is_err());
+    assert!(store.scan_prefix("t:").await.is_err());
+    assert!(
+        started.elapsed() < 5 * bound,
+        "five calls took {:?}",
+        started.elapsed()
+    );
+}
+
+async fn works(store: &RedisStore) -> bool {
+    store.ping().await.is_ok()
+        && store.put("t:up", b"v", None).await.is_ok()
+        && matches!(store.get("t:up").await, Ok(Some(v)) if v == b"v")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_and_recovery() {
+    let mut server = RedisServer::new();
+    let pid = server.pid().unwrap();
+    assert!(server.url().ends_with(&format!(":{}", server.port())));
+    server.stop();
+    assert_eq!(server.pid(), None);
+
+    // Starts while Redis is down, fails fast, recovers without a new store.
+    let store = RedisStore::connect(&server.url(), REDIS_TIMEOUT)
+        .await
+        .unwrap();
+    assert_unavailable(&store).await;
+    server.start_again();
+    assert_ne!(server.pid(), Some(pid));
+    eventually("the store reconnects after Redis starts", || works(&store)).await;
+
+    // Redis dies under an established connection, then comes back.
+    server.stop();
+    assert_unavailable(&store).await;
+    server.start_again();
+    eventually("the store reconnects after a restart", || works(&store)).await;
+    assert_eq!(store.eviction_policy().await.unwrap(), "noeviction");
+}
