@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub issuer: String,
     /// Largest accepted request body in bytes (larger → 413).
     pub max_body_bytes: u64,
+    /// Largest accepted request header section in bytes (larger → 431).
+    pub max_header_bytes: u64,
     /// Seconds that in-flight requests get to finish on SIGTERM/Ctrl-C.
     pub shutdown_grace_secs: u64,
 }
@@ -79,6 +81,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".into(),
             issuer: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
             shutdown_grace_secs: 10,
         }
     }
@@ -335,6 +338,7 @@ impl Settings {
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
             ("tokens.code_ttl", self.tokens.code_ttl),
             ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.max_header_bytes", self.server.max_header_bytes),
             ("keys.jwks_max_age", self.keys.jwks_max_age),
         ] {
             if v == 0 {

@@ -44,18 +44,38 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
     let max_body = state.settings.server.max_body_bytes;
+    let max_header = state.settings.server.max_header_bytes;
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", ui)
-        .around(move |ep, req| body_limit(ep, req, max_body))
+        .around(move |ep, req| size_limits(ep, req, max_body, max_header))
         .around(observe)
         .data(state)
 }
 
-/// Refuses bodies whose declared length exceeds the limit with 413 before any
-/// handler runs (streamed bodies are cut at the same limit by the payload readers).
-async fn body_limit<E: Endpoint>(ep: E, req: Request, max: u64) -> poem::Result<Response> {
+/// Refuses oversized header sections with 431 and bodies whose declared
+/// length exceeds the limit with 413, before any handler runs (streamed bodies
+/// are cut at the same limit by the payload readers). hyper's own cap (~400 KiB)
+/// stays as the outer bound.
+async fn size_limits<E: Endpoint>(
+    ep: E,
+    req: Request,
+    max: u64,
+    max_header: u64,
+) -> poem::Result<Response> {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes as u64 > max_header {
+        return Ok(oauth_json_error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request",
+            "request header fields too large",
+        ));
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -283,6 +283,17 @@ async fn hostile_bodies_never_crash() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // oversized headers
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("basic-client", Some(SECRET))
+        .header("x-padding", "p".repeat(20 * 1024))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
     // invalid UTF-8, stray percent signs, huge client ids, NUL bytes
     for body in [
         b"grant_type=client_credentials&scope=%ff%fe".to_vec(),
