@@ -52,16 +52,19 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Prepares a store for `url` (`redis://…` or `rediss://…` for TLS; the
-    /// `redis` crate's `redis+unix://` form works too), where every later call
-    /// gives up after `timeout` with [`StoreError::Timeout`].
+    /// Prepares a store for `url` (`redis://…`, or `rediss://…` for TLS),
+    /// where every later call gives up after `timeout` with
+    /// [`StoreError::Timeout`].
     ///
     /// Does not contact Redis: this succeeds while the server is down, and the
     /// first call connects (SPEC.md: keygate starts while Redis is down).
+    /// Afterwards a dropped connection is re-made by the next call.
     ///
     /// # Errors
     /// [`StoreError::Misconfigured`] at once if the URL does not parse.
-    /// Must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the connection manager spawns a task).
     pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
         // The error text comes from the redis crate and never echoes the URL.
         let client = redis::Client::open(url)
