@@ -149,4 +149,15 @@ impl KvStore for CountStoreErrors {
     async fn ping(&self) -> Result<(), StoreError> {
         self.count(self.inner.ping().await)
     }
+    async fn put_new(
+        &self,
+        key: &str,
+        val: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
+        self.count(self.inner.put_new(key, val, ttl).await)
+    }
+    async fn swap(&self, op: &crate::store::Swap<'_>) -> Result<bool, StoreError> {
+        self.count(self.inner.swap(op).await)
+    }
 }

@@ -12,11 +12,12 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{KvStore, StoreError};
+use super::{KvStore, StoreError, Swap};
 
 /// How often [`MemoryStore::new`] sweeps expired entries.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,6 +44,9 @@ impl Entry {
 #[derive(Debug)]
 pub struct MemoryStore {
     entries: DashMap<String, Entry>,
+    /// Serialises the multi-key operations (`swap`) against deletes, so that a
+    /// key a swap requires cannot vanish between its check and the write.
+    multi_key: std::sync::Mutex<()>,
     /// Lets `Drop` stop the sweeper at once instead of at its next tick.
     sweeper: OnceLock<AbortHandle>,
 }
@@ -64,6 +68,7 @@ impl MemoryStore {
     pub fn with_sweep_interval(sweep_interval: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             entries: DashMap::new(),
+            multi_key: std::sync::Mutex::new(()),
             sweeper: OnceLock::new(),
         });
         let period = sweep_interval.max(Duration::from_millis(1));
@@ -158,6 +163,7 @@ impl KvStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let _serial = self.lock_multi_key();
         let now = Instant::now();
         Ok(self
             .entries
@@ -179,5 +185,73 @@ impl KvStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        val: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let fresh = Entry {
+            val: val.to_vec(),
+            expires_at: ttl.and_then(|ttl| now.checked_add(ttl)),
+        };
+        match self.entries.entry(key.to_owned()) {
+            MapEntry::Occupied(mut o) if o.get().is_expired(now) => {
+                o.insert(fresh);
+                Ok(true)
+            }
+            MapEntry::Occupied(_) => Ok(false),
+            MapEntry::Vacant(v) => {
+                v.insert(fresh);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError> {
+        let _serial = self.lock_multi_key();
+        let now = Instant::now();
+        let live = |k: &str| self.entries.get(k).is_some_and(|e| !e.is_expired(now));
+        if !op.require.iter().all(|k| live(k)) {
+            return Ok(false);
+        }
+        // The entry guard makes compare-and-replace atomic for `op.key`; it is
+        // dropped before the side writes, which may land in the same shard.
+        match self.entries.entry(op.key.to_owned()) {
+            MapEntry::Occupied(mut o) if !o.get().is_expired(now) && o.get().val == op.expected => {
+                match op.new {
+                    Some((val, ttl)) => {
+                        o.insert(Entry {
+                            val: val.to_vec(),
+                            expires_at: ttl.and_then(|ttl| now.checked_add(ttl)),
+                        });
+                    }
+                    None => {
+                        o.remove();
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        for (key, val, ttl) in op.puts {
+            self.entries.insert(
+                (*key).to_owned(),
+                Entry {
+                    val: val.to_vec(),
+                    expires_at: ttl.and_then(|ttl| now.checked_add(ttl)),
+                },
+            );
+        }
+        Ok(true)
+    }
+}
+
+impl MemoryStore {
+    fn lock_multi_key(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The mutex guards no data, so a poisoned lock is still usable.
+        self.multi_key.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -52,6 +52,39 @@ pub trait KvStore: Send + Sync + 'static {
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Checks that the backend answers (used by `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Writes only if the key is absent (or expired); returns whether it wrote.
+    /// Unique names (usernames) use this.
+    async fn put_new(
+        &self,
+        key: &str,
+        val: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+    /// All-or-nothing compare-and-swap with side writes, in one round trip:
+    /// if `op.key` holds exactly `op.expected` and every key in `op.require`
+    /// exists, replace `op.key` (or delete it) and write every `op.puts` entry,
+    /// returning `true`; otherwise change nothing and return `false`.
+    /// Code redemption and refresh rotation use this, so that of concurrent
+    /// callers exactly one wins and a revoked family can never be rotated.
+    async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError>;
+}
+
+/// One write of a [`Swap`]: key, value, TTL (`None` never expires).
+pub type Put<'a> = (&'a str, &'a [u8], Option<Duration>);
+
+/// The arguments of [`KvStore::swap`].
+#[derive(Debug, Clone, Copy)]
+pub struct Swap<'a> {
+    /// The key compared and replaced.
+    pub key: &'a str,
+    /// The exact bytes `key` must hold.
+    pub expected: &'a [u8],
+    /// The new value of `key`, with its TTL; `None` deletes it.
+    pub new: Option<(&'a [u8], Option<Duration>)>,
+    /// Keys that must exist for the swap to happen.
+    pub require: &'a [&'a str],
+    /// Further writes made only when the swap happens.
+    pub puts: &'a [Put<'a>],
 }
 
 /// Shared handle to the configured store.

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue};
 
-use super::{KvStore, StoreError};
+use super::{KvStore, StoreError, Swap};
 
 /// Keys asked for per `SCAN` round trip: a hint to Redis, not a limit.
 const SCAN_COUNT: usize = 1000;
@@ -128,6 +128,31 @@ impl RedisStore {
     }
 }
 
+/// `KvStore::swap` as one atomic script. KEYS = [key, require…, puts…];
+/// ARGV = [expected, has_new, new, new_ttl_ms, n_require, (val, ttl_ms)…];
+/// a TTL of "0" means none.
+const SWAP_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local nreq = tonumber(ARGV[5])
+for i = 2, 1 + nreq do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
+end
+local function set(k, v, ttl)
+  if ttl == '0' then redis.call('SET', k, v) else redis.call('SET', k, v, 'PX', ttl) end
+end
+if ARGV[2] == '1' then set(KEYS[1], ARGV[3], ARGV[4]) else redis.call('DEL', KEYS[1]) end
+local j = 6
+for i = 2 + nreq, #KEYS do
+  set(KEYS[i], ARGV[j], ARGV[j + 1])
+  j = j + 2
+end
+return 1
+"#;
+
+fn ttl_arg(ttl: Option<Duration>) -> String {
+    ttl.map_or_else(|| "0".to_owned(), |t| ttl_millis(t).to_string())
+}
+
 /// Milliseconds for `PX`: rounded up, at least 1 (so a zero TTL still expires
 /// instead of being rejected by Redis), at most [`MAX_TTL_MS`].
 fn ttl_millis(ttl: Duration) -> u128 {
@@ -180,6 +205,48 @@ impl KvStore for RedisStore {
         let pattern = prefix_pattern(prefix);
         match tokio::time::timeout(self.timeout, self.scan_all(&pattern)).await {
             Ok(keys) => Ok(keys?.into_iter().collect()),
+            Err(_elapsed) => Err(StoreError::Timeout),
+        }
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        val: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(val).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl) as u64);
+        }
+        let reply: Option<String> = self.query(&cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError> {
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(SWAP_LUA));
+        let mut inv = script.prepare_invoke();
+        inv.key(op.key);
+        for k in op.require {
+            inv.key(*k);
+        }
+        for (k, _, _) in op.puts {
+            inv.key(*k);
+        }
+        inv.arg(op.expected);
+        match op.new {
+            Some((val, ttl)) => inv.arg("1").arg(val).arg(ttl_arg(ttl)),
+            None => inv.arg("0").arg("").arg("0"),
+        };
+        inv.arg(op.require.len());
+        for (_, val, ttl) in op.puts {
+            inv.arg(*val).arg(ttl_arg(*ttl));
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut conn)).await {
+            Ok(reply) => Ok(reply? == 1),
             Err(_elapsed) => Err(StoreError::Timeout),
         }
     }

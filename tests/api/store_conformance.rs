@@ -34,7 +34,150 @@ pub async fn suite(store: Store) {
     scan_prefix_lists_live_keys(&store).await;
     scan_prefix_is_literal(&store).await;
     scan_prefix_walks_many_keys(&store).await;
+    put_new_writes_only_once(&store).await;
+    swap_is_compare_and_set_with_side_writes(&store).await;
+    concurrent_swap_has_one_winner(&store).await;
     store.ping().await.unwrap();
+}
+
+async fn put_new_writes_only_once(store: &Store) {
+    assert!(store.put_new("pn:a", b"1", None).await.unwrap());
+    assert!(!store.put_new("pn:a", b"2", None).await.unwrap());
+    assert_eq!(store.get("pn:a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    // an expired key counts as absent
+    store
+        .put("pn:b", b"old", Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    eventually("pn:b expires", || async {
+        store.get("pn:b").await.unwrap().is_none()
+    })
+    .await;
+    assert!(store.put_new("pn:b", b"new", None).await.unwrap());
+    assert_eq!(
+        store.get("pn:b").await.unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+}
+
+async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
+    use keygate::store::Swap;
+    store.put("sw:k", b"v1", None).await.unwrap();
+    store.put("sw:fam", b"x", None).await.unwrap();
+    let puts: &[keygate::store::Put<'_>] = &[
+        ("sw:side", b"s", None),
+        ("sw:ttl", b"t", Some(Duration::from_secs(60))),
+    ];
+    // wrong expected value: nothing changes
+    let op = Swap {
+        key: "sw:k",
+        expected: b"nope",
+        new: Some((b"v2", None)),
+        require: &[],
+        puts,
+    };
+    assert!(!store.swap(&op).await.unwrap());
+    assert_eq!(
+        store.get("sw:k").await.unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert!(store.get("sw:side").await.unwrap().is_none());
+    // a required key is missing: nothing changes
+    let op = Swap {
+        key: "sw:k",
+        expected: b"v1",
+        new: Some((b"v2", None)),
+        require: &["sw:fam", "sw:gone"],
+        puts,
+    };
+    assert!(!store.swap(&op).await.unwrap());
+    assert!(store.get("sw:side").await.unwrap().is_none());
+    // everything holds: replace + side writes
+    let op = Swap {
+        key: "sw:k",
+        expected: b"v1",
+        new: Some((b"v2", None)),
+        require: &["sw:fam"],
+        puts,
+    };
+    assert!(store.swap(&op).await.unwrap());
+    assert_eq!(
+        store.get("sw:k").await.unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
+    assert_eq!(
+        store.get("sw:side").await.unwrap().as_deref(),
+        Some(&b"s"[..])
+    );
+    assert_eq!(
+        store.get("sw:ttl").await.unwrap().as_deref(),
+        Some(&b"t"[..])
+    );
+    // the same swap again fails: v1 is gone
+    assert!(!store.swap(&op).await.unwrap());
+    // delete form, and a new value with a TTL
+    let op = Swap {
+        key: "sw:k",
+        expected: b"v2",
+        new: None,
+        require: &[],
+        puts: &[],
+    };
+    assert!(store.swap(&op).await.unwrap());
+    assert!(store.get("sw:k").await.unwrap().is_none());
+    store.put("sw:t", b"a", None).await.unwrap();
+    let op = Swap {
+        key: "sw:t",
+        expected: b"a",
+        new: Some((b"b", Some(Duration::from_millis(100)))),
+        require: &[],
+        puts: &[],
+    };
+    assert!(store.swap(&op).await.unwrap());
+    eventually("swapped value expires", || async {
+        store.get("sw:t").await.unwrap().is_none()
+    })
+    .await;
+    // a missing key never matches
+    let op = Swap {
+        key: "sw:missing",
+        expected: b"",
+        new: Some((b"x", None)),
+        require: &[],
+        puts: &[],
+    };
+    assert!(!store.swap(&op).await.unwrap());
+}
+
+async fn concurrent_swap_has_one_winner(store: &Store) {
+    store.put("sw:race", b"start", None).await.unwrap();
+    let mut tasks = vec![];
+    for i in 0..50u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let val = format!("winner-{i}");
+            let side = format!("sw:race-side-{i}");
+            let puts: &[keygate::store::Put<'_>] = &[(side.as_str(), b"1", None)];
+            let op = keygate::store::Swap {
+                key: "sw:race",
+                expected: b"start",
+                new: Some((val.as_bytes(), None)),
+                require: &[],
+                puts,
+            };
+            store.swap(&op).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one concurrent swap wins");
+    assert_eq!(
+        store.scan_prefix("sw:race-side-").await.unwrap().len(),
+        1,
+        "only the winner's side writes land"
+    );
 }
 
 /// Polls `check` until it is true, panicking with `what` after [`DEADLINE`].
