@@ -53,10 +53,51 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// `[registration]`: dynamic client registration (RFC 7591).
     pub registration: RegistrationSettings,
+    /// `[session]`: login sessions.
+    pub session: SessionSettings,
+    /// `[ui]`: HTML pages.
+    pub ui: UiSettings,
     /// `[log]`: log format and level.
     pub log: LogSettings,
     /// `[[clients]]`: clients defined in the file (not overridable by env).
     pub clients: Vec<ConfigClient>,
+    /// `[[users]]`: users defined in the file (not overridable by env).
+    pub users: Vec<ConfigUser>,
+}
+
+/// `[session]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Login session lifetime in seconds.
+    pub ttl: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self { ttl: 8 * 3600 }
+    }
+}
+
+/// `[ui]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// Whether anyone may create an account at `/signup`.
+    pub signup: bool,
+}
+
+/// A user defined in the configuration file (`[[users]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigUser {
+    /// Login name.
+    pub username: String,
+    /// argon2id PHC string from `keygate hash-password`.
+    pub password_hash: String,
+    /// Optional email.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// `[server]`
@@ -136,6 +177,8 @@ pub struct OAuthSettings {
     pub profile: String,
     /// Scopes clients may be registered for and request.
     pub scopes: Vec<String>,
+    /// Accept PKCE `code_challenge_method=plain` (RFC 7636); off by default.
+    pub allow_plain_pkce: bool,
 }
 
 impl Default for OAuthSettings {
@@ -143,6 +186,7 @@ impl Default for OAuthSettings {
         Self {
             profile: "oauth21".into(),
             scopes: vec!["profile".into(), "email".into()],
+            allow_plain_pkce: false,
         }
     }
 }
@@ -288,6 +332,10 @@ impl Settings {
             .as_table_mut()
             .and_then(|t| t.remove("clients"))
             .unwrap_or(Value::Array(vec![]));
+        let users = merged
+            .as_table_mut()
+            .and_then(|t| t.remove("users"))
+            .unwrap_or(Value::Array(vec![]));
         let mut settings: Settings = merged
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::new("config", one_line(e.message())))?;
@@ -297,6 +345,14 @@ impl Settings {
                     ConfigError::new(format!("clients[{i}]"), one_line(e.message()))
                 })?;
                 settings.clients.push(client);
+            }
+        }
+        if let Value::Array(list) = users {
+            for (i, u) in list.into_iter().enumerate() {
+                let user: ConfigUser = u.try_into().map_err(|e: toml::de::Error| {
+                    ConfigError::new(format!("users[{i}]"), one_line(e.message()))
+                })?;
+                settings.users.push(user);
             }
         }
         Ok(settings)
@@ -367,6 +423,22 @@ impl Settings {
             }
             validate_config_client(c, &scopes, issuer_is_loopback)
                 .map_err(|(field, msg)| ConfigError::new(format!("{key}.{field}"), msg))?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            if u.username.trim().is_empty() || !names.insert(u.username.to_lowercase()) {
+                return Err(ConfigError::new(key, "username must be non-empty and unique"));
+            }
+            if !crate::passwords::is_valid_phc(&u.password_hash) {
+                return Err(ConfigError::new(
+                    format!("{key}.password_hash"),
+                    "must be an argon2 PHC string (make one with `keygate hash-password`)",
+                ));
+            }
+        }
+        if self.session.ttl == 0 {
+            return Err(ConfigError::new("session.ttl", "must be greater than 0"));
         }
         Ok(Validated {
             listen,
@@ -508,12 +580,10 @@ fn merge_file(
         return Ok(());
     };
     for (section, value) in file {
-        if section == "clients" {
+        if section == "clients" || section == "users" {
             if !value.is_array() {
-                return Err(ConfigError::new(
-                    "clients",
-                    "must be an array of tables `[[clients]]`",
-                ));
+                let msg = format!("must be an array of tables `[[{section}]]`");
+                return Err(ConfigError::new(&section, msg));
             }
             out.insert(section, value);
             continue;

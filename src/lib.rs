@@ -17,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod oauth;
+pub mod passwords;
 pub mod startup;
 pub mod state;
 pub mod store;

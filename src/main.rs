@@ -13,7 +13,7 @@ use keygate::oauth::client_meta::ClientMetadata;
 use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
 use keygate::startup::Application;
 use keygate::store::redis::RedisStore;
-use keygate::store::repos::Clients;
+use keygate::store::repos::Repos;
 use keygate::tokens::keys::{generate_into, Alg};
 use keygate::tokens::KeySet;
 
@@ -48,6 +48,26 @@ enum Command {
     /// Manage OAuth clients in the configured store.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage users in the configured store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read a password on stdin and print its argon2id PHC string (for `[[users]]`).
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        /// Login name.
+        name: String,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +114,9 @@ enum ClientCommand {
         json: bool,
     },
 }
+
+const MEMORY_STORE: &str = "store.url is `memory`: what this command writes would vanish when it exits. \
+     Point --config or KEYGATE_STORE_URL at Redis, or define it in the config file ([[clients]] / [[users]])";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -172,6 +195,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::HashPassword => {
+            let password = read_password()?;
+            println!("{}", keygate::passwords::hash_blocking(&password)?);
+            Ok(())
+        }
+        Command::User(UserCommand::Add { name, password_stdin: _, email }) => {
+            let settings = load_settings(cli.config.as_ref())?;
+            if settings.validate()?.store == StoreBackend::Memory {
+                bail!("{MEMORY_STORE}");
+            }
+            let password = read_password()?;
+            let state = keygate::startup::build_state(settings, Arc::new(SystemClock)).await?;
+            let user = keygate::flows::users::create_user(&state, &name, email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created user {} (id {})", user.username, user.id);
+            Ok(())
+        }
         Command::Client(ClientCommand::Create {
             name,
             redirect_uris,
@@ -183,10 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_settings(cli.config.as_ref())?;
             let cfg = settings.validate()?;
             let StoreBackend::Redis(url) = &cfg.store else {
-                bail!(
-                    "store.url is `memory`: a client created by this command would vanish when it exits. \
-                     Point --config or KEYGATE_STORE_URL at Redis, or add the client to [[clients]] in the config file"
-                );
+                bail!("{MEMORY_STORE}");
             };
             let mut grants = vec![];
             for g in &grant_types {
@@ -209,9 +247,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
             );
-            let clients = Clients::new(store);
+            let repos = Repos::new(store);
             let reg =
-                keygate::flows::clients::register(&clients, meta, &cfg.scopes, SystemClock.now())
+                keygate::flows::clients::register(&repos, meta, &cfg.scopes, SystemClock.now())
                     .await
                     .map_err(|e| match e {
                         keygate::flows::clients::RegisterError::Metadata(m) => {
@@ -224,6 +262,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_client(&reg, json)
         }
     }
+}
+
+/// Reads one line (the password) from standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("no password on standard input (pipe it in, e.g. `printf '%s' \"$PW\" | keygate ...`)");
+    }
+    Ok(password)
 }
 
 fn cli_flag(field: &str) -> &str {

@@ -20,7 +20,8 @@ use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
 use crate::state::AppState;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::store::repos::Clients;
+use crate::oauth::authorize::Policy;
+use crate::store::repos::{Repos, User};
 use crate::store::Store;
 use crate::tokens::keys::{generate_into, Alg};
 use crate::tokens::{KeyError, KeySet, Keys};
@@ -43,40 +44,16 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let cfg = settings.validate()?;
-        if cfg.profile == Profile::Legacy {
-            tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
-        }
-        let metrics = Arc::new(Metrics::new());
-        let store = open_store(&cfg, &settings).await?;
-        let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
-        let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
-        let config_clients = config_clients(&settings, &cfg)?;
-        let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
-            &cfg.issuer,
-            cfg.scopes.iter().map(str::to_string).collect(),
-        ))?
-        .into();
-        let acceptor = TcpListener::bind(cfg.listen)
+        let state = build_state(settings, clock).await?;
+        let acceptor = TcpListener::bind(state.cfg.listen)
             .into_acceptor()
             .await
-            .with_context(|| format!("server.listen: cannot listen on {}", cfg.listen))?;
+            .with_context(|| format!("server.listen: cannot listen on {}", state.cfg.listen))?;
         let addr = acceptor
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("listener has no socket address")?;
-        let state = AppState {
-            clients: Clients::new(store.clone()),
-            store,
-            config_clients: Arc::new(config_clients),
-            keys,
-            clock,
-            cfg: Arc::new(cfg),
-            settings: Arc::new(settings),
-            metrics,
-            metadata,
-        };
         Ok(Self {
             acceptor,
             addr,
@@ -118,6 +95,63 @@ impl Application {
     }
 }
 
+/// Builds the shared state from settings: validation, store, keys, clients,
+/// users, metadata. Used by `serve` and by the CLI commands that write to the store.
+pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        let cfg = settings.validate()?;
+        if cfg.profile == Profile::Legacy {
+            tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&cfg, &settings).await?;
+        let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
+        let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
+        let config_clients = config_clients(&settings, &cfg)?;
+        let policy = Policy {
+            implicit: cfg.profile == Profile::Legacy,
+            password: cfg.profile == Profile::Legacy,
+            pkce_required_for_all: cfg.profile == Profile::OAuth21,
+            allow_plain_pkce: settings.oauth.allow_plain_pkce,
+        };
+        let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
+            &cfg.issuer,
+            cfg.scopes.iter().map(str::to_string).collect(),
+            &policy,
+        ))?
+        .into();
+        let config_users = settings
+            .users
+            .iter()
+            .map(|u| {
+                let user = User {
+                    id: format!("cfg-{}", u.username.to_lowercase()),
+                    username: u.username.clone(),
+                    email: u.email.clone(),
+                    password_hash: u.password_hash.clone(),
+                    created_at: 0,
+                };
+                (u.username.to_lowercase(), user)
+            })
+            .collect();
+        let store_for_key = store.clone();
+        let state = AppState {
+            repos: Repos::new(store.clone()),
+            store,
+            config_clients: Arc::new(config_clients),
+            keys,
+            clock,
+            cfg: Arc::new(cfg),
+            settings: Arc::new(settings),
+            metrics,
+            metadata,
+            config_users: Arc::new(config_users),
+            policy,
+            csrf_key: shared_key(&store_for_key, "csrf").await,
+        };
+        Ok(state)
+}
+
+
 async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Store> {
     let timeout = Duration::from_millis(settings.store.timeout_ms);
     match &cfg.store {
@@ -143,6 +177,35 @@ async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Stor
             }
             Ok(Arc::new(store))
         }
+    }
+}
+
+/// A 256-bit key shared by every instance on the same store: created once
+/// with `SET NX`, then read. If the store is down at start, a process-local
+/// key is used (forms from other instances then fail CSRF until a restart).
+async fn shared_key(store: &Store, name: &str) -> [u8; 32] {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut fresh = [0u8; 32];
+    if ring::rand::SystemRandom::new().fill(&mut fresh).is_err() {
+        tracing::error!("the operating system's random number generator failed");
+    }
+    let key = format!("kg:secret:{name}");
+    let stored = match store.put_new(&key, b64.encode(fresh).as_bytes(), None).await {
+        Ok(_) => store.get(&key).await.ok().flatten(),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unreachable at start: using a process-local {name} key");
+            None
+        }
+    };
+    match stored.map(|v| b64.decode(v)) {
+        Some(Ok(bytes)) if bytes.len() == 32 => {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&bytes);
+            out
+        }
+        _ => fresh,
     }
 }
 

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{Settings, Validated};
 use crate::metrics::Metrics;
+use crate::oauth::authorize::Policy;
 use crate::oauth::types::Client;
-use crate::store::repos::Clients;
+use crate::store::repos::User;
+use crate::store::repos::Repos;
 use crate::store::Store;
 use crate::tokens::Keys;
 
@@ -16,8 +18,8 @@ use crate::tokens::Keys;
 pub struct AppState {
     /// The key-value store.
     pub store: Store,
-    /// Typed access to stored clients.
-    pub clients: Clients,
+    /// Typed access to stored state.
+    pub repos: Repos,
     /// Clients from `[[clients]]` in the config file (looked up before the store).
     pub config_clients: Arc<HashMap<String, Client>>,
     /// Signing keys and the JWKS document.
@@ -32,4 +34,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The RFC 8414 metadata document, serialised once.
     pub metadata: bytes::Bytes,
+    /// Users from `[[users]]` in the config file, by lower-case username.
+    pub config_users: Arc<HashMap<String, User>>,
+    /// What the profile allows.
+    pub policy: Policy,
+    /// Key of the CSRF cookie protection (shared by instances through the store).
+    pub csrf_key: [u8; 32],
 }

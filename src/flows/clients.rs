@@ -4,7 +4,7 @@
 use crate::oauth::client_auth::hash_secret;
 use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError};
 use crate::oauth::types::{AuthMethod, Client, ScopeSet};
-use crate::store::repos::Clients;
+use crate::store::repos::Repos;
 use crate::store::StoreError;
 
 /// A freshly registered client and its secret (shown once, never stored).
@@ -56,13 +56,13 @@ pub fn build(
 /// Validates, generates credentials and stores a new client.
 #[tracing::instrument(skip_all, fields(client_name = %meta.client_name))]
 pub async fn register(
-    clients: &Clients,
+    repos: &Repos,
     meta: ClientMetadata,
     known_scopes: &ScopeSet,
     now: i64,
 ) -> Result<Registered, RegisterError> {
     let reg = build(meta, known_scopes, now, None, None)?;
-    clients.put(&reg.client).await?;
+    repos.put_client(&reg.client).await?;
     tracing::info!(client_id = %reg.client.client_id, "client registered");
     Ok(reg)
 }

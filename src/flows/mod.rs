@@ -1,8 +1,12 @@
 //! Async orchestration: load → call the pure core → persist → sign. The only
 //! code that touches both the store and the OAuth core. Must not depend on poem.
 
+pub mod authorize;
 pub mod clients;
+pub mod resource;
+pub mod revoke;
 pub mod token;
+pub mod users;
 
 use crate::oauth::OAuthError;
 use crate::store::StoreError;
@@ -20,4 +24,7 @@ pub enum FlowError {
     /// Signing failed (→ 500 `server_error`).
     #[error(transparent)]
     Signing(#[from] SignError),
+    /// Another internal fault (→ 500 `server_error`; the cause is logged).
+    #[error("internal error: {0}")]
+    Internal(String),
 }

@@ -1,18 +1,32 @@
 //! `POST /oauth/token` (RFC 6749 §3.2): parse → authenticate the client →
-//! grant-specific checks → sign one JWT. `client_credentials` costs one store
-//! read at most (none for clients defined in the config file).
+//! grant-specific checks → persist atomically → sign one JWT.
+//!
+//! Store round trips: `client_credentials` 0–1 (the client lookup; none for
+//! config-file clients); `authorization_code` and `refresh_token` one read and
+//! one atomic swap, plus the client lookup.
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
-use crate::oauth::client_auth::{authenticate, select_credentials};
-use crate::oauth::token::{client_credentials, AccessClaims, Grant, TokenParams};
+use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
+use crate::oauth::token::{
+    client_credentials, granted_scope, redeem_code, redeem_refresh, require_grant, required, AccessClaims, CodeRecord, Grant, Issuance,
+    RedeemError, RefreshRecord, TokenParams,
+};
+use crate::oauth::authorize::Policy;
 use crate::oauth::types::{Client, GrantType};
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::OAuthError;
 use crate::state::AppState;
+use crate::store::repos::Versioned;
 use crate::tokens::jwt;
 
-/// Grant types this build serves at the token endpoint.
-pub const SUPPORTED_GRANTS: &[GrantType] = &[GrantType::ClientCredentials];
+/// Grant types served at the token endpoint under the active profile.
+pub fn supported_grants(policy: &Policy) -> Vec<GrantType> {
+    let mut g = vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
+    if policy.password {
+        g.push(GrantType::Password);
+    }
+    g
+}
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Clone)]
@@ -23,9 +37,11 @@ pub struct Issued {
     pub expires_in: u64,
     /// The granted scope.
     pub scope: String,
+    /// A new refresh token, when the client is registered for them.
+    pub refresh_token: Option<String>,
 }
 
-/// The raw inputs of a token request.
+/// The raw inputs of a token, revocation or introspection request.
 #[derive(Debug, Default)]
 pub struct TokenInput {
     /// `Authorization: Basic` user-id and password, still form-encoded.
@@ -34,9 +50,9 @@ pub struct TokenInput {
     pub form: Vec<(String, String)>,
 }
 
-/// Runs one token request.
-#[tracing::instrument(skip_all, fields(client_id, grant_type))]
-pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
+/// Parses the form and authenticates the client (shared with revocation and
+/// introspection, RFC 7009 §2.1, RFC 7662 §2.1).
+pub async fn authenticated_client(state: &AppState, input: &TokenInput) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
     let params = TokenParams::from_pairs(input.form.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let creds = select_credentials(
         input.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
@@ -44,37 +60,203 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
         params.client_secret.as_deref(),
     )?;
     tracing::Span::current().record("client_id", creds.client_id());
-    let grant_type = params.grant(SUPPORTED_GRANTS)?;
-    tracing::Span::current().record("grant_type", grant_type.as_str());
     let client = find_client(state, creds.client_id()).await?;
     let client = authenticate(&creds, client).inspect_err(|_| {
         tracing::info!(event = "client_auth_failed", "client authentication failed");
     })?;
-    let scope = match grant_type {
-        GrantType::ClientCredentials => client_credentials(&client, params.scope.as_deref())?,
-        other => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                format!("grant type {} is not served", other.as_str()),
-            )
-            .into())
+    Ok((params, client, creds))
+}
+
+/// Runs one token request.
+#[tracing::instrument(skip_all, fields(client_id, grant_type))]
+pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
+    // grant_type problems are reported before client authentication problems
+    // only when the body itself is malformed.
+    let (params, client, _) = authenticated_client(state, &input).await?;
+    let grant_type = params.grant(&supported_grants(&state.policy))?;
+    tracing::Span::current().record("grant_type", grant_type.as_str());
+    let issued = match grant_type {
+        GrantType::ClientCredentials => {
+            let scope = client_credentials(&client, params.scope.as_deref())?;
+            let grant = Grant {
+                subject: client.client_id.clone(),
+                client_id: client.client_id.clone(),
+                scope,
+            };
+            issue_access_token(state, &grant, grant_type.as_str())?
+        }
+        GrantType::AuthorizationCode => authorization_code(state, &params, &client).await?,
+        GrantType::RefreshToken => refresh(state, &params, &client).await?,
+        GrantType::Password => password(state, &params, &client).await?,
+        GrantType::Implicit => {
+            return Err(OAuthError::new(crate::oauth::ErrorCode::UnsupportedGrantType, "implicit is not a token endpoint grant").into())
         }
     };
+    tracing::info!(event = "token_issued", "access token issued");
+    Ok(issued)
+}
+
+async fn authorization_code(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+    require_grant(client, GrantType::AuthorizationCode)?;
+    let code = required(&params.code, "code")?;
+    let now = state.clock.now();
+    let Some(stored) = (if code.len() <= 256 { state.repos.code(code).await? } else { None }) else {
+        return Err(OAuthError::invalid_grant("the code is invalid or has expired").into());
+    };
+    let grant = match redeem_code(params, &stored.value, client, now) {
+        Ok(g) => g,
+        Err(RedeemError::Refused(e)) => return Err(e.into()),
+        Err(RedeemError::Replayed) => return Err(code_replayed(state, &stored.value).await),
+    };
+    let claims = claims_for(state, &grant, now);
+    let refresh = client.allows(GrantType::RefreshToken).then(|| new_refresh(state, &grant, now, crate::ids::random_token(16)));
+    let refresh_ttl = state.settings.tokens.refresh_ttl as i64;
+    let redeemed = CodeRecord {
+        redeemed: Some(Issuance {
+            jti: claims.jti.clone(),
+            access_exp: claims.exp,
+            family: refresh.as_ref().map(|(_, r)| r.family.clone()),
+        }),
+        ..stored.value.clone()
+    };
+    // Keep the redeemed marker as long as anything issued from it can live.
+    let keep = if refresh.is_some() { refresh_ttl } else { claims.exp - now };
+    let won = state
+        .repos
+        .redeem_code(code, &stored, &redeemed, keep, refresh.as_ref().map(|(t, r)| (t.as_str(), r, refresh_ttl)))
+        .await?;
+    if !won {
+        // Another request redeemed it between our read and our swap: a replay.
+        let again = state.repos.code(code).await?;
+        return Err(match again {
+            Some(Versioned { value, .. }) => code_replayed(state, &value).await,
+            None => OAuthError::invalid_grant("the code is invalid or has expired").into(),
+        });
+    }
+    count(state, GrantType::AuthorizationCode);
+    sign(state, claims, refresh.map(|(t, _)| t))
+}
+
+/// RFC 6749 §4.1.2: a code used twice is refused and what it issued is revoked.
+async fn code_replayed(state: &AppState, rec: &CodeRecord) -> FlowError {
+    if let Some(issued) = &rec.redeemed {
+        tracing::warn!(event = "code_replay", client_id = %rec.client_id, "authorization code replayed: revoking what it issued");
+        let now = state.clock.now();
+        if let Err(e) = state.repos.deny_jti(&issued.jti, issued.access_exp - now).await {
+            return e.into();
+        }
+        if let Some(family) = &issued.family {
+            if let Err(e) = state.repos.revoke_family(family).await {
+                return e.into();
+            }
+        }
+    }
+    OAuthError::invalid_grant("the code was already used; tokens issued from it are revoked").into()
+}
+
+async fn refresh(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+    require_grant(client, GrantType::RefreshToken)?;
+    let token = required(&params.refresh_token, "refresh_token")?;
+    let now = state.clock.now();
+    let Some(stored) = (if token.len() <= 256 { state.repos.refresh(token).await? } else { None }) else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid or has expired").into());
+    };
+    let scope = match redeem_refresh(params, &stored.value, client, now) {
+        Ok(s) => s,
+        Err(RedeemError::Refused(e)) => return Err(e.into()),
+        Err(RedeemError::Replayed) => return Err(refresh_replayed(state, &stored.value).await),
+    };
+    let family_grant = Grant {
+        subject: stored.value.sub.clone(),
+        client_id: client.client_id.clone(),
+        scope: stored.value.scope.clone(),
+    };
+    let (next_token, next) = new_refresh(state, &family_grant, now, stored.value.family.clone());
+    let ttl = state.settings.tokens.refresh_ttl as i64;
+    if !state.repos.rotate_refresh(token, &stored, &next_token, &next, ttl).await? {
+        // Rotated concurrently, or the family was revoked: either way no token
+        // may come out of this one again.
+        return Err(refresh_replayed(state, &stored.value).await);
+    }
+    let grant = Grant { scope, ..family_grant };
+    let claims = claims_for(state, &grant, now);
+    count(state, GrantType::RefreshToken);
+    sign(state, claims, Some(next_token))
+}
+
+/// RFC 9700 §4.14.2: reuse of a rotated refresh token revokes its family.
+async fn refresh_replayed(state: &AppState, rec: &RefreshRecord) -> FlowError {
+    tracing::warn!(event = "refresh_family_revoked", client_id = %rec.client_id, "refresh token reuse: family revoked");
+    if let Err(e) = state.repos.revoke_family(&rec.family).await {
+        return e.into();
+    }
+    OAuthError::invalid_grant("the refresh token was already used or revoked; its family is revoked").into()
+}
+
+async fn password(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+    require_grant(client, GrantType::Password)?;
+    let username = required(&params.username, "username")?;
+    let pw = required(&params.password, "password")?;
+    let scope = granted_scope(client, params.scope.as_deref())?;
+    let user = super::users::password_grant_user(state, username, pw.to_string()).await?;
+    let now = state.clock.now();
     let grant = Grant {
-        subject: client.client_id.clone(),
+        subject: user.id,
         client_id: client.client_id.clone(),
         scope,
     };
-    let issued = issue_access_token(state, &grant)?;
+    let claims = claims_for(state, &grant, now);
+    let refresh = if client.allows(GrantType::RefreshToken) {
+        let (t, rec) = new_refresh(state, &grant, now, crate::ids::random_token(16));
+        state.repos.put_refresh_family(&t, &rec, state.settings.tokens.refresh_ttl as i64).await?;
+        Some(t)
+    } else {
+        None
+    };
+    count(state, GrantType::Password);
+    sign(state, claims, refresh)
+}
+
+fn new_refresh(state: &AppState, grant: &Grant, now: i64, family: String) -> (String, RefreshRecord) {
+    let rec = RefreshRecord {
+        family,
+        client_id: grant.client_id.clone(),
+        sub: grant.subject.clone(),
+        scope: grant.scope.clone(),
+        expires_at: now + state.settings.tokens.refresh_ttl as i64,
+        rotated: false,
+    };
+    (crate::ids::random_token(32), rec)
+}
+
+fn claims_for(state: &AppState, grant: &Grant, now: i64) -> AccessClaims {
+    AccessClaims::new(
+        &state.cfg.issuer,
+        &state.cfg.audience,
+        grant,
+        now,
+        state.settings.tokens.access_ttl as i64,
+        crate::ids::jti(),
+    )
+}
+
+fn sign(state: &AppState, claims: AccessClaims, refresh_token: Option<String>) -> Result<Issued, FlowError> {
+    let keys = state.keys.current();
+    let access_token = jwt::sign(keys.signer(), &claims)?;
+    Ok(Issued {
+        access_token,
+        expires_in: state.settings.tokens.access_ttl,
+        scope: claims.scope,
+        refresh_token,
+    })
+}
+
+fn count(state: &AppState, grant: GrantType) {
     state
         .metrics
         .tokens_issued
-        .get_or_create(&GrantLabels {
-            grant_type: grant_type.as_str(),
-        })
+        .get_or_create(&GrantLabels { grant_type: grant.as_str() })
         .inc();
-    tracing::info!(event = "token_issued", "access token issued");
-    Ok(issued)
 }
 
 /// Looks a client up: config-file clients first, then the store.
@@ -85,25 +267,16 @@ pub async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Cli
     if client_id.len() > 256 {
         return Ok(None);
     }
-    Ok(state.clients.get(client_id).await?)
+    Ok(state.repos.client(client_id).await?)
 }
 
 /// Builds and signs an access token for `grant` with the current key.
-pub fn issue_access_token(state: &AppState, grant: &Grant) -> Result<Issued, FlowError> {
-    let ttl = state.settings.tokens.access_ttl;
-    let claims = AccessClaims::new(
-        &state.cfg.issuer,
-        &state.cfg.audience,
-        grant,
-        state.clock.now(),
-        ttl as i64,
-        crate::ids::jti(),
-    );
-    let keys = state.keys.current();
-    let access_token = jwt::sign(keys.signer(), &claims)?;
-    Ok(Issued {
-        access_token,
-        expires_in: ttl,
-        scope: claims.scope,
-    })
+pub fn issue_access_token(state: &AppState, grant: &Grant, grant_label: &'static str) -> Result<Issued, FlowError> {
+    let claims = claims_for(state, grant, state.clock.now());
+    state
+        .metrics
+        .tokens_issued
+        .get_or_create(&GrantLabels { grant_type: grant_label })
+        .inc();
+    sign(state, claims, None)
 }

@@ -3,14 +3,16 @@
 
 use poem::web::Data;
 use poem::Request;
-use poem_openapi::auth::Basic;
+use poem_openapi::auth::{Basic, Bearer};
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
 use super::payload::{FormPairs, RawJson};
-use super::responses::{TokenBody, TokenResponse, NO_STORE};
+use super::responses::{IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody, TokenResponse, NO_STORE};
+use crate::flows::FlowError;
 use crate::flows;
 use crate::flows::token::TokenInput;
+use crate::oauth::authorize::Policy;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 
@@ -23,6 +25,8 @@ pub enum ApiTags {
     Discovery,
     /// Health, readiness and metrics for operators.
     Operations,
+    /// Demo resources protected by keygate access tokens.
+    Resources,
 }
 
 /// HTTP Basic client authentication (RFC 6749 §2.3.1): user-id = client_id,
@@ -42,18 +46,76 @@ pub enum ClientAuth {
     InBody,
 }
 
-/// Form parameters of `POST /oauth/token` (RFC 6749 §4.4.2).
+/// Form parameters of `POST /oauth/token` (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
 #[derive(Debug, Object)]
 #[oai(rename = "TokenRequest")]
 pub struct TokenRequestForm {
-    /// `client_credentials`.
+    /// `authorization_code`, `refresh_token`, `client_credentials`, or
+    /// `password` (legacy profile only).
     pub grant_type: String,
-    /// Requested scopes (space-separated); defaults to every scope registered for the client.
+    /// Requested scopes (space-separated); defaults to every scope registered
+    /// for the client (client_credentials, password) or the original grant (refresh).
     pub scope: Option<String>,
-    /// For `client_secret_post`: the client id.
+    /// For `client_secret_post` and public clients: the client id.
     pub client_id: Option<String>,
     /// For `client_secret_post`: the client secret.
     pub client_secret: Option<String>,
+    /// `authorization_code`: the code from the redirect.
+    pub code: Option<String>,
+    /// `authorization_code`: required when it was in the authorization request.
+    pub redirect_uri: Option<String>,
+    /// `authorization_code`: the PKCE verifier (RFC 7636).
+    pub code_verifier: Option<String>,
+    /// `refresh_token`: the refresh token.
+    pub refresh_token: Option<String>,
+    /// `password`: the user's name.
+    pub username: Option<String>,
+    /// `password`: the user's password.
+    pub password: Option<String>,
+}
+
+/// Form parameters of revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
+#[derive(Debug, Object)]
+#[oai(rename = "TokenActionRequest")]
+pub struct TokenActionForm {
+    /// The access or refresh token.
+    pub token: String,
+    /// `access_token` or `refresh_token` (optional; keygate tells them apart itself).
+    pub token_type_hint: Option<String>,
+    /// For `client_secret_post` and public clients: the client id.
+    pub client_id: Option<String>,
+    /// For `client_secret_post`: the client secret.
+    pub client_secret: Option<String>,
+}
+
+/// A Bearer access token (RFC 6750 §2.1): a JWT from the token endpoint.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT")]
+pub struct BearerJwt(Bearer);
+
+/// Bearer authentication; a missing token still reaches the handler so it can
+/// answer with the RFC 6750 challenge.
+#[derive(SecurityScheme)]
+pub enum BearerAuth {
+    /// `Authorization: Bearer <jwt>`
+    Bearer(BearerJwt),
+    /// No token.
+    #[oai(fallback)]
+    Missing,
+}
+
+/// Client credentials from the Basic header (if any) plus the form pairs.
+fn token_input(auth: ClientAuth, req: &Request, form: Vec<(String, String)>) -> Result<TokenInput, OAuthError> {
+    let basic = match auth {
+        ClientAuth::Basic(ClientSecretBasic(b)) => Some((b.username, b.password)),
+        ClientAuth::InBody if req.headers().contains_key("authorization") => {
+            return Err(OAuthError::invalid_client(
+                "the Authorization header is not valid HTTP Basic client authentication",
+            ))
+        }
+        ClientAuth::InBody => None,
+    };
+    Ok(TokenInput { basic, form })
 }
 
 /// A public signing key (RFC 7517 §4).
@@ -92,18 +154,34 @@ pub struct JwkSet {
 pub struct ServerMetadata {
     /// The issuer identifier; equals the `iss` of every token.
     pub issuer: String,
+    /// The authorization endpoint.
+    pub authorization_endpoint: String,
     /// The token endpoint.
     pub token_endpoint: String,
     /// The JWKS document.
     pub jwks_uri: String,
+    /// RFC 7009 revocation endpoint.
+    pub revocation_endpoint: String,
+    /// RFC 7662 introspection endpoint.
+    pub introspection_endpoint: String,
     /// Scopes clients may request.
     pub scopes_supported: Vec<String>,
-    /// Supported `response_type` values (empty until the authorization endpoint is served).
+    /// Supported `response_type` values.
     pub response_types_supported: Vec<String>,
+    /// Supported response modes.
+    pub response_modes_supported: Vec<String>,
     /// Supported grant types.
     pub grant_types_supported: Vec<String>,
     /// Client authentication methods at the token endpoint.
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Client authentication methods at the revocation endpoint.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Client authentication methods at the introspection endpoint.
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// PKCE methods (RFC 7636).
+    pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 9207: every authorization response carries `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
     /// Where the API is described.
     pub service_documentation: String,
 }
@@ -164,19 +242,9 @@ impl Api {
         req: &Request,
         body: FormPairs<TokenRequestForm>,
     ) -> TokenResponse {
-        let basic = match auth {
-            ClientAuth::Basic(ClientSecretBasic(b)) => Some((b.username, b.password)),
-            ClientAuth::InBody if req.headers().contains_key("authorization") => {
-                return OAuthError::invalid_client(
-                    "the Authorization header is not valid HTTP Basic client authentication",
-                )
-                .into()
-            }
-            ClientAuth::InBody => None,
-        };
-        let input = TokenInput {
-            basic,
-            form: body.pairs,
+        let input = match token_input(auth, req, body.pairs) {
+            Ok(i) => i,
+            Err(e) => return e.into(),
         };
         match flows::token::exchange(&state, input).await {
             Ok(t) => TokenResponse::Ok(
@@ -185,9 +253,94 @@ impl Api {
                     token_type: "Bearer".into(),
                     expires_in: t.expires_in,
                     scope: t.scope,
+                    refresh_token: t.refresh_token,
                 }),
                 NO_STORE.into(),
                 "no-cache".into(),
+            ),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Token revocation (RFC 7009).
+    ///
+    /// A refresh token revokes its whole family; an access token is denied
+    /// until it expires. Unknown tokens and other clients' tokens answer 200
+    /// and change nothing. Public clients identify with `client_id`.
+    #[oai(path = "/oauth/revoke", method = "post", tag = "ApiTags::OAuth")]
+    async fn revoke(
+        &self,
+        state: Data<&AppState>,
+        auth: ClientAuth,
+        req: &Request,
+        body: FormPairs<TokenActionForm>,
+    ) -> RevokeResponse {
+        let input = match token_input(auth, req, body.pairs) {
+            Ok(i) => i,
+            Err(e) => return FlowError::from(e).into(),
+        };
+        match flows::revoke::revoke(&state, input).await {
+            Ok(()) => RevokeResponse::Ok(NO_STORE.into()),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Token introspection (RFC 7662).
+    ///
+    /// Any authenticated client may introspect access tokens; a refresh token
+    /// is reported active only to the client it was issued to.
+    #[oai(path = "/oauth/introspect", method = "post", tag = "ApiTags::OAuth")]
+    async fn introspect(
+        &self,
+        state: Data<&AppState>,
+        auth: ClientAuth,
+        req: &Request,
+        body: FormPairs<TokenActionForm>,
+    ) -> IntrospectResponse {
+        let input = match token_input(auth, req, body.pairs) {
+            Ok(i) => i,
+            Err(e) => return FlowError::from(e).into(),
+        };
+        match flows::revoke::introspect(&state, input).await {
+            Ok(i) => IntrospectResponse::Ok(
+                Json(IntrospectionBody {
+                    active: i.active,
+                    scope: i.scope,
+                    client_id: i.client_id,
+                    username: i.username,
+                    token_type: i.token_type,
+                    exp: i.exp,
+                    iat: i.iat,
+                    nbf: i.nbf,
+                    sub: i.sub,
+                    aud: i.aud,
+                    iss: i.iss,
+                    jti: i.jti,
+                }),
+                NO_STORE.into(),
+            ),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The signed-in user's profile (demo protected resource).
+    ///
+    /// Send `Authorization: Bearer <access token>` with scope `profile`;
+    /// scope `email` adds the email address. Errors follow RFC 6750 §3.
+    #[oai(path = "/api/me", method = "get", tag = "ApiTags::Resources")]
+    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> MeResponse {
+        let token = match &auth {
+            BearerAuth::Bearer(BearerJwt(b)) => Some(b.token.as_str()),
+            BearerAuth::Missing => None,
+        };
+        match flows::resource::me(&state, token).await {
+            Ok(me) => MeResponse::Ok(
+                Json(MeBody {
+                    sub: me.sub,
+                    username: me.username,
+                    email: me.email,
+                }),
+                NO_STORE.into(),
             ),
             Err(e) => e.into(),
         }
@@ -260,23 +413,43 @@ impl Api {
     }
 }
 
-/// Builds the metadata document for `issuer` (serialised once at start-up).
-pub fn server_metadata(state_issuer: &str, scopes: Vec<String>) -> ServerMetadata {
-    let grants = flows::token::SUPPORTED_GRANTS
+/// Builds the metadata document (serialised once at start-up): only what the
+/// active profile serves is advertised.
+pub fn server_metadata(issuer: &str, scopes: Vec<String>, policy: &Policy) -> ServerMetadata {
+    let mut grants: Vec<String> = flows::token::supported_grants(policy)
         .iter()
         .map(|g| g.as_str().to_string())
         .collect();
+    let mut response_types = vec!["code".to_string()];
+    if policy.implicit {
+        grants.push("implicit".into());
+        response_types.push("token".into());
+    }
+    let mut pkce = vec!["S256".to_string()];
+    if policy.allow_plain_pkce {
+        pkce.push("plain".into());
+    }
+    let auth_methods = vec![
+        "client_secret_basic".to_string(),
+        "client_secret_post".to_string(),
+        "none".to_string(),
+    ];
     ServerMetadata {
-        issuer: state_issuer.to_string(),
-        token_endpoint: format!("{state_issuer}/oauth/token"),
-        jwks_uri: format!("{state_issuer}/.well-known/jwks.json"),
+        issuer: issuer.to_string(),
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth/introspect"),
         scopes_supported: scopes,
-        response_types_supported: vec![],
+        response_types_supported: response_types,
+        response_modes_supported: vec!["query".into(), "fragment".into()],
         grant_types_supported: grants,
-        token_endpoint_auth_methods_supported: vec![
-            "client_secret_basic".into(),
-            "client_secret_post".into(),
-        ],
-        service_documentation: format!("{state_issuer}/docs"),
+        token_endpoint_auth_methods_supported: auth_methods.clone(),
+        revocation_endpoint_auth_methods_supported: auth_methods.clone(),
+        introspection_endpoint_auth_methods_supported: auth_methods,
+        code_challenge_methods_supported: pkce,
+        authorization_response_iss_parameter_supported: true,
+        service_documentation: format!("{issuer}/docs"),
     }
 }

@@ -3,13 +3,15 @@
 //! flows and errors to responses, and nothing more.
 
 pub mod api;
+pub mod pages;
 pub mod payload;
 pub mod responses;
+pub mod views;
 
 use std::time::Instant;
 
 use poem::http::{header, StatusCode};
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
 use crate::metrics::{RequestLabels, RouteLabels};
@@ -18,6 +20,15 @@ use crate::state::AppState;
 /// Routes reported by name in metrics; any other path is `other`, so label
 /// cardinality stays bounded whatever clients send.
 const KNOWN_ROUTES: &[&str] = &[
+    "/",
+    "/login",
+    "/signup",
+    "/logout",
+    "/oauth/authorize",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    "/api/me",
+    "/static/style.css",
     "/oauth/token",
     "/.well-known/oauth-authorization-server",
     "/.well-known/openid-configuration",
@@ -45,10 +56,27 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let ui = api.swagger_ui();
     let max_body = state.settings.server.max_body_bytes;
     let max_header = state.settings.server.max_header_bytes;
+    let csrf = |ep| {
+        poem::middleware::Csrf::new()
+            .cookie_name("kg_csrf")
+            .key(state.csrf_key)
+            .secure(state.cfg.issuer.starts_with("https://"))
+            .same_site(poem::web::cookie::SameSite::Lax)
+            .transform(ep)
+    };
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", ui)
+        .at("/", csrf(get(pages::home).boxed()))
+        .at("/login", csrf(get(pages::login_form).post(pages::login).boxed()))
+        .at("/signup", csrf(get(pages::signup_form).post(pages::signup).boxed()))
+        .at("/logout", csrf(post(pages::logout).boxed()))
+        .at(
+            "/oauth/authorize",
+            csrf(get(pages::authorize_get).post(pages::authorize_post).boxed()),
+        )
+        .at("/static/style.css", get(views::stylesheet))
         .around(move |ep, req| size_limits(ep, req, max_body, max_header))
         .around(observe)
         .data(state)

@@ -64,6 +64,10 @@ pub struct TokenBody {
     pub expires_in: u64,
     /// The granted scope (space-separated).
     pub scope: String,
+    /// A refresh token (opaque), for clients registered for the refresh_token
+    /// grant; rotated on every use.
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
 }
 
 impl Example for TokenBody {
@@ -75,6 +79,7 @@ impl Example for TokenBody {
             token_type: "Bearer".into(),
             expires_in: 900,
             scope: "profile".into(),
+            refresh_token: Some("5bV3Yq2kQx0y3ZlV0yq1dQ".into()),
         }
     }
 }
@@ -165,6 +170,215 @@ pub fn internal_to_oauth(e: FlowError) -> OAuthError {
         FlowError::Signing(cause) => {
             tracing::error!(error = %cause, "signing failed");
             OAuthError::new(ErrorCode::ServerError, "internal error")
+        }
+        FlowError::Internal(cause) => {
+            tracing::error!(error = %cause, "internal error");
+            OAuthError::new(ErrorCode::ServerError, "internal error")
+        }
+    }
+}
+
+/// Responses of the revocation endpoint (RFC 7009 §2.2).
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "revoke_bad_request")]
+pub enum RevokeResponse {
+    /// Revoked, or nothing to revoke (unknown or another client's token).
+    #[oai(status = 200)]
+    Ok(#[oai(header = "Cache-Control")] String),
+    /// `invalid_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// `invalid_client`.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// The request body is too large.
+    #[oai(status = 413)]
+    TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// An unexpected server fault.
+    #[oai(status = 500)]
+    ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// The store is unreachable: nothing was revoked; retry.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Retry-After")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+impl From<FlowError> for RevokeResponse {
+    fn from(e: FlowError) -> Self {
+        match TokenResponse::from(e) {
+            TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
+            TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
+            TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
+            TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
+            TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
+            TokenResponse::Ok(..) => Self::Ok(NO_STORE.into()),
+        }
+    }
+}
+
+fn revoke_bad_request(err: poem::Error) -> RevokeResponse {
+    match token_bad_request(err) {
+        TokenResponse::TooLarge(b, c) => RevokeResponse::TooLarge(b, c),
+        TokenResponse::BadRequest(b, c) => RevokeResponse::BadRequest(b, c),
+        _ => RevokeResponse::BadRequest(
+            OAuthErrorBody::new(ErrorCode::InvalidRequest, "malformed request"),
+            NO_STORE.into(),
+        ),
+    }
+}
+
+/// RFC 7662 §2.2 introspection response.
+#[derive(Debug, Clone, Default, Object)]
+pub struct IntrospectionBody {
+    /// Whether the token is active; nothing else is sent when it is not.
+    pub active: bool,
+    /// Granted scopes.
+    #[oai(skip_serializing_if_is_none)]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_id: Option<String>,
+    /// The user's name.
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
+    /// `Bearer` or `refresh_token`.
+    #[oai(skip_serializing_if_is_none)]
+    pub token_type: Option<String>,
+    /// Expiry.
+    #[oai(skip_serializing_if_is_none)]
+    pub exp: Option<i64>,
+    /// Issued at.
+    #[oai(skip_serializing_if_is_none)]
+    pub iat: Option<i64>,
+    /// Not before.
+    #[oai(skip_serializing_if_is_none)]
+    pub nbf: Option<i64>,
+    /// Subject.
+    #[oai(skip_serializing_if_is_none)]
+    pub sub: Option<String>,
+    /// Audience.
+    #[oai(skip_serializing_if_is_none)]
+    pub aud: Option<String>,
+    /// Issuer.
+    #[oai(skip_serializing_if_is_none)]
+    pub iss: Option<String>,
+    /// Token id.
+    #[oai(skip_serializing_if_is_none)]
+    pub jti: Option<String>,
+}
+
+/// Responses of the introspection endpoint.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "introspect_bad_request")]
+pub enum IntrospectResponse {
+    /// The token's state.
+    #[oai(status = 200)]
+    Ok(Json<IntrospectionBody>, #[oai(header = "Cache-Control")] String),
+    /// `invalid_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// `invalid_client`.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// The request body is too large.
+    #[oai(status = 413)]
+    TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// An unexpected server fault.
+    #[oai(status = 500)]
+    ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    /// The store is unreachable; retry.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Retry-After")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+impl From<FlowError> for IntrospectResponse {
+    fn from(e: FlowError) -> Self {
+        match TokenResponse::from(e) {
+            TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
+            TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
+            TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
+            TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
+            TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
+            TokenResponse::Ok(..) => Self::Ok(Json(IntrospectionBody::default()), NO_STORE.into()),
+        }
+    }
+}
+
+fn introspect_bad_request(err: poem::Error) -> IntrospectResponse {
+    match token_bad_request(err) {
+        TokenResponse::TooLarge(b, c) => IntrospectResponse::TooLarge(b, c),
+        TokenResponse::BadRequest(b, c) => IntrospectResponse::BadRequest(b, c),
+        _ => IntrospectResponse::BadRequest(
+            OAuthErrorBody::new(ErrorCode::InvalidRequest, "malformed request"),
+            NO_STORE.into(),
+        ),
+    }
+}
+
+/// The `/api/me` body.
+#[derive(Debug, Clone, Object)]
+pub struct MeBody {
+    /// The user id (the token's `sub`).
+    pub sub: String,
+    /// The username.
+    pub username: String,
+    /// The email address (scope `email` only).
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+}
+
+/// Responses of a Bearer-protected resource (RFC 6750 §3).
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The signed-in user's profile.
+    #[oai(status = 200)]
+    Ok(Json<MeBody>, #[oai(header = "Cache-Control")] String),
+    /// No token, or an invalid, expired or revoked one.
+    #[oai(status = 401)]
+    Unauthorized(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token lacks the `profile` scope.
+    #[oai(status = 403)]
+    Forbidden(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The store is unreachable (revocation cannot be checked); retry.
+    #[oai(status = 503)]
+    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
+}
+
+impl From<crate::flows::resource::BearerError> for MeResponse {
+    fn from(e: crate::flows::resource::BearerError) -> Self {
+        use crate::flows::resource::BearerError;
+        match e {
+            BearerError::Missing => Self::Unauthorized(
+                OAuthErrorBody::new(ErrorCode::InvalidRequest, "a Bearer access token is required"),
+                "Bearer realm=\"keygate\"".into(),
+            ),
+            BearerError::InvalidToken(d) => Self::Unauthorized(
+                OAuthErrorBody::new(ErrorCode::InvalidToken, d),
+                format!("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\""),
+            ),
+            BearerError::InsufficientScope(scope) => Self::Forbidden(
+                OAuthErrorBody::new(ErrorCode::InsufficientScope, format!("the `{scope}` scope is required")),
+                format!("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\""),
+            ),
+            BearerError::Flow(e) => {
+                let e = internal_to_oauth(e);
+                Self::Unavailable(Json(OAuthErrorBody::from(&e)), "1".into())
+            }
         }
     }
 }

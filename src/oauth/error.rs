@@ -19,6 +19,12 @@ pub enum ErrorCode {
     InvalidScope,
     /// RFC 6749 §4.1.2.1: the resource owner denied the request.
     AccessDenied,
+    /// RFC 6749 §4.1.2.1: the `response_type` is not supported.
+    UnsupportedResponseType,
+    /// RFC 6750 §3.1: the access token is expired, revoked, malformed or invalid.
+    InvalidToken,
+    /// RFC 6750 §3.1: the token lacks the scope the resource needs.
+    InsufficientScope,
     /// RFC 6749 §4.1.2.1: an unexpected condition; details are logged, not sent.
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
@@ -36,6 +42,9 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -72,6 +81,10 @@ impl OAuthError {
     /// `invalid_scope`.
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidScope, d)
+    }
+    /// `invalid_grant`.
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, d)
     }
     /// `unauthorized_client`.
     pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> Self {

@@ -10,6 +10,8 @@
 pub mod client_auth;
 pub mod client_meta;
 pub mod error;
+pub mod pkce;
+pub mod authorize;
 pub mod token;
 pub mod types;
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{ErrorCode, OAuthError};
+use super::pkce::{self, Challenge};
 use super::types::{Client, GrantType, ScopeSet};
 
 /// The recognised token request parameters (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
@@ -30,6 +31,10 @@ pub struct TokenParams {
     pub username: Option<String>,
     /// `password`
     pub password: Option<String>,
+    /// `token` (revocation, introspection)
+    pub token: Option<String>,
+    /// `token_type_hint` (revocation, introspection)
+    pub token_type_hint: Option<String>,
 }
 
 impl TokenParams {
@@ -51,6 +56,8 @@ impl TokenParams {
                 "refresh_token" => &mut p.refresh_token,
                 "username" => &mut p.username,
                 "password" => &mut p.password,
+                "token" => &mut p.token,
+                "token_type_hint" => &mut p.token_type_hint,
                 _ => continue,
             };
             if slot.is_some() {
@@ -175,6 +182,152 @@ impl AccessClaims {
     }
 }
 
+/// A stored authorization code: everything it is bound to (RFC 6749 §4.1.2,
+/// RFC 7636 §4.4). Stored under the code's hash; the code itself never is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI the code was sent to.
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was in the authorization request (then the token
+    /// request must repeat it, RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
+    /// The approved scope.
+    pub scope: ScopeSet,
+    /// The user id.
+    pub sub: String,
+    /// The PKCE challenge.
+    pub pkce: Option<Challenge>,
+    /// Expiry (seconds since the epoch).
+    pub expires_at: i64,
+    /// `None` until redeemed; then what was issued from it, so a replay can revoke it.
+    pub redeemed: Option<Issuance>,
+}
+
+/// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuance {
+    /// The access token's `jti` and expiry.
+    pub jti: String,
+    /// Access token expiry.
+    pub access_exp: i64,
+    /// The refresh token family, if one was issued.
+    pub family: Option<String>,
+}
+
+/// Why a code or refresh token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemError {
+    /// An ordinary RFC error.
+    Refused(OAuthError),
+    /// A used code or rotated refresh token came back: refuse with
+    /// `invalid_grant` and revoke what was issued from it.
+    Replayed,
+}
+
+impl From<OAuthError> for RedeemError {
+    fn from(e: OAuthError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6 checks, in order: not yet redeemed,
+/// issued to this client, not expired, redirect URI, PKCE.
+pub fn redeem_code(params: &TokenParams, stored: &CodeRecord, client: &Client, now: i64) -> Result<Grant, RedeemError> {
+    if stored.redeemed.is_some() {
+        return Err(RedeemError::Replayed);
+    }
+    if stored.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+    }
+    if now >= stored.expires_at {
+        return Err(OAuthError::invalid_grant("the code has expired").into());
+    }
+    match params.redirect_uri.as_deref() {
+        Some(u) if u == stored.redirect_uri => {}
+        None if !stored.redirect_uri_given => {}
+        None => return Err(OAuthError::invalid_grant("redirect_uri is required: it was in the authorization request").into()),
+        Some(_) => return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request").into()),
+    }
+    match (&stored.pkce, params.code_verifier.as_deref()) {
+        (Some(ch), Some(v)) if pkce::verify(ch, v) => {}
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge").into()),
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)").into()),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant("code_verifier sent, but the authorization request had no code_challenge").into())
+        }
+        (None, None) => {}
+    }
+    Ok(Grant {
+        subject: stored.sub.clone(),
+        client_id: client.client_id.clone(),
+        scope: stored.scope.clone(),
+    })
+}
+
+/// A stored refresh token (under its hash). A family is the chain of tokens
+/// rotated from one grant; it lives while `kg:fam:{family}` exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The family id.
+    pub family: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user id.
+    pub sub: String,
+    /// The scope of the original grant (RFC 6749 §6: never widens).
+    pub scope: ScopeSet,
+    /// Expiry (seconds since the epoch).
+    pub expires_at: i64,
+    /// Set once the token has been exchanged for a successor.
+    pub rotated: bool,
+}
+
+/// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
+/// expired, requested scope within the original. Returns the access token scope.
+pub fn redeem_refresh(params: &TokenParams, stored: &RefreshRecord, client: &Client, now: i64) -> Result<ScopeSet, RedeemError> {
+    if stored.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client").into());
+    }
+    if stored.rotated {
+        return Err(RedeemError::Replayed);
+    }
+    if now >= stored.expires_at {
+        return Err(OAuthError::invalid_grant("the refresh token has expired").into());
+    }
+    match params.scope.as_deref() {
+        None => Ok(stored.scope.clone()),
+        Some(raw) => {
+            let s = ScopeSet::parse(raw)?;
+            if s.is_subset(&stored.scope) {
+                Ok(s)
+            } else {
+                Err(OAuthError::invalid_scope("a refresh request may only narrow the original scope").into())
+            }
+        }
+    }
+}
+
+/// The grant type must be registered for the client (→ `unauthorized_client`).
+pub fn require_grant(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
+    if client.allows(grant) {
+        Ok(())
+    } else {
+        Err(OAuthError::unauthorized_client(format!(
+            "this client is not registered for the {} grant",
+            grant.as_str()
+        )))
+    }
+}
+
+/// A required parameter (→ `invalid_request`).
+pub fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, OAuthError> {
+    value
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request(format!("missing required parameter `{name}`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +418,82 @@ mod tests {
         let c = AccessClaims::new("https://i", "https://a", &g, 1000, 900, "j".into());
         assert_eq!((c.iat, c.nbf, c.exp), (1000, 1000, 1900));
         assert_eq!(c.scope, "read");
+    }
+
+    fn code_client() -> Client {
+        let mut c = client();
+        c.grant_types = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+        c
+    }
+
+    fn code(pkce: bool) -> CodeRecord {
+        CodeRecord {
+            client_id: "svc".into(),
+            redirect_uri: "https://app/cb".into(),
+            redirect_uri_given: true,
+            scope: ScopeSet::parse("read").unwrap(),
+            sub: "u1".into(),
+            pkce: pkce.then(|| Challenge {
+                challenge: pkce::s256(&"v".repeat(43)),
+                method: pkce::Method::S256,
+            }),
+            expires_at: 100,
+            redeemed: None,
+        }
+    }
+
+    fn tp(pairs: &[(&str, &str)]) -> TokenParams {
+        TokenParams::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    fn refused(r: Result<Grant, RedeemError>) -> ErrorCode {
+        match r {
+            Err(RedeemError::Refused(e)) => e.code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn code_redemption_rules() {
+        let v = "v".repeat(43);
+        let ok = tp(&[("redirect_uri", "https://app/cb"), ("code_verifier", &v)]);
+        assert_eq!(redeem_code(&ok, &code(true), &code_client(), 50).unwrap().subject, "u1");
+        assert_eq!(refused(redeem_code(&ok, &code(true), &code_client(), 100)), ErrorCode::InvalidGrant, "expired");
+        let mut other = code_client();
+        other.client_id = "other".into();
+        assert_eq!(refused(redeem_code(&ok, &code(true), &other, 50)), ErrorCode::InvalidGrant);
+        let no_uri = tp(&[("code_verifier", &v)]);
+        assert_eq!(refused(redeem_code(&no_uri, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
+        let bad_v = tp(&[("redirect_uri", "https://app/cb"), ("code_verifier", &"w".repeat(43))]);
+        assert_eq!(refused(redeem_code(&bad_v, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
+        let no_v = tp(&[("redirect_uri", "https://app/cb")]);
+        assert_eq!(refused(redeem_code(&no_v, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
+        assert_eq!(refused(redeem_code(&ok, &code(false), &code_client(), 50)), ErrorCode::InvalidGrant, "verifier without challenge");
+        let mut used = code(true);
+        used.redeemed = Some(Issuance { jti: "j".into(), access_exp: 1, family: None });
+        assert_eq!(redeem_code(&ok, &used, &code_client(), 50).unwrap_err(), RedeemError::Replayed);
+        let mut omitted = code(false);
+        omitted.redirect_uri_given = false;
+        assert!(redeem_code(&tp(&[]), &omitted, &code_client(), 50).is_ok());
+    }
+
+    #[test]
+    fn refresh_rules() {
+        let rec = RefreshRecord {
+            family: "f".into(),
+            client_id: "svc".into(),
+            sub: "u1".into(),
+            scope: ScopeSet::parse("read write").unwrap(),
+            expires_at: 100,
+            rotated: false,
+        };
+        let c = code_client();
+        assert_eq!(redeem_refresh(&tp(&[]), &rec, &c, 1).unwrap().to_string(), "read write");
+        assert_eq!(redeem_refresh(&tp(&[("scope", "read")]), &rec, &c, 1).unwrap().to_string(), "read");
+        assert!(matches!(redeem_refresh(&tp(&[("scope", "admin")]), &rec, &c, 1), Err(RedeemError::Refused(e)) if e.code == ErrorCode::InvalidScope));
+        assert!(matches!(redeem_refresh(&tp(&[]), &rec, &c, 100), Err(RedeemError::Refused(_))));
+        let mut rotated = rec.clone();
+        rotated.rotated = true;
+        assert_eq!(redeem_refresh(&tp(&[]), &rotated, &c, 1).unwrap_err(), RedeemError::Replayed);
     }
 }

@@ -37,6 +37,22 @@ async fn metadata_lists_only_what_works() {
 }
 
 #[tokio::test]
+async fn legacy_profile_advertises_implicit_and_password() {
+    let app = crate::helpers::spawn_app_with(Backend::Memory, keygate::tokens::keys::Alg::RS256, |s| {
+        s.oauth.profile = "legacy".into();
+        s.oauth.allow_plain_pkce = true;
+    })
+    .await;
+    let m = app.get_json("/.well-known/oauth-authorization-server").await;
+    assert_eq!(
+        m["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials", "password", "implicit"])
+    );
+    assert_eq!(m["response_types_supported"], serde_json::json!(["code", "token"]));
+    assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256", "plain"]));
+}
+
+#[tokio::test]
 async fn issuer_never_comes_from_the_host_header() {
     let app = spawn_app(Backend::Memory).await;
     let m: serde_json::Value = app

@@ -46,8 +46,8 @@ fn config_client(id: &str, method: &str, grants: &[&str], scope: &str) -> Config
         client_id: id.into(),
         client_name: format!("{id} (test)"),
         client_secret: (method != "none").then(|| SECRET.to_string()),
-        redirect_uris: if grants.contains(&"authorization_code") {
-            vec!["http://127.0.0.1:3000/callback".into()]
+        redirect_uris: if grants.contains(&"authorization_code") || grants.contains(&"implicit") {
+            vec![REDIRECT.into()]
         } else {
             vec![]
         },
@@ -127,7 +127,7 @@ pub async fn spawn_app_with(
         scope: ScopeSet::parse("api:read").unwrap(),
         auth_method: AuthMethod::ClientSecretBasic,
     };
-    let reg = keygate::flows::clients::register(&state.clients, meta, &state.cfg.scopes, 0)
+    let reg = keygate::flows::clients::register(&state.repos, meta, &state.cfg.scopes, 0)
         .await
         .unwrap();
     let stored_client = (reg.client.client_id.clone(), reg.secret.clone().unwrap());
@@ -168,6 +168,66 @@ impl TestApp {
             req = req.basic_auth(u, Some(p));
         }
         req.send().await.unwrap()
+    }
+
+    /// A client that keeps cookies and does not follow redirects, like a
+    /// browser whose every step the test checks.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .unwrap()
+    }
+
+    /// Signs `USER` in through the login form with `browser`.
+    pub async fn login(&self, browser: &reqwest::Client, return_to: &str) -> reqwest::Response {
+        let page = browser
+            .get(self.url(&format!("/login?return_to={}", urlencode(return_to))))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = hidden_value(&page, "csrf_token");
+        browser
+            .post(self.url("/login"))
+            .form(&[("username", USER), ("password", PASSWORD), ("csrf_token", &csrf), ("return_to", return_to)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows authorize → login → consent → decision as a browser would and
+    /// returns the final redirect `Location` (to the client).
+    pub async fn authorize(&self, query: &str, decision: &str) -> String {
+        let browser = self.browser();
+        let path = format!("/oauth/authorize?{query}");
+        let resp = browser.get(self.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 303, "unauthenticated authorize redirects to login");
+        let to_login = location(&resp);
+        assert!(to_login.starts_with("/login?return_to="), "{to_login}");
+        let resp = self.login(&browser, &path).await;
+        assert_eq!(resp.status(), 303);
+        assert_eq!(location(&resp), path, "login returns to the authorization request");
+        self.consent(&browser, &path, decision).await
+    }
+
+    /// With a signed-in `browser`: GET the consent page and post `decision`.
+    pub async fn consent(&self, browser: &reqwest::Client, path: &str, decision: &str) -> String {
+        let resp = browser.get(self.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "consent page");
+        let page = resp.text().await.unwrap();
+        let csrf = hidden_value(&page, "csrf_token");
+        let resp = browser
+            .post(self.url(path))
+            .form(&[("csrf_token", csrf.as_str()), ("decision", decision)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "consent decision redirects");
+        location(&resp)
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -234,4 +294,38 @@ pub async fn verify_like_a_gateway(app: &TestApp, token: &str) -> serde_json::Va
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
         .expect("token verifies against the published JWKS")
         .claims
+}
+
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers().get("location").expect("Location header").to_str().unwrap().to_string()
+}
+
+/// The `value` of the `<input>` named `name` in an HTML page.
+pub fn hidden_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\"");
+    let at = html.find(&marker).unwrap_or_else(|| panic!("no input named {name} in:\n{html}"));
+    let start = html[..at].rfind('<').unwrap();
+    let end = at + html[at..].find('>').unwrap();
+    let tag = &html[start..end];
+    let v = tag.find("value=\"").unwrap_or_else(|| panic!("input {name} has no value: {tag}")) + 7;
+    let raw = &tag[v..v + tag[v..].find('"').unwrap()];
+    raw.replace("&#43;", "+").replace("&#x2B;", "+").replace("&#61;", "=").replace("&#x3D;", "=").replace("&#47;", "/").replace("&#x2F;", "/").replace("&amp;", "&")
+}
+
+/// The query (or fragment) parameters of a redirect URL.
+pub fn params_of(url: &str, fragment: bool) -> std::collections::HashMap<String, String> {
+    let u = url::Url::parse(url).unwrap();
+    let raw = if fragment { u.fragment().unwrap_or_default().to_string() } else { u.query().unwrap_or_default().to_string() };
+    form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce_pair() -> (String, String) {
+    let verifier = keygate::ids::random_token(32);
+    let challenge = keygate::oauth::pkce::s256(&verifier);
+    (verifier, challenge)
 }

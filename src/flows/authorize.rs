@@ -1,0 +1,95 @@
+//! `GET/POST /oauth/authorize`: check the request against the registered
+//! client, then, once the signed-in user decides, issue a code (or, for
+//! implicit clients in the legacy profile, a token) and build the redirect.
+
+use super::token::issue_access_token;
+use super::FlowError;
+use crate::oauth::authorize::{error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams, ResponseType, ValidRequest};
+use crate::oauth::error::ErrorCode;
+use crate::oauth::token::{CodeRecord, Grant};
+use crate::oauth::types::Client;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+
+/// Why the authorization request cannot proceed.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A protocol error (page or redirect, as the core decided).
+    Authorize(AuthorizeError),
+    /// The store failed: show a 503 page (the client cannot be checked, so
+    /// never redirect).
+    Flow(FlowError),
+}
+
+impl From<FlowError> for Refusal {
+    fn from(e: FlowError) -> Self {
+        Self::Flow(e)
+    }
+}
+
+/// Parses and validates the request (one client lookup).
+pub async fn check(state: &AppState, pairs: &[(String, String)]) -> Result<(ValidRequest, Client), Refusal> {
+    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let client_id = crate::oauth::authorize::client_id(&params).map_err(Refusal::Authorize)?;
+    let client = super::token::find_client(state, client_id).await?;
+    let req = validate(&params, client.as_ref(), &state.policy).map_err(Refusal::Authorize)?;
+    match client {
+        Some(c) => Ok((req, c)),
+        None => Err(Refusal::Flow(FlowError::Internal("validated request without a client".into()))),
+    }
+}
+
+/// The user allowed the request: returns the redirect URL carrying the code
+/// (or the implicit token in the fragment), `state` and `iss`.
+#[tracing::instrument(skip_all, fields(client_id = %req.client_id))]
+pub async fn approve(state: &AppState, req: &ValidRequest, user_id: &str) -> Result<String, FlowError> {
+    let issuer = &state.cfg.issuer;
+    match req.response_type {
+        ResponseType::Code => {
+            let code = crate::ids::random_token(32);
+            let ttl = state.settings.tokens.code_ttl as i64;
+            let rec = CodeRecord {
+                client_id: req.client_id.clone(),
+                redirect_uri: req.target.uri.clone(),
+                redirect_uri_given: req.redirect_uri_param.is_some(),
+                scope: req.scope.clone(),
+                sub: user_id.to_string(),
+                pkce: req.pkce.clone(),
+                expires_at: state.clock.now() + ttl,
+                redeemed: None,
+            };
+            state.repos.put_code(&code, &rec, ttl).await?;
+            tracing::info!(event = "code_issued", "authorization code issued");
+            Ok(redirect_url(&req.target, &[("code", &code)], issuer))
+        }
+        ResponseType::Token => {
+            let grant = Grant {
+                subject: user_id.to_string(),
+                client_id: req.client_id.clone(),
+                scope: req.scope.clone(),
+            };
+            let t = issue_access_token(state, &grant, "implicit")?;
+            let expires_in = t.expires_in.to_string();
+            Ok(redirect_url(
+                &req.target,
+                &[
+                    ("access_token", &t.access_token),
+                    ("token_type", "Bearer"),
+                    ("expires_in", &expires_in),
+                    ("scope", &t.scope),
+                ],
+                issuer,
+            ))
+        }
+    }
+}
+
+/// The user denied the request: `access_denied` back to the client.
+pub fn deny(state: &AppState, req: &ValidRequest) -> String {
+    tracing::info!(event = "consent_denied", client_id = %req.client_id, "user denied the request");
+    error_redirect_url(
+        &req.target,
+        &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
+        &state.cfg.issuer,
+    )
+}

@@ -1,0 +1,128 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662).
+
+use super::token::{authenticated_client, TokenInput};
+use super::FlowError;
+use crate::oauth::token::{required, AccessClaims};
+use crate::state::AppState;
+use crate::tokens::jwt;
+
+/// RFC 7009 §2.1: revokes a refresh token (its whole family) or an access
+/// token (its `jti` on the deny-list until it expires). Unknown tokens and
+/// other clients' tokens are a successful no-op (§2.2). A store failure is an
+/// error, never a false success.
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn revoke(state: &AppState, input: TokenInput) -> Result<(), FlowError> {
+    let (params, client, _) = authenticated_client(state, &input).await?;
+    let token = required(&params.token, "token")?;
+    if token.len() > 8192 {
+        return Ok(());
+    }
+    if let Some(claims) = verified_access_token(state, token) {
+        if claims.client_id == client.client_id {
+            let ttl = claims.exp - state.clock.now();
+            state.repos.deny_jti(&claims.jti, ttl).await?;
+            tracing::info!(event = "access_token_revoked", "access token revoked");
+        }
+        return Ok(());
+    }
+    if let Some(rec) = state.repos.refresh(token).await? {
+        if rec.value.client_id == client.client_id {
+            state.repos.revoke_family(&rec.value.family).await?;
+            tracing::info!(event = "refresh_family_revoked", "refresh token family revoked by the client");
+        }
+    }
+    Ok(())
+}
+
+/// Verifies signature, issuer and audience, ignoring expiry (a revoked or
+/// introspected token may be expired).
+fn verified_access_token(state: &AppState, token: &str) -> Option<AccessClaims> {
+    if token.matches('.').count() != 2 {
+        return None;
+    }
+    jwt::verify_allow_expired(&state.keys.current(), token, &state.cfg.issuer, &state.cfg.audience).ok()
+}
+
+/// What introspection reports (RFC 7662 §2.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Introspection {
+    /// Whether the token is active.
+    pub active: bool,
+    /// `scope`
+    pub scope: Option<String>,
+    /// `client_id`
+    pub client_id: Option<String>,
+    /// `username`
+    pub username: Option<String>,
+    /// `token_type`: `Bearer` or `refresh_token`.
+    pub token_type: Option<String>,
+    /// `exp`
+    pub exp: Option<i64>,
+    /// `iat`
+    pub iat: Option<i64>,
+    /// `nbf`
+    pub nbf: Option<i64>,
+    /// `sub`
+    pub sub: Option<String>,
+    /// `aud`
+    pub aud: Option<String>,
+    /// `iss`
+    pub iss: Option<String>,
+    /// `jti`
+    pub jti: Option<String>,
+}
+
+/// RFC 7662 §2: `active: true` with the claims for a valid, unrevoked access
+/// token (any authenticated client may ask) or a live refresh token (only its
+/// own client); `active: false` for everything else.
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspection, FlowError> {
+    let (params, client, _) = authenticated_client(state, &input).await?;
+    let token = required(&params.token, "token")?;
+    if token.len() > 8192 {
+        return Ok(Introspection::default());
+    }
+    let now = state.clock.now();
+    if token.matches('.').count() == 2 {
+        let Ok(claims) = jwt::verify(&state.keys.current(), token, &state.cfg.issuer, &state.cfg.audience) else {
+            return Ok(Introspection::default());
+        };
+        if state.repos.is_denied(&claims.jti).await? {
+            return Ok(Introspection::default());
+        }
+        let username = super::users::find_by_id(state, &claims.sub).await?.map(|u| u.username);
+        return Ok(Introspection {
+            active: true,
+            scope: Some(claims.scope),
+            client_id: Some(claims.client_id),
+            username,
+            token_type: Some("Bearer".into()),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            nbf: Some(claims.nbf),
+            sub: Some(claims.sub),
+            aud: Some(claims.aud),
+            iss: Some(claims.iss),
+            jti: Some(claims.jti),
+        });
+    }
+    let Some(rec) = state.repos.refresh(token).await? else {
+        return Ok(Introspection::default());
+    };
+    let r = rec.value;
+    if r.rotated || r.expires_at <= now || r.client_id != client.client_id || !state.repos.family_alive(&r.family).await? {
+        return Ok(Introspection::default());
+    }
+    let username = super::users::find_by_id(state, &r.sub).await?.map(|u| u.username);
+    Ok(Introspection {
+        active: true,
+        scope: Some(r.scope.to_string()),
+        client_id: Some(r.client_id),
+        username,
+        token_type: Some("refresh_token".into()),
+        exp: Some(r.expires_at),
+        sub: Some(r.sub),
+        iss: Some(state.cfg.issuer.clone()),
+        ..Default::default()
+    })
+}

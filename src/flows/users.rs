@@ -1,0 +1,144 @@
+//! Accounts and login sessions: sign-up, password login (argon2id on the
+//! blocking pool, dummy hash for unknown users), session cookies' server side.
+
+use super::FlowError;
+use crate::oauth::OAuthError;
+use crate::passwords;
+use crate::state::AppState;
+use crate::store::repos::{Session, User};
+
+/// Why a sign-up was refused (shown on the form).
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    /// The input is not acceptable.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The name is taken.
+    #[error("that username is taken")]
+    Taken,
+    /// Store or hashing failure.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}
+
+/// Checks a username: 1–64 chars of letters, digits, `.`, `_`, `-`, `@`.
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Creates an account in the store.
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn create_user(
+    state: &AppState,
+    username: &str,
+    email: Option<String>,
+    password: String,
+) -> Result<User, SignupError> {
+    if !valid_username(username) {
+        return Err(SignupError::Invalid(
+            "usernames are 1 to 64 letters, digits, '.', '_', '-' or '@'",
+        ));
+    }
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
+    }
+    if email.as_deref().is_some_and(|e| !e.contains('@') || e.len() > 254) {
+        return Err(SignupError::Invalid("that email address does not look right"));
+    }
+    if state.config_users.contains_key(&username.to_lowercase()) {
+        return Err(SignupError::Taken);
+    }
+    let password_hash = passwords::hash(password)
+        .await
+        .map_err(|e| FlowError::Internal(e.to_string()))?;
+    let user = User {
+        id: crate::ids::random_token(16),
+        username: username.to_string(),
+        email,
+        password_hash,
+        created_at: state.clock.now(),
+    };
+    if !state.repos.create_user(&user).await.map_err(FlowError::from)? {
+        return Err(SignupError::Taken);
+    }
+    tracing::info!(event = "user_created", user_id = %user.id, "user created");
+    Ok(user)
+}
+
+/// Finds a user by name: config-file users first, then the store.
+pub async fn find_by_name(state: &AppState, username: &str) -> Result<Option<User>, FlowError> {
+    if let Some(u) = state.config_users.get(&username.to_lowercase()) {
+        return Ok(Some(u.clone()));
+    }
+    if !valid_username(username) {
+        return Ok(None);
+    }
+    Ok(state.repos.user_by_name(username).await?)
+}
+
+/// Finds a user by id (the `sub` of their tokens).
+pub async fn find_by_id(state: &AppState, id: &str) -> Result<Option<User>, FlowError> {
+    if let Some(u) = state.config_users.values().find(|u| u.id == id) {
+        return Ok(Some(u.clone()));
+    }
+    if id.len() > 64 {
+        return Ok(None);
+    }
+    Ok(state.repos.user(id).await?)
+}
+
+/// Checks a username and password. `Ok(None)` for a wrong password or an
+/// unknown user alike, after the same argon2 cost.
+#[tracing::instrument(skip_all)]
+pub async fn authenticate(state: &AppState, username: &str, password: String) -> Result<Option<User>, FlowError> {
+    let user = find_by_name(state, username).await?;
+    let ok = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let result = user.filter(|_| ok);
+    match &result {
+        Some(u) => tracing::info!(event = "login_succeeded", user_id = %u.id, "password accepted"),
+        None => tracing::info!(event = "login_failed", "password refused"),
+    }
+    Ok(result)
+}
+
+/// Starts a session for `user`; returns the cookie value (random, 256 bits).
+pub async fn start_session(state: &AppState, user: &User) -> Result<String, FlowError> {
+    let sid = crate::ids::random_token(32);
+    let now = state.clock.now();
+    let ttl = state.settings.session.ttl as i64;
+    let s = Session {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        auth_time: now,
+        expires_at: now + ttl,
+    };
+    state.repos.put_session(&sid, &s, ttl).await?;
+    Ok(sid)
+}
+
+/// The live session for a cookie value, if any.
+pub async fn session(state: &AppState, sid: &str) -> Result<Option<Session>, FlowError> {
+    if sid.len() > 128 {
+        return Ok(None);
+    }
+    let s = state.repos.session(sid).await?;
+    Ok(s.filter(|s| s.expires_at > state.clock.now()))
+}
+
+/// Ends a session.
+pub async fn end_session(state: &AppState, sid: &str) -> Result<(), FlowError> {
+    if sid.len() <= 128 {
+        state.repos.delete_session(sid).await?;
+    }
+    Ok(())
+}
+
+/// Password grant user check: wrong credentials are `invalid_grant` (RFC 6749 §5.2).
+pub async fn password_grant_user(state: &AppState, username: &str, password: String) -> Result<User, FlowError> {
+    authenticate(state, username, password)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("invalid username or password").into())
+}

@@ -1,0 +1,450 @@
+//! The authorization endpoint's request rules (RFC 6749 §3.1, §4.1.1, §4.2.1,
+//! RFC 7636 §4.3, RFC 9207, RFC 9700 §2.1).
+//!
+//! Order matters: `client_id` and `redirect_uri` are checked first and their
+//! errors are shown to the user, never redirected (RFC 6749 §4.1.2.1), so the
+//! endpoint can never be used as an open redirector. Every later error is sent
+//! back to the verified redirect URI with `state` and `iss`.
+
+use std::borrow::Cow;
+
+use super::error::{ErrorCode, OAuthError};
+use super::pkce::{self, Challenge};
+use super::types::{Client, GrantType, ScopeSet};
+
+/// What the server allows beyond the registration (from `oauth.profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `response_type=token` for clients registered for `implicit` (legacy).
+    pub implicit: bool,
+    /// The password grant for clients registered for it (legacy).
+    pub password: bool,
+    /// PKCE on every code request, confidential clients included (OAuth 2.1).
+    pub pkce_required_for_all: bool,
+    /// Accept `code_challenge_method=plain`.
+    pub allow_plain_pkce: bool,
+}
+
+/// `response_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseType {
+    /// Authorization code (RFC 6749 §4.1).
+    Code,
+    /// Implicit: token in the fragment (RFC 6749 §4.2; legacy profile only).
+    Token,
+}
+
+/// The recognised query parameters; a repeated one is recorded in `duplicate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorizeParams {
+    /// `response_type`
+    pub response_type: Option<String>,
+    /// `client_id`
+    pub client_id: Option<String>,
+    /// `redirect_uri`
+    pub redirect_uri: Option<String>,
+    /// `scope`
+    pub scope: Option<String>,
+    /// `state`
+    pub state: Option<String>,
+    /// `code_challenge`
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`
+    pub code_challenge_method: Option<String>,
+    /// The first parameter seen more than once (RFC 6749 §3.1: MUST NOT repeat).
+    pub duplicate: Option<&'static str>,
+}
+
+impl AuthorizeParams {
+    /// Collects the parameters from decoded query pairs. Empty values count as
+    /// omitted; unknown parameters are ignored (RFC 6749 §3.1).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut p = Self::default();
+        for (name, value) in pairs {
+            let (slot, name): (&mut Option<String>, &'static str) = match name {
+                "response_type" => (&mut p.response_type, "response_type"),
+                "client_id" => (&mut p.client_id, "client_id"),
+                "redirect_uri" => (&mut p.redirect_uri, "redirect_uri"),
+                "scope" => (&mut p.scope, "scope"),
+                "state" => (&mut p.state, "state"),
+                "code_challenge" => (&mut p.code_challenge, "code_challenge"),
+                "code_challenge_method" => (&mut p.code_challenge_method, "code_challenge_method"),
+                _ => continue,
+            };
+            if slot.is_some() {
+                p.duplicate.get_or_insert(name);
+            } else if !value.is_empty() {
+                *slot = Some(value.to_string());
+            }
+        }
+        p
+    }
+}
+
+/// Where errors and results go once the client and redirect URI are trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    /// The verified redirect URI.
+    pub uri: String,
+    /// `state` to echo back.
+    pub state: Option<String>,
+    /// Parameters go in the fragment (implicit) instead of the query.
+    pub fragment: bool,
+}
+
+/// Why an authorization request failed, and therefore how to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeError {
+    /// Unknown client or bad redirect URI: render an error page, never redirect.
+    ShowToUser {
+        /// Short title.
+        title: &'static str,
+        /// Explanation for the person.
+        message: Cow<'static, str>,
+    },
+    /// Send the error back to the client (RFC 6749 §4.1.2.1).
+    Redirect {
+        /// Where.
+        target: RedirectTarget,
+        /// What.
+        error: OAuthError,
+    },
+}
+
+/// A request that passed every check: what the consent page shows and what
+/// the code or token will be bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidRequest {
+    /// The client.
+    pub client_id: String,
+    /// Where the answer goes.
+    pub target: RedirectTarget,
+    /// `redirect_uri` as sent (`None` when omitted): the token request must match it.
+    pub redirect_uri_param: Option<String>,
+    /// Code or token.
+    pub response_type: ResponseType,
+    /// The scope to grant.
+    pub scope: ScopeSet,
+    /// The PKCE challenge, if any.
+    pub pkce: Option<Challenge>,
+}
+
+fn show(title: &'static str, message: impl Into<Cow<'static, str>>) -> AuthorizeError {
+    AuthorizeError::ShowToUser {
+        title,
+        message: message.into(),
+    }
+}
+
+/// Step 1: the client id as sent (an error page if it is missing or repeated).
+pub fn client_id(p: &AuthorizeParams) -> Result<&str, AuthorizeError> {
+    if matches!(p.duplicate, Some("client_id") | Some("redirect_uri")) {
+        return Err(show(
+            "Invalid request",
+            "The request repeats client_id or redirect_uri.",
+        ));
+    }
+    p.client_id
+        .as_deref()
+        .ok_or_else(|| show("Invalid request", "The request has no client_id."))
+}
+
+/// Step 2: every rule, given the registered client (`None` if unknown).
+pub fn validate(
+    p: &AuthorizeParams,
+    client: Option<&Client>,
+    policy: &Policy,
+) -> Result<ValidRequest, AuthorizeError> {
+    client_id(p)?;
+    let client = client.ok_or_else(|| {
+        show(
+            "Unknown application",
+            "The application that sent you here is not registered with this server.",
+        )
+    })?;
+    // Exact string match (RFC 9700 §4.1.3); a single registered URI may be omitted.
+    let uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
+        (Some(given), registered) if registered.iter().any(|r| r == given) => given.clone(),
+        (Some(_), _) => {
+            return Err(show(
+                "Invalid redirect URI",
+                "The redirect URI in the request is not registered for this application.",
+            ))
+        }
+        (None, [only]) => only.clone(),
+        (None, []) => {
+            return Err(show(
+                "Invalid request",
+                "This application has no registered redirect URI.",
+            ))
+        }
+        (None, _) => {
+            return Err(show(
+                "Invalid request",
+                "This application has several redirect URIs, so the request must name one.",
+            ))
+        }
+    };
+    let response_type = match p.response_type.as_deref() {
+        Some("token") => ResponseType::Token,
+        Some("code") => ResponseType::Code,
+        _ => ResponseType::Code,
+    };
+    let target = RedirectTarget {
+        uri,
+        state: p.state.clone(),
+        fragment: response_type == ResponseType::Token && p.response_type.as_deref() == Some("token"),
+    };
+    let fail = |code: ErrorCode, d: &'static str| AuthorizeError::Redirect {
+        target: target.clone(),
+        error: OAuthError::new(code, d),
+    };
+    if let Some(name) = p.duplicate {
+        return Err(AuthorizeError::Redirect {
+            target: target.clone(),
+            error: OAuthError::invalid_request(format!("parameter `{name}` is included more than once")),
+        });
+    }
+    match p.response_type.as_deref() {
+        None => return Err(fail(ErrorCode::InvalidRequest, "missing required parameter `response_type`")),
+        Some("code") => {
+            if !client.allows(GrantType::AuthorizationCode) {
+                return Err(fail(
+                    ErrorCode::UnauthorizedClient,
+                    "this client is not registered for the authorization code grant",
+                ));
+            }
+        }
+        Some("token") => {
+            if !policy.implicit {
+                return Err(fail(
+                    ErrorCode::UnsupportedResponseType,
+                    "the implicit grant is disabled on this server (oauth21 profile)",
+                ));
+            }
+            if !client.allows(GrantType::Implicit) {
+                return Err(fail(
+                    ErrorCode::UnauthorizedClient,
+                    "this client is not registered for the implicit grant",
+                ));
+            }
+        }
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "response_type must be `code` (or `token` for implicit clients)",
+            ))
+        }
+    }
+    let scope = match p.scope.as_deref() {
+        None => client.scope.clone(),
+        Some(raw) => match ScopeSet::parse(raw) {
+            Ok(s) if s.is_subset(&client.scope) => s,
+            Ok(_) => {
+                return Err(fail(
+                    ErrorCode::InvalidScope,
+                    "the requested scope exceeds the scope registered for this client",
+                ))
+            }
+            Err(e) => {
+                return Err(AuthorizeError::Redirect {
+                    target: target.clone(),
+                    error: e,
+                })
+            }
+        },
+    };
+    let pkce = match response_type {
+        ResponseType::Token => None,
+        ResponseType::Code => {
+            let pkce = pkce::parse_challenge(
+                p.code_challenge.as_deref(),
+                p.code_challenge_method.as_deref(),
+                policy.allow_plain_pkce,
+            )
+            .map_err(|error| AuthorizeError::Redirect {
+                target: target.clone(),
+                error,
+            })?;
+            if pkce.is_none() && (!client.is_confidential() || policy.pkce_required_for_all) {
+                return Err(fail(
+                    ErrorCode::InvalidRequest,
+                    "PKCE is required: send code_challenge with code_challenge_method=S256",
+                ));
+            }
+            pkce
+        }
+    };
+    Ok(ValidRequest {
+        client_id: client.client_id.clone(),
+        target,
+        redirect_uri_param: p.redirect_uri.clone(),
+        response_type,
+        scope,
+        pkce,
+    })
+}
+
+/// The URL to send the browser to: `params`, then `state` and `iss` (RFC 9207),
+/// in the query (code) or fragment (implicit). An existing query in the
+/// registered URI is kept (RFC 6749 §3.1.2).
+pub fn redirect_url(target: &RedirectTarget, params: &[(&str, &str)], issuer: &str) -> String {
+    let mut extra = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        extra.append_pair(k, v);
+    }
+    if let Some(state) = &target.state {
+        extra.append_pair("state", state);
+    }
+    extra.append_pair("iss", issuer);
+    let extra = extra.finish();
+    match url::Url::parse(&target.uri) {
+        Ok(mut url) => {
+            if target.fragment {
+                url.set_fragment(Some(&extra));
+            } else {
+                let query = match url.query() {
+                    Some(q) if !q.is_empty() => format!("{q}&{extra}"),
+                    _ => extra,
+                };
+                url.set_query(Some(&query));
+            }
+            url.to_string()
+        }
+        // Registered URIs are validated absolute URIs; keep a safe fallback.
+        Err(_) => format!("{}{}{extra}", target.uri, if target.fragment { '#' } else { '?' }),
+    }
+}
+
+/// The error redirect for `error` (RFC 6749 §4.1.2.1, §4.2.2.1).
+pub fn error_redirect_url(target: &RedirectTarget, error: &OAuthError, issuer: &str) -> String {
+    redirect_url(
+        target,
+        &[("error", error.code.as_str()), ("error_description", &error.description)],
+        issuer,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::types::AuthMethod;
+
+    const POLICY: Policy = Policy {
+        implicit: false,
+        password: false,
+        pkce_required_for_all: true,
+        allow_plain_pkce: false,
+    };
+    const LEGACY: Policy = Policy {
+        implicit: true,
+        password: true,
+        pkce_required_for_all: false,
+        allow_plain_pkce: false,
+    };
+    const CH: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn client() -> Client {
+        Client {
+            client_id: "app".into(),
+            client_name: "App".into(),
+            secret_sha256: Some([0; 32]),
+            auth_method: AuthMethod::ClientSecretBasic,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::Implicit],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scope: ScopeSet::parse("profile email").unwrap(),
+            created_at: 0,
+        }
+    }
+
+    fn params(q: &str) -> AuthorizeParams {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        AuthorizeParams::from_pairs(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+    }
+
+    fn code_q(extra: &str) -> String {
+        format!("response_type=code&client_id=app&code_challenge={CH}&code_challenge_method=S256{extra}")
+    }
+
+    #[test]
+    fn client_and_redirect_errors_are_never_redirected() {
+        for q in [
+            "response_type=code",
+            "response_type=code&client_id=app&client_id=app",
+            "response_type=code&client_id=app&redirect_uri=https://evil.example/cb",
+            "response_type=code&client_id=app&redirect_uri=https://app.example/cb/",
+            "response_type=code&client_id=app&redirect_uri=https://APP.example/cb",
+            "response_type=code&client_id=app&redirect_uri=https://app.example/cb?x=1",
+        ] {
+            let r = validate(&params(q), Some(&client()), &POLICY);
+            assert!(matches!(r, Err(AuthorizeError::ShowToUser { .. })), "{q}: {r:?}");
+        }
+        let r = validate(&params("response_type=code&client_id=nobody"), None, &POLICY);
+        assert!(matches!(r, Err(AuthorizeError::ShowToUser { .. })));
+    }
+
+    fn redirected_code(q: &str, policy: &Policy) -> ErrorCode {
+        match validate(&params(q), Some(&client()), policy) {
+            Err(AuthorizeError::Redirect { error, target }) => {
+                assert_eq!(target.uri, "https://app.example/cb");
+                error.code
+            }
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_errors_redirect_with_rfc_codes() {
+        assert_eq!(redirected_code("client_id=app", &POLICY), ErrorCode::InvalidRequest);
+        assert_eq!(redirected_code("client_id=app&response_type=id_token", &POLICY), ErrorCode::UnsupportedResponseType);
+        assert_eq!(redirected_code(&code_q("&scope=admin"), &POLICY), ErrorCode::InvalidScope);
+        assert_eq!(redirected_code(&code_q("&state=a&state=b"), &POLICY), ErrorCode::InvalidRequest);
+        assert_eq!(redirected_code("response_type=code&client_id=app", &POLICY), ErrorCode::InvalidRequest, "PKCE required");
+        assert_eq!(
+            redirected_code(&format!("response_type=code&client_id=app&code_challenge={CH}"), &POLICY),
+            ErrorCode::InvalidRequest,
+            "plain (missing method) refused"
+        );
+        assert_eq!(redirected_code("response_type=token&client_id=app", &POLICY), ErrorCode::UnsupportedResponseType);
+    }
+
+    #[test]
+    fn profiles() {
+        // legacy: confidential clients may skip PKCE; implicit allowed for registered clients
+        let ok = validate(&params("response_type=code&client_id=app"), Some(&client()), &LEGACY).unwrap();
+        assert_eq!(ok.pkce, None);
+        let ok = validate(&params("response_type=token&client_id=app&state=s"), Some(&client()), &LEGACY).unwrap();
+        assert!(ok.target.fragment);
+        let mut public = client();
+        public.auth_method = AuthMethod::None;
+        let r = validate(&params("response_type=code&client_id=app"), Some(&public), &LEGACY);
+        assert!(matches!(r, Err(AuthorizeError::Redirect { .. })), "public clients always need PKCE");
+        let mut no_implicit = client();
+        no_implicit.grant_types = vec![GrantType::AuthorizationCode];
+        let r = validate(&params("response_type=token&client_id=app"), Some(&no_implicit), &LEGACY);
+        assert!(matches!(r, Err(AuthorizeError::Redirect { error, .. }) if error.code == ErrorCode::UnauthorizedClient));
+    }
+
+    #[test]
+    fn valid_request_defaults() {
+        let ok = validate(&params(&code_q("&state=xyz")), Some(&client()), &POLICY).unwrap();
+        assert_eq!(ok.scope.to_string(), "email profile");
+        assert_eq!(ok.redirect_uri_param, None);
+        assert_eq!(ok.target.state.as_deref(), Some("xyz"));
+        assert_eq!(ok.response_type, ResponseType::Code);
+    }
+
+    #[test]
+    fn redirect_urls_carry_state_and_iss() {
+        let t = RedirectTarget {
+            uri: "https://app.example/cb?keep=1".into(),
+            state: Some("a b&c".into()),
+            fragment: false,
+        };
+        let u = redirect_url(&t, &[("code", "xyz")], "https://issuer.example");
+        assert_eq!(u, "https://app.example/cb?keep=1&code=xyz&state=a+b%26c&iss=https%3A%2F%2Fissuer.example");
+        let t = RedirectTarget { uri: "https://app.example/cb".into(), state: None, fragment: true };
+        let u = error_redirect_url(&t, &OAuthError::new(ErrorCode::AccessDenied, "no"), "https://i");
+        assert_eq!(u, "https://app.example/cb#error=access_denied&error_description=no&iss=https%3A%2F%2Fi");
+    }
+}
