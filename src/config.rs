@@ -428,7 +428,10 @@ impl Settings {
         for (i, u) in self.users.iter().enumerate() {
             let key = format!("users[{i}]");
             if u.username.trim().is_empty() || !names.insert(u.username.to_lowercase()) {
-                return Err(ConfigError::new(key, "username must be non-empty and unique"));
+                return Err(ConfigError::new(
+                    key,
+                    "username must be non-empty and unique",
+                ));
             }
             if !crate::passwords::is_valid_phc(&u.password_hash) {
                 return Err(ConfigError::new(

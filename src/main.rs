@@ -200,7 +200,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keygate::passwords::hash_blocking(&password)?);
             Ok(())
         }
-        Command::User(UserCommand::Add { name, password_stdin: _, email }) => {
+        Command::User(UserCommand::Add {
+            name,
+            password_stdin: _,
+            email,
+        }) => {
             let settings = load_settings(cli.config.as_ref())?;
             if settings.validate()?.store == StoreBackend::Memory {
                 bail!("{MEMORY_STORE}");
@@ -267,10 +271,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Reads one line (the password) from standard input.
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
-        bail!("no password on standard input (pipe it in, e.g. `printf '%s' \"$PW\" | keygate ...`)");
+        bail!(
+            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PW\" | keygate ...`)"
+        );
     }
     Ok(password)
 }

@@ -49,7 +49,11 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
         let ok = PasswordHash::new(&phc)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && known
     })

@@ -15,12 +15,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Profile, Settings, StoreBackend, Validated};
 use crate::flows::clients::build;
 use crate::metrics::{CountStoreErrors, Metrics};
+use crate::oauth::authorize::Policy;
 use crate::oauth::client_meta::ClientMetadata;
 use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
 use crate::state::AppState;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::oauth::authorize::Policy;
 use crate::store::repos::{Repos, User};
 use crate::store::Store;
 use crate::tokens::keys::{generate_into, Alg};
@@ -98,59 +98,58 @@ impl Application {
 /// Builds the shared state from settings: validation, store, keys, clients,
 /// users, metadata. Used by `serve` and by the CLI commands that write to the store.
 pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-        let cfg = settings.validate()?;
-        if cfg.profile == Profile::Legacy {
-            tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
-        }
-        let metrics = Arc::new(Metrics::new());
-        let store = open_store(&cfg, &settings).await?;
-        let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
-        let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
-        let config_clients = config_clients(&settings, &cfg)?;
-        let policy = Policy {
-            implicit: cfg.profile == Profile::Legacy,
-            password: cfg.profile == Profile::Legacy,
-            pkce_required_for_all: cfg.profile == Profile::OAuth21,
-            allow_plain_pkce: settings.oauth.allow_plain_pkce,
-        };
-        let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
-            &cfg.issuer,
-            cfg.scopes.iter().map(str::to_string).collect(),
-            &policy,
-        ))?
-        .into();
-        let config_users = settings
-            .users
-            .iter()
-            .map(|u| {
-                let user = User {
-                    id: format!("cfg-{}", u.username.to_lowercase()),
-                    username: u.username.clone(),
-                    email: u.email.clone(),
-                    password_hash: u.password_hash.clone(),
-                    created_at: 0,
-                };
-                (u.username.to_lowercase(), user)
-            })
-            .collect();
-        let store_for_key = store.clone();
-        let state = AppState {
-            repos: Repos::new(store.clone()),
-            store,
-            config_clients: Arc::new(config_clients),
-            keys,
-            clock,
-            cfg: Arc::new(cfg),
-            settings: Arc::new(settings),
-            metrics,
-            metadata,
-            config_users: Arc::new(config_users),
-            policy,
-            csrf_key: shared_key(&store_for_key, "csrf").await,
-        };
-        Ok(state)
+    let cfg = settings.validate()?;
+    if cfg.profile == Profile::Legacy {
+        tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&cfg, &settings).await?;
+    let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
+    let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
+    let config_clients = config_clients(&settings, &cfg)?;
+    let policy = Policy {
+        implicit: cfg.profile == Profile::Legacy,
+        password: cfg.profile == Profile::Legacy,
+        pkce_required_for_all: cfg.profile == Profile::OAuth21,
+        allow_plain_pkce: settings.oauth.allow_plain_pkce,
+    };
+    let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
+        &cfg.issuer,
+        cfg.scopes.iter().map(str::to_string).collect(),
+        &policy,
+    ))?
+    .into();
+    let config_users = settings
+        .users
+        .iter()
+        .map(|u| {
+            let user = User {
+                id: format!("cfg-{}", u.username.to_lowercase()),
+                username: u.username.clone(),
+                email: u.email.clone(),
+                password_hash: u.password_hash.clone(),
+                created_at: 0,
+            };
+            (u.username.to_lowercase(), user)
+        })
+        .collect();
+    let store_for_key = store.clone();
+    let state = AppState {
+        repos: Repos::new(store.clone()),
+        store,
+        config_clients: Arc::new(config_clients),
+        keys,
+        clock,
+        cfg: Arc::new(cfg),
+        settings: Arc::new(settings),
+        metrics,
+        metadata,
+        config_users: Arc::new(config_users),
+        policy,
+        csrf_key: shared_key(&store_for_key, "csrf").await,
+    };
+    Ok(state)
 }
-
 
 async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Store> {
     let timeout = Duration::from_millis(settings.store.timeout_ms);
@@ -192,7 +191,10 @@ async fn shared_key(store: &Store, name: &str) -> [u8; 32] {
         tracing::error!("the operating system's random number generator failed");
     }
     let key = format!("kg:secret:{name}");
-    let stored = match store.put_new(&key, b64.encode(fresh).as_bytes(), None).await {
+    let stored = match store
+        .put_new(&key, b64.encode(fresh).as_bytes(), None)
+        .await
+    {
         Ok(_) => store.get(&key).await.ok().flatten(),
         Err(e) => {
             tracing::warn!(error = %e, "store unreachable at start: using a process-local {name} key");

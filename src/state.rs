@@ -8,8 +8,8 @@ use crate::config::{Settings, Validated};
 use crate::metrics::Metrics;
 use crate::oauth::authorize::Policy;
 use crate::oauth::types::Client;
-use crate::store::repos::User;
 use crate::store::repos::Repos;
+use crate::store::repos::User;
 use crate::store::Store;
 use crate::tokens::Keys;
 

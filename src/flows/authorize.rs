@@ -4,7 +4,10 @@
 
 use super::token::issue_access_token;
 use super::FlowError;
-use crate::oauth::authorize::{error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams, ResponseType, ValidRequest};
+use crate::oauth::authorize::{
+    error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams, ResponseType,
+    ValidRequest,
+};
 use crate::oauth::error::ErrorCode;
 use crate::oauth::token::{CodeRecord, Grant};
 use crate::oauth::types::Client;
@@ -28,21 +31,30 @@ impl From<FlowError> for Refusal {
 }
 
 /// Parses and validates the request (one client lookup).
-pub async fn check(state: &AppState, pairs: &[(String, String)]) -> Result<(ValidRequest, Client), Refusal> {
+pub async fn check(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<(ValidRequest, Client), Refusal> {
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let client_id = crate::oauth::authorize::client_id(&params).map_err(Refusal::Authorize)?;
     let client = super::token::find_client(state, client_id).await?;
     let req = validate(&params, client.as_ref(), &state.policy).map_err(Refusal::Authorize)?;
     match client {
         Some(c) => Ok((req, c)),
-        None => Err(Refusal::Flow(FlowError::Internal("validated request without a client".into()))),
+        None => Err(Refusal::Flow(FlowError::Internal(
+            "validated request without a client".into(),
+        ))),
     }
 }
 
 /// The user allowed the request: returns the redirect URL carrying the code
 /// (or the implicit token in the fragment), `state` and `iss`.
 #[tracing::instrument(skip_all, fields(client_id = %req.client_id))]
-pub async fn approve(state: &AppState, req: &ValidRequest, user_id: &str) -> Result<String, FlowError> {
+pub async fn approve(
+    state: &AppState,
+    req: &ValidRequest,
+    user_id: &str,
+) -> Result<String, FlowError> {
     let issuer = &state.cfg.issuer;
     match req.response_type {
         ResponseType::Code => {

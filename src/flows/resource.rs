@@ -32,12 +32,28 @@ pub struct Me {
 }
 
 /// Verifies a bearer token (from `Authorization: Bearer`, RFC 6750 §2.1) and requires `scope`.
-pub async fn authorize(state: &AppState, token: Option<&str>, scope: &'static str) -> Result<AccessClaims, BearerError> {
+pub async fn authorize(
+    state: &AppState,
+    token: Option<&str>,
+    scope: &'static str,
+) -> Result<AccessClaims, BearerError> {
     let token = token.ok_or(BearerError::Missing)?;
-    let claims = jwt::verify(&state.keys.current(), token, &state.cfg.issuer, &state.cfg.audience)
-        .map_err(|_| BearerError::InvalidToken("the access token is invalid or has expired"))?;
-    if state.repos.is_denied(&claims.jti).await.map_err(|e| BearerError::Flow(e.into()))? {
-        return Err(BearerError::InvalidToken("the access token has been revoked"));
+    let claims = jwt::verify(
+        &state.keys.current(),
+        token,
+        &state.cfg.issuer,
+        &state.cfg.audience,
+    )
+    .map_err(|_| BearerError::InvalidToken("the access token is invalid or has expired"))?;
+    if state
+        .repos
+        .is_denied(&claims.jti)
+        .await
+        .map_err(|e| BearerError::Flow(e.into()))?
+    {
+        return Err(BearerError::InvalidToken(
+            "the access token has been revoked",
+        ));
     }
     if !claims.scope.split(' ').any(|s| s == scope) {
         return Err(BearerError::InsufficientScope(scope));
@@ -51,8 +67,14 @@ pub async fn me(state: &AppState, token: Option<&str>) -> Result<Me, BearerError
     let user = super::users::find_by_id(state, &claims.sub)
         .await
         .map_err(BearerError::Flow)?
-        .ok_or(BearerError::InvalidToken("the access token does not belong to a user"))?;
-    let email = if claims.scope.split(' ').any(|s| s == "email") { user.email } else { None };
+        .ok_or(BearerError::InvalidToken(
+            "the access token does not belong to a user",
+        ))?;
+    let email = if claims.scope.split(' ').any(|s| s == "email") {
+        user.email
+    } else {
+        None
+    };
     Ok(Me {
         sub: user.id,
         username: user.username,

@@ -28,7 +28,10 @@ pub async fn revoke(state: &AppState, input: TokenInput) -> Result<(), FlowError
     if let Some(rec) = state.repos.refresh(token).await? {
         if rec.value.client_id == client.client_id {
             state.repos.revoke_family(&rec.value.family).await?;
-            tracing::info!(event = "refresh_family_revoked", "refresh token family revoked by the client");
+            tracing::info!(
+                event = "refresh_family_revoked",
+                "refresh token family revoked by the client"
+            );
         }
     }
     Ok(())
@@ -40,7 +43,13 @@ fn verified_access_token(state: &AppState, token: &str) -> Option<AccessClaims> 
     if token.matches('.').count() != 2 {
         return None;
     }
-    jwt::verify_allow_expired(&state.keys.current(), token, &state.cfg.issuer, &state.cfg.audience).ok()
+    jwt::verify_allow_expired(
+        &state.keys.current(),
+        token,
+        &state.cfg.issuer,
+        &state.cfg.audience,
+    )
+    .ok()
 }
 
 /// What introspection reports (RFC 7662 §2.2).
@@ -84,13 +93,20 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
     }
     let now = state.clock.now();
     if token.matches('.').count() == 2 {
-        let Ok(claims) = jwt::verify(&state.keys.current(), token, &state.cfg.issuer, &state.cfg.audience) else {
+        let Ok(claims) = jwt::verify(
+            &state.keys.current(),
+            token,
+            &state.cfg.issuer,
+            &state.cfg.audience,
+        ) else {
             return Ok(Introspection::default());
         };
         if state.repos.is_denied(&claims.jti).await? {
             return Ok(Introspection::default());
         }
-        let username = super::users::find_by_id(state, &claims.sub).await?.map(|u| u.username);
+        let username = super::users::find_by_id(state, &claims.sub)
+            .await?
+            .map(|u| u.username);
         return Ok(Introspection {
             active: true,
             scope: Some(claims.scope),
@@ -110,10 +126,16 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
         return Ok(Introspection::default());
     };
     let r = rec.value;
-    if r.rotated || r.expires_at <= now || r.client_id != client.client_id || !state.repos.family_alive(&r.family).await? {
+    if r.rotated
+        || r.expires_at <= now
+        || r.client_id != client.client_id
+        || !state.repos.family_alive(&r.family).await?
+    {
         return Ok(Introspection::default());
     }
-    let username = super::users::find_by_id(state, &r.sub).await?.map(|u| u.username);
+    let username = super::users::find_by_id(state, &r.sub)
+        .await?
+        .map(|u| u.username);
     Ok(Introspection {
         active: true,
         scope: Some(r.scope.to_string()),

@@ -7,12 +7,12 @@
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
+use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
 use crate::oauth::token::{
-    client_credentials, granted_scope, redeem_code, redeem_refresh, require_grant, required, AccessClaims, CodeRecord, Grant, Issuance,
-    RedeemError, RefreshRecord, TokenParams,
+    client_credentials, granted_scope, redeem_code, redeem_refresh, require_grant, required,
+    AccessClaims, CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
 };
-use crate::oauth::authorize::Policy;
 use crate::oauth::types::{Client, GrantType};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -21,7 +21,11 @@ use crate::tokens::jwt;
 
 /// Grant types served at the token endpoint under the active profile.
 pub fn supported_grants(policy: &Policy) -> Vec<GrantType> {
-    let mut g = vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
+    let mut g = vec![
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
     if policy.password {
         g.push(GrantType::Password);
     }
@@ -52,7 +56,10 @@ pub struct TokenInput {
 
 /// Parses the form and authenticates the client (shared with revocation and
 /// introspection, RFC 7009 §2.1, RFC 7662 §2.1).
-pub async fn authenticated_client(state: &AppState, input: &TokenInput) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
+pub async fn authenticated_client(
+    state: &AppState,
+    input: &TokenInput,
+) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
     let params = TokenParams::from_pairs(input.form.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let creds = select_credentials(
         input.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
@@ -89,18 +96,30 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
         GrantType::RefreshToken => refresh(state, &params, &client).await?,
         GrantType::Password => password(state, &params, &client).await?,
         GrantType::Implicit => {
-            return Err(OAuthError::new(crate::oauth::ErrorCode::UnsupportedGrantType, "implicit is not a token endpoint grant").into())
+            return Err(OAuthError::new(
+                crate::oauth::ErrorCode::UnsupportedGrantType,
+                "implicit is not a token endpoint grant",
+            )
+            .into())
         }
     };
     tracing::info!(event = "token_issued", "access token issued");
     Ok(issued)
 }
 
-async fn authorization_code(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+async fn authorization_code(
+    state: &AppState,
+    params: &TokenParams,
+    client: &Client,
+) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::AuthorizationCode)?;
     let code = required(&params.code, "code")?;
     let now = state.clock.now();
-    let Some(stored) = (if code.len() <= 256 { state.repos.code(code).await? } else { None }) else {
+    let Some(stored) = (if code.len() <= 256 {
+        state.repos.code(code).await?
+    } else {
+        None
+    }) else {
         return Err(OAuthError::invalid_grant("the code is invalid or has expired").into());
     };
     let grant = match redeem_code(params, &stored.value, client, now) {
@@ -109,7 +128,9 @@ async fn authorization_code(state: &AppState, params: &TokenParams, client: &Cli
         Err(RedeemError::Replayed) => return Err(code_replayed(state, &stored.value).await),
     };
     let claims = claims_for(state, &grant, now);
-    let refresh = client.allows(GrantType::RefreshToken).then(|| new_refresh(state, &grant, now, crate::ids::random_token(16)));
+    let refresh = client
+        .allows(GrantType::RefreshToken)
+        .then(|| new_refresh(state, &grant, now, crate::ids::random_token(16)));
     let refresh_ttl = state.settings.tokens.refresh_ttl as i64;
     let redeemed = CodeRecord {
         redeemed: Some(Issuance {
@@ -120,10 +141,20 @@ async fn authorization_code(state: &AppState, params: &TokenParams, client: &Cli
         ..stored.value.clone()
     };
     // Keep the redeemed marker as long as anything issued from it can live.
-    let keep = if refresh.is_some() { refresh_ttl } else { claims.exp - now };
+    let keep = if refresh.is_some() {
+        refresh_ttl
+    } else {
+        claims.exp - now
+    };
     let won = state
         .repos
-        .redeem_code(code, &stored, &redeemed, keep, refresh.as_ref().map(|(t, r)| (t.as_str(), r, refresh_ttl)))
+        .redeem_code(
+            code,
+            &stored,
+            &redeemed,
+            keep,
+            refresh.as_ref().map(|(t, r)| (t.as_str(), r, refresh_ttl)),
+        )
         .await?;
     if !won {
         // Another request redeemed it between our read and our swap: a replay.
@@ -142,7 +173,11 @@ async fn code_replayed(state: &AppState, rec: &CodeRecord) -> FlowError {
     if let Some(issued) = &rec.redeemed {
         tracing::warn!(event = "code_replay", client_id = %rec.client_id, "authorization code replayed: revoking what it issued");
         let now = state.clock.now();
-        if let Err(e) = state.repos.deny_jti(&issued.jti, issued.access_exp - now).await {
+        if let Err(e) = state
+            .repos
+            .deny_jti(&issued.jti, issued.access_exp - now)
+            .await
+        {
             return e.into();
         }
         if let Some(family) = &issued.family {
@@ -154,12 +189,22 @@ async fn code_replayed(state: &AppState, rec: &CodeRecord) -> FlowError {
     OAuthError::invalid_grant("the code was already used; tokens issued from it are revoked").into()
 }
 
-async fn refresh(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+async fn refresh(
+    state: &AppState,
+    params: &TokenParams,
+    client: &Client,
+) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::RefreshToken)?;
     let token = required(&params.refresh_token, "refresh_token")?;
     let now = state.clock.now();
-    let Some(stored) = (if token.len() <= 256 { state.repos.refresh(token).await? } else { None }) else {
-        return Err(OAuthError::invalid_grant("the refresh token is invalid or has expired").into());
+    let Some(stored) = (if token.len() <= 256 {
+        state.repos.refresh(token).await?
+    } else {
+        None
+    }) else {
+        return Err(
+            OAuthError::invalid_grant("the refresh token is invalid or has expired").into(),
+        );
     };
     let scope = match redeem_refresh(params, &stored.value, client, now) {
         Ok(s) => s,
@@ -173,12 +218,19 @@ async fn refresh(state: &AppState, params: &TokenParams, client: &Client) -> Res
     };
     let (next_token, next) = new_refresh(state, &family_grant, now, stored.value.family.clone());
     let ttl = state.settings.tokens.refresh_ttl as i64;
-    if !state.repos.rotate_refresh(token, &stored, &next_token, &next, ttl).await? {
+    if !state
+        .repos
+        .rotate_refresh(token, &stored, &next_token, &next, ttl)
+        .await?
+    {
         // Rotated concurrently, or the family was revoked: either way no token
         // may come out of this one again.
         return Err(refresh_replayed(state, &stored.value).await);
     }
-    let grant = Grant { scope, ..family_grant };
+    let grant = Grant {
+        scope,
+        ..family_grant
+    };
     let claims = claims_for(state, &grant, now);
     count(state, GrantType::RefreshToken);
     sign(state, claims, Some(next_token))
@@ -190,10 +242,17 @@ async fn refresh_replayed(state: &AppState, rec: &RefreshRecord) -> FlowError {
     if let Err(e) = state.repos.revoke_family(&rec.family).await {
         return e.into();
     }
-    OAuthError::invalid_grant("the refresh token was already used or revoked; its family is revoked").into()
+    OAuthError::invalid_grant(
+        "the refresh token was already used or revoked; its family is revoked",
+    )
+    .into()
 }
 
-async fn password(state: &AppState, params: &TokenParams, client: &Client) -> Result<Issued, FlowError> {
+async fn password(
+    state: &AppState,
+    params: &TokenParams,
+    client: &Client,
+) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::Password)?;
     let username = required(&params.username, "username")?;
     let pw = required(&params.password, "password")?;
@@ -208,7 +267,10 @@ async fn password(state: &AppState, params: &TokenParams, client: &Client) -> Re
     let claims = claims_for(state, &grant, now);
     let refresh = if client.allows(GrantType::RefreshToken) {
         let (t, rec) = new_refresh(state, &grant, now, crate::ids::random_token(16));
-        state.repos.put_refresh_family(&t, &rec, state.settings.tokens.refresh_ttl as i64).await?;
+        state
+            .repos
+            .put_refresh_family(&t, &rec, state.settings.tokens.refresh_ttl as i64)
+            .await?;
         Some(t)
     } else {
         None
@@ -217,7 +279,12 @@ async fn password(state: &AppState, params: &TokenParams, client: &Client) -> Re
     sign(state, claims, refresh)
 }
 
-fn new_refresh(state: &AppState, grant: &Grant, now: i64, family: String) -> (String, RefreshRecord) {
+fn new_refresh(
+    state: &AppState,
+    grant: &Grant,
+    now: i64,
+    family: String,
+) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
         family,
         client_id: grant.client_id.clone(),
@@ -240,7 +307,11 @@ fn claims_for(state: &AppState, grant: &Grant, now: i64) -> AccessClaims {
     )
 }
 
-fn sign(state: &AppState, claims: AccessClaims, refresh_token: Option<String>) -> Result<Issued, FlowError> {
+fn sign(
+    state: &AppState,
+    claims: AccessClaims,
+    refresh_token: Option<String>,
+) -> Result<Issued, FlowError> {
     let keys = state.keys.current();
     let access_token = jwt::sign(keys.signer(), &claims)?;
     Ok(Issued {
@@ -255,7 +326,9 @@ fn count(state: &AppState, grant: GrantType) {
     state
         .metrics
         .tokens_issued
-        .get_or_create(&GrantLabels { grant_type: grant.as_str() })
+        .get_or_create(&GrantLabels {
+            grant_type: grant.as_str(),
+        })
         .inc();
 }
 
@@ -271,12 +344,18 @@ pub async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Cli
 }
 
 /// Builds and signs an access token for `grant` with the current key.
-pub fn issue_access_token(state: &AppState, grant: &Grant, grant_label: &'static str) -> Result<Issued, FlowError> {
+pub fn issue_access_token(
+    state: &AppState,
+    grant: &Grant,
+    grant_label: &'static str,
+) -> Result<Issued, FlowError> {
     let claims = claims_for(state, grant, state.clock.now());
     state
         .metrics
         .tokens_issued
-        .get_or_create(&GrantLabels { grant_type: grant_label })
+        .get_or_create(&GrantLabels {
+            grant_type: grant_label,
+        })
         .inc();
     sign(state, claims, None)
 }

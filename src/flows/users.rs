@@ -45,8 +45,13 @@ pub async fn create_user(
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
     }
-    if email.as_deref().is_some_and(|e| !e.contains('@') || e.len() > 254) {
-        return Err(SignupError::Invalid("that email address does not look right"));
+    if email
+        .as_deref()
+        .is_some_and(|e| !e.contains('@') || e.len() > 254)
+    {
+        return Err(SignupError::Invalid(
+            "that email address does not look right",
+        ));
     }
     if state.config_users.contains_key(&username.to_lowercase()) {
         return Err(SignupError::Taken);
@@ -61,7 +66,12 @@ pub async fn create_user(
         password_hash,
         created_at: state.clock.now(),
     };
-    if !state.repos.create_user(&user).await.map_err(FlowError::from)? {
+    if !state
+        .repos
+        .create_user(&user)
+        .await
+        .map_err(FlowError::from)?
+    {
         return Err(SignupError::Taken);
     }
     tracing::info!(event = "user_created", user_id = %user.id, "user created");
@@ -93,7 +103,11 @@ pub async fn find_by_id(state: &AppState, id: &str) -> Result<Option<User>, Flow
 /// Checks a username and password. `Ok(None)` for a wrong password or an
 /// unknown user alike, after the same argon2 cost.
 #[tracing::instrument(skip_all)]
-pub async fn authenticate(state: &AppState, username: &str, password: String) -> Result<Option<User>, FlowError> {
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<Option<User>, FlowError> {
     let user = find_by_name(state, username).await?;
     let ok = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let result = user.filter(|_| ok);
@@ -137,7 +151,11 @@ pub async fn end_session(state: &AppState, sid: &str) -> Result<(), FlowError> {
 }
 
 /// Password grant user check: wrong credentials are `invalid_grant` (RFC 6749 §5.2).
-pub async fn password_grant_user(state: &AppState, username: &str, password: String) -> Result<User, FlowError> {
+pub async fn password_grant_user(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<User, FlowError> {
     authenticate(state, username, password)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("invalid username or password").into())

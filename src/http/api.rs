@@ -8,10 +8,13 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
 use super::payload::{FormPairs, RawJson};
-use super::responses::{IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody, TokenResponse, NO_STORE};
-use crate::flows::FlowError;
+use super::responses::{
+    IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody,
+    TokenResponse, NO_STORE,
+};
 use crate::flows;
 use crate::flows::token::TokenInput;
+use crate::flows::FlowError;
 use crate::oauth::authorize::Policy;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -105,7 +108,11 @@ pub enum BearerAuth {
 }
 
 /// Client credentials from the Basic header (if any) plus the form pairs.
-fn token_input(auth: ClientAuth, req: &Request, form: Vec<(String, String)>) -> Result<TokenInput, OAuthError> {
+fn token_input(
+    auth: ClientAuth,
+    req: &Request,
+    form: Vec<(String, String)>,
+) -> Result<TokenInput, OAuthError> {
     let basic = match auth {
         ClientAuth::Basic(ClientSecretBasic(b)) => Some((b.username, b.password)),
         ClientAuth::InBody if req.headers().contains_key("authorization") => {

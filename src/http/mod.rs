@@ -64,17 +64,35 @@ pub fn routes(state: AppState) -> impl Endpoint {
             .same_site(poem::web::cookie::SameSite::Lax)
             .transform(ep)
     };
-    Route::new()
-        .nest("/", api)
+    // The API is mounted per prefix (not at "/") so that "/" stays the home page.
+    let mut route = Route::new();
+    for prefix in ["/oauth", "/.well-known", "/api"] {
+        route = route.nest_no_strip(prefix, api_service());
+    }
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        route = route.at(path, api_service());
+    }
+    drop(api);
+    route
         .at("/openapi.json", spec)
         .nest("/docs", ui)
         .at("/", csrf(get(pages::home).boxed()))
-        .at("/login", csrf(get(pages::login_form).post(pages::login).boxed()))
-        .at("/signup", csrf(get(pages::signup_form).post(pages::signup).boxed()))
+        .at(
+            "/login",
+            csrf(get(pages::login_form).post(pages::login).boxed()),
+        )
+        .at(
+            "/signup",
+            csrf(get(pages::signup_form).post(pages::signup).boxed()),
+        )
         .at("/logout", csrf(post(pages::logout).boxed()))
         .at(
             "/oauth/authorize",
-            csrf(get(pages::authorize_get).post(pages::authorize_post).boxed()),
+            csrf(
+                get(pages::authorize_get)
+                    .post(pages::authorize_post)
+                    .boxed(),
+            ),
         )
         .at("/static/style.css", get(views::stylesheet))
         .around(move |ep, req| size_limits(ep, req, max_body, max_header))

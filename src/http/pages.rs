@@ -8,7 +8,10 @@ use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Query};
 use poem::{handler, Request, Response};
 use serde::Deserialize;
 
-use super::views::{render, secure_html_headers, ConsentPage, ErrorPage, HomePage, LoginPage, Nav, ScopeView, SignupPage};
+use super::views::{
+    render, secure_html_headers, ConsentPage, ErrorPage, HomePage, LoginPage, Nav, ScopeView,
+    SignupPage,
+};
 use crate::flows::authorize::{approve, check, deny, Refusal};
 use crate::flows::users;
 use crate::flows::FlowError;
@@ -36,7 +39,13 @@ fn see_other(location: &str) -> Response {
     resp
 }
 
-fn error_page(state: &AppState, csrf: &CsrfToken, status: StatusCode, title: &str, message: &str) -> Response {
+fn error_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
     render(
         &ErrorPage {
             nav: nav(state, None, csrf),
@@ -62,7 +71,13 @@ fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Response
         }
         other => {
             tracing::error!(error = %other, "page failed");
-            error_page(state, csrf, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.")
+            error_page(
+                state,
+                csrf,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again.",
+            )
         }
     }
 }
@@ -80,14 +95,23 @@ fn csrf_failed(state: &AppState, csrf: &CsrfToken) -> Response {
 /// Only same-site paths are followed after login (no open redirector).
 fn safe_return_to(raw: Option<&str>) -> String {
     match raw {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && p.len() <= 4096 && !p.contains(['\r', '\n']) => {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && p.len() <= 4096
+                && !p.contains(['\r', '\n']) =>
+        {
             p.to_string()
         }
         _ => "/".to_string(),
     }
 }
 
-async fn current_session(state: &AppState, req: &Request) -> Result<Option<(String, Session)>, FlowError> {
+async fn current_session(
+    state: &AppState,
+    req: &Request,
+) -> Result<Option<(String, Session)>, FlowError> {
     let Some(cookie) = req.cookie().get(SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -126,7 +150,11 @@ pub struct ReturnTo {
 
 /// `GET /login`
 #[handler]
-pub async fn login_form(state: Data<&AppState>, csrf: &CsrfToken, Query(q): Query<ReturnTo>) -> Response {
+pub async fn login_form(
+    state: Data<&AppState>,
+    csrf: &CsrfToken,
+    Query(q): Query<ReturnTo>,
+) -> Response {
     render(
         &LoginPage {
             nav: nav(&state, None, csrf),
@@ -150,8 +178,18 @@ pub struct LoginForm {
 
 /// `POST /login`
 #[handler]
-pub async fn login(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, verifier: &CsrfVerifier, Form(f): Form<LoginForm>) -> Response {
-    if !f.csrf_token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+pub async fn login(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !f
+        .csrf_token
+        .as_deref()
+        .is_some_and(|t| verifier.is_valid(t))
+    {
         return csrf_failed(&state, csrf);
     }
     let return_to = safe_return_to(f.return_to.as_deref());
@@ -185,9 +223,19 @@ pub async fn login(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, veri
 
 /// `GET /signup`
 #[handler]
-pub async fn signup_form(state: Data<&AppState>, csrf: &CsrfToken, Query(q): Query<ReturnTo>) -> Response {
+pub async fn signup_form(
+    state: Data<&AppState>,
+    csrf: &CsrfToken,
+    Query(q): Query<ReturnTo>,
+) -> Response {
     if !state.settings.ui.signup {
-        return error_page(&state, csrf, StatusCode::NOT_FOUND, "Sign-up is closed", "Ask an administrator for an account.");
+        return error_page(
+            &state,
+            csrf,
+            StatusCode::NOT_FOUND,
+            "Sign-up is closed",
+            "Ask an administrator for an account.",
+        );
     }
     render(
         &SignupPage {
@@ -214,17 +262,42 @@ pub struct SignupForm {
 
 /// `POST /signup`
 #[handler]
-pub async fn signup(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, verifier: &CsrfVerifier, Form(f): Form<SignupForm>) -> Response {
+pub async fn signup(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(f): Form<SignupForm>,
+) -> Response {
     if !state.settings.ui.signup {
-        return error_page(&state, csrf, StatusCode::NOT_FOUND, "Sign-up is closed", "Ask an administrator for an account.");
+        return error_page(
+            &state,
+            csrf,
+            StatusCode::NOT_FOUND,
+            "Sign-up is closed",
+            "Ask an administrator for an account.",
+        );
     }
-    if !f.csrf_token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+    if !f
+        .csrf_token
+        .as_deref()
+        .is_some_and(|t| verifier.is_valid(t))
+    {
         return csrf_failed(&state, csrf);
     }
     let return_to = safe_return_to(f.return_to.as_deref());
     let username = f.username.unwrap_or_default().trim().to_string();
-    let email = f.email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
-    let result = users::create_user(&state, &username, email.clone(), f.password.unwrap_or_default()).await;
+    let email = f
+        .email
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty());
+    let result = users::create_user(
+        &state,
+        &username,
+        email.clone(),
+        f.password.unwrap_or_default(),
+    )
+    .await;
     let user = match result {
         Ok(u) => u,
         Err(users::SignupError::Flow(e)) => return flow_error_page(&state, csrf, e),
@@ -260,8 +333,18 @@ pub struct CsrfOnly {
 
 /// `POST /logout`
 #[handler]
-pub async fn logout(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, verifier: &CsrfVerifier, Form(f): Form<CsrfOnly>) -> Response {
-    if !f.csrf_token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+pub async fn logout(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if !f
+        .csrf_token
+        .as_deref()
+        .is_some_and(|t| verifier.is_valid(t))
+    {
         return csrf_failed(&state, csrf);
     }
     if let Some(cookie) = req.cookie().get(SESSION_COOKIE) {
@@ -269,7 +352,8 @@ pub async fn logout(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, ver
             return flow_error_page(&state, csrf, e);
         }
     }
-    req.cookie().add(session_cookie(&state, "", std::time::Duration::ZERO));
+    req.cookie()
+        .add(session_cookie(&state, "", std::time::Duration::ZERO));
     see_other("/")
 }
 
@@ -302,7 +386,14 @@ fn describe_scope(scope: &str) -> String {
     }
 }
 
-fn consent_page(state: &AppState, req: &Request, csrf: &CsrfToken, session: &Session, valid: &ValidRequest, client_name: &str) -> Response {
+fn consent_page(
+    state: &AppState,
+    req: &Request,
+    csrf: &CsrfToken,
+    session: &Session,
+    valid: &ValidRequest,
+    client_name: &str,
+) -> Response {
     let redirect_host = url::Url::parse(&valid.target.uri)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -351,7 +442,9 @@ pub async fn authorize_get(state: Data<&AppState>, req: &Request, csrf: &CsrfTok
         Err(r) => return refusal(&state, csrf, r),
     };
     match current_session(&state, req).await {
-        Ok(Some((_, session))) => consent_page(&state, req, csrf, &session, &valid, &client.client_name),
+        Ok(Some((_, session))) => {
+            consent_page(&state, req, csrf, &session, &valid, &client.client_name)
+        }
         Ok(None) => login_redirect(req),
         Err(e) => flow_error_page(&state, csrf, e),
     }
@@ -366,8 +459,18 @@ pub struct ConsentForm {
 
 /// `POST /oauth/authorize`: the consent decision.
 #[handler]
-pub async fn authorize_post(state: Data<&AppState>, req: &Request, csrf: &CsrfToken, verifier: &CsrfVerifier, Form(f): Form<ConsentForm>) -> Response {
-    if !f.csrf_token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+pub async fn authorize_post(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    if !f
+        .csrf_token
+        .as_deref()
+        .is_some_and(|t| verifier.is_valid(t))
+    {
         return csrf_failed(&state, csrf);
     }
     let (valid, _) = match check(&state, &query_pairs(req)).await {
@@ -385,6 +488,12 @@ pub async fn authorize_post(state: Data<&AppState>, req: &Request, csrf: &CsrfTo
             Err(e) => flow_error_page(&state, csrf, e),
         },
         Some("deny") => see_other(&deny(&state, &valid)),
-        _ => error_page(&state, csrf, StatusCode::BAD_REQUEST, "Invalid request", "Choose Allow or Deny."),
+        _ => error_page(
+            &state,
+            csrf,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Choose Allow or Deny.",
+        ),
     }
 }

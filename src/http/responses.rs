@@ -187,7 +187,10 @@ pub enum RevokeResponse {
     Ok(#[oai(header = "Cache-Control")] String),
     /// `invalid_request`.
     #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    BadRequest(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// `invalid_client`.
     #[oai(status = 401)]
     Unauthorized(
@@ -197,10 +200,16 @@ pub enum RevokeResponse {
     ),
     /// The request body is too large.
     #[oai(status = 413)]
-    TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    TooLarge(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// An unexpected server fault.
     #[oai(status = 500)]
-    ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    ServerError(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// The store is unreachable: nothing was revoked; retry.
     #[oai(status = 503)]
     Unavailable(
@@ -280,10 +289,16 @@ pub struct IntrospectionBody {
 pub enum IntrospectResponse {
     /// The token's state.
     #[oai(status = 200)]
-    Ok(Json<IntrospectionBody>, #[oai(header = "Cache-Control")] String),
+    Ok(
+        Json<IntrospectionBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// `invalid_request`.
     #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    BadRequest(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// `invalid_client`.
     #[oai(status = 401)]
     Unauthorized(
@@ -293,10 +308,16 @@ pub enum IntrospectResponse {
     ),
     /// The request body is too large.
     #[oai(status = 413)]
-    TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    TooLarge(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// An unexpected server fault.
     #[oai(status = 500)]
-    ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    ServerError(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// The store is unreachable; retry.
     #[oai(status = 503)]
     Unavailable(
@@ -350,10 +371,16 @@ pub enum MeResponse {
     Ok(Json<MeBody>, #[oai(header = "Cache-Control")] String),
     /// No token, or an invalid, expired or revoked one.
     #[oai(status = 401)]
-    Unauthorized(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
     /// The token lacks the `profile` scope.
     #[oai(status = 403)]
-    Forbidden(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Forbidden(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
     /// The store is unreachable (revocation cannot be checked); retry.
     #[oai(status = 503)]
     Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
@@ -364,16 +391,26 @@ impl From<crate::flows::resource::BearerError> for MeResponse {
         use crate::flows::resource::BearerError;
         match e {
             BearerError::Missing => Self::Unauthorized(
-                OAuthErrorBody::new(ErrorCode::InvalidRequest, "a Bearer access token is required"),
+                OAuthErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    "a Bearer access token is required",
+                ),
                 "Bearer realm=\"keygate\"".into(),
             ),
             BearerError::InvalidToken(d) => Self::Unauthorized(
                 OAuthErrorBody::new(ErrorCode::InvalidToken, d),
-                format!("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\""),
+                format!(
+                    "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\""
+                ),
             ),
             BearerError::InsufficientScope(scope) => Self::Forbidden(
-                OAuthErrorBody::new(ErrorCode::InsufficientScope, format!("the `{scope}` scope is required")),
-                format!("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                OAuthErrorBody::new(
+                    ErrorCode::InsufficientScope,
+                    format!("the `{scope}` scope is required"),
+                ),
+                format!(
+                    "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
             ),
             BearerError::Flow(e) => {
                 let e = internal_to_oauth(e);

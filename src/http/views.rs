@@ -263,7 +263,10 @@ mod tests {
             client_name: client_name.into(),
             client_id: "c1".into(),
             redirect_host: "app.example.com".into(),
-            scopes: vec![ScopeView::for_scope("profile"), ScopeView::for_scope("email")],
+            scopes: vec![
+                ScopeView::for_scope("profile"),
+                ScopeView::for_scope("email"),
+            ],
         }
     }
 
@@ -527,8 +530,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
-        assert_eq!(resp.headers()[header::CACHE_CONTROL], "public, max-age=3600");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
+        assert_eq!(
+            resp.headers()[header::CACHE_CONTROL],
+            "public, max-age=3600"
+        );
         let body = resp.into_body().into_string().await.unwrap();
         assert_eq!(body, STYLESHEET);
     }

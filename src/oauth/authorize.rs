@@ -185,15 +185,16 @@ pub fn validate(
             ))
         }
     };
+    // Implicit answers (and its errors) go in the fragment (RFC 6749 §4.2.2);
+    // when implicit is disabled, `token` is just an unsupported type.
     let response_type = match p.response_type.as_deref() {
-        Some("token") => ResponseType::Token,
-        Some("code") => ResponseType::Code,
+        Some("token") if policy.implicit => ResponseType::Token,
         _ => ResponseType::Code,
     };
     let target = RedirectTarget {
         uri,
         state: p.state.clone(),
-        fragment: response_type == ResponseType::Token && p.response_type.as_deref() == Some("token"),
+        fragment: response_type == ResponseType::Token,
     };
     let fail = |code: ErrorCode, d: &'static str| AuthorizeError::Redirect {
         target: target.clone(),
@@ -202,11 +203,18 @@ pub fn validate(
     if let Some(name) = p.duplicate {
         return Err(AuthorizeError::Redirect {
             target: target.clone(),
-            error: OAuthError::invalid_request(format!("parameter `{name}` is included more than once")),
+            error: OAuthError::invalid_request(format!(
+                "parameter `{name}` is included more than once"
+            )),
         });
     }
     match p.response_type.as_deref() {
-        None => return Err(fail(ErrorCode::InvalidRequest, "missing required parameter `response_type`")),
+        None => {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "missing required parameter `response_type`",
+            ))
+        }
         Some("code") => {
             if !client.allows(GrantType::AuthorizationCode) {
                 return Err(fail(
@@ -312,7 +320,11 @@ pub fn redirect_url(target: &RedirectTarget, params: &[(&str, &str)], issuer: &s
             url.to_string()
         }
         // Registered URIs are validated absolute URIs; keep a safe fallback.
-        Err(_) => format!("{}{}{extra}", target.uri, if target.fragment { '#' } else { '?' }),
+        Err(_) => format!(
+            "{}{}{extra}",
+            target.uri,
+            if target.fragment { '#' } else { '?' }
+        ),
     }
 }
 
@@ -320,7 +332,10 @@ pub fn redirect_url(target: &RedirectTarget, params: &[(&str, &str)], issuer: &s
 pub fn error_redirect_url(target: &RedirectTarget, error: &OAuthError, issuer: &str) -> String {
     redirect_url(
         target,
-        &[("error", error.code.as_str()), ("error_description", &error.description)],
+        &[
+            ("error", error.code.as_str()),
+            ("error_description", &error.description),
+        ],
         issuer,
     )
 }
@@ -358,7 +373,8 @@ mod tests {
     }
 
     fn params(q: &str) -> AuthorizeParams {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
         AuthorizeParams::from_pairs(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
     }
 
@@ -377,9 +393,16 @@ mod tests {
             "response_type=code&client_id=app&redirect_uri=https://app.example/cb?x=1",
         ] {
             let r = validate(&params(q), Some(&client()), &POLICY);
-            assert!(matches!(r, Err(AuthorizeError::ShowToUser { .. })), "{q}: {r:?}");
+            assert!(
+                matches!(r, Err(AuthorizeError::ShowToUser { .. })),
+                "{q}: {r:?}"
+            );
         }
-        let r = validate(&params("response_type=code&client_id=nobody"), None, &POLICY);
+        let r = validate(
+            &params("response_type=code&client_id=nobody"),
+            None,
+            &POLICY,
+        );
         assert!(matches!(r, Err(AuthorizeError::ShowToUser { .. })));
     }
 
@@ -395,34 +418,79 @@ mod tests {
 
     #[test]
     fn other_errors_redirect_with_rfc_codes() {
-        assert_eq!(redirected_code("client_id=app", &POLICY), ErrorCode::InvalidRequest);
-        assert_eq!(redirected_code("client_id=app&response_type=id_token", &POLICY), ErrorCode::UnsupportedResponseType);
-        assert_eq!(redirected_code(&code_q("&scope=admin"), &POLICY), ErrorCode::InvalidScope);
-        assert_eq!(redirected_code(&code_q("&state=a&state=b"), &POLICY), ErrorCode::InvalidRequest);
-        assert_eq!(redirected_code("response_type=code&client_id=app", &POLICY), ErrorCode::InvalidRequest, "PKCE required");
         assert_eq!(
-            redirected_code(&format!("response_type=code&client_id=app&code_challenge={CH}"), &POLICY),
+            redirected_code("client_id=app", &POLICY),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            redirected_code("client_id=app&response_type=id_token", &POLICY),
+            ErrorCode::UnsupportedResponseType
+        );
+        assert_eq!(
+            redirected_code(&code_q("&scope=admin"), &POLICY),
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(
+            redirected_code(&code_q("&state=a&state=b"), &POLICY),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            redirected_code("response_type=code&client_id=app", &POLICY),
+            ErrorCode::InvalidRequest,
+            "PKCE required"
+        );
+        assert_eq!(
+            redirected_code(
+                &format!("response_type=code&client_id=app&code_challenge={CH}"),
+                &POLICY
+            ),
             ErrorCode::InvalidRequest,
             "plain (missing method) refused"
         );
-        assert_eq!(redirected_code("response_type=token&client_id=app", &POLICY), ErrorCode::UnsupportedResponseType);
+        assert_eq!(
+            redirected_code("response_type=token&client_id=app", &POLICY),
+            ErrorCode::UnsupportedResponseType
+        );
     }
 
     #[test]
     fn profiles() {
         // legacy: confidential clients may skip PKCE; implicit allowed for registered clients
-        let ok = validate(&params("response_type=code&client_id=app"), Some(&client()), &LEGACY).unwrap();
+        let ok = validate(
+            &params("response_type=code&client_id=app"),
+            Some(&client()),
+            &LEGACY,
+        )
+        .unwrap();
         assert_eq!(ok.pkce, None);
-        let ok = validate(&params("response_type=token&client_id=app&state=s"), Some(&client()), &LEGACY).unwrap();
+        let ok = validate(
+            &params("response_type=token&client_id=app&state=s"),
+            Some(&client()),
+            &LEGACY,
+        )
+        .unwrap();
         assert!(ok.target.fragment);
         let mut public = client();
         public.auth_method = AuthMethod::None;
-        let r = validate(&params("response_type=code&client_id=app"), Some(&public), &LEGACY);
-        assert!(matches!(r, Err(AuthorizeError::Redirect { .. })), "public clients always need PKCE");
+        let r = validate(
+            &params("response_type=code&client_id=app"),
+            Some(&public),
+            &LEGACY,
+        );
+        assert!(
+            matches!(r, Err(AuthorizeError::Redirect { .. })),
+            "public clients always need PKCE"
+        );
         let mut no_implicit = client();
         no_implicit.grant_types = vec![GrantType::AuthorizationCode];
-        let r = validate(&params("response_type=token&client_id=app"), Some(&no_implicit), &LEGACY);
-        assert!(matches!(r, Err(AuthorizeError::Redirect { error, .. }) if error.code == ErrorCode::UnauthorizedClient));
+        let r = validate(
+            &params("response_type=token&client_id=app"),
+            Some(&no_implicit),
+            &LEGACY,
+        );
+        assert!(
+            matches!(r, Err(AuthorizeError::Redirect { error, .. }) if error.code == ErrorCode::UnauthorizedClient)
+        );
     }
 
     #[test]
@@ -442,9 +510,23 @@ mod tests {
             fragment: false,
         };
         let u = redirect_url(&t, &[("code", "xyz")], "https://issuer.example");
-        assert_eq!(u, "https://app.example/cb?keep=1&code=xyz&state=a+b%26c&iss=https%3A%2F%2Fissuer.example");
-        let t = RedirectTarget { uri: "https://app.example/cb".into(), state: None, fragment: true };
-        let u = error_redirect_url(&t, &OAuthError::new(ErrorCode::AccessDenied, "no"), "https://i");
-        assert_eq!(u, "https://app.example/cb#error=access_denied&error_description=no&iss=https%3A%2F%2Fi");
+        assert_eq!(
+            u,
+            "https://app.example/cb?keep=1&code=xyz&state=a+b%26c&iss=https%3A%2F%2Fissuer.example"
+        );
+        let t = RedirectTarget {
+            uri: "https://app.example/cb".into(),
+            state: None,
+            fragment: true,
+        };
+        let u = error_redirect_url(
+            &t,
+            &OAuthError::new(ErrorCode::AccessDenied, "no"),
+            "https://i",
+        );
+        assert_eq!(
+            u,
+            "https://app.example/cb#error=access_denied&error_description=no&iss=https%3A%2F%2Fi"
+        );
     }
 }

@@ -7,11 +7,11 @@
 //! - RFC 6749 §5.2 error codes → [`error`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
 
+pub mod authorize;
 pub mod client_auth;
 pub mod client_meta;
 pub mod error;
 pub mod pkce;
-pub mod authorize;
 pub mod token;
 pub mod types;
 

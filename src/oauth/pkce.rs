@@ -39,8 +39,7 @@ pub struct Challenge {
 /// Whether `s` is 43–128 characters of `[A-Za-z0-9-._~]` (RFC 7636 §4.1, §4.2).
 pub fn well_formed(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
@@ -99,7 +98,10 @@ pub fn verify(challenge: &Challenge, verifier: &str) -> bool {
         Method::S256 => s256(verifier),
         Method::Plain => verifier.to_string(),
     };
-    derived.as_bytes().ct_eq(challenge.challenge.as_bytes()).into()
+    derived
+        .as_bytes()
+        .ct_eq(challenge.challenge.as_bytes())
+        .into()
 }
 
 #[cfg(test)]
@@ -110,7 +112,10 @@ mod tests {
     #[test]
     fn rfc7636_appendix_b_vector() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert_eq!(s256(verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            s256(verifier),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
         let c = Challenge {
             challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
             method: Method::S256,
@@ -122,9 +127,14 @@ mod tests {
     #[test]
     fn plain_is_refused_unless_enabled() {
         let ch = "a".repeat(43);
-        assert!(parse_challenge(Some(&ch), None, false).is_err(), "missing method = plain");
+        assert!(
+            parse_challenge(Some(&ch), None, false).is_err(),
+            "missing method = plain"
+        );
         assert!(parse_challenge(Some(&ch), Some("plain"), false).is_err());
-        assert!(parse_challenge(Some(&ch), Some("plain"), true).unwrap().is_some());
+        assert!(parse_challenge(Some(&ch), Some("plain"), true)
+            .unwrap()
+            .is_some());
         assert!(parse_challenge(Some(&ch), Some("S512"), true).is_err());
         assert!(parse_challenge(Some("short"), Some("S256"), false).is_err());
         assert!(parse_challenge(None, Some("S256"), false).is_err());

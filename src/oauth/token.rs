@@ -234,7 +234,12 @@ impl From<OAuthError> for RedeemError {
 
 /// RFC 6749 §4.1.3 and RFC 7636 §4.6 checks, in order: not yet redeemed,
 /// issued to this client, not expired, redirect URI, PKCE.
-pub fn redeem_code(params: &TokenParams, stored: &CodeRecord, client: &Client, now: i64) -> Result<Grant, RedeemError> {
+pub fn redeem_code(
+    params: &TokenParams,
+    stored: &CodeRecord,
+    client: &Client,
+    now: i64,
+) -> Result<Grant, RedeemError> {
     if stored.redeemed.is_some() {
         return Err(RedeemError::Replayed);
     }
@@ -247,15 +252,35 @@ pub fn redeem_code(params: &TokenParams, stored: &CodeRecord, client: &Client, n
     match params.redirect_uri.as_deref() {
         Some(u) if u == stored.redirect_uri => {}
         None if !stored.redirect_uri_given => {}
-        None => return Err(OAuthError::invalid_grant("redirect_uri is required: it was in the authorization request").into()),
-        Some(_) => return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request").into()),
+        None => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri is required: it was in the authorization request",
+            )
+            .into())
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            )
+            .into())
+        }
     }
     match (&stored.pkce, params.code_verifier.as_deref()) {
         (Some(ch), Some(v)) if pkce::verify(ch, v) => {}
-        (Some(_), Some(_)) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge").into()),
-        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)").into()),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            )
+            .into())
+        }
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)").into())
+        }
         (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant("code_verifier sent, but the authorization request had no code_challenge").into())
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent, but the authorization request had no code_challenge",
+            )
+            .into())
         }
         (None, None) => {}
     }
@@ -286,9 +311,16 @@ pub struct RefreshRecord {
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
 /// expired, requested scope within the original. Returns the access token scope.
-pub fn redeem_refresh(params: &TokenParams, stored: &RefreshRecord, client: &Client, now: i64) -> Result<ScopeSet, RedeemError> {
+pub fn redeem_refresh(
+    params: &TokenParams,
+    stored: &RefreshRecord,
+    client: &Client,
+    now: i64,
+) -> Result<ScopeSet, RedeemError> {
     if stored.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant("the refresh token was issued to another client").into());
+        return Err(
+            OAuthError::invalid_grant("the refresh token was issued to another client").into(),
+        );
     }
     if stored.rotated {
         return Err(RedeemError::Replayed);
@@ -303,7 +335,10 @@ pub fn redeem_refresh(params: &TokenParams, stored: &RefreshRecord, client: &Cli
             if s.is_subset(&stored.scope) {
                 Ok(s)
             } else {
-                Err(OAuthError::invalid_scope("a refresh request may only narrow the original scope").into())
+                Err(OAuthError::invalid_scope(
+                    "a refresh request may only narrow the original scope",
+                )
+                .into())
             }
         }
     }
@@ -457,21 +492,56 @@ mod tests {
     fn code_redemption_rules() {
         let v = "v".repeat(43);
         let ok = tp(&[("redirect_uri", "https://app/cb"), ("code_verifier", &v)]);
-        assert_eq!(redeem_code(&ok, &code(true), &code_client(), 50).unwrap().subject, "u1");
-        assert_eq!(refused(redeem_code(&ok, &code(true), &code_client(), 100)), ErrorCode::InvalidGrant, "expired");
+        assert_eq!(
+            redeem_code(&ok, &code(true), &code_client(), 50)
+                .unwrap()
+                .subject,
+            "u1"
+        );
+        assert_eq!(
+            refused(redeem_code(&ok, &code(true), &code_client(), 100)),
+            ErrorCode::InvalidGrant,
+            "expired"
+        );
         let mut other = code_client();
         other.client_id = "other".into();
-        assert_eq!(refused(redeem_code(&ok, &code(true), &other, 50)), ErrorCode::InvalidGrant);
+        assert_eq!(
+            refused(redeem_code(&ok, &code(true), &other, 50)),
+            ErrorCode::InvalidGrant
+        );
         let no_uri = tp(&[("code_verifier", &v)]);
-        assert_eq!(refused(redeem_code(&no_uri, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
-        let bad_v = tp(&[("redirect_uri", "https://app/cb"), ("code_verifier", &"w".repeat(43))]);
-        assert_eq!(refused(redeem_code(&bad_v, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
+        assert_eq!(
+            refused(redeem_code(&no_uri, &code(true), &code_client(), 50)),
+            ErrorCode::InvalidGrant
+        );
+        let bad_v = tp(&[
+            ("redirect_uri", "https://app/cb"),
+            ("code_verifier", &"w".repeat(43)),
+        ]);
+        assert_eq!(
+            refused(redeem_code(&bad_v, &code(true), &code_client(), 50)),
+            ErrorCode::InvalidGrant
+        );
         let no_v = tp(&[("redirect_uri", "https://app/cb")]);
-        assert_eq!(refused(redeem_code(&no_v, &code(true), &code_client(), 50)), ErrorCode::InvalidGrant);
-        assert_eq!(refused(redeem_code(&ok, &code(false), &code_client(), 50)), ErrorCode::InvalidGrant, "verifier without challenge");
+        assert_eq!(
+            refused(redeem_code(&no_v, &code(true), &code_client(), 50)),
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            refused(redeem_code(&ok, &code(false), &code_client(), 50)),
+            ErrorCode::InvalidGrant,
+            "verifier without challenge"
+        );
         let mut used = code(true);
-        used.redeemed = Some(Issuance { jti: "j".into(), access_exp: 1, family: None });
-        assert_eq!(redeem_code(&ok, &used, &code_client(), 50).unwrap_err(), RedeemError::Replayed);
+        used.redeemed = Some(Issuance {
+            jti: "j".into(),
+            access_exp: 1,
+            family: None,
+        });
+        assert_eq!(
+            redeem_code(&ok, &used, &code_client(), 50).unwrap_err(),
+            RedeemError::Replayed
+        );
         let mut omitted = code(false);
         omitted.redirect_uri_given = false;
         assert!(redeem_code(&tp(&[]), &omitted, &code_client(), 50).is_ok());
@@ -488,12 +558,28 @@ mod tests {
             rotated: false,
         };
         let c = code_client();
-        assert_eq!(redeem_refresh(&tp(&[]), &rec, &c, 1).unwrap().to_string(), "read write");
-        assert_eq!(redeem_refresh(&tp(&[("scope", "read")]), &rec, &c, 1).unwrap().to_string(), "read");
-        assert!(matches!(redeem_refresh(&tp(&[("scope", "admin")]), &rec, &c, 1), Err(RedeemError::Refused(e)) if e.code == ErrorCode::InvalidScope));
-        assert!(matches!(redeem_refresh(&tp(&[]), &rec, &c, 100), Err(RedeemError::Refused(_))));
+        assert_eq!(
+            redeem_refresh(&tp(&[]), &rec, &c, 1).unwrap().to_string(),
+            "read write"
+        );
+        assert_eq!(
+            redeem_refresh(&tp(&[("scope", "read")]), &rec, &c, 1)
+                .unwrap()
+                .to_string(),
+            "read"
+        );
+        assert!(
+            matches!(redeem_refresh(&tp(&[("scope", "admin")]), &rec, &c, 1), Err(RedeemError::Refused(e)) if e.code == ErrorCode::InvalidScope)
+        );
+        assert!(matches!(
+            redeem_refresh(&tp(&[]), &rec, &c, 100),
+            Err(RedeemError::Refused(_))
+        ));
         let mut rotated = rec.clone();
         rotated.rotated = true;
-        assert_eq!(redeem_refresh(&tp(&[]), &rotated, &c, 1).unwrap_err(), RedeemError::Replayed);
+        assert_eq!(
+            redeem_refresh(&tp(&[]), &rotated, &c, 1).unwrap_err(),
+            RedeemError::Replayed
+        );
     }
 }

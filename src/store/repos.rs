@@ -23,7 +23,10 @@ const SESSION: &str = "kg:sess:";
 
 /// The store key part for a secret value: base64url(SHA-256(value)).
 pub fn secret_key(value: &str) -> String {
-    B64.encode(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()))
+    B64.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        value.as_bytes(),
+    ))
 }
 
 fn ttl_secs(secs: i64) -> Option<Duration> {
@@ -79,14 +82,20 @@ impl Repos {
         Self { store }
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         match self.store.get(key).await? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    async fn get_versioned<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+    async fn get_versioned<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
         match self.store.get(key).await? {
             Some(raw) => Ok(Some(Versioned {
                 value: serde_json::from_slice(&raw)?,
@@ -106,7 +115,9 @@ impl Repos {
     /// Creates or replaces a client.
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(client)?;
-        self.store.put(&format!("{CLIENT}{}", client.client_id), &bytes, None).await
+        self.store
+            .put(&format!("{CLIENT}{}", client.client_id), &bytes, None)
+            .await
     }
 
     /// Deletes a client; returns whether it existed.
@@ -117,7 +128,10 @@ impl Repos {
     /// Every stored client id.
     pub async fn client_ids(&self) -> Result<Vec<String>, StoreError> {
         let keys = self.store.scan_prefix(CLIENT).await?;
-        Ok(keys.into_iter().map(|k| k[CLIENT.len()..].to_string()).collect())
+        Ok(keys
+            .into_iter()
+            .map(|k| k[CLIENT.len()..].to_string())
+            .collect())
     }
 
     // ---- users ---------------------------------------------------------
@@ -125,11 +139,17 @@ impl Repos {
     /// Creates a user; `Ok(false)` when the username is taken.
     pub async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
         let name_key = format!("{USERNAME}{}", user.username.to_lowercase());
-        if !self.store.put_new(&name_key, user.id.as_bytes(), None).await? {
+        if !self
+            .store
+            .put_new(&name_key, user.id.as_bytes(), None)
+            .await?
+        {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(user)?;
-        self.store.put(&format!("{USER}{}", user.id), &bytes, None).await?;
+        self.store
+            .put(&format!("{USER}{}", user.id), &bytes, None)
+            .await?;
         Ok(true)
     }
 
@@ -140,7 +160,11 @@ impl Repos {
 
     /// Reads a user by username (case-insensitive).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let Some(id) = self.store.get(&format!("{USERNAME}{}", username.to_lowercase())).await? else {
+        let Some(id) = self
+            .store
+            .get(&format!("{USERNAME}{}", username.to_lowercase()))
+            .await?
+        else {
             return Ok(None);
         };
         self.user(&String::from_utf8_lossy(&id)).await
@@ -151,12 +175,19 @@ impl Repos {
     /// Stores a fresh code record for `ttl` seconds.
     pub async fn put_code(&self, code: &str, rec: &CodeRecord, ttl: i64) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec)?;
-        self.store.put(&format!("{CODE}{}", secret_key(code)), &bytes, ttl_secs(ttl)).await
+        self.store
+            .put(
+                &format!("{CODE}{}", secret_key(code)),
+                &bytes,
+                ttl_secs(ttl),
+            )
+            .await
     }
 
     /// Reads a code record (fresh or redeemed).
     pub async fn code(&self, code: &str) -> Result<Option<Versioned<CodeRecord>>, StoreError> {
-        self.get_versioned(&format!("{CODE}{}", secret_key(code))).await
+        self.get_versioned(&format!("{CODE}{}", secret_key(code)))
+            .await
     }
 
     /// Atomically marks the code redeemed (keeping the marker for `keep_secs`)
@@ -174,10 +205,21 @@ impl Repos {
         let new = serde_json::to_vec(redeemed)?;
         let mut owned: Vec<(String, Vec<u8>, Option<Duration>)> = vec![];
         if let Some((token, rec, ttl)) = refresh {
-            owned.push((format!("{REFRESH}{}", secret_key(token)), serde_json::to_vec(rec)?, ttl_secs(ttl)));
-            owned.push((format!("{FAMILY}{}", rec.family), b"1".to_vec(), ttl_secs(ttl)));
+            owned.push((
+                format!("{REFRESH}{}", secret_key(token)),
+                serde_json::to_vec(rec)?,
+                ttl_secs(ttl),
+            ));
+            owned.push((
+                format!("{FAMILY}{}", rec.family),
+                b"1".to_vec(),
+                ttl_secs(ttl),
+            ));
         }
-        let puts: Vec<Put<'_>> = owned.iter().map(|(k, v, t)| (k.as_str(), v.as_slice(), *t)).collect();
+        let puts: Vec<Put<'_>> = owned
+            .iter()
+            .map(|(k, v, t)| (k.as_str(), v.as_slice(), *t))
+            .collect();
         self.store
             .swap(&Swap {
                 key: &code_key,
@@ -192,20 +234,41 @@ impl Repos {
     // ---- refresh tokens -----------------------------------------------
 
     /// Stores a new refresh token and starts its family (password grant).
-    pub async fn put_refresh_family(&self, token: &str, rec: &RefreshRecord, ttl: i64) -> Result<(), StoreError> {
+    pub async fn put_refresh_family(
+        &self,
+        token: &str,
+        rec: &RefreshRecord,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec)?;
-        self.store.put(&format!("{FAMILY}{}", rec.family), b"1", ttl_secs(ttl)).await?;
-        self.store.put(&format!("{REFRESH}{}", secret_key(token)), &bytes, ttl_secs(ttl)).await
+        self.store
+            .put(&format!("{FAMILY}{}", rec.family), b"1", ttl_secs(ttl))
+            .await?;
+        self.store
+            .put(
+                &format!("{REFRESH}{}", secret_key(token)),
+                &bytes,
+                ttl_secs(ttl),
+            )
+            .await
     }
 
     /// Reads a refresh token record.
-    pub async fn refresh(&self, token: &str) -> Result<Option<Versioned<RefreshRecord>>, StoreError> {
-        self.get_versioned(&format!("{REFRESH}{}", secret_key(token))).await
+    pub async fn refresh(
+        &self,
+        token: &str,
+    ) -> Result<Option<Versioned<RefreshRecord>>, StoreError> {
+        self.get_versioned(&format!("{REFRESH}{}", secret_key(token)))
+            .await
     }
 
     /// Whether the family is alive (not revoked, not expired).
     pub async fn family_alive(&self, family: &str) -> Result<bool, StoreError> {
-        Ok(self.store.get(&format!("{FAMILY}{family}")).await?.is_some())
+        Ok(self
+            .store
+            .get(&format!("{FAMILY}{family}"))
+            .await?
+            .is_some())
     }
 
     /// Atomically: if `old` is unchanged and its family alive, mark it rotated
@@ -233,7 +296,10 @@ impl Repos {
                 expected: &current.raw,
                 new: Some((&rotated, keep)),
                 require: &[&fam_key],
-                puts: &[(&next_key, &next_bytes, ttl_secs(ttl)), (&fam_key, b"1", ttl_secs(ttl))],
+                puts: &[
+                    (&next_key, &next_bytes, ttl_secs(ttl)),
+                    (&fam_key, b"1", ttl_secs(ttl)),
+                ],
             })
             .await
     }
@@ -250,7 +316,9 @@ impl Repos {
         if ttl <= 0 {
             return Ok(()); // already expired: nothing to deny
         }
-        self.store.put(&format!("{DENY}{jti}"), b"1", ttl_secs(ttl)).await
+        self.store
+            .put(&format!("{DENY}{jti}"), b"1", ttl_secs(ttl))
+            .await
     }
 
     /// Whether the `jti` is denied.
@@ -263,16 +331,25 @@ impl Repos {
     /// Stores a session under the hash of its cookie value.
     pub async fn put_session(&self, sid: &str, s: &Session, ttl: i64) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(s)?;
-        self.store.put(&format!("{SESSION}{}", secret_key(sid)), &bytes, ttl_secs(ttl)).await
+        self.store
+            .put(
+                &format!("{SESSION}{}", secret_key(sid)),
+                &bytes,
+                ttl_secs(ttl),
+            )
+            .await
     }
 
     /// Reads a session.
     pub async fn session(&self, sid: &str) -> Result<Option<Session>, StoreError> {
-        self.get_json(&format!("{SESSION}{}", secret_key(sid))).await
+        self.get_json(&format!("{SESSION}{}", secret_key(sid)))
+            .await
     }
 
     /// Ends a session.
     pub async fn delete_session(&self, sid: &str) -> Result<bool, StoreError> {
-        self.store.delete(&format!("{SESSION}{}", secret_key(sid))).await
+        self.store
+            .delete(&format!("{SESSION}{}", secret_key(sid)))
+            .await
     }
 }

@@ -17,20 +17,32 @@ async fn metadata_lists_only_what_works() {
             assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth/token"));
             assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
             assert_eq!(
-                m["grant_types_supported"],
-                serde_json::json!(["client_credentials"])
+                m["authorization_endpoint"],
+                format!("{ISSUER}/oauth/authorize")
             );
+            assert_eq!(m["revocation_endpoint"], format!("{ISSUER}/oauth/revoke"));
+            assert_eq!(
+                m["introspection_endpoint"],
+                format!("{ISSUER}/oauth/introspect")
+            );
+            // oauth21 profile: no implicit, no password, S256 only
+            assert_eq!(
+                m["grant_types_supported"],
+                serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+            );
+            assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
+            assert_eq!(
+                m["code_challenge_methods_supported"],
+                serde_json::json!(["S256"])
+            );
+            assert_eq!(m["authorization_response_iss_parameter_supported"], true);
             assert_eq!(
                 m["token_endpoint_auth_methods_supported"],
-                serde_json::json!(["client_secret_basic", "client_secret_post"])
+                serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
             );
             assert_eq!(
                 m["scopes_supported"],
                 serde_json::json!(["api:read", "api:write", "email", "profile"])
-            );
-            assert!(
-                m.get("authorization_endpoint").is_none(),
-                "not served yet, so not advertised"
             );
         }
     }
@@ -38,18 +50,33 @@ async fn metadata_lists_only_what_works() {
 
 #[tokio::test]
 async fn legacy_profile_advertises_implicit_and_password() {
-    let app = crate::helpers::spawn_app_with(Backend::Memory, keygate::tokens::keys::Alg::RS256, |s| {
-        s.oauth.profile = "legacy".into();
-        s.oauth.allow_plain_pkce = true;
-    })
-    .await;
-    let m = app.get_json("/.well-known/oauth-authorization-server").await;
+    let app =
+        crate::helpers::spawn_app_with(Backend::Memory, keygate::tokens::keys::Alg::RS256, |s| {
+            s.oauth.profile = "legacy".into();
+            s.oauth.allow_plain_pkce = true;
+        })
+        .await;
+    let m = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(
         m["grant_types_supported"],
-        serde_json::json!(["authorization_code", "refresh_token", "client_credentials", "password", "implicit"])
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+            "implicit"
+        ])
     );
-    assert_eq!(m["response_types_supported"], serde_json::json!(["code", "token"]));
-    assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256", "plain"]));
+    assert_eq!(
+        m["response_types_supported"],
+        serde_json::json!(["code", "token"])
+    );
+    assert_eq!(
+        m["code_challenge_methods_supported"],
+        serde_json::json!(["S256", "plain"])
+    );
 }
 
 #[tokio::test]

@@ -91,8 +91,52 @@ pub fn test_settings(keys_dir: &std::path::Path, store_url: &str) -> Settings {
             "profile",
         ),
         config_client("public-client", "none", &["authorization_code"], "profile"),
+        config_client(
+            "web-app",
+            "client_secret_basic",
+            &["authorization_code", "refresh_token"],
+            "profile email api:read",
+        ),
+        config_client(
+            "spa",
+            "none",
+            &["authorization_code", "refresh_token"],
+            "profile email",
+        ),
+        config_client(
+            "legacy-app",
+            "client_secret_post",
+            &[
+                "password",
+                "implicit",
+                "refresh_token",
+                "authorization_code",
+            ],
+            "profile email",
+        ),
+        config_client(
+            "cc-profile",
+            "client_secret_basic",
+            &["client_credentials"],
+            "profile api:read",
+        ),
     ];
+    s.users = vec![keygate::config::ConfigUser {
+        username: USER.into(),
+        password_hash: password_hash().into(),
+        email: Some("alice@example.com".into()),
+    }];
+    s.ui.signup = true;
     s
+}
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "alice-password-1";
+pub const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+
+fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| keygate::passwords::hash_blocking(PASSWORD).unwrap())
 }
 
 /// Starts keygate on `backend` with an RS256 key.
@@ -156,12 +200,22 @@ impl TestApp {
         basic: Option<(&str, &str)>,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.post_token_to("/oauth/token", basic, form).await
+    }
+
+    /// POSTs a form to `path` (token, revoke, introspect) with optional Basic credentials.
+    pub async fn post_token_to(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
         let mut req = self
             .http
-            .post(self.url("/oauth/token"))
+            .post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
         if let Some((u, p)) = basic {
@@ -193,7 +247,12 @@ impl TestApp {
         let csrf = hidden_value(&page, "csrf_token");
         browser
             .post(self.url("/login"))
-            .form(&[("username", USER), ("password", PASSWORD), ("csrf_token", &csrf), ("return_to", return_to)])
+            .form(&[
+                ("username", USER),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+                ("return_to", return_to),
+            ])
             .send()
             .await
             .unwrap()
@@ -205,12 +264,20 @@ impl TestApp {
         let browser = self.browser();
         let path = format!("/oauth/authorize?{query}");
         let resp = browser.get(self.url(&path)).send().await.unwrap();
-        assert_eq!(resp.status(), 303, "unauthenticated authorize redirects to login");
+        assert_eq!(
+            resp.status(),
+            303,
+            "unauthenticated authorize redirects to login"
+        );
         let to_login = location(&resp);
         assert!(to_login.starts_with("/login?return_to="), "{to_login}");
         let resp = self.login(&browser, &path).await;
         assert_eq!(resp.status(), 303);
-        assert_eq!(location(&resp), path, "login returns to the authorization request");
+        assert_eq!(
+            location(&resp),
+            path,
+            "login returns to the authorization request"
+        );
         self.consent(&browser, &path, decision).await
     }
 
@@ -301,26 +368,48 @@ pub fn urlencode(s: &str) -> String {
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
-    resp.headers().get("location").expect("Location header").to_str().unwrap().to_string()
+    resp.headers()
+        .get("location")
+        .expect("Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 /// The `value` of the `<input>` named `name` in an HTML page.
 pub fn hidden_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\"");
-    let at = html.find(&marker).unwrap_or_else(|| panic!("no input named {name} in:\n{html}"));
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no input named {name} in:\n{html}"));
     let start = html[..at].rfind('<').unwrap();
     let end = at + html[at..].find('>').unwrap();
     let tag = &html[start..end];
-    let v = tag.find("value=\"").unwrap_or_else(|| panic!("input {name} has no value: {tag}")) + 7;
+    let v = tag
+        .find("value=\"")
+        .unwrap_or_else(|| panic!("input {name} has no value: {tag}"))
+        + 7;
     let raw = &tag[v..v + tag[v..].find('"').unwrap()];
-    raw.replace("&#43;", "+").replace("&#x2B;", "+").replace("&#61;", "=").replace("&#x3D;", "=").replace("&#47;", "/").replace("&#x2F;", "/").replace("&amp;", "&")
+    raw.replace("&#43;", "+")
+        .replace("&#x2B;", "+")
+        .replace("&#61;", "=")
+        .replace("&#x3D;", "=")
+        .replace("&#47;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
 }
 
 /// The query (or fragment) parameters of a redirect URL.
 pub fn params_of(url: &str, fragment: bool) -> std::collections::HashMap<String, String> {
     let u = url::Url::parse(url).unwrap();
-    let raw = if fragment { u.fragment().unwrap_or_default().to_string() } else { u.query().unwrap_or_default().to_string() };
-    form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
+    let raw = if fragment {
+        u.fragment().unwrap_or_default().to_string()
+    } else {
+        u.query().unwrap_or_default().to_string()
+    };
+    form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// A PKCE verifier and its S256 challenge.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod discovery;
+mod flows;
 mod helpers;
 mod openapi;
 mod redis_server;
