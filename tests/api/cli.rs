@@ -329,3 +329,177 @@ async fn client_create_json_then_token_against_the_same_redis() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--redirect-uri"));
 }
+
+/// Starts `keygate serve` and returns the child and its address once it listens.
+fn serve(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("keygate logged its address");
+        if line.contains("keygate listening") {
+            let at = line.find("addr=").unwrap() + 5;
+            return (
+                child,
+                line[at..].split_whitespace().next().unwrap().to_string(),
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_curl_walkthrough_runs_every_grant_against_the_dev_config() {
+    for tool in ["curl", "openssl", "python3"] {
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {tool}"))
+                .status()
+                .unwrap()
+                .success(),
+            "{tool} is missing: apt-get install -y {tool}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (mut child, addr) = serve(
+        keygate(dir.path())
+            .arg("--config")
+            .arg(root.join("config/keygate.toml")),
+    );
+    let out = Command::new("bash")
+        .arg(root.join("examples/curl_walkthrough.sh"))
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("done: every grant worked"));
+    assert!(stdout.contains("\"username\":\"demo\""), "{stdout}");
+    assert!(
+        stdout.contains("#access_token="),
+        "implicit fragment: {stdout}"
+    );
+}
+
+#[test]
+fn hash_password_and_user_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = keygate(dir.path())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(keygate::passwords::is_valid_phc(phc.trim()));
+    // no password on stdin: a clear error
+    let out = keygate(dir.path()).arg("hash-password").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // user add needs a persistent store
+    let out = keygate(dir.path())
+        .args(["user", "add", "carol", "--password-stdin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.url"));
+}
+
+#[tokio::test]
+async fn user_add_then_password_login_against_the_same_redis() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = keygate(dir.path())
+        .env("KEYGATE_STORE_URL", redis.url())
+        .args([
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--email",
+            "carol@example.com",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"carol-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::EdDSA, 1)
+        .unwrap();
+    let settings = crate::helpers::test_settings(keys.path(), &redis.url());
+    let state =
+        keygate::startup::build_state(settings, std::sync::Arc::new(keygate::clock::SystemClock))
+            .await
+            .unwrap();
+    let user = keygate::flows::users::authenticate(&state, "carol", "carol-password".into())
+        .await
+        .unwrap()
+        .expect("carol can sign in");
+    assert_eq!(user.email.as_deref(), Some("carol@example.com"));
+    assert!(
+        keygate::flows::users::authenticate(&state, "carol", "wrong".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // a second add with the same name fails clearly
+    let mut child = keygate(dir.path())
+        .env("KEYGATE_STORE_URL", redis.url())
+        .args(["user", "add", "Carol", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"another-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+}
