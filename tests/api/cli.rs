@@ -347,9 +347,11 @@ fn serve(cmd: &mut Command) -> (std::process::Child, String) {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("keygate logged its address");
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("keygate did not log its address");
+        };
         if line.contains("keygate listening") {
             let at = line.find("addr=").unwrap() + 5;
             return (
