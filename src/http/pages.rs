@@ -17,7 +17,7 @@ use crate::flows::users;
 use crate::flows::FlowError;
 use crate::oauth::authorize::{error_redirect_url, AuthorizeError, ValidRequest};
 use crate::state::AppState;
-use crate::store::repos::Session;
+use crate::store::repos::{Session, User};
 
 /// The login session cookie (HttpOnly, SameSite=Lax, Secure with an https issuer).
 pub const SESSION_COOKIE: &str = "kg_session";
@@ -129,6 +129,24 @@ fn session_cookie(state: &AppState, value: &str, max_age: std::time::Duration) -
     c
 }
 
+/// Starts a session for `user`, sets the cookie and goes to `return_to`.
+async fn sign_in(
+    state: &AppState,
+    req: &Request,
+    csrf: &CsrfToken,
+    user: &User,
+    return_to: &str,
+) -> Response {
+    match users::start_session(state, user).await {
+        Ok(sid) => {
+            let ttl = std::time::Duration::from_secs(state.settings.session.ttl);
+            req.cookie().add(session_cookie(state, &sid, ttl));
+            see_other(return_to)
+        }
+        Err(e) => flow_error_page(state, csrf, e),
+    }
+}
+
 /// `GET /`
 #[handler]
 pub async fn home(state: Data<&AppState>, req: &Request, csrf: &CsrfToken) -> Response {
@@ -211,14 +229,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    match users::start_session(&state, &user).await {
-        Ok(sid) => {
-            let ttl = std::time::Duration::from_secs(state.settings.session.ttl);
-            req.cookie().add(session_cookie(&state, &sid, ttl));
-            see_other(&return_to)
-        }
-        Err(e) => flow_error_page(&state, csrf, e),
-    }
+    sign_in(&state, req, csrf, &user, &return_to).await
 }
 
 /// `GET /signup`
@@ -315,14 +326,7 @@ pub async fn signup(
             )
         }
     };
-    match users::start_session(&state, &user).await {
-        Ok(sid) => {
-            let ttl = std::time::Duration::from_secs(state.settings.session.ttl);
-            req.cookie().add(session_cookie(&state, &sid, ttl));
-            see_other(&return_to)
-        }
-        Err(e) => flow_error_page(&state, csrf, e),
-    }
+    sign_in(&state, req, csrf, &user, &return_to).await
 }
 
 /// The logout form.

@@ -88,32 +88,9 @@ fn startup_validation_names_the_bad_key() {
 #[test]
 fn serve_creates_a_key_answers_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = keygate(dir.path())
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, addr, log) = serve(&mut keygate(dir.path()));
     let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut created = false;
-    let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("keygate logged its address");
-        created |= line.contains("created a new RS256 key");
-        if line.contains("keygate listening") {
-            let at = line.find("addr=").unwrap() + 5;
-            break line[at..].split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let created = log.iter().any(|l| l.contains("created a new RS256 key"));
     assert!(created, "first start logs that it created a key");
     let pems: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
         .unwrap()
@@ -331,7 +308,7 @@ async fn client_create_json_then_token_against_the_same_redis() {
 }
 
 /// Starts `keygate serve` and returns the child and its address once it listens.
-fn serve(cmd: &mut Command) -> (std::process::Child, String) {
+fn serve(cmd: &mut Command) -> (std::process::Child, String, Vec<String>) {
     let mut child = cmd
         .arg("serve")
         .stderr(Stdio::piped())
@@ -346,6 +323,7 @@ fn serve(cmd: &mut Command) -> (std::process::Child, String) {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = vec![];
     loop {
         let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
             let _ = child.kill();
@@ -354,11 +332,10 @@ fn serve(cmd: &mut Command) -> (std::process::Child, String) {
         };
         if line.contains("keygate listening") {
             let at = line.find("addr=").unwrap() + 5;
-            return (
-                child,
-                line[at..].split_whitespace().next().unwrap().to_string(),
-            );
+            let addr = line[at..].split_whitespace().next().unwrap().to_string();
+            return (child, addr, log);
         }
+        log.push(line);
     }
 }
 
@@ -377,7 +354,7 @@ fn readme_curl_walkthrough_runs_every_grant_against_the_dev_config() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (mut child, addr) = serve(
+    let (mut child, addr, _) = serve(
         keygate(dir.path())
             .arg("--config")
             .arg(root.join("config/keygate.toml")),
