@@ -381,15 +381,6 @@ fn refusal(state: &AppState, csrf: &CsrfToken, r: Refusal) -> Response {
     }
 }
 
-fn describe_scope(scope: &str) -> String {
-    match scope {
-        "profile" => "Your user id and username".into(),
-        "email" => "Your email address".into(),
-        "openid" => "Sign you in with your account".into(),
-        other => format!("Access to “{other}”"),
-    }
-}
-
 fn consent_page(
     state: &AppState,
     req: &Request,
@@ -414,14 +405,7 @@ fn consent_page(
             client_name: client_name.to_string(),
             client_id: valid.client_id.clone(),
             redirect_host,
-            scopes: valid
-                .scope
-                .iter()
-                .map(|s| ScopeView {
-                    name: s.to_string(),
-                    description: describe_scope(s),
-                })
-                .collect(),
+            scopes: valid.scope.iter().map(ScopeView::for_scope).collect(),
         },
         StatusCode::OK,
     )

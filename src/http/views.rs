@@ -365,7 +365,7 @@ mod tests {
         assert!(f.contains(">Sign in</button>"));
         assert!(!html.contains("role=\"alert\""));
         // The return_to value is attribute-escaped, not dropped.
-        assert!(f.contains("/oauth/authorize?client_id=c1&amp;state=x"));
+        assert!(f.contains("/oauth/authorize?client_id=c1&#38;state=x"));
         assert!(html.contains("href=\"/signup"));
     }
 
@@ -411,12 +411,12 @@ mod tests {
     #[test]
     fn consent_has_both_decisions_and_csrf() {
         let html = consent("Demo App").render().unwrap();
-        assert!(html.contains("Demo App wants to access your account"));
+        assert!(html.contains("Demo App</span> wants to access your account"));
         assert!(html.contains("app.example.com"));
         assert!(html.contains("See your email address."));
         let f = form(
             &html,
-            "<form method=\"post\" action=\"/oauth/authorize?response_type=code&amp;client_id=c1\"",
+            "<form method=\"post\" action=\"/oauth/authorize?response_type=code&#38;client_id=c1\"",
         );
         assert_eq!(names(f), ["csrf_token", "decision", "decision"]);
         assert!(f.contains("value=\"tok-123\""));
@@ -432,7 +432,7 @@ mod tests {
     fn consent_escapes_client_name() {
         let html = consent(XSS).render().unwrap();
         assert!(!html.contains(XSS));
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62; wants to access"));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</span> wants to access"));
         assert!(!html.contains("<script"));
     }
 

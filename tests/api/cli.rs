@@ -346,6 +346,7 @@ fn readme_curl_walkthrough_runs_every_grant_against_the_dev_config() {
             Command::new("sh")
                 .arg("-c")
                 .arg(format!("command -v {tool}"))
+                .stdout(Stdio::null())
                 .status()
                 .unwrap()
                 .success(),
