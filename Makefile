@@ -11,18 +11,26 @@ help: ## List the targets
 run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
 	$(CARGO) run --release -- serve --config $(CONFIG)
 
-test: test-deps ## Install what the tests need (redis-server, the OpenAPI validator), then run every test
+test: test-deps ## Install what the tests need (redis-server, Chromium, the OpenAPI validator), then run every test
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
-test-deps: ## Install redis-server (apt) and openapi-spec-validator (pip) when missing
-	@command -v redis-server >/dev/null 2>&1 || { \
+test-deps: ## Install redis-server, chromium + chromium-driver (apt) and openapi-spec-validator (pip) when missing
+	@pkgs=""; \
+	command -v redis-server >/dev/null 2>&1 || pkgs="$$pkgs redis-server"; \
+	chromium="$${KEYGATE_TEST_CHROMIUM:-/usr/bin/chromium}"; \
+	driver="$${KEYGATE_TEST_CHROMEDRIVER:-$$(command -v chromedriver || echo /usr/bin/chromedriver)}"; \
+	{ [ -x "$$chromium" ] && [ -x "$$driver" ]; } || pkgs="$$pkgs chromium chromium-driver"; \
+	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing$$pkgs (apt-get)"; \
+	    lock="-o DPkg::Lock::Timeout=300"; \
+	    apt-get update -qq $$lock && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$lock $$pkgs >/dev/null; \
 	  else \
-	    echo "redis-server is missing: run 'sudo apt-get update && sudo apt-get install -y redis-server'" >&2; exit 1; \
-	  fi; }
+	    echo "missing:$$pkgs; run 'sudo apt-get update && sudo apt-get install -y$$pkgs'" >&2; exit 1; \
+	  fi; \
+	fi
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || { \
 	  echo "installing openapi-spec-validator (pip)"; \
 	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore openapi-spec-validator; }

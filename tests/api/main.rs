@@ -1,6 +1,8 @@
 //! The one integration-test binary (STYLE.md): add modules here, not new binaries.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
+mod browser_flow;
 mod cli;
 mod discovery;
 mod flows;
