@@ -43,8 +43,9 @@ const INSTALL_HINT: &str =
 const PORT_ATTEMPTS: usize = 5;
 /// How long a fresh chromedriver may take to answer `/status`.
 const DRIVER_READY_DEADLINE: Duration = Duration::from_secs(20);
-/// How long chromedriver may take to launch Chromium (it is slow on a busy machine).
-const SESSION_DEADLINE: Duration = Duration::from_secs(90);
+/// How long chromedriver may take to launch Chromium (~0.5 s idle, ~5 s with
+/// ten starting at once on two cores); past it, chromedriver is taken as hung.
+const SESSION_DEADLINE: Duration = Duration::from_secs(60);
 /// Session attempts: Chromium occasionally dies during start-up under load.
 const SESSION_ATTEMPTS: usize = 2;
 /// WebDriver page-load timeout: a hung page fails the test instead of waiting 300 s.
@@ -272,7 +273,8 @@ impl Browser {
         truncate(&text, 2000)
     }
 
-    /// Opens the WebDriver session, retrying once with a fresh profile.
+    /// Opens the WebDriver session, retrying a failed start once with a fresh
+    /// profile.
     async fn open_session(&self, chromium: &Path) -> Client {
         let url = format!("http://127.0.0.1:{}", self.port);
         let mut failures = Vec::new();
@@ -285,9 +287,13 @@ impl Browser {
             match tokio::time::timeout(SESSION_DEADLINE, builder.connect(&url)).await {
                 Ok(Ok(client)) => return client,
                 Ok(Err(e)) => failures.push(format!("attempt {attempt}: {e}")),
-                Err(_) => failures.push(format!(
-                    "attempt {attempt}: no session within {SESSION_DEADLINE:?}"
-                )),
+                Err(_) => {
+                    // chromedriver is hung: another attempt would only wait again.
+                    failures.push(format!(
+                        "attempt {attempt}: no session within {SESSION_DEADLINE:?}"
+                    ));
+                    break;
+                }
             }
         }
         panic!(
@@ -310,9 +316,10 @@ impl Browser {
     /// dir; idempotent, blocking.
     ///
     /// chromedriver's own `/shutdown` quits its browsers and exits (quicker and
-    /// tidier than a kill). What is still alive after [`EXIT_DEADLINE`] is
-    /// killed by PID: chromedriver (our child), and the Chromium browser
-    /// process (PID and start time recorded at start) with its descendants.
+    /// tidier than a kill). If it is still alive after [`EXIT_DEADLINE`] (hung),
+    /// its descendants (the Chromium it launched, known or not, and Chromium's
+    /// helpers) and then it are killed by PID. So is a Chromium browser process
+    /// (PID and start time recorded at start) that outlived its chromedriver.
     /// Never anything else: no process-group or name-based kill.
     fn teardown(&mut self) {
         let Some(mut driver) = self.driver.take() else {
@@ -325,29 +332,27 @@ impl Browser {
         while matches!(driver.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
-        let exited_by_itself = matches!(driver.try_wait(), Ok(Some(_)));
+        // Collected while chromedriver lives, so its children still point to it.
+        let mut doomed = match driver.try_wait() {
+            Ok(None) => descendants(driver.id()),
+            _ => Vec::new(),
+        };
         let _ = driver.kill();
         let _ = driver.wait();
         if let Some(chromium) = self.chromium.take() {
-            // chromedriver quits Chromium before it exits; one we had to kill did not.
-            if exited_by_itself {
-                let deadline = Instant::now() + EXIT_DEADLINE;
-                while chromium.is_running() && Instant::now() < deadline {
-                    std::thread::sleep(POLL);
-                }
-            }
-            if chromium.is_running() {
-                // Its helpers (renderers, network service) would outlive it a
-                // moment and keep writing into the profile being deleted.
-                let mut doomed = descendants(chromium.pid);
+            if chromium.is_running() && !doomed.iter().any(|p| p.pid == chromium.pid) {
+                doomed.extend(descendants(chromium.pid));
                 doomed.push(chromium);
-                kill(&doomed);
-                let deadline = Instant::now() + EXIT_DEADLINE;
-                while doomed.iter().any(ProcessId::is_running) && Instant::now() < deadline {
-                    std::thread::sleep(POLL);
-                }
             }
         }
+        if !doomed.is_empty() {
+            kill(&doomed);
+            let deadline = Instant::now() + EXIT_DEADLINE;
+            while doomed.iter().any(ProcessId::is_running) && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+        }
+        // Chromium's helpers may still be exiting (and writing into the profile).
         remove_dir(self.dir.path());
     }
 }
