@@ -244,6 +244,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 scope: ScopeSet::parse(&scope)
                     .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?,
                 auth_method: AuthMethod::parse(&auth_method).context("--auth-method")?,
+                client_uri: None,
+                logo_uri: None,
             };
             let timeout = std::time::Duration::from_millis(settings.store.timeout_ms);
             let store = Arc::new(
@@ -252,17 +254,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
             );
             let repos = Repos::new(store);
-            let reg =
-                keygate::flows::clients::register(&repos, meta, &cfg.scopes, SystemClock.now())
-                    .await
-                    .map_err(|e| match e {
-                        keygate::flows::clients::RegisterError::Metadata(m) => {
-                            anyhow::anyhow!("--{}: {}", cli_flag(m.field), m.message)
-                        }
-                        keygate::flows::clients::RegisterError::Store(s) => {
-                            anyhow::anyhow!("store: {s}")
-                        }
-                    })?;
+            let reg = keygate::flows::clients::register(
+                &repos,
+                meta,
+                &cfg.scopes,
+                SystemClock.now(),
+                None,
+                false,
+            )
+            .await
+            .map_err(|e| match e {
+                keygate::flows::clients::RegisterError::Metadata(m) => {
+                    anyhow::anyhow!("--{}: {}", cli_flag(m.field), m.message)
+                }
+                other => anyhow::anyhow!("{other}"),
+            })?;
             print_client(&reg, json)
         }
     }

@@ -117,6 +117,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         &cfg.issuer,
         cfg.scopes.iter().map(str::to_string).collect(),
         &policy,
+        !settings.registration.initial_access_tokens.is_empty(),
     ))?
     .into();
     let config_users = settings
@@ -259,6 +260,8 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
                 .collect(),
             scope: ScopeSet::parse(&c.scope)?,
             auth_method,
+            client_uri: None,
+            logo_uri: None,
         };
         let reg = build(
             meta,

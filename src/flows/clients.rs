@@ -1,5 +1,8 @@
-//! Client registration shared by the CLI and the config file: generate the id
-//! and secret, validate metadata, store only the secret's hash.
+//! Client management shared by the web pages, RFC 7591/7592 and the CLI:
+//! generate ids and secrets, validate metadata (one set of rules), store only
+//! hashes of secrets and registration access tokens.
+
+use subtle::ConstantTimeEq;
 
 use crate::oauth::client_auth::hash_secret;
 use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError};
@@ -7,25 +10,36 @@ use crate::oauth::types::{AuthMethod, Client, ScopeSet};
 use crate::store::repos::Repos;
 use crate::store::StoreError;
 
-/// A freshly registered client and its secret (shown once, never stored).
+/// A client with the secrets shown once (never stored in clear).
 #[derive(Debug)]
 pub struct Registered {
     /// The stored client.
     pub client: Client,
     /// The plain secret for confidential clients.
     pub secret: Option<String>,
+    /// The RFC 7592 registration access token, when one was issued.
+    pub registration_token: Option<String>,
 }
 
-/// Why registration failed.
+/// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
+pub enum ClientError {
     /// The metadata is invalid.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// No such client (or not yours).
+    #[error("no such client")]
+    NotFound,
+    /// The operation does not apply (e.g. rotating a public client's secret).
+    #[error("{0}")]
+    NotApplicable(&'static str),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The pre-`ClientError` name used by the CLI.
+pub type RegisterError = ClientError;
 
 /// Builds a client (id, secret, hash) from metadata after validating it.
 pub fn build(
@@ -49,20 +63,168 @@ pub fn build(
         redirect_uris: meta.redirect_uris,
         scope: meta.scope,
         created_at: now,
+        owner: None,
+        client_uri: meta.client_uri,
+        logo_uri: meta.logo_uri,
+        registration_token_sha256: None,
     };
-    Ok(Registered { client, secret })
+    Ok(Registered {
+        client,
+        secret,
+        registration_token: None,
+    })
 }
 
-/// Validates, generates credentials and stores a new client.
+/// Validates, generates credentials and stores a new client. `owner` is the
+/// signed-in user for clients made in the web pages; `with_registration_token`
+/// issues an RFC 7592 registration access token.
 #[tracing::instrument(skip_all, fields(client_name = %meta.client_name))]
 pub async fn register(
     repos: &Repos,
     meta: ClientMetadata,
     known_scopes: &ScopeSet,
     now: i64,
-) -> Result<Registered, RegisterError> {
-    let reg = build(meta, known_scopes, now, None, None)?;
+    owner: Option<String>,
+    with_registration_token: bool,
+) -> Result<Registered, ClientError> {
+    let mut reg = build(meta, known_scopes, now, None, None)?;
+    reg.client.owner = owner;
+    if with_registration_token {
+        let token = crate::ids::random_token(32);
+        reg.client.registration_token_sha256 = Some(hash_secret(&token));
+        reg.registration_token = Some(token);
+    }
     repos.put_client(&reg.client).await?;
-    tracing::info!(client_id = %reg.client.client_id, "client registered");
+    tracing::info!(event = "client_changed", action = "created", client_id = %reg.client.client_id, "client registered");
     Ok(reg)
+}
+
+/// Reads a stored client, optionally only if `owner` owns it.
+pub async fn get(
+    repos: &Repos,
+    client_id: &str,
+    owner: Option<&str>,
+) -> Result<Client, ClientError> {
+    if client_id.len() > 256 {
+        return Err(ClientError::NotFound);
+    }
+    let client = repos
+        .client(client_id)
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    match owner {
+        Some(o) if client.owner.as_deref() != Some(o) => Err(ClientError::NotFound),
+        _ => Ok(client),
+    }
+}
+
+/// Replaces a client's metadata (RFC 7592 §2.2 full replacement); the id,
+/// secret, owner and registration token stay. Switching between public and
+/// confidential issues or drops the secret.
+pub async fn update(
+    repos: &Repos,
+    client_id: &str,
+    owner: Option<&str>,
+    meta: ClientMetadata,
+    known_scopes: &ScopeSet,
+) -> Result<Registered, ClientError> {
+    let old = get(repos, client_id, owner).await?;
+    validate(&meta, known_scopes)?;
+    let mut secret = None;
+    let secret_sha256 = match (meta.auth_method, old.secret_sha256) {
+        (AuthMethod::None, _) => None,
+        (_, Some(h)) => Some(h),
+        (_, None) => {
+            let s = crate::ids::client_secret();
+            let h = hash_secret(&s);
+            secret = Some(s);
+            Some(h)
+        }
+    };
+    let client = Client {
+        client_name: meta.client_name,
+        secret_sha256,
+        auth_method: meta.auth_method,
+        grant_types: meta.grant_types,
+        redirect_uris: meta.redirect_uris,
+        scope: meta.scope,
+        client_uri: meta.client_uri,
+        logo_uri: meta.logo_uri,
+        ..old
+    };
+    repos.put_client(&client).await?;
+    tracing::info!(event = "client_changed", action = "updated", client_id = %client.client_id, "client updated");
+    Ok(Registered {
+        client,
+        secret,
+        registration_token: None,
+    })
+}
+
+/// Issues a new secret (the old one stops working at once).
+pub async fn rotate_secret(
+    repos: &Repos,
+    client_id: &str,
+    owner: Option<&str>,
+) -> Result<Registered, ClientError> {
+    let mut client = get(repos, client_id, owner).await?;
+    if !client.is_confidential() {
+        return Err(ClientError::NotApplicable(
+            "public clients have no secret to rotate",
+        ));
+    }
+    let secret = crate::ids::client_secret();
+    client.secret_sha256 = Some(hash_secret(&secret));
+    repos.put_client(&client).await?;
+    tracing::info!(event = "client_changed", action = "secret_rotated", client_id = %client.client_id, "client secret rotated");
+    Ok(Registered {
+        client,
+        secret: Some(secret),
+        registration_token: None,
+    })
+}
+
+/// Deletes a client.
+pub async fn delete(
+    repos: &Repos,
+    client_id: &str,
+    owner: Option<&str>,
+) -> Result<(), ClientError> {
+    get(repos, client_id, owner).await?;
+    repos.delete_client(client_id).await?;
+    tracing::info!(event = "client_changed", action = "deleted", client_id = %client_id, "client deleted");
+    Ok(())
+}
+
+/// Every stored client (optionally only `owner`'s), oldest first.
+pub async fn list(repos: &Repos, owner: Option<&str>) -> Result<Vec<Client>, ClientError> {
+    let mut out = vec![];
+    for id in repos.client_ids().await? {
+        if let Some(c) = repos.client(&id).await? {
+            if owner.is_none() || c.owner.as_deref() == owner {
+                out.push(c);
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+    Ok(out)
+}
+
+/// RFC 7592 §3: the client named in the URL, if `token` is its registration
+/// access token (compared in constant time). Unknown client and wrong token
+/// look the same.
+pub async fn by_registration_token(
+    repos: &Repos,
+    client_id: &str,
+    token: &str,
+) -> Result<Option<Client>, ClientError> {
+    let client = match get(repos, client_id, None).await {
+        Ok(c) => c,
+        Err(ClientError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ok = client
+        .registration_token_sha256
+        .is_some_and(|h| bool::from(hash_secret(token).ct_eq(&h)));
+    Ok(ok.then_some(client))
 }

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod registration;
 pub mod resource;
 pub mod revoke;
 pub mod token;

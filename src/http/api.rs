@@ -30,6 +30,8 @@ pub enum ApiTags {
     Operations,
     /// Demo resources protected by keygate access tokens.
     Resources,
+    /// Dynamic client registration (RFC 7591, RFC 7592).
+    Registration,
 }
 
 /// HTTP Basic client authentication (RFC 6749 §2.3.1): user-id = client_id,
@@ -94,7 +96,7 @@ pub struct TokenActionForm {
 /// A Bearer access token (RFC 6750 §2.1): a JWT from the token endpoint.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT")]
-pub struct BearerJwt(Bearer);
+pub struct BearerJwt(pub Bearer);
 
 /// Bearer authentication; a missing token still reaches the handler so it can
 /// answer with the RFC 6750 challenge.
@@ -189,6 +191,10 @@ pub struct ServerMetadata {
     pub code_challenge_methods_supported: Vec<String>,
     /// RFC 9207: every authorization response carries `iss`.
     pub authorization_response_iss_parameter_supported: bool,
+    /// RFC 7591 registration endpoint (only when initial access tokens are configured).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     /// Where the API is described.
     pub service_documentation: String,
 }
@@ -422,7 +428,12 @@ impl Api {
 
 /// Builds the metadata document (serialised once at start-up): only what the
 /// active profile serves is advertised.
-pub fn server_metadata(issuer: &str, scopes: Vec<String>, policy: &Policy) -> ServerMetadata {
+pub fn server_metadata(
+    issuer: &str,
+    scopes: Vec<String>,
+    policy: &Policy,
+    registration_open: bool,
+) -> ServerMetadata {
     let mut grants: Vec<String> = flows::token::supported_grants(policy)
         .iter()
         .map(|g| g.as_str().to_string())
@@ -457,6 +468,7 @@ pub fn server_metadata(issuer: &str, scopes: Vec<String>, policy: &Policy) -> Se
         introspection_endpoint_auth_methods_supported: auth_methods,
         code_challenge_methods_supported: pkce,
         authorization_response_iss_parameter_supported: true,
+        registration_endpoint: registration_open.then(|| format!("{issuer}/oauth/register")),
         service_documentation: format!("{issuer}/docs"),
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod pages;
 pub mod payload;
+pub mod registration;
 pub mod responses;
 pub mod views;
 
@@ -40,13 +41,17 @@ const KNOWN_ROUTES: &[&str] = &[
 ];
 
 /// The OpenAPI service. Start-up and the snapshot test build it the same way.
-pub fn api_service() -> OpenApiService<api::Api, ()> {
-    OpenApiService::new(api::Api, "keygate", env!("CARGO_PKG_VERSION"))
-        .description(
-            "A stateless, JWT-issuing OAuth 2.0 authorization server. Access tokens are \
+pub fn api_service() -> OpenApiService<(api::Api, registration::RegistrationApi), ()> {
+    OpenApiService::new(
+        (api::Api, registration::RegistrationApi),
+        "keygate",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "A stateless, JWT-issuing OAuth 2.0 authorization server. Access tokens are \
              RFC 9068 JWTs verifiable offline with the keys at /.well-known/jwks.json.",
-        )
-        .license("Apache-2.0")
+    )
+    .license("Apache-2.0")
 }
 
 /// Every route of the server, with middleware and state attached.

@@ -9,6 +9,9 @@
 //! consent forms are a stable contract for scripts and tests (SPEC.md, "HTTP
 //! surface"): login posts `username`, `password`, `csrf_token`; consent posts
 //! `csrf_token` and `decision=allow|deny`.
+//! The client form posts `client_name`, `redirect_uris`, `grant_types`,
+//! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri` and
+//! `csrf_token` (see [`ClientFormPage`]).
 //!
 //! This module holds presentation only: it must not depend on the store, the
 //! flows or the protocol core.
@@ -161,6 +164,155 @@ pub struct ErrorPage {
     pub title: String,
     /// One or two sentences explaining what happened and what to do.
     pub message: String,
+}
+
+/// One row of the "My clients" list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    /// The client's `client_id`; also the path segment of its edit and delete
+    /// pages.
+    pub client_id: String,
+    /// The registered display name (untrusted: escaped).
+    pub client_name: String,
+    /// Registered grant types, space-joined (RFC 7591 §2 `grant_types`).
+    pub grant_types: String,
+    /// Registered `token_endpoint_auth_method` (RFC 7591 §2).
+    pub auth_method: String,
+    /// When the client was registered, already formatted for people.
+    pub created: String,
+}
+
+/// `GET /clients`: the signed-in user's clients, each with edit and delete
+/// links, and a link to `/clients/new`.
+#[derive(Debug, Template)]
+#[template(path = "clients.html")]
+pub struct ClientsPage {
+    /// Site header.
+    pub nav: Nav,
+    /// The user's clients (only theirs: the handler filters by owner).
+    pub clients: Vec<ClientRow>,
+    /// Outcome of the last action, e.g. "Client deleted." (a `role="status"`
+    /// box).
+    pub notice: Option<String>,
+}
+
+/// The values of the client form: what the user typed, so a rejected form
+/// comes back filled in. Field names match the form's `name` attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFormValues {
+    /// `client_name`.
+    pub client_name: String,
+    /// `redirect_uris`, one URI per line.
+    pub redirect_uris: String,
+    /// The checked `grant_types`.
+    pub grant_types: Vec<String>,
+    /// `scope`, space-separated.
+    pub scope: String,
+    /// `token_endpoint_auth_method`: `client_secret_basic`,
+    /// `client_secret_post` or `none`.
+    pub token_endpoint_auth_method: String,
+    /// `client_uri` (optional; empty when unset).
+    pub client_uri: String,
+    /// `logo_uri` (optional; empty when unset).
+    pub logo_uri: String,
+}
+
+/// A validation error of the client form, shown next to the field it names
+/// and summarized at the top of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The form field at fault: one of the `name`s of [`ClientFormValues`]
+    /// (`client_name`, `redirect_uris`, `grant_types`, …).
+    pub field: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+}
+
+/// `GET /clients/new` and `GET /clients/{id}`: the create and edit form.
+///
+/// Posts `csrf_token`, `client_name`, `redirect_uris`, `grant_types` (one per
+/// checked box), `scope`, `token_endpoint_auth_method`, `client_uri` and
+/// `logo_uri` to [`action`](Self::action). When editing, a second form posts
+/// `csrf_token` to `/clients/{id}/rotate`.
+#[derive(Debug, Template)]
+#[template(path = "client_form.html")]
+pub struct ClientFormPage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the form (and the rotate form when editing).
+    pub csrf_token: String,
+    /// Where the form posts: `/clients` to create, `/clients/{id}` to edit.
+    pub action: String,
+    /// The `client_id` when editing; `None` on the create page.
+    pub editing: Option<String>,
+    /// Current values of the fields.
+    pub values: ClientFormValues,
+    /// Grant types offered as checkboxes (those the active profile enables).
+    pub known_grants: Vec<String>,
+    /// Scopes the server knows, shown as a hint under the scope field.
+    pub known_scopes: Vec<String>,
+    /// The validation error to show, if the last submission was rejected.
+    pub error: Option<FieldError>,
+}
+
+impl ClientFormPage {
+    /// The error message for `field`, when the page's error names it.
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    /// Whether the `grant` checkbox is checked.
+    pub fn is_checked(&self, grant: &str) -> bool {
+        self.values.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// A few words on what `grant` is for, for the grant types keygate knows.
+    pub fn grant_hint(&self, grant: &str) -> Option<&'static str> {
+        match grant {
+            "authorization_code" => Some("Users sign in through the browser (with PKCE)."),
+            "refresh_token" => Some("Renew access without asking the user again."),
+            "client_credentials" => Some("The app acts on its own behalf, no user."),
+            "implicit" => Some("Legacy: token in the URL fragment."),
+            "password" => Some("Legacy: the app handles the user's password."),
+            _ => None,
+        }
+    }
+}
+
+/// Shown once, right after a client is created or its secret rotated: the
+/// `client_id` and, for a confidential client, the plaintext secret (which
+/// is stored only as a hash and can never be shown again).
+#[derive(Debug, Template)]
+#[template(path = "client_secret.html")]
+pub struct ClientSecretPage {
+    /// Site header.
+    pub nav: Nav,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (untrusted: escaped).
+    pub client_name: String,
+    /// The new secret; `None` for a public client (`none` auth method).
+    pub client_secret: Option<String>,
+    /// `true` after a rotation (wording says "New secret").
+    pub rotated: bool,
+}
+
+/// `GET /clients/{id}/delete`: asks for confirmation; posts `csrf_token` to
+/// `/clients/{id}/delete`.
+#[derive(Debug, Template)]
+#[template(path = "client_delete.html")]
+pub struct ClientDeletePage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the confirmation form.
+    pub csrf_token: String,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (untrusted: escaped).
+    pub client_name: String,
 }
 
 /// Renders `page` into an HTML response with `status`, `Content-Type:
@@ -559,6 +711,411 @@ mod tests {
             assert!(!html.contains(" style=\""));
             assert!(!html.contains("<style"));
             assert!(html.contains("name=\"viewport\""));
+        }
+    }
+
+    fn client_row(id: &str, name: &str) -> ClientRow {
+        ClientRow {
+            client_id: id.into(),
+            client_name: name.into(),
+            grant_types: "authorization_code refresh_token".into(),
+            auth_method: "client_secret_basic".into(),
+            created: "28 Nov 2026".into(),
+        }
+    }
+
+    fn client_form(editing: Option<&str>) -> ClientFormPage {
+        ClientFormPage {
+            nav: nav_in("alice"),
+            csrf_token: "tok-123".into(),
+            action: editing.map_or_else(|| "/clients".into(), |id| format!("/clients/{id}")),
+            editing: editing.map(Into::into),
+            values: ClientFormValues {
+                client_name: "Demo App".into(),
+                redirect_uris: "https://app.example.com/cb\nhttp://localhost:8080/cb".into(),
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                scope: "profile email".into(),
+                token_endpoint_auth_method: "client_secret_post".into(),
+                client_uri: "https://app.example.com".into(),
+                logo_uri: String::new(),
+            },
+            known_grants: vec![
+                "authorization_code".into(),
+                "refresh_token".into(),
+                "client_credentials".into(),
+            ],
+            known_scopes: vec!["profile".into(), "email".into()],
+            error: None,
+        }
+    }
+
+    fn secret_page(secret: Option<&str>, rotated: bool) -> ClientSecretPage {
+        ClientSecretPage {
+            nav: nav_in("alice"),
+            client_id: "c1".into(),
+            client_name: "Demo App".into(),
+            client_secret: secret.map(Into::into),
+            rotated,
+        }
+    }
+
+    fn delete_page(client_name: &str) -> ClientDeletePage {
+        ClientDeletePage {
+            nav: nav_in("alice"),
+            csrf_token: "tok-123".into(),
+            client_id: "c1".into(),
+            client_name: client_name.into(),
+        }
+    }
+
+    /// The opening tag of the element with `id="…"`.
+    fn tag_with_id<'a>(html: &'a str, id: &str) -> &'a str {
+        let at = html.find(&format!(" id=\"{id}\"")).expect("id present");
+        let start = html[..at].rfind('<').expect("tag start");
+        let end = at + html[at..].find('>').expect("tag end");
+        &html[start..=end]
+    }
+
+    #[test]
+    fn nav_signed_in_links_to_my_clients() {
+        let html = HomePage {
+            nav: nav_in("alice"),
+            issuer: String::new(),
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("<a class=\"nav-link\" href=\"/clients\">My clients</a>"));
+        let html = HomePage {
+            nav: nav_out(),
+            issuer: String::new(),
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("href=\"/clients\""));
+    }
+
+    #[test]
+    fn clients_page_lists_clients_with_edit_and_delete_links() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: vec![client_row("c1", "Demo App"), client_row("c2", "CLI tool")],
+            notice: None,
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("<h1>My clients</h1>"));
+        assert!(html.contains("href=\"/clients/new\""));
+        assert!(html.contains(">New client</a>"));
+        for id in ["c1", "c2"] {
+            assert!(html.contains(&format!("href=\"/clients/{id}\">Edit")));
+            assert!(html.contains(&format!("href=\"/clients/{id}/delete\">Delete")));
+            assert!(html.contains(&format!("<code class=\"client-id\">{id}</code>")));
+        }
+        assert!(html.contains("Demo App"));
+        assert!(html.contains("CLI tool"));
+        assert!(html.contains("<code class=\"chip\">authorization_code</code>"));
+        assert!(html.contains("<code class=\"chip\">refresh_token</code>"));
+        assert!(html.contains("client_secret_basic"));
+        assert!(html.contains("28 Nov 2026"));
+        assert!(!html.contains("role=\"status\""));
+        assert!(!html.contains("no clients yet"));
+        // Only the nav's sign-out form: the list itself only links.
+        assert_eq!(html.matches("<form").count(), 1);
+    }
+
+    #[test]
+    fn clients_page_empty_state_and_notice() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: Vec::new(),
+            notice: Some(format!("Client {XSS} deleted.")),
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("You have no clients yet."));
+        assert!(html.contains("href=\"/clients/new\""));
+        assert!(!html.contains("<table"));
+        assert!(html.contains("<div class=\"notice\" role=\"status\">Client &#60;script&#62;"));
+        assert!(!html.contains(XSS));
+    }
+
+    #[test]
+    fn clients_page_escapes_names_and_encodes_ids_in_links() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: vec![client_row("a/b\"c", XSS)],
+            notice: None,
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(html.contains("href=\"/clients/a%2Fb%22c\""));
+        assert!(html.contains("href=\"/clients/a%2Fb%22c/delete\""));
+        assert!(!html.contains("a/b\"c"));
+    }
+
+    #[test]
+    fn client_form_create_has_exactly_the_contract_fields() {
+        let html = client_form(None).render().unwrap();
+        assert!(html.contains("<h1>New client</h1>"));
+        let f = form(&html, "<form method=\"post\" action=\"/clients\"");
+        let mut got = names(f);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "client_name",
+                "client_uri",
+                "csrf_token",
+                "grant_types",
+                "grant_types",
+                "grant_types",
+                "logo_uri",
+                "redirect_uris",
+                "scope",
+                "token_endpoint_auth_method",
+            ]
+        );
+        assert!(f.contains("<input type=\"hidden\" name=\"csrf_token\" value=\"tok-123\">"));
+        for field in [
+            "client_name",
+            "redirect_uris",
+            "scope",
+            "token_endpoint_auth_method",
+            "client_uri",
+            "logo_uri",
+        ] {
+            let tag = tag_with_id(f, field);
+            assert!(tag.contains(&format!("name=\"{field}\"")), "{tag}");
+            assert!(f.contains(&format!("<label for=\"{field}\">")), "{field}");
+        }
+        assert!(tag_with_id(f, "client_name").contains("type=\"text\""));
+        assert!(tag_with_id(f, "client_name").contains(" required"));
+        assert!(tag_with_id(f, "redirect_uris").starts_with("<textarea"));
+        assert!(f.contains(">https://app.example.com/cb\nhttp://localhost:8080/cb</textarea>"));
+        assert!(tag_with_id(f, "scope").contains("value=\"profile email\""));
+        assert!(tag_with_id(f, "token_endpoint_auth_method").starts_with("<select"));
+        assert!(tag_with_id(f, "client_uri").contains("type=\"url\""));
+        assert!(tag_with_id(f, "logo_uri").contains("type=\"url\""));
+        // One checkbox per known grant, checked when in the values.
+        for (grant, checked) in [
+            ("authorization_code", true),
+            ("refresh_token", true),
+            ("client_credentials", false),
+        ] {
+            let tag = tag_with_id(f, &format!("grant_{grant}"));
+            assert!(tag.contains("type=\"checkbox\""), "{tag}");
+            assert!(tag.contains("name=\"grant_types\""), "{tag}");
+            assert!(tag.contains(&format!("value=\"{grant}\"")), "{tag}");
+            assert_eq!(tag.contains(" checked"), checked, "{tag}");
+            assert!(f.contains(&format!("<label for=\"grant_{grant}\">")));
+        }
+        // Auth methods, the stored one selected, and the public-client note.
+        for method in ["client_secret_basic", "client_secret_post", "none"] {
+            assert!(f.contains(&format!("<option value=\"{method}\"")));
+        }
+        assert!(f.contains("<option value=\"client_secret_post\" selected>"));
+        assert_eq!(f.matches(" selected>").count(), 1);
+        assert!(f.contains("none</strong> = public client (single-page/native app), PKCE required"));
+        // Known scopes as a hint.
+        assert!(f.contains("Known scopes: <code>profile</code> <code>email</code>."));
+        let save = tag_with_id(f, "save");
+        assert!(save.starts_with("<button type=\"submit\""));
+        assert!(f.contains("id=\"save\" class=\"button button-primary\">Create client</button>"));
+        // No rotate form, no delete link, no error when creating.
+        assert!(!html.contains("id=\"rotate\""));
+        assert!(!html.contains("/delete\""));
+        assert!(!html.contains("role=\"alert\""));
+        assert!(!html.contains("aria-invalid"));
+        assert_eq!(html.matches("<form").count(), 2);
+    }
+
+    #[test]
+    fn client_form_edit_has_save_rotate_and_delete() {
+        let html = client_form(Some("c1")).render().unwrap();
+        assert!(html.contains("Edit <span class=\"client-name\">Demo App</span>"));
+        assert!(html.contains("<code>c1</code>"));
+        let f = form(&html, "<form method=\"post\" action=\"/clients/c1\"");
+        assert!(f.contains(">Save changes</button>"));
+        assert!(!f.contains("Create client"));
+        let rotate = form(&html, "<form method=\"post\" action=\"/clients/c1/rotate\"");
+        assert_eq!(names(rotate), ["csrf_token"]);
+        assert!(rotate.contains("value=\"tok-123\""));
+        assert!(rotate.contains("id=\"rotate\""));
+        assert!(rotate.contains(">Rotate secret</button>"));
+        assert!(html.contains("href=\"/clients/c1/delete\">Delete this client</a>"));
+        // Sign-out, client form, rotate form.
+        assert_eq!(html.matches("<form").count(), 3);
+        // The rotate form comes after the main form, not inside it.
+        assert!(html.find("/rotate\"").unwrap() > html.find("id=\"save\"").unwrap());
+    }
+
+    #[test]
+    fn client_form_shows_field_error_next_to_field_and_in_summary() {
+        for field in [
+            "client_name",
+            "redirect_uris",
+            "grant_types",
+            "scope",
+            "token_endpoint_auth_method",
+            "client_uri",
+            "logo_uri",
+        ] {
+            let mut page = client_form(None);
+            page.error = Some(FieldError {
+                field: field.into(),
+                message: format!("Bad {field} {XSS}"),
+            });
+            let html = page.render().unwrap();
+            assert!(!html.contains(XSS));
+            let escaped = format!("Bad {field} &#60;script&#62;");
+            // Summary at the top, before the form, linking to the field.
+            let alert = html.find("role=\"alert\"").expect("summary");
+            assert!(alert < html.find("action=\"/clients\"").unwrap());
+            assert!(html.contains(&format!("<a href=\"#{field}\">{escaped}")));
+            // Next to the field.
+            let next = format!("<p class=\"field-error\" id=\"{field}-error\">{escaped}");
+            assert!(html.contains(&next), "{field}");
+            assert_eq!(html.matches("class=\"field-error\"").count(), 1);
+            let tag = tag_with_id(&html, field);
+            assert!(
+                tag.contains(&format!("aria-describedby=\"{field}-error")),
+                "{tag}"
+            );
+            assert_eq!(html.matches(" field-invalid").count(), 1);
+            if field == "grant_types" {
+                assert!(tag.contains(" field-invalid"), "{tag}");
+            } else {
+                assert!(tag.contains("aria-invalid=\"true\""), "{tag}");
+                let wrapper = &html[..html.find(tag).unwrap()];
+                let wrapper = &wrapper[wrapper.rfind("<div class=\"field").unwrap()..];
+                assert!(wrapper.starts_with("<div class=\"field field-invalid\">"));
+            }
+        }
+    }
+
+    #[test]
+    fn client_form_escapes_values() {
+        let mut page = client_form(Some("c1"));
+        page.values.client_name = XSS.into();
+        page.values.redirect_uris = "https://a.example/cb?x=\"><script>alert(1)</script>".into();
+        page.values.client_uri = "https://a.example/\" onfocus=\"alert(1)".into();
+        page.values.logo_uri = "javascript:alert('x')".into();
+        page.values.scope = "<b>".into();
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("\" onfocus"));
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</span>"));
+        assert!(html.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\""));
+        assert!(html.contains("https://a.example/cb?x=&#34;&#62;&#60;script&#62;"));
+        assert!(html.contains("value=\"https://a.example/&#34; onfocus=&#34;alert(1)\""));
+        assert!(html.contains("value=\"javascript:alert(&#39;x&#39;)\""));
+        // The URI is only a field value, never a link.
+        assert!(!html.contains("href=\"javascript"));
+    }
+
+    #[test]
+    fn client_form_with_public_auth_and_no_grants() {
+        let mut page = client_form(None);
+        page.values = ClientFormValues {
+            token_endpoint_auth_method: "none".into(),
+            ..ClientFormValues::default()
+        };
+        page.known_scopes.clear();
+        let html = page.render().unwrap();
+        assert!(html.contains("<option value=\"none\" selected>"));
+        assert_eq!(html.matches(" selected>").count(), 1);
+        assert!(!html.contains(" checked"));
+        assert!(!html.contains("Known scopes"));
+        assert!(tag_with_id(&html, "client_name").contains("value=\"\""));
+    }
+
+    #[test]
+    fn client_secret_page_shows_secret_box_only_when_some() {
+        let html = secret_page(Some("s3cr3t-<value>"), false).render().unwrap();
+        assert!(html.contains("<code id=\"client_id\" class=\"copyable\">c1</code>"));
+        assert!(html.contains("<div class=\"secret-box\">"));
+        assert!(html.contains(
+            "<code id=\"client_secret\" class=\"copyable\">s3cr3t-&#60;value&#62;</code>"
+        ));
+        assert!(html.contains("Copy it now: it is shown only once and stored only as a hash."));
+        assert!(html.contains(">Client secret</p>"));
+        assert!(!html.contains("New secret"));
+        assert!(html.contains("href=\"/clients\""));
+        assert!(!html.contains("no secret"));
+        assert_eq!(html.matches("<form").count(), 1);
+
+        let html = secret_page(Some("n3w"), true).render().unwrap();
+        assert!(html.contains(">New secret</p>"));
+        assert!(html.contains("<code id=\"client_secret\" class=\"copyable\">n3w</code>"));
+        assert!(html.contains("The previous secret no longer works."));
+
+        let html = secret_page(None, false).render().unwrap();
+        assert!(!html.contains("client_secret"));
+        assert!(!html.contains("secret-box"));
+        assert!(!html.contains("Copy it now"));
+        assert!(html.contains("it has no secret"));
+        assert!(html.contains("PKCE"));
+        assert!(html.contains("href=\"/clients\""));
+    }
+
+    #[test]
+    fn client_secret_page_escapes_client_name() {
+        let mut page = secret_page(Some("s"), false);
+        page.client_name = XSS.into();
+        let html = page.render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+    }
+
+    #[test]
+    fn client_delete_page_confirms_with_csrf_form() {
+        let html = delete_page("Demo App").render().unwrap();
+        assert!(html.contains("Delete <span class=\"client-name\">Demo App</span>?"));
+        assert!(html.contains("Apps using it stop working at once."));
+        let f = form(&html, "<form method=\"post\" action=\"/clients/c1/delete\"");
+        assert_eq!(names(f), ["csrf_token"]);
+        assert!(f.contains("value=\"tok-123\""));
+        let button = tag_with_id(f, "confirm-delete");
+        assert!(button.starts_with("<button type=\"submit\""));
+        assert!(button.contains("button-danger"));
+        assert!(html.contains("href=\"/clients/c1\">Cancel</a>"));
+        assert_eq!(html.matches("<form").count(), 2);
+    }
+
+    #[test]
+    fn client_delete_page_escapes_client_name() {
+        let html = delete_page(XSS).render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains(
+            "Delete <span class=\"client-name\">&#60;script&#62;alert(1)&#60;/script&#62;</span>?"
+        ));
+    }
+
+    #[test]
+    fn client_pages_use_no_scripts_or_inline_styles() {
+        let pages = [
+            ClientsPage {
+                nav: nav_in("alice"),
+                clients: vec![client_row("c1", "Demo")],
+                notice: Some("Saved.".into()),
+            }
+            .render()
+            .unwrap(),
+            client_form(Some("c1")).render().unwrap(),
+            secret_page(Some("s"), true).render().unwrap(),
+            secret_page(None, false).render().unwrap(),
+            delete_page("Demo").render().unwrap(),
+        ];
+        for html in pages {
+            assert!(html.starts_with("<!doctype html>"));
+            assert!(!html.contains("<script"));
+            assert!(!html.contains(" style=\""));
+            assert!(!html.contains("<style"));
+            assert!(html.contains("name=\"viewport\""));
+            assert!(html.contains("href=\"/clients\""));
         }
     }
 }

@@ -369,6 +369,7 @@ mod tests {
             redirect_uris: vec!["https://app.example/cb".into()],
             scope: ScopeSet::parse("profile email").unwrap(),
             created_at: 0,
+            ..Default::default()
         }
     }
 

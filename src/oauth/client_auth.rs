@@ -167,6 +167,7 @@ mod tests {
             redirect_uris: vec![],
             scope: ScopeSet::parse("a b").unwrap(),
             created_at: 0,
+            ..Default::default()
         }
     }
 

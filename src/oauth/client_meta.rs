@@ -17,6 +17,10 @@ pub struct ClientMetadata {
     pub scope: ScopeSet,
     /// Token endpoint auth method.
     pub auth_method: AuthMethod,
+    /// Home page (optional).
+    pub client_uri: Option<String>,
+    /// Logo (optional).
+    pub logo_uri: Option<String>,
 }
 
 /// A metadata problem: the RFC 7591 §3.2.2 code and the field it is about.
@@ -72,6 +76,16 @@ pub fn validate(m: &ClientMetadata, known_scopes: &ScopeSet) -> Result<(), Metad
             "client_credentials needs a confidential client (client_secret_basic or client_secret_post)",
         ));
     }
+    for (field, uri) in [("client_uri", &m.client_uri), ("logo_uri", &m.logo_uri)] {
+        if let Some(u) = uri {
+            let ok = url::Url::parse(u).is_ok_and(|p| {
+                p.scheme() == "https" || (p.scheme() == "http" && crate::config::is_loopback_url(u))
+            });
+            if !ok {
+                return Err(meta(field, format!("`{u}` must be an absolute https URL")));
+            }
+        }
+    }
     if !m.scope.is_subset(known_scopes) {
         let unknown: Vec<&str> = m
             .scope
@@ -84,6 +98,31 @@ pub fn validate(m: &ClientMetadata, known_scopes: &ScopeSet) -> Result<(), Metad
         ));
     }
     Ok(())
+}
+
+/// RFC 7591 §2.1: `response_types` must match the grant types
+/// (`code` ↔ `authorization_code`, `token` ↔ `implicit`).
+pub fn check_response_types(
+    grants: &[GrantType],
+    response_types: &[String],
+) -> Result<(), MetadataError> {
+    let mut expected: Vec<&str> = super::types::response_types_for(grants);
+    let mut given: Vec<&str> = response_types.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    given.sort_unstable();
+    given.dedup();
+    if expected == given {
+        Ok(())
+    } else {
+        Err(meta(
+            "response_types",
+            format!(
+                "response_types [{}] do not match grant_types (expected [{}])",
+                given.join(", "),
+                expected.join(", ")
+            ),
+        ))
+    }
 }
 
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and
@@ -120,6 +159,8 @@ mod tests {
             grant_types: vec![GrantType::AuthorizationCode],
             scope: ScopeSet::parse("profile").unwrap(),
             auth_method: AuthMethod::None,
+            client_uri: None,
+            logo_uri: None,
         }
     }
 

@@ -378,6 +378,7 @@ mod tests {
             redirect_uris: vec![],
             scope: ScopeSet::parse("read write").unwrap(),
             created_at: 0,
+            ..Default::default()
         }
     }
 

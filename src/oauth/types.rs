@@ -115,11 +115,25 @@ impl GrantType {
     }
 }
 
+/// The `response_types` that go with `grants` (RFC 7591 §2.1):
+/// `authorization_code` ↔ `code`, `implicit` ↔ `token`.
+pub fn response_types_for(grants: &[GrantType]) -> Vec<&'static str> {
+    let mut out = vec![];
+    if grants.contains(&GrantType::AuthorizationCode) {
+        out.push("code");
+    }
+    if grants.contains(&GrantType::Implicit) {
+        out.push("token");
+    }
+    out
+}
+
 /// How a client authenticates at the token endpoint (RFC 7591 §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// HTTP Basic (RFC 6749 §2.3.1).
+    #[default]
     ClientSecretBasic,
     /// `client_id` + `client_secret` form fields (RFC 6749 §2.3.1).
     ClientSecretPost,
@@ -148,7 +162,7 @@ impl AuthMethod {
 }
 
 /// A registered client as the core sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     /// The client identifier.
     pub client_id: String,
@@ -167,9 +181,26 @@ pub struct Client {
     pub scope: ScopeSet,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
+    /// The user who created it in the web pages (`None`: CLI, API or config).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Home page of the client (RFC 7591 §2).
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    /// Logo of the client (RFC 7591 §2).
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+    /// SHA-256 of the RFC 7592 registration access token, for clients
+    /// registered through `POST /oauth/register`.
+    #[serde(default)]
+    pub registration_token_sha256: Option<[u8; 32]>,
 }
 
 impl Client {
+    /// The `response_types` implied by the grant types (RFC 7591 §2.1).
+    pub fn response_types(&self) -> Vec<&'static str> {
+        response_types_for(&self.grant_types)
+    }
     /// Whether the client may use `grant`.
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)

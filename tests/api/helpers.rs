@@ -170,10 +170,13 @@ pub async fn spawn_app_with(
         grant_types: vec![GrantType::ClientCredentials],
         scope: ScopeSet::parse("api:read").unwrap(),
         auth_method: AuthMethod::ClientSecretBasic,
+        client_uri: None,
+        logo_uri: None,
     };
-    let reg = keygate::flows::clients::register(&state.repos, meta, &state.cfg.scopes, 0)
-        .await
-        .unwrap();
+    let reg =
+        keygate::flows::clients::register(&state.repos, meta, &state.cfg.scopes, 0, None, false)
+            .await
+            .unwrap();
     let stored_client = (reg.client.client_id.clone(), reg.secret.clone().unwrap());
     TestApp {
         addr,

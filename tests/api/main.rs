@@ -9,5 +9,6 @@ mod flows;
 mod helpers;
 mod openapi;
 mod redis_server;
+mod registration;
 mod store_conformance;
 mod token;

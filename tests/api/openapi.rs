@@ -73,6 +73,11 @@ fn document_is_valid_openapi_3() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/oauth/revoke",
+        "/oauth/introspect",
+        "/api/me",
+        "/oauth/register",
+        "/oauth/register/{client_id}",
     ] {
         assert!(
             doc.paths.paths.contains_key(path),

@@ -1,0 +1,309 @@
+//! RFC 7591 dynamic client registration and the RFC 7592 management endpoint,
+//! as poem-openapi operations.
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::api::{ApiTags, BearerAuth, BearerJwt};
+use super::responses::{internal_to_oauth, OAuthErrorBody, NO_STORE};
+use crate::flows::clients::Registered;
+use crate::flows::registration::{self, MetadataRequest, RegistrationError};
+use crate::oauth::types::Client;
+use crate::state::AppState;
+
+/// Client metadata (RFC 7591 §2). Unknown members are ignored.
+#[derive(Debug, Clone, Default, Object)]
+pub struct ClientMetadataBody {
+    /// Required on update (RFC 7592): the client in the URL.
+    pub client_id: Option<String>,
+    /// Human-readable name.
+    pub client_name: Option<String>,
+    /// Redirect URIs (required for authorization_code and implicit); https unless loopback.
+    pub redirect_uris: Option<Vec<String>>,
+    /// Default `["authorization_code"]`.
+    pub grant_types: Option<Vec<String>>,
+    /// Must match the grant types (`code` ↔ authorization_code, `token` ↔ implicit).
+    pub response_types: Option<Vec<String>>,
+    /// Space-separated scopes the client may request (default: none).
+    pub scope: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or `none`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Home page.
+    pub client_uri: Option<String>,
+    /// Logo.
+    pub logo_uri: Option<String>,
+}
+
+impl From<ClientMetadataBody> for MetadataRequest {
+    fn from(b: ClientMetadataBody) -> Self {
+        Self {
+            client_id: b.client_id,
+            client_name: b.client_name,
+            redirect_uris: b.redirect_uris,
+            grant_types: b.grant_types,
+            response_types: b.response_types,
+            scope: b.scope,
+            token_endpoint_auth_method: b.token_endpoint_auth_method,
+            client_uri: b.client_uri,
+            logo_uri: b.logo_uri,
+        }
+    }
+}
+
+/// Client information response (RFC 7591 §3.2.1, RFC 7592 §3).
+#[derive(Debug, Clone, Object)]
+pub struct ClientInformation {
+    /// The client identifier.
+    pub client_id: String,
+    /// The secret, only in the response that creates it (stored as a hash only).
+    #[oai(skip_serializing_if_is_none)]
+    pub client_secret: Option<String>,
+    /// When the client id was issued.
+    pub client_id_issued_at: i64,
+    /// 0: the secret does not expire (present for confidential clients).
+    #[oai(skip_serializing_if_is_none)]
+    pub client_secret_expires_at: Option<i64>,
+    /// RFC 7592 token for the management endpoint, only in the creation response.
+    #[oai(skip_serializing_if_is_none)]
+    pub registration_access_token: Option<String>,
+    /// RFC 7592 management URL of this client.
+    pub registration_client_uri: String,
+    /// Human-readable name.
+    pub client_name: String,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Grant types.
+    pub grant_types: Vec<String>,
+    /// Response types.
+    pub response_types: Vec<String>,
+    /// Scopes.
+    pub scope: String,
+    /// Token endpoint auth method.
+    pub token_endpoint_auth_method: String,
+    /// Home page.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_uri: Option<String>,
+    /// Logo.
+    #[oai(skip_serializing_if_is_none)]
+    pub logo_uri: Option<String>,
+}
+
+fn information(
+    state: &AppState,
+    c: &Client,
+    secret: Option<String>,
+    rat: Option<String>,
+) -> ClientInformation {
+    ClientInformation {
+        client_id: c.client_id.clone(),
+        client_secret: secret,
+        client_id_issued_at: c.created_at,
+        client_secret_expires_at: c.is_confidential().then_some(0),
+        registration_access_token: rat,
+        registration_client_uri: format!("{}/oauth/register/{}", state.cfg.issuer, c.client_id),
+        client_name: c.client_name.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        grant_types: c
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect(),
+        response_types: c.response_types().into_iter().map(String::from).collect(),
+        scope: c.scope.to_string(),
+        token_endpoint_auth_method: c.auth_method.as_str().into(),
+        client_uri: c.client_uri.clone(),
+        logo_uri: c.logo_uri.clone(),
+    }
+}
+
+/// Responses of the registration endpoints.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "registration_bad_request")]
+pub enum RegistrationResponse {
+    /// Registered (RFC 7591 §3.2.1).
+    #[oai(status = 201)]
+    Created(
+        Json<ClientInformation>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// The client's current metadata (RFC 7592 §3).
+    #[oai(status = 200)]
+    Ok(
+        Json<ClientInformation>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// Deleted (RFC 7592 §2.3).
+    #[oai(status = 204)]
+    Deleted,
+    /// `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2).
+    #[oai(status = 400)]
+    BadRequest(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// Missing or invalid initial / registration access token, or unknown client.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The store is unreachable; retry.
+    #[oai(status = 503)]
+    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
+    /// An unexpected server fault.
+    #[oai(status = 500)]
+    ServerError(Json<OAuthErrorBody>),
+}
+
+fn registration_bad_request(err: poem::Error) -> RegistrationResponse {
+    RegistrationResponse::BadRequest(
+        Json(OAuthErrorBody {
+            error: "invalid_client_metadata".into(),
+            error_description: Some(format!(
+                "the request body must be a JSON object of client metadata: {err}"
+            )),
+        }),
+        NO_STORE.into(),
+    )
+}
+
+impl From<RegistrationError> for RegistrationResponse {
+    fn from(e: RegistrationError) -> Self {
+        match e {
+            RegistrationError::Unauthorized => Self::Unauthorized(
+                Json(OAuthErrorBody {
+                    error: "invalid_token".into(),
+                    error_description: Some(
+                        "a valid access token for this endpoint is required".into(),
+                    ),
+                }),
+                "Bearer realm=\"keygate\", error=\"invalid_token\"".into(),
+            ),
+            RegistrationError::Metadata(m) => Self::BadRequest(
+                Json(OAuthErrorBody {
+                    error: m.code.into(),
+                    error_description: Some(format!("{}: {}", m.field, m.message)),
+                }),
+                NO_STORE.into(),
+            ),
+            RegistrationError::Flow(f) => {
+                let e = internal_to_oauth(f);
+                let body = Json(OAuthErrorBody::from(&e));
+                if e.code == crate::oauth::ErrorCode::TemporarilyUnavailable {
+                    Self::Unavailable(body, "1".into())
+                } else {
+                    Self::ServerError(body)
+                }
+            }
+        }
+    }
+}
+
+fn token(auth: &BearerAuth) -> Option<&str> {
+    match auth {
+        BearerAuth::Bearer(BearerJwt(b)) => Some(b.token.as_str()),
+        BearerAuth::Missing => None,
+    }
+}
+
+fn created(state: &AppState, reg: Registered) -> RegistrationResponse {
+    RegistrationResponse::Created(
+        Json(information(
+            state,
+            &reg.client,
+            reg.secret,
+            reg.registration_token,
+        )),
+        NO_STORE.into(),
+    )
+}
+
+/// RFC 7591 / RFC 7592 operations.
+pub struct RegistrationApi;
+
+#[OpenApi]
+impl RegistrationApi {
+    /// Dynamic client registration (RFC 7591).
+    ///
+    /// Send an initial access token from `registration.initial_access_tokens`
+    /// as `Authorization: Bearer`. The response carries the client secret and
+    /// a registration access token for the management endpoint, once.
+    #[oai(
+        path = "/oauth/register",
+        method = "post",
+        tag = "ApiTags::Registration"
+    )]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<ClientMetadataBody>,
+    ) -> RegistrationResponse {
+        match registration::register(&state, token(&auth), &body.0.into()).await {
+            Ok(reg) => created(&state, reg),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Read a registered client (RFC 7592 §2.1), with its registration access token.
+    #[oai(
+        path = "/oauth/register/:client_id",
+        method = "get",
+        tag = "ApiTags::Registration"
+    )]
+    async fn read(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        client_id: Path<String>,
+    ) -> RegistrationResponse {
+        match registration::read(&state, &client_id.0, token(&auth)).await {
+            Ok(c) => {
+                RegistrationResponse::Ok(Json(information(&state, &c, None, None)), NO_STORE.into())
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Replace a registered client's metadata (RFC 7592 §2.2, full replacement).
+    #[oai(
+        path = "/oauth/register/:client_id",
+        method = "put",
+        tag = "ApiTags::Registration"
+    )]
+    async fn replace(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        client_id: Path<String>,
+        body: Json<ClientMetadataBody>,
+    ) -> RegistrationResponse {
+        match registration::replace(&state, &client_id.0, token(&auth), &body.0.into()).await {
+            Ok(reg) => RegistrationResponse::Ok(
+                Json(information(&state, &reg.client, reg.secret, None)),
+                NO_STORE.into(),
+            ),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Delete a registered client (RFC 7592 §2.3).
+    #[oai(
+        path = "/oauth/register/:client_id",
+        method = "delete",
+        tag = "ApiTags::Registration"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        client_id: Path<String>,
+    ) -> RegistrationResponse {
+        match registration::delete(&state, &client_id.0, token(&auth)).await {
+            Ok(()) => RegistrationResponse::Deleted,
+            Err(e) => e.into(),
+        }
+    }
+}
