@@ -160,3 +160,43 @@ pub async fn password_grant_user(
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("invalid username or password").into())
 }
+
+/// Sets a stored user's password (CLI `user set-password`).
+pub async fn set_password(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<User, SignupError> {
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
+    }
+    let mut user = state
+        .repos
+        .user_by_name(username)
+        .await
+        .map_err(FlowError::from)?
+        .ok_or(SignupError::Invalid("no such user in the store"))?;
+    user.password_hash = passwords::hash(password)
+        .await
+        .map_err(|e| FlowError::Internal(e.to_string()))?;
+    state.repos.put_user(&user).await.map_err(FlowError::from)?;
+    tracing::info!(event = "user_password_changed", user_id = %user.id, "password changed");
+    Ok(user)
+}
+
+/// Deletes a stored user (CLI `user delete`); their sessions expire on their own.
+pub async fn delete_user(state: &AppState, username: &str) -> Result<User, SignupError> {
+    let user = state
+        .repos
+        .user_by_name(username)
+        .await
+        .map_err(FlowError::from)?
+        .ok_or(SignupError::Invalid("no such user in the store"))?;
+    state
+        .repos
+        .delete_user(&user)
+        .await
+        .map_err(FlowError::from)?;
+    tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted");
+    Ok(user)
+}

@@ -3,6 +3,7 @@
 //! flows and errors to responses, and nothing more.
 
 pub mod api;
+pub mod client_pages;
 pub mod pages;
 pub mod payload;
 pub mod registration;
@@ -96,6 +97,31 @@ pub fn routes(state: AppState) -> impl Endpoint {
             csrf(
                 get(pages::authorize_get)
                     .post(pages::authorize_post)
+                    .boxed(),
+            ),
+        )
+        .at(
+            "/clients",
+            csrf(get(client_pages::list).post(client_pages::create).boxed()),
+        )
+        .at("/clients/new", csrf(get(client_pages::new_form).boxed()))
+        .at(
+            "/clients/:id",
+            csrf(
+                get(client_pages::edit_form)
+                    .post(client_pages::update)
+                    .boxed(),
+            ),
+        )
+        .at(
+            "/clients/:id/rotate",
+            csrf(post(client_pages::rotate).boxed()),
+        )
+        .at(
+            "/clients/:id/delete",
+            csrf(
+                get(client_pages::delete_form)
+                    .post(client_pages::delete)
                     .boxed(),
             ),
         )

@@ -22,7 +22,8 @@ use crate::store::repos::{Session, User};
 /// The login session cookie (HttpOnly, SameSite=Lax, Secure with an https issuer).
 pub const SESSION_COOKIE: &str = "kg_session";
 
-fn nav(state: &AppState, session: Option<&Session>, csrf: &CsrfToken) -> Nav {
+/// The navigation bar for a page.
+pub fn nav_for(state: &AppState, session: Option<&Session>, csrf: &CsrfToken) -> Nav {
     Nav {
         username: session.map(|s| s.username.clone()),
         csrf_token: csrf.0.clone(),
@@ -30,7 +31,8 @@ fn nav(state: &AppState, session: Option<&Session>, csrf: &CsrfToken) -> Nav {
     }
 }
 
-fn see_other(location: &str) -> Response {
+/// A 303 redirect carrying the page security headers.
+pub fn see_other(location: &str) -> Response {
     let mut resp = Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header("Location", location)
@@ -39,7 +41,8 @@ fn see_other(location: &str) -> Response {
     resp
 }
 
-fn error_page(
+/// An error page.
+pub fn error_page(
     state: &AppState,
     csrf: &CsrfToken,
     status: StatusCode,
@@ -48,7 +51,7 @@ fn error_page(
 ) -> Response {
     render(
         &ErrorPage {
-            nav: nav(state, None, csrf),
+            nav: nav_for(state, None, csrf),
             status: status.as_u16(),
             title: title.to_string(),
             message: message.to_string(),
@@ -57,7 +60,8 @@ fn error_page(
     )
 }
 
-fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Response {
+/// The page for a flow failure (503 for the store, 500 otherwise).
+pub fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Response {
     match e {
         FlowError::Store(cause) => {
             tracing::error!(error = %cause, "store unavailable");
@@ -82,7 +86,8 @@ fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Response
     }
 }
 
-fn csrf_failed(state: &AppState, csrf: &CsrfToken) -> Response {
+/// The page for a failed CSRF check.
+pub fn csrf_failed(state: &AppState, csrf: &CsrfToken) -> Response {
     error_page(
         state,
         csrf,
@@ -108,7 +113,8 @@ fn safe_return_to(raw: Option<&str>) -> String {
     }
 }
 
-async fn current_session(
+/// The session of the request's cookie, if live.
+pub async fn current_session(
     state: &AppState,
     req: &Request,
 ) -> Result<Option<(String, Session)>, FlowError> {
@@ -153,7 +159,7 @@ pub async fn home(state: Data<&AppState>, req: &Request, csrf: &CsrfToken) -> Re
     let session = current_session(&state, req).await.ok().flatten();
     render(
         &HomePage {
-            nav: nav(&state, session.as_ref().map(|(_, s)| s), csrf),
+            nav: nav_for(&state, session.as_ref().map(|(_, s)| s), csrf),
             issuer: state.cfg.issuer.clone(),
         },
         StatusCode::OK,
@@ -175,7 +181,7 @@ pub async fn login_form(
 ) -> Response {
     render(
         &LoginPage {
-            nav: nav(&state, None, csrf),
+            nav: nav_for(&state, None, csrf),
             csrf_token: csrf.0.clone(),
             return_to: safe_return_to(q.return_to.as_deref()),
             username: String::new(),
@@ -220,7 +226,7 @@ pub async fn login(
     let Some(user) = user else {
         return render(
             &LoginPage {
-                nav: nav(&state, None, csrf),
+                nav: nav_for(&state, None, csrf),
                 csrf_token: csrf.0.clone(),
                 return_to,
                 username,
@@ -250,7 +256,7 @@ pub async fn signup_form(
     }
     render(
         &SignupPage {
-            nav: nav(&state, None, csrf),
+            nav: nav_for(&state, None, csrf),
             csrf_token: csrf.0.clone(),
             return_to: safe_return_to(q.return_to.as_deref()),
             username: String::new(),
@@ -315,7 +321,7 @@ pub async fn signup(
         Err(e) => {
             return render(
                 &SignupPage {
-                    nav: nav(&state, None, csrf),
+                    nav: nav_for(&state, None, csrf),
                     csrf_token: csrf.0.clone(),
                     return_to,
                     username,
@@ -399,7 +405,7 @@ fn consent_page(
     };
     render(
         &ConsentPage {
-            nav: nav(state, Some(session), csrf),
+            nav: nav_for(state, Some(session), csrf),
             csrf_token: csrf.0.clone(),
             action,
             client_name: client_name.to_string(),

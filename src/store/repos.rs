@@ -153,6 +153,35 @@ impl Repos {
         Ok(true)
     }
 
+    /// Replaces a stored user (same id and username).
+    pub async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(user)?;
+        self.store
+            .put(&format!("{USER}{}", user.id), &bytes, None)
+            .await
+    }
+
+    /// Deletes a user and frees the name; returns whether it existed.
+    pub async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
+        let existed = self.store.delete(&format!("{USER}{}", user.id)).await?;
+        self.store
+            .delete(&format!("{USERNAME}{}", user.username.to_lowercase()))
+            .await?;
+        Ok(existed)
+    }
+
+    /// Every stored user, by username.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let mut out = vec![];
+        for key in self.store.scan_prefix(USER).await? {
+            if let Some(u) = self.get_json::<User>(&key).await? {
+                out.push(u);
+            }
+        }
+        out.sort_by(|a, b| a.username.to_lowercase().cmp(&b.username.to_lowercase()));
+        Ok(out)
+    }
+
     /// Reads a user by id.
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
         self.get_json(&format!("{USER}{id}")).await

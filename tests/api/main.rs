@@ -4,6 +4,7 @@
 mod browser;
 mod browser_flow;
 mod cli;
+mod client_pages;
 mod discovery;
 mod flows;
 mod helpers;
