@@ -178,7 +178,7 @@ impl Repos {
                 out.push(u);
             }
         }
-        out.sort_by(|a, b| a.username.to_lowercase().cmp(&b.username.to_lowercase()));
+        out.sort_by_key(|u| u.username.to_lowercase());
         Ok(out)
     }
 
