@@ -67,6 +67,34 @@ enum UserCommand {
         /// Email address.
         #[arg(long)]
         email: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stored user.
+    Delete {
+        /// Login name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a stored user's password (read from standard input).
+    SetPassword {
+        /// Login name.
+        name: String,
+        /// Read the password from stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +138,59 @@ enum ClientCommand {
               value_parser = ["client_secret_basic", "client_secret_post", "none"])]
         auth_method: String,
         /// Print one JSON object with RFC 7591 field names.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client's metadata (never its secret).
+    Show {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a client: only the flags given change.
+    Update {
+        /// The client id.
+        client_id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the redirect URIs (repeatable).
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Option<Vec<String>>,
+        /// Replace the grant types (repeatable).
+        #[arg(long = "grant-type", num_args = 1..)]
+        grant_types: Option<Vec<String>>,
+        /// Replace the scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Change the auth method.
+        #[arg(long = "auth-method", value_parser = ["client_secret_basic", "client_secret_post", "none"])]
+        auth_method: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client.
+    Delete {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret (printed once); the old one stops working at once.
+    RotateSecret {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -200,23 +281,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keygate::passwords::hash_blocking(&password)?);
             Ok(())
         }
-        Command::User(UserCommand::Add {
-            name,
-            password_stdin: _,
-            email,
-        }) => {
-            let settings = load_settings(cli.config.as_ref())?;
-            if settings.validate()?.store == StoreBackend::Memory {
-                bail!("{MEMORY_STORE}");
-            }
-            let password = read_password()?;
-            let state = keygate::startup::build_state(settings, Arc::new(SystemClock)).await?;
-            let user = keygate::flows::users::create_user(&state, &name, email, password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created user {} (id {})", user.username, user.id);
-            Ok(())
-        }
+        Command::User(cmd) => user_command(cli.config.as_ref(), cmd).await,
+        Command::Client(
+            cmd @ (ClientCommand::List { .. }
+            | ClientCommand::Show { .. }
+            | ClientCommand::Update { .. }
+            | ClientCommand::Delete { .. }
+            | ClientCommand::RotateSecret { .. }),
+        ) => client_command(cli.config.as_ref(), cmd).await,
         Command::Client(ClientCommand::Create {
             name,
             redirect_uris,
@@ -272,6 +344,224 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_client(&reg, json)
         }
     }
+}
+
+/// The server state over a persistent store, for the CLI's store commands.
+async fn store_state(config: Option<&PathBuf>) -> anyhow::Result<keygate::state::AppState> {
+    let settings = load_settings(config)?;
+    if settings.validate()?.store == StoreBackend::Memory {
+        bail!("{MEMORY_STORE}");
+    }
+    keygate::startup::build_state(settings, Arc::new(SystemClock)).await
+}
+
+fn client_json(c: &keygate::oauth::types::Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.client_id,
+        "client_id_issued_at": c.created_at,
+        "client_name": c.client_name,
+        "redirect_uris": c.redirect_uris,
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "response_types": c.response_types(),
+        "scope": c.scope.to_string(),
+        "token_endpoint_auth_method": c.auth_method.as_str(),
+        "client_uri": c.client_uri,
+        "logo_uri": c.logo_uri,
+    })
+}
+
+fn clients_error(e: keygate::flows::clients::ClientError) -> anyhow::Error {
+    match e {
+        keygate::flows::clients::ClientError::Metadata(m) => {
+            anyhow::anyhow!("--{}: {}", cli_flag(m.field), m.message)
+        }
+        keygate::flows::clients::ClientError::NotFound => {
+            anyhow::anyhow!("no such client in the store")
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn client_command(config: Option<&PathBuf>, cmd: ClientCommand) -> anyhow::Result<()> {
+    use keygate::flows::clients;
+    let state = store_state(config).await?;
+    let repos = &state.repos;
+    match cmd {
+        ClientCommand::List { json } => {
+            let list = clients::list(repos, None).await.map_err(clients_error)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(list.iter().map(client_json).collect())
+                );
+            } else {
+                for c in &list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.auth_method.as_str(),
+                        c.grant_types
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        c.client_name
+                    );
+                }
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let c = clients::get(repos, &client_id, None)
+                .await
+                .map_err(clients_error)?;
+            if json {
+                println!("{}", client_json(&c));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&client_json(&c))?);
+            }
+        }
+        ClientCommand::Update {
+            client_id,
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+            json,
+        } => {
+            let old = clients::get(repos, &client_id, None)
+                .await
+                .map_err(clients_error)?;
+            let grants =
+                match grant_types {
+                    Some(list) => {
+                        let mut out = vec![];
+                        for g in &list {
+                            out.push(GrantType::parse(g).with_context(|| {
+                                format!("--grant-type: unknown grant type `{g}`")
+                            })?);
+                        }
+                        out
+                    }
+                    None => old.grant_types.clone(),
+                };
+            let meta = ClientMetadata {
+                client_name: name.unwrap_or(old.client_name.clone()),
+                redirect_uris: redirect_uris.unwrap_or(old.redirect_uris.clone()),
+                grant_types: grants,
+                scope: match scope {
+                    Some(s) => ScopeSet::parse(&s)
+                        .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?,
+                    None => old.scope.clone(),
+                },
+                auth_method: match auth_method {
+                    Some(m) => AuthMethod::parse(&m).context("--auth-method")?,
+                    None => old.auth_method,
+                },
+                client_uri: old.client_uri.clone(),
+                logo_uri: old.logo_uri.clone(),
+            };
+            let reg = clients::update(repos, &client_id, None, meta, &state.cfg.scopes)
+                .await
+                .map_err(clients_error)?;
+            print_client(&reg, json)?;
+        }
+        ClientCommand::Delete { client_id, json } => {
+            clients::delete(repos, &client_id, None)
+                .await
+                .map_err(clients_error)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client_id": client_id, "deleted": true})
+                );
+            } else {
+                println!("deleted client {client_id}");
+            }
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let reg = clients::rotate_secret(repos, &client_id, None)
+                .await
+                .map_err(clients_error)?;
+            print_client(&reg, json)?;
+        }
+        ClientCommand::Create { .. } => unreachable!("handled by the caller"),
+    }
+    Ok(())
+}
+
+async fn user_command(config: Option<&PathBuf>, cmd: UserCommand) -> anyhow::Result<()> {
+    use keygate::flows::users;
+    let user_json = |u: &keygate::store::repos::User| serde_json::json!({"id": u.id, "username": u.username, "email": u.email, "created_at": u.created_at});
+    let state = store_state(config).await?;
+    match cmd {
+        UserCommand::Add {
+            name,
+            password_stdin: _,
+            email,
+            json,
+        } => {
+            let password = read_password()?;
+            let user = users::create_user(&state, &name, email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", user_json(&user));
+            } else {
+                println!("created user {} (id {})", user.username, user.id);
+            }
+        }
+        UserCommand::List { json } => {
+            let list = state.repos.users().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(list.iter().map(user_json).collect())
+                );
+            } else {
+                for u in &list {
+                    println!(
+                        "{}\t{}\t{}",
+                        u.id,
+                        u.username,
+                        u.email.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        UserCommand::Delete { name, json } => {
+            let user = users::delete_user(&state, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "username": user.username, "deleted": true})
+                );
+            } else {
+                println!("deleted user {}", user.username);
+            }
+        }
+        UserCommand::SetPassword {
+            name,
+            password_stdin: _,
+            json,
+        } => {
+            let password = read_password()?;
+            let user = users::set_password(&state, &name, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "username": user.username, "password_changed": true})
+                );
+            } else {
+                println!("password changed for {}", user.username);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads one line (the password) from standard input.

@@ -483,3 +483,155 @@ async fn user_add_then_password_login_against_the_same_redis() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
 }
+
+/// Runs keygate against `redis` with optional stdin; returns (exit code, stdout, stderr).
+fn run_with(
+    dir: &Path,
+    redis: &RedisServer,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = keygate(dir)
+        .env("KEYGATE_STORE_URL", redis.url())
+        .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn client_and_user_admin_commands_with_json() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out, err) = run_with(
+        d,
+        &redis,
+        &[
+            "client",
+            "create",
+            "--name",
+            "App",
+            "--grant-type",
+            "authorization_code",
+            "refresh_token",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--scope",
+            "profile",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created["client_id"].as_str().unwrap().to_string();
+    assert_eq!(created["response_types"], serde_json::json!(["code"]));
+
+    let (_, out, _) = run_with(d, &redis, &["client", "list", "--json"], None);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(
+        !out.contains(created["client_secret"].as_str().unwrap())
+            && !out.contains("\"client_secret\""),
+        "list never shows secrets: {out}"
+    );
+
+    let (code, out, err) = run_with(
+        d,
+        &redis,
+        &[
+            "client",
+            "update",
+            &id,
+            "--scope",
+            "profile email",
+            "--name",
+            "App 2",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let updated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(updated["scope"], "email profile");
+    let (_, out, _) = run_with(d, &redis, &["client", "show", &id, "--json"], None);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["client_name"], "App 2");
+
+    let (code, out, _) = run_with(d, &redis, &["client", "rotate-secret", &id, "--json"], None);
+    assert_eq!(code, Some(0));
+    let rotated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(rotated["client_secret"], created["client_secret"]);
+
+    // bad input: clear non-zero exits
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "client",
+            "update",
+            &id,
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--redirect-uri"), "{err}");
+    let (code, _, err) = run_with(d, &redis, &["client", "show", "nope"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such client"), "{err}");
+
+    let (code, out, _) = run_with(d, &redis, &["client", "delete", &id, "--json"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"deleted\":true"));
+    let (_, out, _) = run_with(d, &redis, &["client", "list", "--json"], None);
+    assert_eq!(out.trim(), "[]");
+
+    // users
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &["user", "add", "dave", "--password-stdin", "--json"],
+        Some("dave-password\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run_with(d, &redis, &["user", "list", "--json"], None);
+    let users: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(users[0]["username"], "dave");
+    assert!(!out.contains("argon2"), "no password hashes in listings");
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &["user", "set-password", "dave", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &["user", "set-password", "dave", "--password-stdin", "--json"],
+        Some("dave-new-password\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, _) = run_with(d, &redis, &["user", "delete", "dave", "--json"], None);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = run_with(d, &redis, &["user", "delete", "dave"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such user"), "{err}");
+}
