@@ -204,6 +204,7 @@ fn secret_page(
             client_name: reg.client.client_name.clone(),
             client_secret: reg.secret.clone(),
             rotated,
+            registration_access_token: reg.registration_token.clone(),
         },
         StatusCode::OK,
     )
@@ -300,7 +301,7 @@ pub async fn create(
         &state.cfg.scopes,
         state.clock.now(),
         Some(session.user_id.clone()),
-        false,
+        true,
     )
     .await
     {

@@ -298,6 +298,8 @@ pub struct ClientSecretPage {
     pub client_secret: Option<String>,
     /// `true` after a rotation (wording says "New secret").
     pub rotated: bool,
+    /// The RFC 7592 registration access token, on creation only.
+    pub registration_access_token: Option<String>,
 }
 
 /// `GET /clients/{id}/delete`: asks for confirmation; posts `csrf_token` to
@@ -756,6 +758,7 @@ mod tests {
             client_name: "Demo App".into(),
             client_secret: secret.map(Into::into),
             rotated,
+            registration_access_token: None,
         }
     }
 

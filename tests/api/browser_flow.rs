@@ -104,3 +104,72 @@ async fn chromium_signs_in_consents_and_lands_on_the_client() {
         assert_eq!(claims["sub"], "cfg-alice");
     }
 }
+
+#[tokio::test]
+async fn chromium_creates_a_client_in_the_pages_and_uses_it() {
+    for backend in BACKENDS {
+        let (callback, cb_server) = callback_server().await;
+        let app = spawn_app_with(backend, Alg::ES256, |_| {}).await;
+        let browser = Browser::start().await;
+        // sign in, then "My clients" → "New client"
+        browser.goto(&app.url("/clients")).await;
+        browser
+            .wait_for_url(|u| u.path() == "/login", Duration::from_secs(20))
+            .await;
+        browser.fill("#username", USER).await;
+        browser.fill("#password", PASSWORD).await;
+        browser
+            .click("form[action='/login'] button[type=submit]")
+            .await;
+        browser
+            .wait_for_url(|u| u.path() == "/clients", Duration::from_secs(20))
+            .await;
+        browser.click("#new-client").await;
+        browser
+            .wait_for_url(|u| u.path() == "/clients/new", Duration::from_secs(20))
+            .await;
+        browser.fill("#client_name", "Made in Chromium").await;
+        browser.fill("#redirect_uris", &callback).await;
+        browser.fill("#scope", "profile").await;
+        browser.click("#save").await;
+        let secret = browser.text("#client_secret").await;
+        let client_id = browser.text("#client_id").await;
+        assert!(secret.len() >= 43, "secret shown once: {secret}");
+        // use it: authorize in the browser (already signed in → consent)
+        let (verifier, challenge) = pkce_pair();
+        let authorize = app.url(&format!(
+            "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=profile&state=c-state&code_challenge={challenge}&code_challenge_method=S256",
+            urlencode(&callback)
+        ));
+        browser.goto(&authorize).await;
+        assert!(browser.page_source().await.contains("Made in Chromium"));
+        browser.click("#allow").await;
+        let landed = browser
+            .wait_for_url(
+                |u| u.as_str().starts_with(&callback),
+                Duration::from_secs(20),
+            )
+            .await;
+        browser.close().await;
+        cb_server.abort();
+        let p = params_of(landed.as_str(), false);
+        assert_eq!(p["state"], "c-state");
+        let resp = app
+            .post_token(
+                Some((&client_id, &secret)),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &p["code"]),
+                    ("redirect_uri", &callback),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{backend:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["refresh_token"].is_string(),
+            "the default grants include refresh_token"
+        );
+    }
+}

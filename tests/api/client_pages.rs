@@ -121,6 +121,25 @@ async fn create_edit_rotate_delete_and_ownership() {
         let id = client_id_from(&page);
         let secret = secret_from(&page);
         assert!(secret.len() >= 43);
+        // the same client through RFC 7592, with the token shown once on this page
+        let at = page
+            .find("id=\"registration_access_token\"")
+            .expect("registration access token");
+        let start = at + page[at..].find('>').unwrap() + 1;
+        let rat = page[start..start + page[start..].find('<').unwrap()]
+            .trim()
+            .to_string();
+        let via_api: serde_json::Value = app
+            .http
+            .get(app.url(&format!("/oauth/register/{id}")))
+            .bearer_auth(&rat)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(via_api["client_name"], "Shop");
         let list = alice
             .get(app.url("/clients"))
             .send()
