@@ -179,6 +179,8 @@ pub struct OAuthSettings {
     pub scopes: Vec<String>,
     /// Accept PKCE `code_challenge_method=plain` (RFC 7636); off by default.
     pub allow_plain_pkce: bool,
+    /// Accept `http://` redirect URIs on loopback hosts for new clients (RFC 8252 §7.3).
+    pub http_loopback_redirects: bool,
 }
 
 impl Default for OAuthSettings {
@@ -187,6 +189,7 @@ impl Default for OAuthSettings {
             profile: "oauth21".into(),
             scopes: vec!["profile".into(), "email".into()],
             allow_plain_pkce: false,
+            http_loopback_redirects: true,
         }
     }
 }
@@ -305,6 +308,8 @@ pub struct Validated {
     pub profile: Profile,
     /// Known scopes.
     pub scopes: ScopeSet,
+    /// Rules every client's metadata must follow.
+    pub client_rules: crate::oauth::client_meta::Rules,
     /// Keys directory.
     pub keys_dir: PathBuf,
 }
@@ -450,6 +455,10 @@ impl Settings {
             audience,
             store,
             profile,
+            client_rules: crate::oauth::client_meta::Rules {
+                scopes: scopes.clone(),
+                http_loopback_redirects: self.oauth.http_loopback_redirects,
+            },
             scopes,
             keys_dir: PathBuf::from(&self.keys.dir),
         })

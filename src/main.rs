@@ -329,7 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let reg = keygate::flows::clients::register(
                 &repos,
                 meta,
-                &cfg.scopes,
+                &cfg.client_rules,
                 SystemClock.now(),
                 None,
                 false,
@@ -461,7 +461,7 @@ async fn client_command(config: Option<&PathBuf>, cmd: ClientCommand) -> anyhow:
                 client_uri: old.client_uri.clone(),
                 logo_uri: old.logo_uri.clone(),
             };
-            let reg = clients::update(repos, &client_id, None, meta, &state.cfg.scopes)
+            let reg = clients::update(repos, &client_id, None, meta, &state.cfg.client_rules)
                 .await
                 .map_err(clients_error)?;
             print_client(&reg, json)?;

@@ -265,7 +265,7 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
         };
         let reg = build(
             meta,
-            &cfg.scopes,
+            &cfg.client_rules,
             0,
             Some(c.client_id.clone()),
             c.client_secret.clone(),

@@ -5,8 +5,8 @@
 use subtle::ConstantTimeEq;
 
 use crate::oauth::client_auth::hash_secret;
-use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError};
-use crate::oauth::types::{AuthMethod, Client, ScopeSet};
+use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError, Rules};
+use crate::oauth::types::{AuthMethod, Client};
 use crate::store::repos::Repos;
 use crate::store::StoreError;
 
@@ -44,12 +44,12 @@ pub type RegisterError = ClientError;
 /// Builds a client (id, secret, hash) from metadata after validating it.
 pub fn build(
     meta: ClientMetadata,
-    known_scopes: &ScopeSet,
+    rules: &Rules,
     now: i64,
     client_id: Option<String>,
     secret: Option<String>,
 ) -> Result<Registered, MetadataError> {
-    validate(&meta, known_scopes)?;
+    validate(&meta, rules)?;
     let secret = match meta.auth_method {
         AuthMethod::None => None,
         _ => Some(secret.unwrap_or_else(crate::ids::client_secret)),
@@ -82,12 +82,12 @@ pub fn build(
 pub async fn register(
     repos: &Repos,
     meta: ClientMetadata,
-    known_scopes: &ScopeSet,
+    rules: &Rules,
     now: i64,
     owner: Option<String>,
     with_registration_token: bool,
 ) -> Result<Registered, ClientError> {
-    let mut reg = build(meta, known_scopes, now, None, None)?;
+    let mut reg = build(meta, rules, now, None, None)?;
     reg.client.owner = owner;
     if with_registration_token {
         let token = crate::ids::random_token(32);
@@ -126,10 +126,10 @@ pub async fn update(
     client_id: &str,
     owner: Option<&str>,
     meta: ClientMetadata,
-    known_scopes: &ScopeSet,
+    rules: &Rules,
 ) -> Result<Registered, ClientError> {
     let old = get(repos, client_id, owner).await?;
-    validate(&meta, known_scopes)?;
+    validate(&meta, rules)?;
     let mut secret = None;
     let secret_sha256 = match (meta.auth_method, old.secret_sha256) {
         (AuthMethod::None, _) => None,

@@ -135,7 +135,7 @@ pub async fn register(
     Ok(clients::register(
         &state.repos,
         meta,
-        &state.cfg.scopes,
+        &state.cfg.client_rules,
         state.clock.now(),
         None,
         true,
@@ -178,7 +178,7 @@ pub async fn replace(
         )));
     }
     let meta = to_metadata(req).map_err(RegistrationError::Metadata)?;
-    Ok(clients::update(&state.repos, client_id, None, meta, &state.cfg.scopes).await?)
+    Ok(clients::update(&state.repos, client_id, None, meta, &state.cfg.client_rules).await?)
 }
 
 /// `DELETE /oauth/register/{client_id}` (RFC 7592 §2.3).

@@ -298,7 +298,7 @@ pub async fn create(
     match clients::register(
         &state.repos,
         meta,
-        &state.cfg.scopes,
+        &state.cfg.client_rules,
         state.clock.now(),
         Some(session.user_id.clone()),
         true,
@@ -374,7 +374,7 @@ pub async fn update(
         &id,
         Some(&session.user_id),
         meta,
-        &state.cfg.scopes,
+        &state.cfg.client_rules,
     )
     .await
     {

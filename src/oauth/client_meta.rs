@@ -43,8 +43,18 @@ fn meta(field: &'static str, message: impl Into<String>) -> MetadataError {
     }
 }
 
+/// Server-wide rules for client metadata (from the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Scopes clients may be registered for.
+    pub scopes: ScopeSet,
+    /// Accept `http://` redirect URIs on loopback hosts (RFC 8252 §7.3 native apps).
+    pub http_loopback_redirects: bool,
+}
+
 /// Checks that the metadata describes a usable client.
-pub fn validate(m: &ClientMetadata, known_scopes: &ScopeSet) -> Result<(), MetadataError> {
+pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> {
+    let known_scopes = &rules.scopes;
     if m.client_name.trim().is_empty() || m.client_name.len() > 200 {
         return Err(meta("client_name", "must be 1 to 200 characters"));
     }
@@ -64,7 +74,7 @@ pub fn validate(m: &ClientMetadata, known_scopes: &ScopeSet) -> Result<(), Metad
         });
     }
     for uri in &m.redirect_uris {
-        check_redirect_uri(uri)?;
+        check_redirect_uri(uri, rules.http_loopback_redirects)?;
     }
     let confidential_only = m
         .grant_types
@@ -127,7 +137,7 @@ pub fn check_response_types(
 
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and
 /// https unless the host is loopback (RFC 8252 §7.3, RFC 9700 §2.1).
-pub fn check_redirect_uri(uri: &str) -> Result<(), MetadataError> {
+pub fn check_redirect_uri(uri: &str, http_loopback: bool) -> Result<(), MetadataError> {
     let bad = |message: String| MetadataError {
         code: "invalid_redirect_uri",
         field: "redirect_uris",
@@ -137,10 +147,12 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), MetadataError> {
     if u.fragment().is_some() {
         return Err(bad(format!("`{uri}` must not contain a fragment")));
     }
-    if u.scheme() == "http" && !crate::config::is_loopback_url(uri) {
-        return Err(bad(format!(
-            "`{uri}` must use https (http is allowed only for loopback hosts)"
-        )));
+    if u.scheme() == "http" && !(http_loopback && crate::config::is_loopback_url(uri)) {
+        return Err(bad(if http_loopback {
+            format!("`{uri}` must use https (http is allowed only for loopback hosts)")
+        } else {
+            format!("`{uri}` must use https")
+        }));
     }
     if matches!(u.scheme(), "javascript" | "data" | "file") {
         return Err(bad(format!("`{uri}` uses a forbidden scheme")));
@@ -166,7 +178,10 @@ mod tests {
 
     #[test]
     fn rules() {
-        let known = ScopeSet::parse("profile email").unwrap();
+        let known = Rules {
+            scopes: ScopeSet::parse("profile email").unwrap(),
+            http_loopback_redirects: true,
+        };
         validate(&m(), &known).unwrap();
         let mut x = m();
         x.redirect_uris.clear();
@@ -180,6 +195,11 @@ mod tests {
         let mut x = m();
         x.redirect_uris = vec!["http://127.0.0.1:3000/cb".into()];
         validate(&x, &known).unwrap();
+        let strict = Rules {
+            http_loopback_redirects: false,
+            ..known.clone()
+        };
+        assert_eq!(validate(&x, &strict).unwrap_err().field, "redirect_uris");
         let mut x = m();
         x.redirect_uris = vec!["https://a/cb#f".into()];
         assert!(validate(&x, &known).is_err());

@@ -173,10 +173,16 @@ pub async fn spawn_app_with(
         client_uri: None,
         logo_uri: None,
     };
-    let reg =
-        keygate::flows::clients::register(&state.repos, meta, &state.cfg.scopes, 0, None, false)
-            .await
-            .unwrap();
+    let reg = keygate::flows::clients::register(
+        &state.repos,
+        meta,
+        &state.cfg.client_rules,
+        0,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let stored_client = (reg.client.client_id.clone(), reg.secret.clone().unwrap());
     TestApp {
         addr,
