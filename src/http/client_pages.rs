@@ -40,6 +40,29 @@ async fn signed_in(state: &AppState, req: &Request, csrf: &CsrfToken) -> Result<
     }
 }
 
+/// The common start of every POST: signed in, form parsed, CSRF checked.
+async fn posted(
+    state: &AppState,
+    req: &Request,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    body: &[u8],
+) -> Result<
+    (
+        Session,
+        ClientFormValues,
+        Result<ClientMetadata, MetadataError>,
+    ),
+    Response,
+> {
+    let session = signed_in(state, req, csrf).await?;
+    let (token, values, meta) = parse_form(body);
+    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+        return Err(super::pages::csrf_failed(state, csrf));
+    }
+    Ok((session, values, meta))
+}
+
 fn client_error(state: &AppState, csrf: &CsrfToken, e: ClientError) -> Response {
     match e {
         ClientError::NotFound => error_page(
@@ -283,14 +306,10 @@ pub async fn create(
     verifier: &CsrfVerifier,
     body: Vec<u8>,
 ) -> Response {
-    let session = match signed_in(&state, req, csrf).await {
-        Ok(s) => s,
+    let (session, values, meta) = match posted(&state, req, csrf, verifier, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let (token, values, meta) = parse_form(&body);
-    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
-        return super::pages::csrf_failed(&state, csrf);
-    }
     let meta = match meta {
         Ok(m) => m,
         Err(e) => return form_page(&state, &session, csrf, None, values, Some(field_error(&e))),
@@ -348,14 +367,10 @@ pub async fn update(
     Path(id): Path<String>,
     body: Vec<u8>,
 ) -> Response {
-    let session = match signed_in(&state, req, csrf).await {
-        Ok(s) => s,
+    let (session, values, meta) = match posted(&state, req, csrf, verifier, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let (token, values, meta) = parse_form(&body);
-    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
-        return super::pages::csrf_failed(&state, csrf);
-    }
     let meta = match meta {
         Ok(m) => m,
         Err(e) => {
@@ -403,14 +418,10 @@ pub async fn rotate(
     Path(id): Path<String>,
     body: Vec<u8>,
 ) -> Response {
-    let session = match signed_in(&state, req, csrf).await {
-        Ok(s) => s,
+    let (session, _, _) = match posted(&state, req, csrf, verifier, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let (token, _, _) = parse_form(&body);
-    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
-        return super::pages::csrf_failed(&state, csrf);
-    }
     match clients::rotate_secret(&state.repos, &id, Some(&session.user_id)).await {
         Ok(reg) => secret_page(&state, &session, csrf, &reg, true),
         Err(e) => client_error(&state, csrf, e),
@@ -453,14 +464,10 @@ pub async fn delete(
     Path(id): Path<String>,
     body: Vec<u8>,
 ) -> Response {
-    let session = match signed_in(&state, req, csrf).await {
-        Ok(s) => s,
+    let (session, _, _) = match posted(&state, req, csrf, verifier, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let (token, _, _) = parse_form(&body);
-    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
-        return super::pages::csrf_failed(&state, csrf);
-    }
     match clients::delete(&state.repos, &id, Some(&session.user_id)).await {
         Ok(()) => see_other("/clients"),
         Err(e) => client_error(&state, csrf, e),
