@@ -220,3 +220,78 @@ async fn docs_and_openapi_are_served() {
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn refuses_to_start_unless_redis_is_noeviction() {
+    let redis = crate::redis_server::RedisServer::new();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::ES256, 1)
+        .unwrap();
+    let settings = crate::helpers::test_settings(keys.path(), &redis.url());
+    let err = keygate::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("start-up refused");
+    assert!(err.to_string().contains("noeviction"), "{err}");
+}
+
+#[tokio::test]
+async fn starts_while_redis_is_down_and_reports_not_ready() {
+    let mut redis = crate::redis_server::RedisServer::new();
+    let url = redis.url();
+    redis.stop();
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::ES256, 1)
+        .unwrap();
+    let app =
+        keygate::startup::Application::build(crate::helpers::test_settings(keys.path(), &url))
+            .await
+            .expect("starts without Redis");
+    let state = app.state().clone();
+    let addr = app.addr();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        http.get(format!("http://{addr}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    redis.start_again();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(state.store.ping().await.is_ok());
+    server.abort();
+}
