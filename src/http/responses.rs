@@ -178,70 +178,89 @@ pub fn internal_to_oauth(e: FlowError) -> OAuthError {
     }
 }
 
-/// Responses of the revocation endpoint (RFC 7009 §2.2).
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "revoke_bad_request")]
-pub enum RevokeResponse {
-    /// Revoked, or nothing to revoke (unknown or another client's token).
-    #[oai(status = 200)]
-    Ok(#[oai(header = "Cache-Control")] String),
-    /// `invalid_request`.
-    #[oai(status = 400)]
-    BadRequest(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// `invalid_client`.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// The request body is too large.
-    #[oai(status = 413)]
-    TooLarge(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// An unexpected server fault.
-    #[oai(status = 500)]
-    ServerError(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// The store is unreachable: nothing was revoked; retry.
-    #[oai(status = 503)]
-    Unavailable(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Retry-After")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
-}
-
-impl From<FlowError> for RevokeResponse {
-    fn from(e: FlowError) -> Self {
-        match TokenResponse::from(e) {
-            TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
-            TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
-            TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
-            TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
-            TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
-            TokenResponse::Ok(..) => Self::Ok(NO_STORE.into()),
+/// Declares the response enum of a form-posting OAuth endpoint (revocation,
+/// introspection): its success variant plus the error variants every such
+/// endpoint shares with the token endpoint, and the one error mapping.
+macro_rules! form_endpoint_response {
+    ($(#[$doc:meta])* $name:ident, $handler:literal, $bad:ident, $(#[$okdoc:meta])* Ok($($ok:tt)*)) => {
+        $(#[$doc])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = $handler)]
+        pub enum $name {
+            $(#[$okdoc])*
+            #[oai(status = 200)]
+            Ok($($ok)*),
+            /// `invalid_request`.
+            #[oai(status = 400)]
+            BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+            /// `invalid_client`.
+            #[oai(status = 401)]
+            Unauthorized(
+                Json<OAuthErrorBody>,
+                #[oai(header = "WWW-Authenticate")] String,
+                #[oai(header = "Cache-Control")] String,
+            ),
+            /// The request body is too large.
+            #[oai(status = 413)]
+            TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+            /// An unexpected server fault.
+            #[oai(status = 500)]
+            ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+            /// The store is unreachable: nothing was done; retry.
+            #[oai(status = 503)]
+            Unavailable(
+                Json<OAuthErrorBody>,
+                #[oai(header = "Retry-After")] String,
+                #[oai(header = "Cache-Control")] String,
+            ),
         }
-    }
+
+        impl $name {
+            /// The error responses, as the token endpoint maps them.
+            fn from_token_error(t: TokenResponse) -> Self {
+                match t {
+                    TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
+                    TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
+                    TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
+                    TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
+                    TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
+                    TokenResponse::Ok(..) => Self::ServerError(
+                        OAuthErrorBody::new(ErrorCode::ServerError, "internal error"),
+                        NO_STORE.into(),
+                    ),
+                }
+            }
+        }
+
+        impl From<FlowError> for $name {
+            fn from(e: FlowError) -> Self {
+                Self::from_token_error(TokenResponse::from(e))
+            }
+        }
+
+        fn $bad(err: poem::Error) -> $name {
+            $name::from_token_error(token_bad_request(err))
+        }
+    };
 }
 
-fn revoke_bad_request(err: poem::Error) -> RevokeResponse {
-    match token_bad_request(err) {
-        TokenResponse::TooLarge(b, c) => RevokeResponse::TooLarge(b, c),
-        TokenResponse::BadRequest(b, c) => RevokeResponse::BadRequest(b, c),
-        _ => RevokeResponse::BadRequest(
-            OAuthErrorBody::new(ErrorCode::InvalidRequest, "malformed request"),
-            NO_STORE.into(),
-        ),
-    }
-}
+form_endpoint_response!(
+    /// Responses of the revocation endpoint (RFC 7009 §2.2).
+    RevokeResponse,
+    "revoke_bad_request",
+    revoke_bad_request,
+    /// Revoked, or nothing to revoke (unknown or another client's token).
+    Ok(#[oai(header = "Cache-Control")] String)
+);
+
+form_endpoint_response!(
+    /// Responses of the introspection endpoint (RFC 7662 §2.2).
+    IntrospectResponse,
+    "introspect_bad_request",
+    introspect_bad_request,
+    /// The token's state.
+    Ok(Json<IntrospectionBody>, #[oai(header = "Cache-Control")] String)
+);
 
 /// RFC 7662 §2.2 introspection response.
 #[derive(Debug, Clone, Default, Object)]
@@ -281,74 +300,6 @@ pub struct IntrospectionBody {
     /// Token id.
     #[oai(skip_serializing_if_is_none)]
     pub jti: Option<String>,
-}
-
-/// Responses of the introspection endpoint.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "introspect_bad_request")]
-pub enum IntrospectResponse {
-    /// The token's state.
-    #[oai(status = 200)]
-    Ok(
-        Json<IntrospectionBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// `invalid_request`.
-    #[oai(status = 400)]
-    BadRequest(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// `invalid_client`.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// The request body is too large.
-    #[oai(status = 413)]
-    TooLarge(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// An unexpected server fault.
-    #[oai(status = 500)]
-    ServerError(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// The store is unreachable; retry.
-    #[oai(status = 503)]
-    Unavailable(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Retry-After")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
-}
-
-impl From<FlowError> for IntrospectResponse {
-    fn from(e: FlowError) -> Self {
-        match TokenResponse::from(e) {
-            TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
-            TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
-            TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
-            TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
-            TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
-            TokenResponse::Ok(..) => Self::Ok(Json(IntrospectionBody::default()), NO_STORE.into()),
-        }
-    }
-}
-
-fn introspect_bad_request(err: poem::Error) -> IntrospectResponse {
-    match token_bad_request(err) {
-        TokenResponse::TooLarge(b, c) => IntrospectResponse::TooLarge(b, c),
-        TokenResponse::BadRequest(b, c) => IntrospectResponse::BadRequest(b, c),
-        _ => IntrospectResponse::BadRequest(
-            OAuthErrorBody::new(ErrorCode::InvalidRequest, "malformed request"),
-            NO_STORE.into(),
-        ),
-    }
 }
 
 /// The `/api/me` body.
