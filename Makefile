@@ -11,6 +11,25 @@ help: ## List the targets
 run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
 	$(CARGO) run --release -- serve --config $(CONFIG)
 
+demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; Ctrl-C stops both
+	$(CARGO) build --release --bin keygate --example demo_client
+	@set -u; \
+	$(CARGO) run --release --quiet -- serve --config $(CONFIG) & kg=$$!; \
+	trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 1 150); do \
+	  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
+	  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
+	  sleep 0.2; \
+	done; \
+	echo; \
+	echo "  keygate      http://127.0.0.1:8080  (in-memory store, $(CONFIG))"; \
+	echo "  demo client  http://127.0.0.1:3000  <- open this"; \
+	echo "  sign in as   demo / demo-password"; \
+	echo "  Ctrl-C stops both."; \
+	echo; \
+	$(CARGO) run --release --quiet --example demo_client
+
 test: test-deps ## Install what the tests need (redis-server, Chromium, the OpenAPI validator), then run every test
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
@@ -56,4 +75,4 @@ redis: ## Run a foreground redis-server for manual testing (no persistence)
 
 ci: lint test ## What CI runs
 
-.PHONY: help run test test-deps openapi-validate openapi fmt lint keys redis ci
+.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys redis ci

@@ -5,6 +5,7 @@ mod browser;
 mod browser_flow;
 mod cli;
 mod client_pages;
+mod demo;
 mod discovery;
 mod flows;
 mod helpers;

@@ -1,0 +1,410 @@
+//! The demo client (`examples/demo_client.rs`) against an in-process keygate.
+//!
+//! The example is built once with `cargo build --example demo_client` (a no-op
+//! under `cargo test --all-targets`, which builds it already) and run as a child
+//! process on a free loopback port P; keygate registers a client whose redirect
+//! URI is `http://127.0.0.1:P/callback`. keygate's issuer in tests is
+//! `http://localhost:8080` while it listens on a random port, so the demo gets
+//! `--issuer` (what is checked) and `--server-url` (where keygate is reached).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use keygate::config::ConfigClient;
+use keygate::tokens::keys::Alg;
+
+use crate::browser::Browser;
+use crate::helpers::{
+    location, params_of, spawn_app_with, Backend, TestApp, BACKENDS, ISSUER, PASSWORD, SECRET, USER,
+};
+
+const CLIENT_ID: &str = "demo-under-test";
+/// How long the demo may take to read the metadata and answer `/`.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(20);
+
+/// Builds the example once per test binary and returns its path.
+fn demo_binary() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    // The test binary is `<target>/<profile>/deps/api-…`.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--example",
+        "demo_client",
+    ]);
+    // Drop what cargo sets for a running test (CARGO_MANIFEST_DIR, CARGO_PKG_*…):
+    // build scripts watch some of them (ring: CARGO_MANIFEST_DIR), so keeping
+    // them would make this build and a shell's `cargo build` rebuild each other.
+    const TEST_ONLY: [&str; 6] = [
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        if TEST_ONLY
+            .iter()
+            .any(|p| name.to_string_lossy().starts_with(p))
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build --example demo_client");
+    assert!(status.success(), "cargo build --example demo_client failed");
+    let path = profile_dir.join("examples").join("demo_client");
+    assert!(path.exists(), "{} was not built", path.display());
+    *built = Some(path.clone());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The demo client as a child process; killed (by its PID) on drop.
+struct Demo {
+    child: Child,
+    base: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+/// Starts keygate with the demo's client registered (redirect URI on a free
+/// port), then the demo on that port, and waits until the demo answers `/`.
+async fn start(backend: Backend) -> (TestApp, Demo) {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let r = redirect.clone();
+    let app = spawn_app_with(backend, Alg::RS256, move |s| {
+        s.clients.push(ConfigClient {
+            client_id: CLIENT_ID.into(),
+            client_name: "Demo client under test".into(),
+            client_secret: Some(SECRET.into()),
+            redirect_uris: vec![r],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scope: "profile email api:read".into(),
+            token_endpoint_auth_method: Some("client_secret_basic".into()),
+        });
+    })
+    .await;
+    let demo = spawn_demo(&app, ISSUER, port, &redirect).await;
+    wait_ready(&demo).await;
+    (app, demo)
+}
+
+async fn spawn_demo(app: &TestApp, issuer: &str, port: u16, redirect: &str) -> Demo {
+    let bin = tokio::task::spawn_blocking(demo_binary).await.unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(bin)
+        .args([
+            "--issuer",
+            issuer,
+            "--server-url",
+            &app.addr,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            SECRET,
+            "--redirect-uri",
+            redirect,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("start the demo client");
+    Demo {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+    }
+}
+
+async fn wait_ready(demo: &Demo) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        if let Ok(r) = http.get(demo.url("/")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo client did not answer within {READY_DEADLINE:?}; log:\n{}",
+            demo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `jti` in the claims the page shows.
+async fn shown_jti(browser: &Browser) -> String {
+    let claims: serde_json::Value = serde_json::from_str(&browser.text("#claims").await).unwrap();
+    claims["jti"].as_str().expect("jti claim").to_string()
+}
+
+#[tokio::test]
+async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out() {
+    for backend in BACKENDS {
+        let (app, demo) = start(backend).await;
+        let browser = Browser::start().await;
+        browser.goto(&demo.url("/")).await;
+        browser.click("#sign-in").await;
+        browser.wait_for_url(|u| u.path() == "/login", STEP).await;
+        browser.fill("#username", USER).await;
+        browser.fill("#password", PASSWORD).await;
+        browser
+            .click("form[action='/login'] button[type=submit]")
+            .await;
+        browser
+            .wait_for_url(|u| u.path() == "/oauth/authorize", STEP)
+            .await;
+        assert!(browser
+            .page_source()
+            .await
+            .contains("Demo client under test"));
+        browser.click("#allow").await;
+        browser
+            .wait_for_url(|u| u.as_str() == demo.url("/"), STEP)
+            .await;
+
+        // The profile from /api/me and the verified claims.
+        assert_eq!(browser.text("#username").await, USER, "{backend:?}");
+        let profile: serde_json::Value =
+            serde_json::from_str(&browser.text("#profile").await).unwrap();
+        assert_eq!(profile["username"], USER);
+        assert_eq!(profile["email"], "alice@example.com");
+        let verified = browser.text("#verified").await;
+        assert!(verified.contains("verified"), "{verified}");
+        let expires_in: i64 = browser.text("#expires-in").await.parse().unwrap();
+        assert!(
+            (1..=app.state.settings.tokens.access_ttl as i64).contains(&expires_in),
+            "{expires_in}"
+        );
+        let claims: serde_json::Value =
+            serde_json::from_str(&browser.text("#claims").await).unwrap();
+        assert_eq!(claims["iss"], ISSUER);
+        assert_eq!(claims["client_id"], CLIENT_ID);
+        let header: serde_json::Value =
+            serde_json::from_str(&browser.text("#header").await).unwrap();
+        assert_eq!(header["typ"], "at+jwt");
+        let first_jti = shown_jti(&browser).await;
+        assert_eq!(
+            app.state.store.scan_prefix("kg:fam:").await.unwrap().len(),
+            1,
+            "one live refresh family"
+        );
+
+        // Refresh: a new access token (rotation keeps one family).
+        browser.click("#refresh").await;
+        let deadline = Instant::now() + STEP;
+        loop {
+            let page = browser.page_source().await;
+            if page.contains("id=\"claims\"") && !page.contains(&first_jti) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new token after refresh; page:\n{page}\nlog:\n{}",
+                demo.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let second_jti = shown_jti(&browser).await;
+        assert_ne!(first_jti, second_jti, "refresh shows a new access token");
+        assert_eq!(browser.text("#username").await, USER);
+
+        // Log out: the refresh token (its family) is revoked at keygate.
+        browser.click("#logout").await;
+        let deadline = Instant::now() + STEP;
+        while !browser.page_source().await.contains("id=\"sign-in\"") {
+            assert!(Instant::now() < deadline, "no sign-in link after logout");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            app.state
+                .store
+                .scan_prefix("kg:fam:")
+                .await
+                .unwrap()
+                .is_empty(),
+            "logout revoked the refresh token family ({backend:?})"
+        );
+        browser.close().await;
+        drop(demo);
+    }
+}
+
+/// `GET /login` on the demo: checks the session cookie, returns the
+/// authorization request's parameters.
+async fn login(http: &reqwest::Client, demo: &Demo) -> std::collections::HashMap<String, String> {
+    let resp = http.get(demo.url("/login")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("demo_session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    params_of(&location(&resp), false)
+}
+
+#[tokio::test]
+async fn demo_client_login_redirect_and_callback_errors_are_readable() {
+    let (_app, demo) = start(Backend::Memory).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+
+    // Signed out: a sign-in link and keygate's security headers.
+    let resp = http.get(demo.url("/")).send().await.unwrap();
+    let h = resp.headers().clone();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert!(resp.text().await.unwrap().contains("Sign in with keygate"));
+
+    // /login: PKCE S256 + state, session cookie HttpOnly + SameSite=Lax.
+    let p = login(&http, &demo).await;
+    assert_eq!(p["response_type"], "code");
+    assert_eq!(p["client_id"], CLIENT_ID);
+    assert_eq!(p["redirect_uri"], demo.url("/callback"));
+    assert_eq!(p["scope"], "profile email");
+    assert_eq!(p["code_challenge_method"], "S256");
+    assert_eq!(p["code_challenge"].len(), 43);
+    assert!(p["state"].len() >= 22);
+
+    // A wrong state is refused before keygate is asked anything.
+    let resp = http
+        .get(demo.url(&format!(
+            "/callback?code=forged&state=wrong&iss={}",
+            crate::helpers::urlencode(ISSUER)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("State mismatch"));
+    assert!(!demo.log().contains("token endpoint"), "{}", demo.log());
+
+    // The right state without `iss` (RFC 9207) is refused too.
+    let resp = http
+        .get(demo.url(&format!("/callback?code=x&state={}", p["state"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("Missing issuer"));
+
+    // A code keygate does not know: invalid_grant, shown readably.
+    let p = login(&http, &demo).await;
+    let resp = http
+        .get(demo.url(&format!(
+            "/callback?code=not-a-code&state={}&iss={}",
+            p["state"],
+            crate::helpers::urlencode(ISSUER)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("invalid_grant"), "{page}");
+
+    // access_denied: "You declined…".
+    let p = login(&http, &demo).await;
+    let resp = http
+        .get(demo.url(&format!(
+            "/callback?error=access_denied&state={}&iss={}",
+            p["state"],
+            crate::helpers::urlencode(ISSUER)
+        )))
+        .send()
+        .await
+        .unwrap();
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("You declined"), "{page}");
+
+    // POST forms without the CSRF token are refused.
+    let resp = http
+        .post(demo.url("/logout"))
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn demo_client_refuses_metadata_for_another_issuer() {
+    let app = spawn_app_with(Backend::Memory, Alg::RS256, |_| {}).await;
+    let port = free_port();
+    let mut demo = spawn_demo(
+        &app,
+        "http://127.0.0.1:9",
+        port,
+        &format!("http://127.0.0.1:{port}/callback"),
+    )
+    .await;
+    let deadline = Instant::now() + READY_DEADLINE;
+    let status = loop {
+        if let Some(status) = demo.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    assert!(
+        demo.log().contains("is not the configured issuer"),
+        "{}",
+        demo.log()
+    );
+}
