@@ -306,8 +306,6 @@ pub struct Validated {
     pub store: StoreBackend,
     /// The protocol profile.
     pub profile: Profile,
-    /// Known scopes.
-    pub scopes: ScopeSet,
     /// Rules every client's metadata must follow.
     pub client_rules: crate::oauth::client_meta::Rules,
     /// Keys directory.
@@ -456,10 +454,9 @@ impl Settings {
             store,
             profile,
             client_rules: crate::oauth::client_meta::Rules {
-                scopes: scopes.clone(),
+                scopes,
                 http_loopback_redirects: self.oauth.http_loopback_redirects,
             },
-            scopes,
             keys_dir: PathBuf::from(&self.keys.dir),
         })
     }

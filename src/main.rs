@@ -336,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| match e {
-                keygate::flows::clients::RegisterError::Metadata(m) => {
+                keygate::flows::clients::ClientError::Metadata(m) => {
                     anyhow::anyhow!("--{}: {}", cli_flag(m.field), m.message)
                 }
                 other => anyhow::anyhow!("{other}"),

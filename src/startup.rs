@@ -115,7 +115,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     };
     let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
         &cfg.issuer,
-        cfg.scopes.iter().map(str::to_string).collect(),
+        cfg.client_rules.scopes.iter().map(str::to_string).collect(),
         &policy,
         !settings.registration.initial_access_tokens.is_empty(),
     ))?

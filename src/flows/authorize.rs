@@ -80,7 +80,7 @@ pub async fn approve(
                 client_id: req.client_id.clone(),
                 scope: req.scope.clone(),
             };
-            let t = issue_access_token(state, &grant, "implicit")?;
+            let t = issue_access_token(state, &grant, crate::oauth::types::GrantType::Implicit)?;
             let expires_in = t.expires_in.to_string();
             Ok(redirect_url(
                 &req.target,

@@ -38,9 +38,6 @@ pub enum ClientError {
     Store(#[from] StoreError),
 }
 
-/// The pre-`ClientError` name used by the CLI.
-pub type RegisterError = ClientError;
-
 /// Builds a client (id, secret, hash) from metadata after validating it.
 pub fn build(
     meta: ClientMetadata,

@@ -77,8 +77,8 @@ pub async fn authenticated_client(
 /// Runs one token request.
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
-    // grant_type problems are reported before client authentication problems
-    // only when the body itself is malformed.
+    // The client is authenticated first, so an unauthenticated caller learns
+    // nothing about which grants this server supports.
     let (params, client, _) = authenticated_client(state, &input).await?;
     let grant_type = params.grant(&supported_grants(&state.policy))?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
@@ -90,7 +90,7 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
                 client_id: client.client_id.clone(),
                 scope,
             };
-            issue_access_token(state, &grant, grant_type.as_str())?
+            issue_access_token(state, &grant, grant_type)?
         }
         GrantType::AuthorizationCode => authorization_code(state, &params, &client).await?,
         GrantType::RefreshToken => refresh(state, &params, &client).await?,
@@ -343,19 +343,14 @@ pub async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Cli
     Ok(state.repos.client(client_id).await?)
 }
 
-/// Builds and signs an access token for `grant` with the current key.
+/// Builds and signs an access token for `grant` with the current key, and
+/// counts it under `grant_type`.
 pub fn issue_access_token(
     state: &AppState,
     grant: &Grant,
-    grant_label: &'static str,
+    grant_type: GrantType,
 ) -> Result<Issued, FlowError> {
     let claims = claims_for(state, grant, state.clock.now());
-    state
-        .metrics
-        .tokens_issued
-        .get_or_create(&GrantLabels {
-            grant_type: grant_label,
-        })
-        .inc();
+    count(state, grant_type);
     sign(state, claims, None)
 }

@@ -57,7 +57,7 @@ async fn posted(
 > {
     let session = signed_in(state, req, csrf).await?;
     let (token, values, meta) = parse_form(body);
-    if !token.as_deref().is_some_and(|t| verifier.is_valid(t)) {
+    if !super::pages::csrf_valid(verifier, token.as_deref()) {
         return Err(super::pages::csrf_failed(state, csrf));
     }
     Ok((session, values, meta))
@@ -126,7 +126,13 @@ fn form_page(
             editing,
             values,
             known_grants: KNOWN_GRANTS.iter().map(|g| g.to_string()).collect(),
-            known_scopes: state.cfg.scopes.iter().map(str::to_string).collect(),
+            known_scopes: state
+                .cfg
+                .client_rules
+                .scopes
+                .iter()
+                .map(str::to_string)
+                .collect(),
             error,
         },
         status,

@@ -78,7 +78,6 @@ pub fn routes(state: AppState) -> impl Endpoint {
     for path in ["/healthz", "/readyz", "/metrics"] {
         route = route.at(path, api_service());
     }
-    drop(api);
     route
         .at("/openapi.json", spec)
         .nest("/docs", ui)

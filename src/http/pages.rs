@@ -86,6 +86,11 @@ pub fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Resp
     }
 }
 
+/// Whether a posted `csrf_token` matches the request's CSRF cookie.
+pub fn csrf_valid(verifier: &CsrfVerifier, token: Option<&str>) -> bool {
+    token.is_some_and(|t| verifier.is_valid(t))
+}
+
 /// The page for a failed CSRF check.
 pub fn csrf_failed(state: &AppState, csrf: &CsrfToken) -> Response {
     error_page(
@@ -209,11 +214,7 @@ pub async fn login(
     verifier: &CsrfVerifier,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if !f
-        .csrf_token
-        .as_deref()
-        .is_some_and(|t| verifier.is_valid(t))
-    {
+    if !csrf_valid(verifier, f.csrf_token.as_deref()) {
         return csrf_failed(&state, csrf);
     }
     let return_to = safe_return_to(f.return_to.as_deref());
@@ -295,11 +296,7 @@ pub async fn signup(
             "Ask an administrator for an account.",
         );
     }
-    if !f
-        .csrf_token
-        .as_deref()
-        .is_some_and(|t| verifier.is_valid(t))
-    {
+    if !csrf_valid(verifier, f.csrf_token.as_deref()) {
         return csrf_failed(&state, csrf);
     }
     let return_to = safe_return_to(f.return_to.as_deref());
@@ -350,11 +347,7 @@ pub async fn logout(
     verifier: &CsrfVerifier,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    if !f
-        .csrf_token
-        .as_deref()
-        .is_some_and(|t| verifier.is_valid(t))
-    {
+    if !csrf_valid(verifier, f.csrf_token.as_deref()) {
         return csrf_failed(&state, csrf);
     }
     if let Some(cookie) = req.cookie().get(SESSION_COOKIE) {
@@ -460,11 +453,7 @@ pub async fn authorize_post(
     verifier: &CsrfVerifier,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    if !f
-        .csrf_token
-        .as_deref()
-        .is_some_and(|t| verifier.is_valid(t))
-    {
+    if !csrf_valid(verifier, f.csrf_token.as_deref()) {
         return csrf_failed(&state, csrf);
     }
     let (valid, _) = match check(&state, &query_pairs(req)).await {

@@ -23,10 +23,7 @@ const SESSION: &str = "kg:sess:";
 
 /// The store key part for a secret value: base64url(SHA-256(value)).
 pub fn secret_key(value: &str) -> String {
-    B64.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        value.as_bytes(),
-    ))
+    B64.encode(crate::oauth::client_auth::hash_secret(value))
 }
 
 fn ttl_secs(secs: i64) -> Option<Duration> {

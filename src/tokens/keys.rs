@@ -154,9 +154,7 @@ impl SigningKey {
                 "not a supported PKCS#8 private key (RSA ≥ 2048 bits, EC P-256 or Ed25519)".into(),
             );
         };
-        // RFC 7638: SHA-256 over the required members, sorted, no whitespace.
-        let canonical = serde_json::to_vec(&public).map_err(|e| e.to_string())?;
-        let kid = B64.encode(ring::digest::digest(&ring::digest::SHA256, &canonical));
+        let kid = thumbprint(&public)?;
         let decoding = match &public["kty"][..] {
             "RSA" => DecodingKey::from_rsa_components(&public["n"], &public["e"]),
             "EC" => DecodingKey::from_ec_components(&public["x"], &public["y"]),
@@ -199,6 +197,13 @@ impl SigningKey {
             Signer::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
         }
     }
+}
+
+/// RFC 7638 JWK thumbprint: SHA-256 over the required public members, sorted
+/// by name (a `BTreeMap`), serialised without whitespace.
+fn thumbprint<V: serde::Serialize>(public: &BTreeMap<&str, V>) -> Result<String, String> {
+    let canonical = serde_json::to_vec(public).map_err(|e| e.to_string())?;
+    Ok(B64.encode(ring::digest::digest(&ring::digest::SHA256, &canonical)))
 }
 
 /// All keys of the directory, newest first, and the JWKS document built once.
@@ -444,9 +449,10 @@ mod tests {
         // RFC 7638 §3.1 example key.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
         let public = BTreeMap::from([("e", "AQAB"), ("kty", "RSA"), ("n", n)]);
-        let canonical = serde_json::to_vec(&public).unwrap();
-        let kid = B64.encode(ring::digest::digest(&ring::digest::SHA256, &canonical));
-        assert_eq!(kid, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&public).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

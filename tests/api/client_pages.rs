@@ -31,14 +31,7 @@ async fn signed_in(app: &TestApp) -> reqwest::Client {
 
 async fn signup(app: &TestApp, name: &str) -> reqwest::Client {
     let browser = app.browser();
-    let page = browser
-        .get(app.url("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&browser, "/signup").await;
     let csrf = hidden_value(&page, "csrf_token");
     let resp = browser
         .post(app.url("/signup"))
@@ -55,14 +48,7 @@ async fn signup(app: &TestApp, name: &str) -> reqwest::Client {
 }
 
 async fn csrf_of(app: &TestApp, browser: &reqwest::Client, path: &str) -> String {
-    let page = browser
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(browser, path).await;
     hidden_value(&page, "csrf_token")
 }
 
@@ -140,14 +126,7 @@ async fn create_edit_rotate_delete_and_ownership() {
             .await
             .unwrap();
         assert_eq!(via_api["client_name"], "Shop");
-        let list = alice
-            .get(app.url("/clients"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let list = app.page(&alice, "/clients").await;
         assert!(list.contains("Shop") && list.contains(&id));
         assert!(!list.contains(&secret), "the secret is shown once");
 
@@ -201,15 +180,7 @@ async fn create_edit_rotate_delete_and_ownership() {
                 .unwrap();
             assert_eq!(resp.status(), 404, "{action}");
         }
-        assert!(!bob
-            .get(app.url("/clients"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains(&id));
+        assert!(!app.page(&bob, "/clients").await.contains(&id));
 
         // edit
         let csrf = csrf_of(&app, &alice, &format!("/clients/{id}")).await;
@@ -226,15 +197,7 @@ async fn create_edit_rotate_delete_and_ownership() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 303);
-        assert!(alice
-            .get(app.url("/clients"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("Shop 2"));
+        assert!(app.page(&alice, "/clients").await.contains("Shop 2"));
         // rotate: the old secret stops working
         let resp = alice
             .post(app.url(&format!("/clients/{id}/rotate")))

@@ -60,6 +60,15 @@ async fn ok_json(resp: reqwest::Response) -> serde_json::Value {
     body
 }
 
+/// `grant_type=refresh_token` as the confidential `web-app` client.
+async fn web_app_refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_token(
+        Some(("web-app", SECRET)),
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
 async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     app.http
         .get(app.url("/api/me"))
@@ -149,25 +158,9 @@ async fn code_flow_confidential_client_end_to_end() {
         )
         .await;
         // replaying the rotated token revokes the family: the successor dies too
+        assert_oauth_error(web_app_refresh(&app, &refresh).await, 400, "invalid_grant").await;
         assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-            )
-            .await,
-            400,
-            "invalid_grant",
-        )
-        .await;
-        assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &next_refresh),
-                ],
-            )
-            .await,
+            web_app_refresh(&app, &next_refresh).await,
             400,
             "invalid_grant",
         )
@@ -251,16 +244,7 @@ async fn code_flow_public_client_needs_pkce_and_rotates_refresh_tokens() {
         let r2 = t2["refresh_token"].as_str().unwrap();
         assert_ne!(r1, r2);
         // another client cannot use it
-        assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[("grant_type", "refresh_token"), ("refresh_token", r2)],
-            )
-            .await,
-            400,
-            "invalid_grant",
-        )
-        .await;
+        assert_oauth_error(web_app_refresh(&app, r2).await, 400, "invalid_grant").await;
         // and that attempt did not revoke it
         ok_json(
             app.post_token(
@@ -359,16 +343,7 @@ async fn code_replay_is_refused_and_revokes_what_it_issued() {
             false,
             "access token from the replayed code is revoked"
         );
-        assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-            )
-            .await,
-            400,
-            "invalid_grant",
-        )
-        .await;
+        assert_oauth_error(web_app_refresh(&app, refresh).await, 400, "invalid_grant").await;
     }
 }
 
@@ -663,16 +638,7 @@ async fn revocation_rules() {
             .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(introspect(&app, refresh).await["active"], false);
-        assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-            )
-            .await,
-            400,
-            "invalid_grant",
-        )
-        .await;
+        assert_oauth_error(web_app_refresh(&app, refresh).await, 400, "invalid_grant").await;
     }
 }
 
@@ -853,14 +819,7 @@ async fn login_failures_say_nothing_about_the_user_and_return_to_is_local() {
     let app = spawn_app(Backend::Memory).await;
     for (user, pw) in [(USER, "wrong-password"), ("nobody", "wrong-password")] {
         let browser = app.browser();
-        let page = browser
-            .get(app.url("/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&browser, "/login").await;
         let csrf = hidden_value(&page, "csrf_token");
         let resp = browser
             .post(app.url("/login"))
@@ -895,14 +854,7 @@ async fn signup_then_login_and_logout() {
     for backend in BACKENDS {
         let app = spawn_app(backend).await;
         let browser = app.browser();
-        let page = browser
-            .get(app.url("/signup"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&browser, "/signup").await;
         let csrf = hidden_value(&page, "csrf_token");
         let form = [
             ("username", "bob"),
@@ -918,25 +870,11 @@ async fn signup_then_login_and_logout() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 303);
-        let home = browser
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let home = app.page(&browser, "/").await;
         assert!(home.contains("bob"), "signed in after sign-up");
         // the name is taken now, in any case
         let browser2 = app.browser();
-        let page = browser2
-            .get(app.url("/signup"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&browser2, "/signup").await;
         let csrf2 = hidden_value(&page, "csrf_token");
         let resp = browser2
             .post(app.url("/signup"))
@@ -950,14 +888,7 @@ async fn signup_then_login_and_logout() {
             .unwrap();
         assert_eq!(resp.status(), 400);
         // logout ends the session
-        let home = browser
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let home = app.page(&browser, "/").await;
         let csrf = hidden_value(&home, "csrf_token");
         let resp = browser
             .post(app.url("/logout"))

@@ -243,6 +243,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` with `browser` and returns the page's HTML.
+    pub async fn page(&self, browser: &reqwest::Client, path: &str) -> String {
+        browser
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Signs `USER` in through the login form with `browser`.
     pub async fn login(&self, browser: &reqwest::Client, return_to: &str) -> reqwest::Response {
         let page = browser
