@@ -1,5 +1,5 @@
 //! Prometheus metrics (text exposition format): requests by route and status,
-//! request latency, tokens issued by grant, store errors.
+//! request latency, tokens issued by grant, store calls and errors.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +45,8 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Access tokens issued by grant type.
     pub tokens_issued: Family<GrantLabels, Counter>,
+    /// Store calls (round trips) by operation.
+    pub store_calls: Family<StoreOpLabels, Counter>,
     /// Store calls that failed.
     pub store_errors: Counter,
 }
@@ -64,6 +66,7 @@ impl Metrics {
             latency_histogram,
         );
         let tokens_issued = Family::<GrantLabels, Counter>::default();
+        let store_calls = Family::<StoreOpLabels, Counter>::default();
         let store_errors = Counter::default();
         registry.register(
             "http_requests",
@@ -81,6 +84,11 @@ impl Metrics {
             tokens_issued.clone(),
         );
         registry.register(
+            "store_calls",
+            "Store calls (backend round trips) by operation",
+            store_calls.clone(),
+        );
+        registry.register(
             "store_errors",
             "Store calls that failed or timed out",
             store_errors.clone(),
@@ -90,6 +98,7 @@ impl Metrics {
             requests,
             latency,
             tokens_issued,
+            store_calls,
             store_errors,
         }
     }
@@ -103,18 +112,33 @@ impl Metrics {
     }
 }
 
-/// A store wrapper that counts failed calls in `keygate_store_errors_total`.
-pub struct CountStoreErrors {
+/// Labels of `keygate_store_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// The store operation (`get`, `get_many`, `swap`, …).
+    pub op: &'static str,
+}
+
+/// A store wrapper that counts every call (one call is one backend round
+/// trip) in `keygate_store_calls_total` and the failed ones in
+/// `keygate_store_errors_total`.
+pub struct InstrumentedStore {
     inner: crate::store::Store,
+    calls: Family<StoreOpLabels, Counter>,
     errors: Counter,
 }
 
-impl CountStoreErrors {
-    /// Wraps `inner`, counting its errors in `errors`.
-    pub fn new(inner: crate::store::Store, errors: Counter) -> Self {
-        Self { inner, errors }
+impl InstrumentedStore {
+    /// Wraps `inner`, counting into `metrics`.
+    pub fn new(inner: crate::store::Store, metrics: &Metrics) -> Self {
+        Self {
+            inner,
+            calls: metrics.store_calls.clone(),
+            errors: metrics.store_errors.clone(),
+        }
     }
-    fn count<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+    fn count<T>(&self, op: &'static str, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.calls.get_or_create(&StoreOpLabels { op }).inc();
         if r.is_err() {
             self.errors.inc();
         }
@@ -125,9 +149,12 @@ impl CountStoreErrors {
 use crate::store::{KvStore, StoreError};
 
 #[async_trait::async_trait]
-impl KvStore for CountStoreErrors {
+impl KvStore for InstrumentedStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.count(self.inner.get(key).await)
+        self.count("get", self.inner.get(key).await)
+    }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.count("get_many", self.inner.get_many(keys).await)
     }
     async fn put(
         &self,
@@ -135,19 +162,19 @@ impl KvStore for CountStoreErrors {
         val: &[u8],
         ttl: Option<std::time::Duration>,
     ) -> Result<(), StoreError> {
-        self.count(self.inner.put(key, val, ttl).await)
+        self.count("put", self.inner.put(key, val, ttl).await)
     }
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.count(self.inner.take(key).await)
+        self.count("take", self.inner.take(key).await)
     }
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.count(self.inner.delete(key).await)
+        self.count("delete", self.inner.delete(key).await)
     }
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.count(self.inner.scan_prefix(prefix).await)
+        self.count("scan_prefix", self.inner.scan_prefix(prefix).await)
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.count(self.inner.ping().await)
+        self.count("ping", self.inner.ping().await)
     }
     async fn put_new(
         &self,
@@ -155,9 +182,9 @@ impl KvStore for CountStoreErrors {
         val: &[u8],
         ttl: Option<std::time::Duration>,
     ) -> Result<bool, StoreError> {
-        self.count(self.inner.put_new(key, val, ttl).await)
+        self.count("put_new", self.inner.put_new(key, val, ttl).await)
     }
     async fn swap(&self, op: &crate::store::Swap<'_>) -> Result<bool, StoreError> {
-        self.count(self.inner.swap(op).await)
+        self.count("swap", self.inner.swap(op).await)
     }
 }

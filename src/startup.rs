@@ -14,7 +14,7 @@ use poem::Server;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Profile, Settings, StoreBackend, Validated};
 use crate::flows::clients::build;
-use crate::metrics::{CountStoreErrors, Metrics};
+use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_meta::ClientMetadata;
 use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
@@ -104,7 +104,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     }
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&cfg, &settings).await?;
-    let store: Store = Arc::new(CountStoreErrors::new(store, metrics.store_errors.clone()));
+    let store: Store = Arc::new(InstrumentedStore::new(store, &metrics));
     let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
     let config_clients = config_clients(&settings, &cfg)?;
     let policy = Policy {

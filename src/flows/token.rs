@@ -2,8 +2,9 @@
 //! grant-specific checks → persist atomically → sign one JWT.
 //!
 //! Store round trips: `client_credentials` 0–1 (the client lookup; none for
-//! config-file clients); `authorization_code` and `refresh_token` one read and
-//! one atomic swap, plus the client lookup.
+//! config-file clients); `authorization_code` and `refresh_token` 2: one read
+//! of the client and the code or refresh token together (`MGET`), and one
+//! atomic swap.
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
@@ -60,6 +61,13 @@ pub async fn authenticated_client(
     state: &AppState,
     input: &TokenInput,
 ) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
+    let (params, creds) = parse(input)?;
+    let client = find_client(state, creds.client_id()).await?;
+    let client = check_client(&creds, client)?;
+    Ok((params, client, creds))
+}
+
+fn parse(input: &TokenInput) -> Result<(TokenParams, ClientCredentials), FlowError> {
     let params = TokenParams::from_pairs(input.form.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let creds = select_credentials(
         input.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
@@ -67,41 +75,105 @@ pub async fn authenticated_client(
         params.client_secret.as_deref(),
     )?;
     tracing::Span::current().record("client_id", creds.client_id());
-    let client = find_client(state, creds.client_id()).await?;
-    let client = authenticate(&creds, client).inspect_err(|_| {
+    Ok((params, creds))
+}
+
+fn check_client(creds: &ClientCredentials, client: Option<Client>) -> Result<Client, FlowError> {
+    Ok(authenticate(creds, client).inspect_err(|_| {
         tracing::info!(event = "client_auth_failed", "client authentication failed");
-    })?;
-    Ok((params, client, creds))
+    })?)
+}
+
+/// What a code or refresh grant redeems, read in the same round trip as the client.
+enum Redeemable {
+    Nothing,
+    Code(Option<Versioned<CodeRecord>>),
+    Refresh(Option<Versioned<RefreshRecord>>),
+}
+
+/// Looks the client up together with the record its grant redeems: one
+/// store round trip for a stored client, whatever the grant.
+async fn client_and_record(
+    state: &AppState,
+    client_id: &str,
+    grant_type: Option<GrantType>,
+    params: &TokenParams,
+) -> Result<(Option<Client>, Redeemable), FlowError> {
+    let config_client = state.config_clients.get(client_id).cloned();
+    // A config-file client needs no lookup; an over-long id cannot be stored.
+    let lookup = (config_client.is_none() && client_id.len() <= 256).then_some(client_id);
+    // Over-long values cannot be one of ours: don't hash and look them up.
+    let short = |v: &Option<String>| v.clone().filter(|v| v.len() <= 256);
+    let (client, record) = match grant_type {
+        Some(GrantType::AuthorizationCode) => match short(&params.code) {
+            Some(code) => {
+                let (c, r) = state.repos.client_and_code(lookup, &code).await?;
+                (c, Redeemable::Code(r))
+            }
+            None => (find_stored(state, lookup).await?, Redeemable::Code(None)),
+        },
+        Some(GrantType::RefreshToken) => match short(&params.refresh_token) {
+            Some(token) => {
+                let (c, r) = state.repos.client_and_refresh(lookup, &token).await?;
+                (c, Redeemable::Refresh(r))
+            }
+            None => (find_stored(state, lookup).await?, Redeemable::Refresh(None)),
+        },
+        _ => (find_stored(state, lookup).await?, Redeemable::Nothing),
+    };
+    Ok((config_client.or(client), record))
+}
+
+async fn find_stored(
+    state: &AppState,
+    client_id: Option<&str>,
+) -> Result<Option<Client>, FlowError> {
+    match client_id {
+        Some(id) => Ok(state.repos.client(id).await?),
+        None => Ok(None),
+    }
 }
 
 /// Runs one token request.
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
-    // The client is authenticated first, so an unauthenticated caller learns
-    // nothing about which grants this server supports.
-    let (params, client, _) = authenticated_client(state, &input).await?;
-    let grant_type = params.grant(&supported_grants(&state.policy))?;
+    let (params, creds) = parse(&input)?;
+    let grant_type = params.grant(&supported_grants(&state.policy));
+    let (client, record) = client_and_record(
+        state,
+        creds.client_id(),
+        grant_type.as_ref().ok().copied(),
+        &params,
+    )
+    .await?;
+    // The client is authenticated before any grant error is reported, so an
+    // unauthenticated caller learns nothing about which grants this server supports.
+    let client = check_client(&creds, client)?;
+    let grant_type = grant_type?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
-    let issued = match grant_type {
-        GrantType::ClientCredentials => {
-            let scope = client_credentials(&client, params.scope.as_deref())?;
-            let grant = Grant {
-                subject: client.client_id.clone(),
-                client_id: client.client_id.clone(),
-                scope,
-            };
-            issue_access_token(state, &grant, grant_type)?
-        }
-        GrantType::AuthorizationCode => authorization_code(state, &params, &client).await?,
-        GrantType::RefreshToken => refresh(state, &params, &client).await?,
-        GrantType::Password => password(state, &params, &client).await?,
-        GrantType::Implicit => {
-            return Err(OAuthError::new(
-                crate::oauth::ErrorCode::UnsupportedGrantType,
-                "implicit is not a token endpoint grant",
-            )
-            .into())
-        }
+    // `record` is `Code` exactly for the code grant and `Refresh` for the refresh grant.
+    let issued = match record {
+        Redeemable::Code(stored) => authorization_code(state, &params, &client, stored).await?,
+        Redeemable::Refresh(stored) => refresh(state, &params, &client, stored).await?,
+        Redeemable::Nothing => match grant_type {
+            GrantType::ClientCredentials => {
+                let scope = client_credentials(&client, params.scope.as_deref())?;
+                let grant = Grant {
+                    subject: client.client_id.clone(),
+                    client_id: client.client_id.clone(),
+                    scope,
+                };
+                issue_access_token(state, &grant, grant_type)?
+            }
+            GrantType::Password => password(state, &params, &client).await?,
+            _ => {
+                return Err(OAuthError::new(
+                    crate::oauth::ErrorCode::UnsupportedGrantType,
+                    "implicit is not a token endpoint grant",
+                )
+                .into())
+            }
+        },
     };
     tracing::info!(event = "token_issued", "access token issued");
     Ok(issued)
@@ -111,15 +183,12 @@ async fn authorization_code(
     state: &AppState,
     params: &TokenParams,
     client: &Client,
+    stored: Option<Versioned<CodeRecord>>,
 ) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::AuthorizationCode)?;
     let code = required(&params.code, "code")?;
     let now = state.clock.now();
-    let Some(stored) = (if code.len() <= 256 {
-        state.repos.code(code).await?
-    } else {
-        None
-    }) else {
+    let Some(stored) = stored else {
         return Err(OAuthError::invalid_grant("the code is invalid or has expired").into());
     };
     let grant = match redeem_code(params, &stored.value, client, now) {
@@ -193,15 +262,12 @@ async fn refresh(
     state: &AppState,
     params: &TokenParams,
     client: &Client,
+    stored: Option<Versioned<RefreshRecord>>,
 ) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::RefreshToken)?;
     let token = required(&params.refresh_token, "refresh_token")?;
     let now = state.clock.now();
-    let Some(stored) = (if token.len() <= 256 {
-        state.repos.refresh(token).await?
-    } else {
-        None
-    }) else {
+    let Some(stored) = stored else {
         return Err(
             OAuthError::invalid_grant("the refresh token is invalid or has expired").into(),
         );

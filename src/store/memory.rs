@@ -139,6 +139,14 @@ impl KvStore for MemoryStore {
         Ok(None)
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
+
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
         // A TTL too large for `Instant` is as good as none.
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));

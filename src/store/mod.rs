@@ -41,6 +41,9 @@ pub enum StoreError {
 pub trait KvStore: Send + Sync + 'static {
     /// Reads a value; an expired key reads as absent.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reads several keys in one round trip, in order (`MGET`). The token
+    /// endpoint reads the client and the code or refresh token together.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Writes a value, replacing any previous one; `ttl: None` never expires.
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
     /// Atomically reads and deletes: of any number of concurrent callers for one

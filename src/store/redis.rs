@@ -179,6 +179,13 @@ impl KvStore for RedisStore {
         self.query(redis::cmd("GET").arg(key)).await
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        self.query(redis::cmd("MGET").arg(keys)).await
+    }
+
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(val);

@@ -109,6 +109,54 @@ impl Repos {
         self.get_json(&format!("{CLIENT}{client_id}")).await
     }
 
+    /// Reads a client (when `client_id` is given) and the record under `key`
+    /// in one round trip.
+    async fn client_and<T: for<'de> Deserialize<'de>>(
+        &self,
+        client_id: Option<&str>,
+        key: &str,
+    ) -> Result<(Option<Client>, Option<Versioned<T>>), StoreError> {
+        let Some(id) = client_id else {
+            return Ok((None, self.get_versioned(key).await?));
+        };
+        let client_key = format!("{CLIENT}{id}");
+        let mut vals = self.store.get_many(&[&client_key, key]).await?.into_iter();
+        let client = match vals.next().flatten() {
+            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            None => None,
+        };
+        let record = match vals.next().flatten() {
+            Some(raw) => Some(Versioned {
+                value: serde_json::from_slice(&raw)?,
+                raw,
+            }),
+            None => None,
+        };
+        Ok((client, record))
+    }
+
+    /// Reads a stored client (unless `client_id` is `None`) and a code record
+    /// together: the token endpoint's first round trip.
+    pub async fn client_and_code(
+        &self,
+        client_id: Option<&str>,
+        code: &str,
+    ) -> Result<(Option<Client>, Option<Versioned<CodeRecord>>), StoreError> {
+        self.client_and(client_id, &format!("{CODE}{}", secret_key(code)))
+            .await
+    }
+
+    /// Reads a stored client (unless `client_id` is `None`) and a refresh
+    /// token record together.
+    pub async fn client_and_refresh(
+        &self,
+        client_id: Option<&str>,
+        token: &str,
+    ) -> Result<(Option<Client>, Option<Versioned<RefreshRecord>>), StoreError> {
+        self.client_and(client_id, &format!("{REFRESH}{}", secret_key(token)))
+            .await
+    }
+
     /// Creates or replaces a client.
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(client)?;

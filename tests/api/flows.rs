@@ -963,3 +963,88 @@ async fn signup_is_closed_when_disabled() {
         404
     );
 }
+
+/// Sum of `keygate_store_calls_total` (one call is one backend round trip).
+fn store_calls(app: &TestApp) -> u64 {
+    app.state
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("keygate_store_calls_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Issue 6: at most 2 store round trips per code or refresh grant and 1 for
+/// `client_credentials`, for a client registered in the store.
+#[tokio::test]
+async fn token_grants_stay_within_their_store_round_trips() {
+    use keygate::oauth::client_meta::ClientMetadata;
+    use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let meta = ClientMetadata {
+            client_name: "round trips".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            grant_types: vec![
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::ClientCredentials,
+            ],
+            scope: ScopeSet::parse("profile email").unwrap(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            client_uri: None,
+            logo_uri: None,
+        };
+        let reg = keygate::flows::clients::register(
+            &app.state.repos,
+            meta,
+            &app.state.cfg.client_rules,
+            0,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        let id = reg.client.client_id.clone();
+        let secret = reg.secret.unwrap();
+        let basic = Some((id.as_str(), secret.as_str()));
+
+        let (verifier, challenge) = pkce_pair();
+        let code = code_from(
+            &app.authorize(&code_query(&id, &challenge, ""), "allow")
+                .await,
+        );
+        let before = store_calls(&app);
+        let tokens = ok_json(redeem(&app, basic, &[], &code, &verifier).await).await;
+        assert_eq!(store_calls(&app) - before, 2, "code grant on {backend:?}");
+
+        let before = store_calls(&app);
+        let refresh = tokens["refresh_token"].as_str().unwrap();
+        ok_json(
+            app.post_token(
+                basic,
+                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            store_calls(&app) - before,
+            2,
+            "refresh grant on {backend:?}"
+        );
+
+        let before = store_calls(&app);
+        ok_json(
+            app.post_token(basic, &[("grant_type", "client_credentials")])
+                .await,
+        )
+        .await;
+        assert_eq!(
+            store_calls(&app) - before,
+            1,
+            "client_credentials on {backend:?}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// of them.
 pub async fn suite(store: Store) {
     get_put_delete(&store).await;
+    get_many_reads_in_order(&store).await;
     ttl_expiry(&store).await;
     take_once(&store).await;
     concurrent_take_has_one_winner(&store).await;
@@ -197,6 +198,34 @@ async fn sorted_scan(store: &Store, prefix: &str) -> Vec<String> {
     let mut keys = store.scan_prefix(prefix).await.unwrap();
     keys.sort();
     keys
+}
+
+async fn get_many_reads_in_order(store: &Store) {
+    assert_eq!(
+        store.get_many(&[]).await.unwrap(),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+    store.put("t:gm:a", b"A", None).await.unwrap();
+    store.put("t:gm:b", b"", None).await.unwrap();
+    store.put("t:gm:gone", b"x", Some(SHORT_TTL)).await.unwrap();
+    eventually("t:gm:gone expires", move || async move {
+        store.get("t:gm:gone").await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(
+        store
+            .get_many(&["t:gm:b", "t:gm:missing", "t:gm:a", "t:gm:gone", "t:gm:a"])
+            .await
+            .unwrap(),
+        vec![
+            Some(vec![]),
+            None,
+            Some(b"A".to_vec()),
+            None,
+            Some(b"A".to_vec())
+        ]
+    );
+    assert_eq!(store.get_many(&["t:gm:missing"]).await.unwrap(), vec![None]);
 }
 
 async fn get_put_delete(store: &Store) {
