@@ -70,9 +70,21 @@ lint: ## rustfmt check + clippy (warnings are errors)
 keys: ## Generate a new RS256 signing key in keys/ (ALG=ES256|EdDSA for others)
 	$(CARGO) run --release -- --config $(CONFIG) keys generate --alg $(or $(ALG),RS256)
 
+bench: ## Benchmark (release, a few minutes): endpoints vs the raw signing rate, memory, micro-benchmarks -> target/bench/report.md
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get)"; \
+	    apt-get update -qq -o DPkg::Lock::Timeout=300 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 redis-server >/dev/null; \
+	  else echo "redis-server is missing: run 'sudo apt-get install -y redis-server'" >&2; exit 1; fi; }
+	$(CARGO) build --release --bin keygate --example bench
+	rm -rf target/criterion
+	$(CARGO) bench --bench hot_path -- --noplot
+	target/release/examples/bench run $(BENCH_ARGS)
+
 redis: ## Run a foreground redis-server for manual testing (no persistence)
 	redis-server --save '' --appendonly no --maxmemory-policy noeviction
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys redis ci
+.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys bench redis ci

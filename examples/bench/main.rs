@@ -1,0 +1,176 @@
+//! `make bench`: keygate's throughput and latency against the limit of its
+//! signing key, measured in one run on this machine.
+//!
+//! The server runs pinned to one core (`taskset -c 0`), this load generator
+//! and redis-server to the other. In the same run, a child process pinned to
+//! the server's core measures the bare signature rate of ring over a signing
+//! input of the real token's length, with the key parsed once. Every figure
+//! that is compared is a ratio of two measurements made minutes apart on the
+//! same core, because these machines are shared and noisy.
+//!
+//! ```text
+//! bench run [--quick] [--out target/bench] [--keygate target/release/keygate]
+//! bench sign <pkcs8.pem> <signing-input-bytes> <seconds>   (child: raw sign rate)
+//! bench memory-child <kind> <n>                             (child: memory store)
+//! ```
+
+mod load;
+mod memory;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(about = "keygate benchmark: throughput and latency against the raw signing rate")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every scenario and write the report.
+    Run(RunArgs),
+    /// (child) The bare signature rate of one key on this thread.
+    Sign {
+        key: PathBuf,
+        input_len: usize,
+        secs: f64,
+    },
+    /// (child) Memory per entry of the in-memory store.
+    MemoryChild { args: Vec<String> },
+}
+
+/// Options of `bench run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Shorter windows and fewer entries (a smoke run, not for the README).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where report.md and report.json go.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// The keygate binary (release build).
+    #[arg(long, default_value = "target/release/keygate")]
+    pub keygate: PathBuf,
+    /// Criterion's output directory, read into the report when present.
+    #[arg(long, default_value = "target/criterion")]
+    pub criterion: PathBuf,
+    /// Workers (= keep-alive connections) of the throughput scenarios.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Algorithms to run, comma-separated.
+    #[arg(long, default_value = "RS256,ES256,EdDSA", value_delimiter = ',')]
+    pub algs: Vec<String>,
+    /// Scenarios to run, comma-separated (default: all): jwks,
+    /// client_credentials, authorization_code, refresh_token, introspection, me.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Stores to run, comma-separated.
+    #[arg(long, default_value = "memory,redis", value_delimiter = ',')]
+    pub stores: Vec<String>,
+}
+
+/// What the signing child prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignRate {
+    /// Signatures per second on one thread.
+    pub per_sec: f64,
+    /// Microseconds per signature.
+    pub us: f64,
+    /// Signatures made.
+    pub n: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Sign {
+            key,
+            input_len,
+            secs,
+        } => {
+            let rate = raw_sign_rate(&key, input_len, Duration::from_secs_f64(secs))?;
+            println!("{}", serde_json::to_string(&rate)?);
+            Ok(())
+        }
+        Cmd::MemoryChild { args } => current_thread()?.block_on(memory::child_main(&args)),
+        Cmd::Run(args) => current_thread()?.block_on(scenarios::run(args)),
+    }
+}
+
+/// The load generator runs on one thread (it is pinned to one core anyway).
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The limit: ring's own sign call, key parsed once, over `input_len` bytes,
+/// for `window` (and at most 1 M signatures).
+fn raw_sign_rate(
+    key: &std::path::Path,
+    input_len: usize,
+    window: Duration,
+) -> anyhow::Result<SignRate> {
+    let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let der = pem::parse(pem).context("parsing the PEM key")?;
+    let der = der.contents();
+    let rng = SystemRandom::new();
+    let message = vec![b'e'; input_len];
+    let mut sign: Box<dyn FnMut() -> anyhow::Result<()>> = if let Ok(k) =
+        RsaKeyPair::from_pkcs8(der)
+    {
+        let mut sig = vec![0u8; k.public().modulus_len()];
+        Box::new(move || {
+            k.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
+                .map_err(|_| anyhow::anyhow!("RSA sign failed"))?;
+            std::hint::black_box(&sig);
+            Ok(())
+        })
+    } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
+        Box::new(move || {
+            let sig = k
+                .sign(&rng, &message)
+                .map_err(|_| anyhow::anyhow!("ECDSA sign failed"))?;
+            std::hint::black_box(sig);
+            Ok(())
+        })
+    } else if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        Box::new(move || {
+            std::hint::black_box(k.sign(&message));
+            Ok(())
+        })
+    } else {
+        bail!(
+            "{} is not an RSA, P-256 or Ed25519 PKCS#8 key",
+            key.display()
+        );
+    };
+    // Warm up (caches, CPU frequency), then measure.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(300) {
+        sign()?;
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < 1_000_000 && (!n.is_multiple_of(16) || start.elapsed() < window) {
+        sign()?;
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(SignRate {
+        per_sec: n as f64 / secs,
+        us: secs * 1e6 / n as f64,
+        n,
+    })
+}

@@ -1,0 +1,688 @@
+//! The benchmark report: ratios, the issue-6 targets as checks, Markdown
+//! and JSON (`target/bench/report.md`, `report.json`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::load::Outcome;
+use crate::memory::MemoryRow;
+use crate::procs::Cores;
+use crate::scenarios::Measured;
+use crate::{RunArgs, SignRate};
+
+/// Scenarios whose cost is one signature.
+const SIGNING: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
+
+/// One scenario on one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub store: String,
+    pub scenario: String,
+    pub concurrency: usize,
+    pub outcome: Outcome,
+    /// Store round trips per request (from `keygate_store_calls_total`).
+    pub store_calls_per_request: f64,
+    /// keygate CPU time (user + system) per request, in µs.
+    pub server_cpu_us: f64,
+    /// Share of its core keygate used (1.0 = saturated).
+    pub server_busy: f64,
+    /// Share of its core the load generator used.
+    pub load_busy: f64,
+    /// Responses per second ÷ raw single-thread signatures per second.
+    pub ratio_to_sign: Option<f64>,
+    /// At concurrency 1: p50 ÷ the time of one signature.
+    pub p50_over_sign: Option<f64>,
+    /// The best ratio any HTTP endpoint could reach on this core: one
+    /// signature plus the server CPU time of the cheapest request (JWKS at
+    /// the same concurrency), `sign ÷ (sign + jwks)`; at concurrency 1 the
+    /// JWKS p50 round trip instead.
+    pub ceiling: Option<f64>,
+}
+
+impl Row {
+    pub fn new(store: &str, scenario: &str, concurrency: usize, m: Measured) -> Self {
+        Self {
+            store: store.into(),
+            scenario: scenario.into(),
+            concurrency,
+            outcome: m.outcome,
+            store_calls_per_request: m.store_calls,
+            server_cpu_us: m.server_cpu_us,
+            server_busy: m.server_busy,
+            load_busy: m.load_busy,
+            ratio_to_sign: None,
+            p50_over_sign: None,
+            ceiling: None,
+        }
+    }
+}
+
+/// Every scenario for one signing algorithm, with its signing limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlgRun {
+    pub alg: String,
+    /// Bytes of the JWS signing input (`header.payload`) of a real token.
+    pub signing_input_len: usize,
+    /// The raw rate before and after the server runs, and their mean.
+    pub sign_before: Option<SignRate>,
+    pub sign_after: Option<SignRate>,
+    pub sign_per_sec: f64,
+    pub sign_us: f64,
+    pub rows: Vec<Row>,
+}
+
+impl AlgRun {
+    pub fn new(alg: &str) -> Self {
+        Self {
+            alg: alg.into(),
+            signing_input_len: 0,
+            sign_before: None,
+            sign_after: None,
+            sign_per_sec: 0.0,
+            sign_us: 0.0,
+            rows: vec![],
+        }
+    }
+
+    /// Computes the ratios once both signing measurements are in.
+    pub fn finish(&mut self) {
+        let rates: Vec<f64> = [&self.sign_before, &self.sign_after]
+            .into_iter()
+            .flatten()
+            .map(|r| r.per_sec)
+            .collect();
+        if rates.is_empty() {
+            return;
+        }
+        self.sign_per_sec = rates.iter().sum::<f64>() / rates.len() as f64;
+        self.sign_us = 1e6 / self.sign_per_sec;
+        // (store, concurrency, server CPU µs per request, p50 µs) of JWKS:
+        // the cheapest request this server answers.
+        let jwks: Vec<(String, usize, f64, f64)> = self
+            .rows
+            .iter()
+            .filter(|r| r.scenario == "jwks" && r.outcome.per_sec > 0.0)
+            .map(|r| {
+                (
+                    r.store.clone(),
+                    r.concurrency,
+                    r.server_cpu_us,
+                    r.outcome.p50_us,
+                )
+            })
+            .collect();
+        let sign_us = self.sign_us;
+        for row in &mut self.rows {
+            if SIGNING.contains(&row.scenario.as_str()) {
+                row.ratio_to_sign = Some(row.outcome.per_sec / self.sign_per_sec);
+                let floor = jwks
+                    .iter()
+                    .find(|(st, c, _, _)| *st == row.store && *c == row.concurrency);
+                if row.concurrency == 1 {
+                    row.p50_over_sign = Some(row.outcome.p50_us / sign_us);
+                    // At c=1 the floor is the round trip of a trivial request.
+                    row.ceiling = floor.map(|(_, _, _, p50)| sign_us / (sign_us + p50));
+                } else {
+                    row.ceiling = floor.map(|(_, _, cpu, _)| sign_us / (sign_us + cpu));
+                }
+            }
+        }
+    }
+}
+
+/// One target of issue 6 and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// The machine the run was on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub pinning: String,
+    pub commit: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: Machine,
+    pub concurrency: usize,
+    pub quick: bool,
+    pub algs: Vec<AlgRun>,
+    pub memory: Vec<MemoryRow>,
+    /// Criterion results of `benches/hot_path.rs` (`make bench` runs it first).
+    pub micro: Vec<Micro>,
+    pub checks: Vec<Check>,
+}
+
+/// One criterion benchmark: its id and median time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Micro {
+    pub id: String,
+    pub median_ns: f64,
+}
+
+/// Reads every `new/benchmark.json` + `new/estimates.json` under `dir`
+/// (criterion's output), sorted by id.
+pub fn read_criterion(dir: &Path) -> Vec<Micro> {
+    fn walk(dir: &Path, out: &mut Vec<Micro>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.file_name().is_some_and(|n| n == "new") {
+                let read = |f: &str| -> Option<serde_json::Value> {
+                    serde_json::from_slice(&std::fs::read(path.join(f)).ok()?).ok()
+                };
+                if let (Some(b), Some(est)) = (read("benchmark.json"), read("estimates.json")) {
+                    if let (Some(id), Some(ns)) = (
+                        b["full_id"].as_str(),
+                        est["median"]["point_estimate"].as_f64(),
+                    ) {
+                        out.push(Micro {
+                            id: id.to_string(),
+                            median_ns: ns,
+                        });
+                    }
+                }
+            } else if path.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(dir, &mut out);
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Report {
+    pub fn new(args: &RunArgs, cores: Cores) -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let pinning = match (cores.server, cores.load) {
+            (Some(s), Some(l)) => {
+                format!("keygate and the signing child on core {s}; load generator and redis-server (at nice -10) on core {l}")
+            }
+            _ => "not pinned (fewer than 2 cores or no taskset): ratios are not comparable".into(),
+        };
+        Self {
+            date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            machine: Machine {
+                cpu,
+                cores: crate::procs::online_cpus(),
+                pinning,
+                commit: command_line("git", &["rev-parse", "--short", "HEAD"]),
+            },
+            concurrency: args.concurrency,
+            quick: args.quick,
+            algs: vec![],
+            memory: vec![],
+            micro: vec![],
+            checks: vec![],
+        }
+    }
+
+    /// Evaluates every target of issue 6 against the measurements.
+    pub fn finish(&mut self) {
+        let mut checks = vec![];
+        for run in &self.algs {
+            for row in &run.rows {
+                let at = format!(
+                    "{} {} {} c={}",
+                    run.alg, row.store, row.scenario, row.concurrency
+                );
+                let o = &row.outcome;
+                let ratio_target = match (row.scenario.as_str(), row.store.as_str()) {
+                    ("client_credentials", "memory") => Some(0.85),
+                    ("client_credentials", "redis") => Some(0.80),
+                    ("authorization_code" | "refresh_token", "redis") => Some(0.75),
+                    _ => None,
+                };
+                if let (Some(t), Some(r), true) =
+                    (ratio_target, row.ratio_to_sign, row.concurrency > 1)
+                {
+                    checks.push(Check {
+                        what: format!("{at}: tokens/s ÷ raw sign rate"),
+                        target: format!("≥ {t:.2}"),
+                        measured: format!("{r:.3}"),
+                        met: r >= t,
+                    });
+                }
+                if row.concurrency > 1 && o.p50_us > 0.0 {
+                    let r = o.p99_us / o.p50_us;
+                    checks.push(Check {
+                        what: format!("{at}: p99 ÷ p50"),
+                        target: "≤ 4".into(),
+                        measured: format!("{r:.2}"),
+                        met: r <= 4.0,
+                    });
+                }
+                if let Some(r) = row.p50_over_sign {
+                    checks.push(Check {
+                        what: format!("{at}: p50 ÷ one signature"),
+                        target: "≤ 1.3".into(),
+                        measured: format!("{r:.2} ({:.0} µs vs {:.0} µs)", o.p50_us, run.sign_us),
+                        met: r <= 1.3,
+                    });
+                }
+                let calls_max = match row.scenario.as_str() {
+                    "authorization_code" | "refresh_token" => Some(2.0),
+                    "client_credentials" => Some(1.0),
+                    _ => None,
+                };
+                if let Some(max) = calls_max {
+                    checks.push(Check {
+                        what: format!("{at}: store round trips per request"),
+                        target: format!("≤ {max}"),
+                        measured: format!("{:.2}", row.store_calls_per_request),
+                        met: row.store_calls_per_request <= max + 1e-9,
+                    });
+                }
+                checks.push(Check {
+                    what: format!("{at}: failed requests"),
+                    target: "0".into(),
+                    measured: o.errors.to_string(),
+                    met: o.errors == 0,
+                });
+            }
+        }
+        for m in &self.memory {
+            checks.push(Check {
+                what: format!("{} store: expired {} entries reclaimed", m.store, m.kind),
+                target: "all".into(),
+                measured: format!(
+                    "{} in {:.1} s",
+                    if m.reclaimed { "all" } else { "not all" },
+                    m.reclaim_secs
+                ),
+                met: m.reclaimed,
+            });
+        }
+        self.checks = checks;
+    }
+
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# keygate benchmark{}\n",
+            if self.quick { " (quick run)" } else { "" }
+        );
+        let _ = writeln!(
+            s,
+            "{} · commit {} · {} × {} · {} · concurrency {} (keep-alive connections)\n",
+            self.date,
+            self.machine.commit,
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.pinning,
+            self.concurrency
+        );
+        s.push_str(
+            "## Signing limit (ring, one thread, key parsed once, same core as the server)\n\n",
+        );
+        s.push_str("| alg | signing input | before | after | mean | one signature |\n|---|---:|---:|---:|---:|---:|\n");
+        for run in &self.algs {
+            let rate = |r: &Option<SignRate>| {
+                r.as_ref()
+                    .map_or("–".into(), |r| format!("{:.0}/s", r.per_sec))
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} B | {} | {} | {:.0}/s | {:.1} µs |",
+                run.alg,
+                run.signing_input_len,
+                rate(&run.sign_before),
+                rate(&run.sign_after),
+                run.sign_per_sec,
+                run.sign_us
+            );
+        }
+        s.push_str("\n## Endpoints (server pinned to one core)\n\n");
+        s.push_str("| alg | store | scenario | c | req/s | ÷ sign rate | HTTP ceiling | p50 µs | p99 µs | p99/p50 | store calls/req | server CPU µs/req | server busy | load gen busy | errors |\n");
+        s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for run in &self.algs {
+            for r in &run.rows {
+                let o = &r.outcome;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0}% | {:.0}% | {} |",
+                    run.alg,
+                    r.store,
+                    r.scenario,
+                    r.concurrency,
+                    o.per_sec,
+                    r.ratio_to_sign.map_or("".into(), |x| format!("{x:.3}")),
+                    r.ceiling.map_or("".into(), |x| format!("{x:.3}")),
+                    o.p50_us,
+                    o.p99_us,
+                    if o.p50_us > 0.0 {
+                        o.p99_us / o.p50_us
+                    } else {
+                        0.0
+                    },
+                    r.store_calls_per_request,
+                    r.server_cpu_us,
+                    r.server_busy * 100.0,
+                    r.load_busy * 100.0,
+                    o.errors
+                );
+            }
+        }
+        if !self.memory.is_empty() {
+            s.push_str("\n## Memory per outstanding entry\n\n");
+            s.push_str("| store | kind | entries | bytes/entry | expired entries reclaimed |\n|---|---|---:|---:|---|\n");
+            for m in &self.memory {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.0} | {} ({:.1} s after expiry) |",
+                    m.store,
+                    m.kind,
+                    m.entries,
+                    m.bytes_per_entry,
+                    if m.reclaimed { "yes" } else { "NO" },
+                    m.reclaim_secs
+                );
+            }
+        }
+        if !self.micro.is_empty() {
+            s.push_str("\n## Micro-benchmarks (criterion, `benches/hot_path.rs`, median)\n\n| benchmark | time |\n|---|---:|\n");
+            for m in &self.micro {
+                let t = if m.median_ns >= 1e6 {
+                    format!("{:.2} ms", m.median_ns / 1e6)
+                } else if m.median_ns >= 1e3 {
+                    format!("{:.2} µs", m.median_ns / 1e3)
+                } else {
+                    format!("{:.0} ns", m.median_ns)
+                };
+                let _ = writeln!(s, "| {} | {t} |", m.id);
+            }
+        }
+        if !self.checks.is_empty() {
+            let met = self.checks.iter().filter(|c| c.met).count();
+            let _ = writeln!(
+                s,
+                "\n## Targets (issue 6): {met} of {} checks met\n",
+                self.checks.len()
+            );
+            s.push_str(&self.targets_matrix());
+            let unmet: Vec<&Check> = self.checks.iter().filter(|c| !c.met).collect();
+            if !unmet.is_empty() {
+                s.push_str("\nNot met:\n\n| check | target | measured |\n|---|---|---|\n");
+                for c in unmet {
+                    let _ = writeln!(s, "| {} | {} | {} |", c.what, c.target, c.measured);
+                }
+            }
+        }
+        s
+    }
+
+    /// One line per algorithm and store: each target's measured value, ✓ or ✗.
+    fn targets_matrix(&self) -> String {
+        let mut s = String::from(
+            "| alg | store | client_credentials ÷ sign | authorization_code ÷ sign | refresh_token ÷ sign | worst p99/p50 (≤ 4) | c=1 p50 ÷ sign (≤ 1.3) | store calls cc / code / refresh (≤ 1 / 2 / 2) | failed requests |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        let mark = |ok: bool| if ok { "✓" } else { "✗" };
+        for run in &self.algs {
+            let mut stores: Vec<&str> = run.rows.iter().map(|r| r.store.as_str()).collect();
+            stores.dedup();
+            for store in stores {
+                let rows: Vec<&Row> = run.rows.iter().filter(|r| r.store == store).collect();
+                let find = |scenario: &str, c1: bool| {
+                    rows.iter()
+                        .find(|r| r.scenario == scenario && (r.concurrency == 1) == c1)
+                        .copied()
+                };
+                let ratio = |scenario: &str| {
+                    let target = match (scenario, store) {
+                        ("client_credentials", "memory") => Some(0.85),
+                        ("client_credentials", "redis") => Some(0.80),
+                        ("authorization_code" | "refresh_token", "redis") => Some(0.75),
+                        _ => None,
+                    };
+                    match (find(scenario, false).and_then(|r| r.ratio_to_sign), target) {
+                        (Some(r), Some(t)) => format!("{r:.3} (≥ {t}) {}", mark(r >= t)),
+                        (Some(r), None) => format!("{r:.3}"),
+                        (None, _) => "–".into(),
+                    }
+                };
+                let worst = rows
+                    .iter()
+                    .filter(|r| r.concurrency > 1 && r.outcome.p50_us > 0.0)
+                    .map(|r| r.outcome.p99_us / r.outcome.p50_us)
+                    .fold(0.0f64, f64::max);
+                let c1 = find("client_credentials", true)
+                    .and_then(|r| r.p50_over_sign)
+                    .map_or("–".into(), |x| format!("{x:.2} {}", mark(x <= 1.3)));
+                let calls = |scenario: &str| {
+                    find(scenario, false).map_or("–".into(), |r| {
+                        format!("{:.2}", r.store_calls_per_request)
+                    })
+                };
+                let calls_ok = [
+                    ("client_credentials", 1.0),
+                    ("authorization_code", 2.0),
+                    ("refresh_token", 2.0),
+                ]
+                .iter()
+                .all(|(sc, max)| {
+                    find(sc, false).is_none_or(|r| r.store_calls_per_request <= max + 1e-9)
+                });
+                let errors: u64 = rows.iter().map(|r| r.outcome.errors).sum();
+                let _ = writeln!(
+                    s,
+                    "| {} | {store} | {} | {} | {} | {worst:.2} {} | {c1} | {} / {} / {} {} | {errors} {} |",
+                    run.alg,
+                    ratio("client_credentials"),
+                    ratio("authorization_code"),
+                    ratio("refresh_token"),
+                    mark(worst <= 4.0),
+                    calls("client_credentials"),
+                    calls("authorization_code"),
+                    calls("refresh_token"),
+                    mark(calls_ok),
+                    mark(errors == 0),
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        store: &str,
+        scenario: &str,
+        c: usize,
+        per_sec: f64,
+        p50: f64,
+        p99: f64,
+        calls: f64,
+    ) -> Row {
+        let o = Outcome {
+            ok: 100,
+            per_sec,
+            p50_us: p50,
+            p99_us: p99,
+            sent: 100,
+            secs: 1.0,
+            ..Outcome::default()
+        };
+        Row::new(
+            store,
+            scenario,
+            c,
+            Measured {
+                outcome: o,
+                store_calls: calls,
+                server_cpu_us: 1e6 / per_sec,
+                server_busy: 1.0,
+                load_busy: 0.5,
+            },
+        )
+    }
+
+    fn report(rows: Vec<Row>) -> Report {
+        let mut run = AlgRun::new("RS256");
+        run.sign_before = Some(SignRate {
+            per_sec: 1000.0,
+            us: 1000.0,
+            n: 1,
+        });
+        run.sign_after = Some(SignRate {
+            per_sec: 1000.0,
+            us: 1000.0,
+            n: 1,
+        });
+        run.rows = rows;
+        run.finish();
+        let mut r = Report {
+            date: String::new(),
+            machine: Machine {
+                cpu: String::new(),
+                cores: 2,
+                pinning: String::new(),
+                commit: String::new(),
+            },
+            concurrency: 16,
+            quick: false,
+            algs: vec![run],
+            memory: vec![],
+            micro: vec![],
+            checks: vec![],
+        };
+        r.finish();
+        r
+    }
+
+    fn check<'a>(r: &'a Report, what: &str) -> &'a Check {
+        r.checks
+            .iter()
+            .find(|c| c.what == what)
+            .unwrap_or_else(|| panic!("no check {what}"))
+    }
+
+    #[test]
+    fn targets_are_judged_from_the_ratios() {
+        let r = report(vec![
+            row("memory", "jwks", 16, 50_000.0, 300.0, 600.0, 0.0),
+            row(
+                "memory",
+                "client_credentials",
+                16,
+                860.0,
+                18_000.0,
+                20_000.0,
+                1.0,
+            ),
+            row(
+                "redis",
+                "client_credentials",
+                16,
+                790.0,
+                18_000.0,
+                90_000.0,
+                1.0,
+            ),
+            row(
+                "redis",
+                "authorization_code",
+                16,
+                760.0,
+                18_000.0,
+                20_000.0,
+                3.0,
+            ),
+            row(
+                "memory",
+                "client_credentials",
+                1,
+                800.0,
+                1_250.0,
+                1_400.0,
+                1.0,
+            ),
+        ]);
+        assert!(
+            check(
+                &r,
+                "RS256 memory client_credentials c=16: tokens/s ÷ raw sign rate"
+            )
+            .met
+        );
+        assert!(
+            !check(
+                &r,
+                "RS256 redis client_credentials c=16: tokens/s ÷ raw sign rate"
+            )
+            .met
+        );
+        assert!(!check(&r, "RS256 redis client_credentials c=16: p99 ÷ p50").met);
+        assert!(
+            check(
+                &r,
+                "RS256 redis authorization_code c=16: tokens/s ÷ raw sign rate"
+            )
+            .met
+        );
+        assert!(
+            !check(
+                &r,
+                "RS256 redis authorization_code c=16: store round trips per request"
+            )
+            .met
+        );
+        assert!(
+            check(
+                &r,
+                "RS256 memory client_credentials c=1: p50 ÷ one signature"
+            )
+            .met
+        );
+        // The HTTP ceiling: 1000 µs signature + 20 µs of server CPU per JWKS request.
+        let cc = &r.algs[0].rows[1];
+        assert!((cc.ceiling.unwrap() - 1000.0 / 1020.0).abs() < 1e-9);
+        let md = r.markdown();
+        assert!(md.contains("| RS256 | memory | 0.860 (≥ 0.85) ✓"), "{md}");
+        assert!(md.contains("Not met:"), "{md}");
+    }
+}
