@@ -71,13 +71,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Timing {
             warmup: Duration::from_millis(300),
             window: Duration::from_secs(1),
-            sign_secs: 1.0,
+            sign_secs: 0.5,
         }
     } else {
         Timing {
             warmup: Duration::from_secs(1),
             window: Duration::from_secs(3),
-            sign_secs: 2.0,
+            sign_secs: 1.0,
         }
     };
     let out = args.out.clone();
@@ -141,21 +141,19 @@ async fn bench_alg(
         };
         let server = Server::start(args, cores, &keys, &url, work, alg, store).await?;
         let setup = server.setup(args.concurrency).await?;
-        if run.sign_before.is_none() {
-            // The server is idle now: measure the limit on its core.
-            let input_len = setup.signing_input_len;
-            run.signing_input_len = input_len;
-            run.sign_before = Some(sign_rate(cores, &key.path, input_len, timing.sign_secs)?);
-        }
-        let rows = server.scenarios(args, timing, setup, store).await?;
+        run.signing_input_len = setup.signing_input_len;
+        let input_len = setup.signing_input_len;
+        let samples = RefCell::new(vec![]);
+        let sign = || -> anyhow::Result<f64> {
+            let rate = sign_rate(cores, &key.path, input_len, timing.sign_secs)?;
+            let per_sec = rate.per_sec;
+            samples.borrow_mut().push(rate);
+            Ok(per_sec)
+        };
+        let rows = server.scenarios(args, timing, setup, store, &sign).await?;
+        run.sign_samples.extend(samples.take());
         run.rows.extend(rows);
     }
-    run.sign_after = Some(sign_rate(
-        cores,
-        &key.path,
-        run.signing_input_len,
-        timing.sign_secs,
-    )?);
     run.finish();
     Ok(run)
 }
@@ -544,6 +542,7 @@ email = "bench@example.com"
         timing: Timing,
         setup: Setup,
         store: &str,
+        sign: &dyn Fn() -> anyhow::Result<f64>,
     ) -> anyhow::Result<Vec<Row>> {
         let c = args.concurrency;
         let plan = |concurrency: usize| Plan {
@@ -555,13 +554,28 @@ email = "bench@example.com"
         let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
         let label = self.label.clone();
         let mut rows = vec![];
-        let mut row = |scenario: &str, concurrency: usize, m: Measured| {
+        // The raw signing rate is measured (on the server's core, while the
+        // server is idle) before and after every signing scenario; each is
+        // compared with the mean of the two around it.
+        let mut last_sign: Option<f64> = None;
+        let around = |last: &mut Option<f64>| -> anyhow::Result<f64> {
+            let before = match *last {
+                Some(b) => b,
+                None => sign()?,
+            };
+            let after = sign()?;
+            *last = Some(after);
+            Ok((before + after) / 2.0)
+        };
+        let mut row = |scenario: &str, concurrency: usize, m: Measured, sign: Option<f64>| {
             let o = &m.outcome;
             eprintln!(
                 "  {label:<14} {scenario:<20} c={concurrency:<3} {:>9.0}/s p50 {:>7.0}µs p99 {:>7.0}µs  server {:>6.1}µs/req busy {:>4.0}%  loadgen busy {:>4.0}%  errors {}",
                 o.per_sec, o.p50_us, o.p99_us, m.server_cpu_us, m.server_busy * 100.0, m.load_busy * 100.0, o.errors
             );
-            rows.push(Row::new(store, scenario, concurrency, m));
+            let mut r = Row::new(store, scenario, concurrency, m);
+            r.sign_per_sec = sign;
+            rows.push(r);
         };
 
         // JWKS.
@@ -572,8 +586,8 @@ email = "bench@example.com"
         };
         if want("jwks") {
             // At concurrency 1 this is the round-trip floor of any request.
-            row("jwks", 1, self.measure(plan(1), get.clone()).await?);
-            row("jwks", c, self.measure(plan(c), get).await?);
+            row("jwks", 1, self.measure(plan(1), get.clone()).await?, None);
+            row("jwks", c, self.measure(plan(c), get).await?, None);
         }
 
         // client_credentials, at concurrency 1 (latency) and c (throughput).
@@ -593,14 +607,11 @@ email = "bench@example.com"
         // Without a measured rate, prepare codes for 20 000 tokens/s.
         let mut cc_rate = 20_000.0;
         if want("client_credentials") {
-            row(
-                "client_credentials",
-                1,
-                self.measure(plan(1), cc.clone()).await?,
-            );
+            let o = self.measure(plan(1), cc.clone()).await?;
+            row("client_credentials", 1, o, Some(around(&mut last_sign)?));
             let o = self.measure(plan(c), cc).await?;
             cc_rate = o.outcome.per_sec;
-            row("client_credentials", c, o);
+            row("client_credentials", c, o, Some(around(&mut last_sign)?));
         }
 
         // authorization_code: codes prepared before the timed window, enough
@@ -637,7 +648,8 @@ email = "bench@example.com"
             };
             let mut p = plan(c);
             p.max_requests = n as u64;
-            row("authorization_code", c, self.measure(p, redeem).await?);
+            let o = self.measure(p, redeem).await?;
+            row("authorization_code", c, o, Some(around(&mut last_sign)?));
         }
 
         // refresh_token: one rotation chain per worker.
@@ -668,7 +680,8 @@ email = "bench@example.com"
                     Ok(true)
                 }
             };
-            row("refresh_token", c, self.measure(plan(c), rotate).await?);
+            let o = self.measure(plan(c), rotate).await?;
+            row("refresh_token", c, o, Some(around(&mut last_sign)?));
         }
 
         // Introspection of a user's access token.
@@ -695,7 +708,12 @@ email = "bench@example.com"
                     Ok(true)
                 }
             };
-            row("introspection", c, self.measure(plan(c), introspect).await?);
+            row(
+                "introspection",
+                c,
+                self.measure(plan(c), introspect).await?,
+                None,
+            );
         }
 
         // /api/me with the user's access token.
@@ -709,7 +727,7 @@ email = "bench@example.com"
             async move { expect_200(req).await.map(|_| true) }
         };
         if want("me") {
-            row("/api/me", c, self.measure(plan(c), me).await?);
+            row("/api/me", c, self.measure(plan(c), me).await?, None);
         }
         Ok(rows)
     }
