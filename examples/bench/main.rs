@@ -17,6 +17,7 @@
 mod load;
 mod memory;
 mod procs;
+mod profile;
 mod report;
 mod scenarios;
 
@@ -62,6 +63,11 @@ pub struct RunArgs {
     /// The keygate binary (release build).
     #[arg(long, default_value = "target/release/keygate")]
     pub keygate: PathBuf,
+    /// Sample keygate with `perf record` during an extra client_credentials
+    /// run at full concurrency and add where its CPU goes to the report
+    /// (on by default when `perf` is installed).
+    #[arg(long, default_value_t = crate::procs::which("perf").is_some(), action = clap::ArgAction::Set)]
+    pub profile: bool,
     /// Criterion's output directory, read into the report when present.
     #[arg(long, default_value = "target/criterion")]
     pub criterion: PathBuf,

@@ -122,6 +122,11 @@ impl Proc {
         })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time(&format!("/proc/{}/stat", self.child.id()))

@@ -31,6 +31,8 @@ pub struct Row {
     pub server_busy: f64,
     /// Share of its core the load generator used.
     pub load_busy: f64,
+    /// Where keygate's CPU went (`--profile`; client_credentials only).
+    pub profile: Vec<crate::profile::Cost>,
     /// The raw single-thread signing rate measured around this scenario.
     pub sign_per_sec: Option<f64>,
     /// Responses per second ÷ `sign_per_sec`.
@@ -58,6 +60,7 @@ impl Row {
             server_cpu_us: m.server_cpu_us,
             server_busy: m.server_busy,
             load_busy: m.load_busy,
+            profile: vec![],
             sign_per_sec: None,
             ratio_to_sign: None,
             p50_over_sign: None,
@@ -432,6 +435,26 @@ impl Report {
                 );
             }
         }
+        let profiled: Vec<(&AlgRun, &Row)> = self
+            .algs
+            .iter()
+            .flat_map(|run| run.rows.iter().map(move |r| (run, r)))
+            .filter(|(_, r)| !r.profile.is_empty())
+            .collect();
+        if !profiled.is_empty() {
+            s.push_str(
+                "\n## Where keygate's CPU goes (perf, client_credentials at full concurrency)\n\n",
+            );
+            for (run, r) in profiled {
+                let top: Vec<String> = r
+                    .profile
+                    .iter()
+                    .take(8)
+                    .map(|c| format!("{} {:.1}%", c.what, c.percent))
+                    .collect();
+                let _ = writeln!(s, "- {} {}: {}", run.alg, r.store, top.join(", "));
+            }
+        }
         if !self.micro.is_empty() {
             s.push_str("\n## Micro-benchmarks (criterion, `benches/hot_path.rs`, median)\n\n| benchmark | time |\n|---|---:|\n");
             for m in &self.micro {
@@ -459,6 +482,68 @@ impl Report {
                 for c in unmet {
                     let _ = writeln!(s, "| {} | {} | {} |", c.what, c.target, c.measured);
                 }
+                s.push_str(&self.bounds());
+            }
+        }
+        s
+    }
+
+    /// For each algorithm and store with an unmet target: what this run
+    /// measured that bounds it.
+    fn bounds(&self) -> String {
+        let mut s = String::from("\nWhat bounds them (measured in this run):\n\n");
+        for run in &self.algs {
+            let mut stores: Vec<&str> = run.rows.iter().map(|r| r.store.as_str()).collect();
+            stores.dedup();
+            for store in stores {
+                let prefix = format!("{} {store} ", run.alg);
+                if !self
+                    .checks
+                    .iter()
+                    .any(|c| !c.met && c.what.starts_with(&prefix))
+                {
+                    continue;
+                }
+                let find = |scenario: &str, c1: bool| {
+                    run.rows.iter().find(|r| {
+                        r.store == store && r.scenario == scenario && (r.concurrency == 1) == c1
+                    })
+                };
+                let (Some(cc), Some(jwks)) =
+                    (find("client_credentials", false), find("jwks", false))
+                else {
+                    continue;
+                };
+                let sign_us = cc.sign_per_sec.map_or(run.sign_us, |r| 1e6 / r);
+                let _ = write!(
+                    s,
+                    "- {} {store}: one signature takes {sign_us:.1} µs; keygate spends {:.1} µs of CPU per client_credentials token and {:.1} µs per JWKS request (the cheapest request: HTTP/1 over loopback TCP), so no endpoint could pass {:.2} of the raw rate here (measured {:.2}).",
+                    run.alg,
+                    cc.server_cpu_us,
+                    jwks.server_cpu_us,
+                    cc.ceiling.unwrap_or(f64::NAN),
+                    cc.ratio_to_sign.unwrap_or(f64::NAN),
+                );
+                if let (Some(c1), Some(j1)) = (find("client_credentials", true), find("jwks", true))
+                {
+                    let _ = write!(
+                        s,
+                        " At concurrency 1 a JWKS round trip alone has p50 {:.0} µs ({:.2} × a signature); a token {:.0} µs.",
+                        j1.outcome.p50_us,
+                        j1.outcome.p50_us / sign_us,
+                        c1.outcome.p50_us,
+                    );
+                }
+                if !cc.profile.is_empty() {
+                    let top: Vec<String> = cc
+                        .profile
+                        .iter()
+                        .take(4)
+                        .map(|c| format!("{} {:.0}%", c.what, c.percent))
+                        .collect();
+                    let _ = write!(s, " Top costs (perf): {}.", top.join(", "));
+                }
+                s.push('\n');
             }
         }
         s

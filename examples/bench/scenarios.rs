@@ -3,7 +3,7 @@
 //! scenario, and read the store round trips from `/metrics`.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use keygate::tokens::keys::{generate_into, Alg};
 
 use crate::load::{drive, Outcome, Plan};
 use crate::procs::{self, Cores, Proc};
+use crate::profile;
 use crate::report::{AlgRun, Report, Row};
 use crate::{RunArgs, SignRate};
 
@@ -194,6 +195,7 @@ struct Server {
     proc: Proc,
     initial_token: String,
     label: String,
+    work: PathBuf,
 }
 
 /// What the scenarios need: a registered client, a signed-in browser, a user
@@ -284,6 +286,7 @@ email = "bench@example.com"
                     proc,
                     initial_token,
                     label,
+                    work: work.to_path_buf(),
                 });
             }
             proc.check_alive()?;
@@ -554,6 +557,7 @@ email = "bench@example.com"
         let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
         let label = self.label.clone();
         let mut rows = vec![];
+        let mut cpu_profile = vec![];
         // The raw signing rate is measured (on the server's core, while the
         // server is idle) before and after every signing scenario; each is
         // compared with the mean of the two around it.
@@ -609,7 +613,26 @@ email = "bench@example.com"
         if want("client_credentials") {
             let o = self.measure(plan(1), cc.clone()).await?;
             row("client_credentials", 1, o, Some(around(&mut last_sign)?));
-            let o = self.measure(plan(c), cc).await?;
+            let o = self.measure(plan(c), cc.clone()).await?;
+            if args.profile {
+                // A separate, unrecorded run: sampling slows the server down.
+                let data = self.work.join(format!("perf-{label}.data"));
+                let secs = (timing.warmup + timing.window).as_secs_f64();
+                match profile::start(self.proc.pid(), secs, &data) {
+                    Ok(mut perf) => {
+                        drive(plan(c), cc).await;
+                        cpu_profile = perf
+                            .wait()
+                            .map_err(anyhow::Error::from)
+                            .and_then(|_| profile::summarize(&data))
+                            .unwrap_or_else(|e| {
+                                eprintln!("  profile skipped: {e:#}");
+                                vec![]
+                            });
+                    }
+                    Err(e) => eprintln!("  profile skipped: {e:#}"),
+                }
+            }
             cc_rate = o.outcome.per_sec;
             row("client_credentials", c, o, Some(around(&mut last_sign)?));
         }
@@ -728,6 +751,12 @@ email = "bench@example.com"
         };
         if want("me") {
             row("/api/me", c, self.measure(plan(c), me).await?, None);
+        }
+        if let Some(r) = rows
+            .iter_mut()
+            .find(|r| r.scenario == "client_credentials" && r.concurrency > 1)
+        {
+            r.profile = cpu_profile;
         }
         Ok(rows)
     }
