@@ -88,8 +88,12 @@ fn category(dso: &str, symbol: &str) -> &'static str {
     } else if has("ecp_nistz256")
         || has("p256")
         || has("ecdsa")
-        || has("x25519")
-        || has("ed25519")
+        || has("25519")
+        || has("fe_")
+        || has("fe4_")
+        || has("ge_")
+        || has("sc_mul")
+        || has("sc_reduce")
         || has("bn_")
         || has("mulx4x")
         || has("rsa")
@@ -145,6 +149,9 @@ mod tests {
             "     4.94%  keygate            [.] ring_core_0_17_14__ecp_nistz256_ord_sqr_mont_adx",
         )
         .unwrap();
+        assert_eq!(category(dso, sym), "signature (ring)");
+        let (_, dso, sym) =
+            parse_line("  8.18%  keygate  [.] ring_core_0_17_14__fiat_curve25519_adx_mul").unwrap();
         assert_eq!(category(dso, sym), "signature (ring)");
         let (_, dso, sym) = parse_line("     1.25%  libc.so.6          [.] malloc").unwrap();
         assert_eq!(category(dso, sym), "memory allocator");
