@@ -12,5 +12,6 @@ mod helpers;
 mod openapi;
 mod redis_server;
 mod registration;
+mod security;
 mod store_conformance;
 mod token;

@@ -1,0 +1,427 @@
+//! Issue 7 items 5 and 6: no secret reaches a log line, audit events are
+//! logged, and `kid` values are harmless.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use keygate::tokens::jwt;
+use keygate::tokens::keys::{generate_into, Alg, KeySet};
+
+use crate::helpers::{hidden_value, location, params_of, pkce_pair, urlencode};
+
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+
+/// keygate as a real process, its stderr collected line by line.
+struct Server {
+    child: std::process::Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(level: &str, initial_token: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYGATE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir.path())
+        .env("KEYGATE_KEYS_DIR", dir.path().join("keys"))
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .env("KEYGATE_LOG_LEVEL", level)
+        .env("KEYGATE_UI_SIGNUP", "true")
+        .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
+        .env("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", initial_token)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(vec![]));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let addr = log.lock().unwrap().iter().find_map(|l| {
+            let at = l.find("keygate listening")?;
+            let rest = &l[at..];
+            let a = rest.find("addr=")? + 5;
+            Some(rest[a..].split_whitespace().next()?.to_string())
+        });
+        if let Some(addr) = addr {
+            return Server {
+                child,
+                base: format!("http://{addr}"),
+                log,
+                _dir: dir,
+            };
+        }
+        assert!(Instant::now() < deadline, "keygate did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Runs every flow that handles a secret and returns the secrets it saw.
+async fn every_secret_flow(s: &Server, initial_token: &str) -> Vec<(&'static str, String)> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let mut secrets: Vec<(&'static str, String)> =
+        vec![("initial access token", initial_token.into())];
+
+    // RFC 7591 registration: client secret and registration access token.
+    let reg: serde_json::Value = http
+        .post(s.url("/oauth/register"))
+        .bearer_auth(initial_token)
+        .json(&serde_json::json!({
+            "client_name": "log test",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "scope": "profile email api:read",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = reg["client_id"].as_str().unwrap().to_string();
+    let secret = reg["client_secret"].as_str().unwrap().to_string();
+    let rat = reg["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    secrets.push(("client secret", secret.clone()));
+    secrets.push(("registration access token", rat.clone()));
+    let status = http
+        .get(s.url(&format!("/oauth/register/{id}")))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
+    // A wrong secret (logged as an authentication failure, never itself).
+    let wrong_secret = format!("wrong-{}", keygate::ids::random_token(16));
+    secrets.push(("wrong client secret", wrong_secret.clone()));
+    let resp = http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&id, Some(&wrong_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let cc: serde_json::Value = http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "api:read")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    secrets.push((
+        "client_credentials access token",
+        cc["access_token"].as_str().unwrap().into(),
+    ));
+
+    // Sign-up (a password), a failed login (another password), the session cookie.
+    let password = format!("pw-{}", keygate::ids::random_token(12));
+    let wrong_password = format!("bad-{}", keygate::ids::random_token(12));
+    secrets.push(("password", password.clone()));
+    secrets.push(("wrong password", wrong_password.clone()));
+    let page = browser
+        .get(s.url("/signup"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf_token");
+    let resp = browser
+        .post(s.url("/signup"))
+        .form(&[
+            ("username", "logtest"),
+            ("password", password.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("return_to", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "sign-up");
+    for c in resp.cookies() {
+        secrets.push(("cookie", c.value().to_string()));
+    }
+    let other = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = other
+        .get(s.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf_token");
+    let resp = other
+        .post(s.url("/login"))
+        .form(&[
+            ("username", "logtest"),
+            ("password", wrong_password.as_str()),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "wrong password");
+
+    // Authorization code + PKCE, redemption, replay, refresh, reuse.
+    let (verifier, challenge) = pkce_pair();
+    secrets.push(("code verifier", verifier.clone()));
+    let path = format!(
+        "/oauth/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=profile+email&state=st&code_challenge={challenge}&code_challenge_method=S256",
+        urlencode(REDIRECT)
+    );
+    let page = browser
+        .get(s.url(&path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf_token");
+    secrets.push(("csrf token", csrf.clone()));
+    let resp = browser
+        .post(s.url(&path))
+        .form(&[("csrf_token", csrf.as_str()), ("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    let code = params_of(&location(&resp), false)["code"].clone();
+    secrets.push(("authorization code", code.clone()));
+    let redeem = || {
+        http.post(s.url("/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier.as_str()),
+            ])
+            .send()
+    };
+    let tokens: serde_json::Value = redeem().await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    secrets.push(("user access token", access.clone()));
+    secrets.push(("refresh token", refresh.clone()));
+    assert_eq!(redeem().await.unwrap().status(), 400, "code replay");
+
+    let resp = http
+        .get(s.url("/api/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "the code replay revoked the access token"
+    );
+    let refresh_once = |token: String| {
+        http.post(s.url("/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ])
+            .send()
+    };
+    // The replay revoked the family as well: use a fresh code for refresh.
+    let (verifier2, challenge2) = pkce_pair();
+    let path2 = path.replace(&challenge, &challenge2);
+    let resp = browser
+        .post(s.url(&path2))
+        .form(&[("csrf_token", csrf.as_str()), ("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    let code2 = params_of(&location(&resp), false)["code"].clone();
+    secrets.push(("second authorization code", code2.clone()));
+    let t2: serde_json::Value = http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code2.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier2.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r1 = t2["refresh_token"].as_str().unwrap().to_string();
+    secrets.push(("second refresh token", r1.clone()));
+    secrets.push((
+        "second access token",
+        t2["access_token"].as_str().unwrap().into(),
+    ));
+    let t3: serde_json::Value = refresh_once(r1.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r2 = t3["refresh_token"].as_str().unwrap().to_string();
+    let a3 = t3["access_token"].as_str().unwrap().to_string();
+    secrets.push(("rotated refresh token", r2.clone()));
+    secrets.push(("refreshed access token", a3.clone()));
+    // Introspection and revocation of the live tokens.
+    let resp = http
+        .post(s.url("/oauth/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", a3.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .post(s.url("/oauth/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", r2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Reuse of a rotated token (family revocation is logged).
+    let _ = refresh_once(r1).await.unwrap();
+    secrets
+}
+
+/// Issue 7 item 5: no secret, password, code or token in any log line, at
+/// the default level and at debug; the audit events are there.
+#[tokio::test]
+async fn no_secret_reaches_the_log_and_audit_events_do() {
+    for level in ["info", "debug"] {
+        let initial_token = format!("iat-{}", keygate::ids::random_token(16));
+        let server = start(level, &initial_token);
+        let secrets = every_secret_flow(&server, &initial_token).await;
+        // Give the last lines time to arrive, then stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = server.log.lock().unwrap().clone();
+        drop(server);
+        assert!(log.len() > 10, "{level}: the log was captured: {log:?}");
+        for (what, secret) in &secrets {
+            assert!(secret.len() >= 16, "{what} is a real secret: {secret}");
+            // Whole values, and for JWTs the signature part on its own.
+            let parts: Vec<&str> = std::iter::once(secret.as_str())
+                .chain(secret.rsplit('.').next().filter(|_| secret.contains('.')))
+                .collect();
+            for part in parts {
+                if let Some(line) = log.iter().find(|l| l.contains(part)) {
+                    panic!("{level}: the {what} is in the log: {line}");
+                }
+            }
+        }
+        for event in [
+            "login_failed",
+            "client_auth_failed",
+            "token_issued",
+            "code_replay",
+            "refresh_family_revoked",
+            "client_changed",
+            "user_created",
+        ] {
+            assert!(
+                log.iter().any(|l| l.contains(event)),
+                "{level}: audit event {event} missing from the log:\n{}",
+                log.join("\n")
+            );
+        }
+    }
+}
+
+/// Issue 7 item 6: a `kid` is only ever a key into the loaded set; unknown,
+/// hostile or mismatched values are refused without touching anything else.
+#[test]
+fn kid_injection_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), Alg::RS256, 1).unwrap();
+    let es = generate_into(dir.path(), Alg::ES256, 2).unwrap();
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    let body = B64.encode(
+        serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": i64::MAX / 2, "iat": 0, "nbf": 0,
+            "jti": "j", "client_id": "c", "scope": ""})
+        .to_string(),
+    );
+    let hostile = [
+        "../../../../etc/passwd".to_string(),
+        "keys/../../secret.pem".to_string(),
+        "' OR '1'='1".to_string(),
+        "\u{0000}".to_string(),
+        "k".repeat(100_000),
+        String::new(),
+    ];
+    for kid in &hostile {
+        let header = B64
+            .encode(serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}).to_string());
+        let token = format!("{header}.{body}.{}", B64.encode([0u8; 256]));
+        assert!(
+            jwt::verify(&set, &token, "i", "a").is_err(),
+            "kid {kid:.40}"
+        );
+    }
+    // A real kid with another key's algorithm: the key's own alg is pinned.
+    let header =
+        B64.encode(serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": es.kid}).to_string());
+    let token = format!("{header}.{body}.{}", B64.encode([0u8; 256]));
+    assert!(jwt::verify(&set, &token, "i", "a").is_err());
+    // No kid at all.
+    let header = B64.encode(serde_json::json!({"alg": "ES256", "typ": "at+jwt"}).to_string());
+    let token = format!("{header}.{body}.{}", B64.encode([0u8; 64]));
+    assert!(jwt::verify(&set, &token, "i", "a").is_err());
+}
