@@ -60,21 +60,24 @@ fn start(level: &str, initial_token: &str) -> Server {
             sink.lock().unwrap().push(line);
         }
     });
+    let mut server = Server {
+        child,
+        base: String::new(),
+        log,
+        _dir: dir,
+    };
+    // Dropping `server` on a failed start kills the process.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let addr = log.lock().unwrap().iter().find_map(|l| {
+        let addr = server.log.lock().unwrap().iter().find_map(|l| {
             let at = l.find("keygate listening")?;
             let rest = &l[at..];
             let a = rest.find("addr=")? + 5;
             Some(rest[a..].split_whitespace().next()?.to_string())
         });
         if let Some(addr) = addr {
-            return Server {
-                child,
-                base: format!("http://{addr}"),
-                log,
-                _dir: dir,
-            };
+            server.base = format!("http://{addr}");
+            return server;
         }
         assert!(Instant::now() < deadline, "keygate did not start");
         std::thread::sleep(Duration::from_millis(50));
