@@ -12,6 +12,7 @@ use keygate::tokens::jwt;
 use keygate::tokens::keys::{generate_into, Alg, KeySet};
 
 use crate::helpers::{hidden_value, location, params_of, pkce_pair, urlencode};
+use crate::redis_server::RedisServer;
 
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 
@@ -30,7 +31,7 @@ impl Drop for Server {
     }
 }
 
-fn start(level: &str, initial_token: &str) -> Server {
+fn start(level: &str, initial_token: &str, store_url: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
     for (k, _) in std::env::vars() {
@@ -43,6 +44,7 @@ fn start(level: &str, initial_token: &str) -> Server {
         .env("KEYGATE_KEYS_DIR", dir.path().join("keys"))
         .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
         .env("KEYGATE_LOG_LEVEL", level)
+        .env("KEYGATE_STORE_URL", store_url)
         .env("KEYGATE_UI_SIGNUP", "true")
         .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
         .env("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", initial_token)
@@ -350,9 +352,12 @@ async fn every_secret_flow(s: &Server, initial_token: &str) -> Vec<(&'static str
 #[tokio::test]
 async fn no_secret_reaches_the_log_and_audit_events_do() {
     for level in ["info", "debug"] {
+        // Redis, so that everything stored can be read back afterwards.
+        let redis = RedisServer::new();
         let initial_token = format!("iat-{}", keygate::ids::random_token(16));
-        let server = start(level, &initial_token);
+        let server = start(level, &initial_token, &redis.url());
         let secrets = every_secret_flow(&server, &initial_token).await;
+        assert_stored_only_as_hashes(&redis, &secrets).await;
         // Give the last lines time to arrive, then stop.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let log = server.log.lock().unwrap().clone();
@@ -383,6 +388,45 @@ async fn no_secret_reaches_the_log_and_audit_events_do() {
                 log.iter().any(|l| l.contains(event)),
                 "{level}: audit event {event} missing from the log:\n{}",
                 log.join("\n")
+            );
+        }
+    }
+}
+
+/// Issue 7 item 5: every key and value in the store, read back raw, holds
+/// none of the secrets (client secrets, codes, refresh and registration
+/// tokens, session cookies are stored under or as hashes; passwords as argon2id).
+async fn assert_stored_only_as_hashes(redis: &RedisServer, secrets: &[(&'static str, String)]) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() > 5, "the flow stored something: {keys:?}");
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kind, "string", "{key}");
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let value = String::from_utf8_lossy(&value);
+        for (what, secret) in secrets {
+            // Access tokens are never stored either (only their jti, to deny them).
+            assert!(
+                !key.contains(secret.as_str()),
+                "the {what} is in the store key {key}"
+            );
+            assert!(
+                !value.contains(secret.as_str()),
+                "the {what} is stored in {key}: {value}"
             );
         }
     }
