@@ -472,3 +472,37 @@ fn kid_injection_is_harmless() {
     let token = format!("{header}.{body}.{}", B64.encode([0u8; 64]));
     assert!(jwt::verify(&set, &token, "i", "a").is_err());
 }
+
+/// docs/security.md maps every checklist line to tests: each test it names
+/// in its "Test" column must exist, so the document cannot go stale.
+#[test]
+fn security_checklist_names_only_existing_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/security.md")).unwrap();
+    let mut named = 0;
+    for line in doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Requirement"))
+    {
+        let test_cell = line.trim_end_matches('|').rsplit('|').next().unwrap();
+        assert!(
+            test_cell.contains('`'),
+            "a checklist line without a test: {line}"
+        );
+        for reference in test_cell.split('`').skip(1).step_by(2) {
+            let (file, name) = match reference.rsplit_once("::") {
+                Some((path, name)) if path.starts_with("src/") => (root.join(path), name),
+                Some((module, name)) => (root.join(format!("tests/api/{module}.rs")), name),
+                None => continue, // a config key or a value, not a test
+            };
+            let source = std::fs::read_to_string(&file)
+                .unwrap_or_else(|_| panic!("{reference}: no file {}", file.display()));
+            assert!(
+                source.contains(&format!("fn {name}(")),
+                "docs/security.md names {reference}, which does not exist"
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 40, "only {named} tests named");
+}
