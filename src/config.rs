@@ -136,6 +136,9 @@ pub struct StoreSettings {
     pub url: String,
     /// Upper bound on one store call, in milliseconds.
     pub timeout_ms: u64,
+    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`
+    /// (`false`: log an error and run anyway).
+    pub require_noeviction: bool,
 }
 
 impl Default for StoreSettings {
@@ -143,6 +146,7 @@ impl Default for StoreSettings {
         Self {
             url: "memory".into(),
             timeout_ms: 2000,
+            require_noeviction: true,
         }
     }
 }

@@ -165,10 +165,17 @@ async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Stor
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
             match store.eviction_policy().await {
                 Ok(p) if p == "noeviction" => tracing::info!("store: redis (maxmemory-policy noeviction)"),
-                Ok(p) => bail!(
+                Ok(p) if settings.store.require_noeviction => bail!(
                     "store.url: Redis runs with maxmemory-policy `{p}`; keygate requires `noeviction` \
                      (an evicted revocation or used-code record would bring a dead token back). \
-                     Run `CONFIG SET maxmemory-policy noeviction` or set it in redis.conf"
+                     Run `CONFIG SET maxmemory-policy noeviction` or set it in redis.conf \
+                     (store.require_noeviction = false runs anyway)"
+                ),
+                Ok(p) => tracing::error!(
+                    policy = %p,
+                    "store: Redis may EVICT keys (maxmemory-policy `{p}`): an evicted revocation or \
+                     used-code record brings a dead token back. Running anyway because \
+                     store.require_noeviction = false; set maxmemory-policy noeviction"
                 ),
                 Err(e) => tracing::warn!(
                     error = %e,

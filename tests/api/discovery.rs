@@ -240,11 +240,17 @@ async fn refuses_to_start_unless_redis_is_noeviction() {
     keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::ES256, 1)
         .unwrap();
     let settings = crate::helpers::test_settings(keys.path(), &redis.url());
-    let err = keygate::startup::Application::build(settings)
+    let err = keygate::startup::Application::build(settings.clone())
         .await
         .err()
         .expect("start-up refused");
     assert!(err.to_string().contains("noeviction"), "{err}");
+    // The operator may choose to run anyway (an error is logged).
+    let mut settings = settings;
+    settings.store.require_noeviction = false;
+    keygate::startup::Application::build(settings)
+        .await
+        .expect("runs with store.require_noeviction = false");
 }
 
 #[tokio::test]

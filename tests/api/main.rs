@@ -7,6 +7,7 @@ mod cli;
 mod client_pages;
 mod demo;
 mod discovery;
+mod faults;
 mod flows;
 mod helpers;
 mod instances;
