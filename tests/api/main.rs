@@ -9,6 +9,7 @@ mod demo;
 mod discovery;
 mod flows;
 mod helpers;
+mod limits;
 mod openapi;
 mod redis_server;
 mod registration;
