@@ -59,6 +59,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// `[log]`: log format and level.
     pub log: LogSettings,
+    /// `[limits]`: in-process rate limits.
+    pub limits: LimitSettings,
     /// `[[clients]]`: clients defined in the file (not overridable by env).
     pub clients: Vec<ConfigClient>,
     /// `[[users]]`: users defined in the file (not overridable by env).
@@ -76,6 +78,37 @@ pub struct SessionSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         Self { ttl: 8 * 3600 }
+    }
+}
+
+/// `[limits]`: in-process rate limits (per process, not shared between instances).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Off switch for every rate limit below.
+    pub enabled: bool,
+    /// Token requests per second each authenticated client may sustain.
+    pub token_per_second: u32,
+    /// Token requests a client may send at once before the rate applies.
+    pub token_burst: u32,
+    /// Login attempts per minute for one username from one IP address.
+    pub login_per_minute: u32,
+    /// Login attempts for one username from one IP address before the rate applies.
+    pub login_burst: u32,
+    /// Seconds between sweeps that forget idle limiter keys (bounds memory).
+    pub sweep_secs: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_per_second: 50,
+            token_burst: 100,
+            login_per_minute: 10,
+            login_burst: 5,
+            sweep_secs: 60,
+        }
     }
 }
 
@@ -114,6 +147,11 @@ pub struct ServerSettings {
     pub max_header_bytes: u64,
     /// Seconds that in-flight requests get to finish on SIGTERM/Ctrl-C.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client gets to send a complete request head, counted from
+    /// when the connection waits for one (so also the keep-alive idle timeout).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client gets to send a complete request body.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -124,6 +162,8 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
         }
     }
 }
@@ -402,7 +442,26 @@ impl Settings {
             ("tokens.code_ttl", self.tokens.code_ttl),
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.max_header_bytes", self.server.max_header_bytes),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
             ("keys.jwks_max_age", self.keys.jwks_max_age),
+            (
+                "limits.token_per_second",
+                self.limits.token_per_second.into(),
+            ),
+            ("limits.token_burst", self.limits.token_burst.into()),
+            (
+                "limits.login_per_minute",
+                self.limits.login_per_minute.into(),
+            ),
+            ("limits.login_burst", self.limits.login_burst.into()),
+            ("limits.sweep_secs", self.limits.sweep_secs),
         ] {
             if v == 0 {
                 return Err(ConfigError::new(key, "must be greater than 0"));

@@ -7,6 +7,7 @@
 //! - [`store`]: the `KvStore` trait, its memory and Redis implementations, typed repos.
 //! - [`tokens`]: signing keys, JWKS, JWT signing and verification.
 //! - [`config`]: settings (defaults < file < `KEYGATE_*` env) and validation.
+//! - [`limits`]: in-process rate limits (token endpoint per client, login per IP + username).
 //! - [`startup`]: building and running the server; [`telemetry`]: logging;
 //!   [`metrics`]: Prometheus metrics; [`clock`]: the only reader of time.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod flows;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod oauth;
 pub mod passwords;

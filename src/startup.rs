@@ -8,12 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint};
+use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Profile, Settings, StoreBackend, Validated};
 use crate::flows::clients::build;
+use crate::limits::Limits;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_meta::ClientMetadata;
@@ -28,7 +32,7 @@ use crate::tokens::{KeyError, KeySet, Keys};
 
 /// A bound, ready-to-run server.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
 }
@@ -45,17 +49,14 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let state = build_state(settings, clock).await?;
-        let acceptor = TcpListener::bind(state.cfg.listen)
-            .into_acceptor()
+        let listener = TcpListener::bind(state.cfg.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", state.cfg.listen))?;
-        let addr = acceptor
+        let addr = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
             .context("listener has no socket address")?;
         Ok(Self {
-            acceptor,
+            listener,
             addr,
             state,
         })
@@ -87,12 +88,100 @@ impl Application {
             self.state.keys.clone(),
             self.state.settings.keys.reload_secs,
         );
+        spawn_limit_sweeper(
+            self.state.limits.clone(),
+            self.state.settings.limits.sweep_secs,
+        );
         tracing::info!(addr = %self.addr, issuer = %self.state.cfg.issuer, "keygate listening");
+        let header_timeout =
+            Duration::from_secs(self.state.settings.server.header_read_timeout_secs);
         let app = crate::http::routes(self.state);
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(grace))
-            .await
+        serve(
+            self.listener,
+            self.addr,
+            app,
+            header_timeout,
+            shutdown,
+            grace,
+        )
+        .await
     }
+}
+
+/// The accept loop: every connection is served by hyper's HTTP/1.1 server
+/// with poem's endpoint as the service.
+///
+/// keygate drives hyper itself rather than through `poem::Server` because poem
+/// 3 sets no hyper timer, which leaves hyper's header read timeout inert: a
+/// client could hold a connection open forever by sending its request head a
+/// byte at a time (slowloris). Here `header_timeout` bounds the time from the
+/// moment a connection waits for a request head (on accept, and again after
+/// each response on a kept-alive connection) until the head is complete, so
+/// it is also the keep-alive idle timeout. Bodies are bounded separately by
+/// `server.body_read_timeout_secs` (`http::size_limits`).
+///
+/// HTTP/1.1 only: cleartext HTTP/2 (prior knowledge, which `poem::Server`
+/// also accepted) has no request-head timeout in hyper and would reopen the
+/// hole; TLS-terminating proxies in front speak HTTP/1.1 to keygate.
+async fn serve<E: Endpoint + 'static>(
+    listener: TcpListener,
+    local: SocketAddr,
+    ep: E,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let ep = Arc::new(ep);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper::service::service_fn({
+            let ep = ep.clone();
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let ep = ep.clone();
+                async move {
+                    let req = poem::Request::from((
+                        req,
+                        LocalAddr(Addr::SocketAddr(local)),
+                        RemoteAddr(Addr::SocketAddr(peer)),
+                        poem::http::uri::Scheme::HTTP,
+                    ));
+                    let resp: hyper::Response<_> = ep.get_response(req).await.into();
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(remote_addr = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; dropping the remaining connections");
+    }
+    Ok(())
 }
 
 /// Builds the shared state from settings: validation, store, keys, clients,
@@ -135,6 +224,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         })
         .collect();
     let store_for_key = store.clone();
+    let settings_limits = settings.limits.clone();
     let state = AppState {
         repos: Repos::new(store.clone()),
         store,
@@ -148,6 +238,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         config_users: Arc::new(config_users),
         policy,
         csrf_key: shared_key(&store_for_key, "csrf").await,
+        limits: Arc::new(Limits::new(&settings_limits)),
     };
     Ok(state)
 }
@@ -320,6 +411,22 @@ fn spawn_key_reloader(keys: Arc<Keys>, every_secs: u64) {
                     tracing::error!(error = %e, "key reload failed; keeping the current keys")
                 }
             }
+        }
+    });
+}
+
+/// Every `every_secs`, forgets rate-limiter keys whose bucket has refilled,
+/// so the limiters hold only the keys active in the last refill period.
+fn spawn_limit_sweeper(limits: Arc<Limits>, every_secs: u64) {
+    if limits.is_disabled() {
+        return;
+    }
+    let period = Duration::from_secs(every_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            limits.retain_recent();
         }
     });
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::{Settings, Validated};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::oauth::authorize::Policy;
 use crate::oauth::types::Client;
@@ -40,4 +41,6 @@ pub struct AppState {
     pub policy: Policy,
     /// Key of the CSRF cookie protection (shared by instances through the store).
     pub csrf_key: [u8; 32],
+    /// In-process rate limiters (`[limits]`).
+    pub limits: Arc<Limits>,
 }

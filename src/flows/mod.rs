@@ -25,6 +25,9 @@ pub enum FlowError {
     /// Signing failed (→ 500 `server_error`).
     #[error(transparent)]
     Signing(#[from] SignError),
+    /// A rate limit refused the request (→ 429 with `Retry-After`).
+    #[error("rate limited; retry after {} s", .0 .0)]
+    RateLimited(crate::limits::RetryAfter),
     /// Another internal fault (→ 500 `server_error`; the cause is logged).
     #[error("internal error: {0}")]
     Internal(String),

@@ -149,6 +149,12 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
     // The client is authenticated before any grant error is reported, so an
     // unauthenticated caller learns nothing about which grants this server supports.
     let client = check_client(&creds, client)?;
+    // Counted after authentication: naming a client is not enough to spend
+    // its budget (README "Rate limits and slow clients").
+    state
+        .limits
+        .check_token(&client.client_id)
+        .map_err(FlowError::RateLimited)?;
     let grant_type = grant_type?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
     // `record` is `Code` exactly for the code grant and `Refresh` for the refresh grant.

@@ -10,7 +10,7 @@ pub mod registration;
 pub mod responses;
 pub mod views;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::http::{header, StatusCode};
 use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route};
@@ -62,6 +62,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let ui = api.swagger_ui();
     let max_body = state.settings.server.max_body_bytes;
     let max_header = state.settings.server.max_header_bytes;
+    let body_timeout = Duration::from_secs(state.settings.server.body_read_timeout_secs);
     let csrf = |ep| {
         poem::middleware::Csrf::new()
             .cookie_name("kg_csrf")
@@ -125,20 +126,23 @@ pub fn routes(state: AppState) -> impl Endpoint {
             ),
         )
         .at("/static/style.css", get(views::stylesheet))
-        .around(move |ep, req| size_limits(ep, req, max_body, max_header))
+        .around(move |ep, req| size_limits(ep, req, max_body, max_header, body_timeout))
         .around(observe)
         .data(state)
 }
 
 /// Refuses oversized header sections with 431 and bodies whose declared
-/// length exceeds the limit with 413, before any handler runs (streamed bodies
-/// are cut at the same limit by the payload readers). hyper's own cap (~400 KiB)
-/// stays as the outer bound.
+/// length exceeds the limit with 413, before any handler runs. hyper's own
+/// header cap (~400 KiB) stays as the outer bound. Then reads the body (every
+/// body keygate accepts is a small form or JSON document) within
+/// `body_timeout`: a client that never finishes its body gets 408 and the
+/// connection is closed, and a streamed body over the limit gets 413.
 async fn size_limits<E: Endpoint>(
     ep: E,
-    req: Request,
+    mut req: Request,
     max: u64,
     max_header: u64,
+    body_timeout: Duration,
 ) -> poem::Result<Response> {
     let header_bytes: usize = req
         .headers()
@@ -163,6 +167,37 @@ async fn size_limits<E: Endpoint>(
             "invalid_request",
             "request body too large",
         ));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match tokio::time::timeout(body_timeout, req.take_body().into_bytes_limit(limit)).await {
+        Ok(Ok(body)) => req.set_body(body),
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => {
+            return Ok(oauth_json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "unreadable request body");
+            return Ok(oauth_json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            ));
+        }
+        Err(_) => {
+            let mut resp = oauth_json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body was not received in time",
+            );
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return Ok(resp);
+        }
     }
     Ok(ep.call(req).await?.into_response())
 }

@@ -15,6 +15,7 @@ use super::views::{
 use crate::flows::authorize::{approve, check, deny, Refusal};
 use crate::flows::users;
 use crate::flows::FlowError;
+use crate::limits::RetryAfter;
 use crate::oauth::authorize::{error_redirect_url, AuthorizeError, ValidRequest};
 use crate::state::AppState;
 use crate::store::repos::{Session, User};
@@ -84,6 +85,22 @@ pub fn flow_error_page(state: &AppState, csrf: &CsrfToken, e: FlowError) -> Resp
             )
         }
     }
+}
+
+/// 429 with `Retry-After` for a rate-limited form post.
+pub fn too_many_attempts(state: &AppState, csrf: &CsrfToken, retry_after: u64) -> Response {
+    let mut resp = error_page(
+        state,
+        csrf,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        &format!(
+            "Too many sign-in attempts for this account. Wait {retry_after} seconds and try again."
+        ),
+    );
+    resp.headers_mut()
+        .insert(poem::http::header::RETRY_AFTER, retry_after.into());
+    resp
 }
 
 /// Whether a posted `csrf_token` matches the request's CSRF cookie.
@@ -220,6 +237,12 @@ pub async fn login(
     let return_to = safe_return_to(f.return_to.as_deref());
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
+    // Before argon2: a refused guess must cost (almost) nothing. The peer is
+    // the TCP peer; X-Forwarded-For is not trusted (README "Rate limits and slow clients").
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    if let Err(RetryAfter(secs)) = state.limits.check_login(peer, &username) {
+        return too_many_attempts(&state, csrf, secs);
+    }
     let user = match users::authenticate(&state, username.trim(), password).await {
         Ok(u) => u,
         Err(e) => return flow_error_page(&state, csrf, e),

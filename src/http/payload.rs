@@ -44,7 +44,7 @@ impl<T: Type> ParsePayload for FormPairs<T> {
             .data::<AppState>()
             .map_or(64 * 1024, |s| s.settings.server.max_body_bytes as usize);
         let bytes = body.take()?.into_bytes_limit(limit).await?;
-        let pairs = form_urlencoded::parse(&bytes).into_owned().collect();
+        let pairs = bounded_pairs(&bytes)?;
         Ok(Self {
             pairs,
             _schema: PhantomData,
@@ -53,6 +53,35 @@ impl<T: Type> ParsePayload for FormPairs<T> {
 }
 
 impl_apirequest_for_payload!(FormPairs<T>, T: Type);
+
+/// Most `name=value` pairs a token, revocation or introspection form may have.
+/// The largest legitimate form (authorization_code with client_secret_post) has 7.
+pub const MAX_FORM_PAIRS: usize = 64;
+/// Longest decoded name or value in such a form, in bytes. Codes, tokens,
+/// redirect URIs and secrets are all far shorter.
+pub const MAX_FORM_VALUE_BYTES: usize = 4096;
+
+/// Decodes a form, refusing (400, `invalid_request` through the endpoints'
+/// bad-request handler) too many pairs or an over-long name or value, before
+/// any handler or store call sees it.
+fn bounded_pairs(bytes: &[u8]) -> poem::Result<Vec<(String, String)>> {
+    let refuse = |msg: String| poem::Error::from_string(msg, poem::http::StatusCode::BAD_REQUEST);
+    let mut pairs = Vec::new();
+    for (name, value) in form_urlencoded::parse(bytes) {
+        if pairs.len() == MAX_FORM_PAIRS {
+            return Err(refuse(format!(
+                "the form has more than {MAX_FORM_PAIRS} parameters"
+            )));
+        }
+        if name.len() > MAX_FORM_VALUE_BYTES || value.len() > MAX_FORM_VALUE_BYTES {
+            return Err(refuse(format!(
+                "a form parameter is longer than {MAX_FORM_VALUE_BYTES} bytes"
+            )));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
 
 /// A JSON document serialised once and served as is (JWKS, metadata); `T`
 /// provides the schema.

@@ -6,6 +6,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
 use crate::flows::FlowError;
+use crate::limits::RetryAfter;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// `Cache-Control` of every token and error response (RFC 6749 §5.1).
@@ -115,6 +116,15 @@ pub enum TokenResponse {
         Json<OAuthErrorBody>,
         #[oai(header = "Cache-Control")] String,
     ),
+    /// This client sent more requests than `limits.token_per_second` /
+    /// `limits.token_burst` allow: `temporarily_unavailable` (RFC 6749 has no
+    /// rate-limit code); retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Retry-After")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// An unexpected server fault (details are in the server log).
     #[oai(status = 500)]
     ServerError(
@@ -151,7 +161,17 @@ impl From<OAuthError> for TokenResponse {
 
 impl From<FlowError> for TokenResponse {
     fn from(e: FlowError) -> Self {
-        internal_to_oauth(e).into()
+        match e {
+            FlowError::RateLimited(RetryAfter(secs)) => Self::TooManyRequests(
+                OAuthErrorBody::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    format!("too many token requests for this client; retry after {secs} s"),
+                ),
+                secs.to_string(),
+                NO_STORE.into(),
+            ),
+            e => internal_to_oauth(e).into(),
+        }
     }
 }
 
@@ -171,6 +191,10 @@ pub fn internal_to_oauth(e: FlowError) -> OAuthError {
             tracing::error!(error = %cause, "signing failed");
             OAuthError::new(ErrorCode::ServerError, "internal error")
         }
+        FlowError::RateLimited(RetryAfter(secs)) => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("too many requests; retry after {secs} s"),
+        ),
         FlowError::Internal(cause) => {
             tracing::error!(error = %cause, "internal error");
             OAuthError::new(ErrorCode::ServerError, "internal error")
@@ -221,6 +245,9 @@ macro_rules! form_endpoint_response {
                 match t {
                     TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
                     TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
+                    // Only the token endpoint is rate limited; were another one, a
+                    // refusal would still tell the client when to retry.
+                    TokenResponse::TooManyRequests(b, r, c) => Self::Unavailable(b, r, c),
                     TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
                     TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
                     TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),

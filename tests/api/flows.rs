@@ -7,8 +7,8 @@ use keygate::tokens::keys::Alg;
 
 use crate::helpers::{
     assert_oauth_error, hidden_value, location, params_of, pkce_pair, spawn_app, spawn_app_with,
-    urlencode, verify_like_a_gateway, Backend, TestApp, BACKENDS, ISSUER, PASSWORD, REDIRECT,
-    SECRET, USER,
+    store_calls, urlencode, verify_like_a_gateway, Backend, TestApp, BACKENDS, ISSUER, PASSWORD,
+    REDIRECT, SECRET, USER,
 };
 
 async fn legacy(backend: Backend) -> TestApp {
@@ -962,17 +962,6 @@ async fn signup_is_closed_when_disabled() {
             .status(),
         404
     );
-}
-
-/// Sum of `keygate_store_calls_total` (one call is one backend round trip).
-fn store_calls(app: &TestApp) -> u64 {
-    app.state
-        .metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("keygate_store_calls_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
 }
 
 /// Issue 6: at most 2 store round trips per code or refresh grant and 1 for

@@ -127,6 +127,9 @@ pub fn test_settings(keys_dir: &std::path::Path, store_url: &str) -> Settings {
         email: Some("alice@example.com".into()),
     }];
     s.ui.signup = true;
+    // Tests send bursts far above any sane production rate; tests/api/limits.rs
+    // turns the limits on.
+    s.limits.enabled = false;
     s
 }
 
@@ -328,6 +331,17 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Sum of `keygate_store_calls_total` (one call is one backend round trip).
+pub fn store_calls(app: &TestApp) -> u64 {
+    app.state
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("keygate_store_calls_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 /// Asserts an RFC 6749 §5.2 error: status, code, JSON body with a description,

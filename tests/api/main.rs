@@ -11,6 +11,7 @@ mod faults;
 mod flows;
 mod helpers;
 mod instances;
+mod limits;
 mod openapi;
 mod redis_server;
 mod registration;
