@@ -71,6 +71,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             .same_site(poem::web::cookie::SameSite::Lax)
             .transform(ep)
     };
+    let allow = std::sync::Arc::new(AllowTable::new(&api));
     // The API is mounted per prefix (not at "/") so that "/" stays the home page.
     let mut route = Route::new();
     for prefix in ["/oauth", "/.well-known", "/api"] {
@@ -126,9 +127,107 @@ pub fn routes(state: AppState) -> impl Endpoint {
             ),
         )
         .at("/static/style.css", get(views::stylesheet))
+        .around(move |ep, req| {
+            let allow = allow.clone();
+            async move { with_allow(ep, req, &allow).await }
+        })
         .around(move |ep, req| size_limits(ep, req, max_body, max_header, body_timeout))
         .around(observe)
         .data(state)
+}
+
+/// The methods each path answers, for the `Allow` header that RFC 9110
+/// §15.5.6 requires on `405 Method Not Allowed` (poem sends none). API paths
+/// come from the OpenAPI document, so they cannot drift; the pages are listed
+/// here next to their routes.
+pub struct AllowTable {
+    /// (path segments, `{…}`/`:…` matching any one segment; methods)
+    entries: Vec<(Vec<String>, String)>,
+}
+
+/// The HTML pages and plain routes of [`routes`] with their methods.
+const PAGE_METHODS: &[(&str, &str)] = &[
+    ("/", "GET, HEAD"),
+    ("/login", "GET, HEAD, POST"),
+    ("/signup", "GET, HEAD, POST"),
+    ("/logout", "POST"),
+    ("/oauth/authorize", "GET, HEAD, POST"),
+    ("/clients", "GET, HEAD, POST"),
+    ("/clients/new", "GET, HEAD"),
+    ("/clients/:id", "GET, HEAD, POST"),
+    ("/clients/:id/rotate", "POST"),
+    ("/clients/:id/delete", "GET, HEAD, POST"),
+    ("/static/style.css", "GET, HEAD"),
+    ("/openapi.json", "GET, HEAD"),
+];
+
+impl AllowTable {
+    fn new<T: poem_openapi::OpenApi, W: poem_openapi::Webhook>(api: &OpenApiService<T, W>) -> Self {
+        let mut entries: Vec<(Vec<String>, String)> = PAGE_METHODS
+            .iter()
+            .map(|(p, m)| (segments(p), (*m).to_string()))
+            .collect();
+        let spec: serde_json::Value = serde_json::from_str(&api.spec()).unwrap_or_default();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (path, ops) in paths {
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                let order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+                methods.sort_by_key(|m| order.iter().position(|o| o == m));
+                entries.push((segments(path), methods.join(", ")));
+            }
+        }
+        Self { entries }
+    }
+
+    /// The methods of the route `path` matches, if any.
+    pub fn methods(&self, path: &str) -> Option<&str> {
+        let given: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        self.entries
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == given.len()
+                    && pattern.iter().zip(&given).all(|(p, g)| {
+                        p == g || (!g.is_empty() && (p.starts_with('{') || p.starts_with(':')))
+                    })
+            })
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect()
+}
+
+/// Adds `Allow` to a 405 answer.
+async fn with_allow<E: Endpoint>(
+    ep: E,
+    req: Request,
+    allow: &AllowTable,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_string();
+    let mut resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !resp.headers().contains_key(header::ALLOW)
+    {
+        if let Some(methods) = allow.methods(&path) {
+            if let Ok(v) = header::HeaderValue::from_str(methods) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+    }
+    Ok(resp)
 }
 
 /// Refuses oversized header sections with 431 and bodies whose declared

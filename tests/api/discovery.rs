@@ -301,3 +301,56 @@ async fn starts_while_redis_is_down_and_reports_not_ready() {
     assert!(state.store.ping().await.is_ok());
     server.abort();
 }
+
+/// RFC 9110 §15.5.6: a 405 carries `Allow`; every listed method is served
+/// (schemathesis found the header missing).
+#[tokio::test]
+async fn method_not_allowed_lists_the_allowed_methods() {
+    let app = spawn_app(Backend::Memory).await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&keygate::http::api_service().spec()).unwrap();
+    let mut paths: Vec<(String, Vec<String>)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(p, ops)| {
+            let methods = ops
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            (p.replace("{client_id}", "some-client"), methods)
+        })
+        .collect();
+    for page in [
+        "/",
+        "/login",
+        "/logout",
+        "/oauth/authorize",
+        "/clients/abc/rotate",
+    ] {
+        paths.push((page.to_string(), vec![]));
+    }
+    for (path, documented) in paths {
+        let resp = app
+            .http
+            .request(reqwest::Method::TRACE, app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "TRACE {path}");
+        let allow = resp.headers()["allow"].to_str().unwrap().to_string();
+        for m in &documented {
+            assert!(allow.contains(m.as_str()), "{path}: {allow} lacks {m}");
+        }
+        if allow.contains("HEAD") {
+            let head = app.http.head(app.url(&path)).send().await.unwrap();
+            assert_ne!(
+                head.status(),
+                405,
+                "HEAD {path} is listed in Allow: {allow}"
+            );
+        }
+    }
+}
