@@ -10,6 +10,7 @@ mod discovery;
 mod flows;
 mod helpers;
 mod openapi;
+mod races;
 mod redis_server;
 mod registration;
 mod store_conformance;
