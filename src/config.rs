@@ -250,6 +250,10 @@ pub struct TokenSettings {
     pub refresh_ttl: u64,
     /// Authorization code lifetime in seconds.
     pub code_ttl: u64,
+    /// Seconds after a refresh token's rotation during which a retry of it by
+    /// the same client gets the same successor pair instead of revoking the
+    /// family; 0 = off (every reuse revokes, RFC 9700 §4.14.2).
+    pub refresh_grace_secs: u64,
 }
 
 impl Default for TokenSettings {
@@ -259,6 +263,7 @@ impl Default for TokenSettings {
             access_ttl: 900,
             refresh_ttl: 14 * 24 * 3600,
             code_ttl: 60,
+            refresh_grace_secs: 5,
         }
     }
 }

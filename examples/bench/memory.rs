@@ -184,6 +184,7 @@ impl Writer {
                     scope: self.scope.clone(),
                     expires_at,
                     rotated: false,
+                    grace: None,
                 };
                 self.repos
                     .put_refresh_family(&token, &rec, ttl)

@@ -4,12 +4,14 @@
 //! Store round trips: `client_credentials` 0–1 (the client lookup; none for
 //! config-file clients); `authorization_code` and `refresh_token` 2: one read
 //! of the client and the code or refresh token together (`MGET`), and one
-//! atomic swap.
+//! atomic swap. A retry of a just-rotated refresh token (the grace window,
+//! [`crate::oauth::grace`]) may take up to 2 more reads; the normal path never does.
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
+use crate::oauth::grace::{self, GraceContents, GraceSeal};
 use crate::oauth::token::{
     client_credentials, granted_scope, redeem_code, redeem_refresh, require_grant, required,
     AccessClaims, CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
@@ -281,7 +283,9 @@ async fn refresh(
     let scope = match redeem_refresh(params, &stored.value, client, now) {
         Ok(s) => s,
         Err(RedeemError::Refused(e)) => return Err(e.into()),
-        Err(RedeemError::Replayed) => return Err(refresh_replayed(state, &stored.value).await),
+        Err(RedeemError::Replayed) => {
+            return grace_retry_or_revoke(state, params, client, token, &stored.value).await
+        }
     };
     let family_grant = Grant {
         subject: stored.value.sub.clone(),
@@ -289,23 +293,100 @@ async fn refresh(
         scope: stored.value.scope.clone(),
     };
     let (next_token, next) = new_refresh(state, &family_grant, now, stored.value.family.clone());
-    let ttl = state.settings.tokens.refresh_ttl as i64;
-    if !state
-        .repos
-        .rotate_refresh(token, &stored, &next_token, &next, ttl)
-        .await?
-    {
-        // Rotated concurrently, or the family was revoked: either way no token
-        // may come out of this one again.
-        return Err(refresh_replayed(state, &stored.value).await);
-    }
     let grant = Grant {
         scope,
         ..family_grant
     };
     let claims = claims_for(state, &grant, now);
+    let window = state.settings.tokens.refresh_grace_secs;
+    let seal = (window > 0)
+        .then(|| seal_grace(token, &stored.value.family, now, &next_token, &claims))
+        .flatten();
+    let ttl = state.settings.tokens.refresh_ttl as i64;
+    if !state
+        .repos
+        .rotate_refresh(token, &stored, &next_token, &next, ttl, seal)
+        .await?
+    {
+        // Rotated concurrently, or the family was revoked. A concurrent
+        // rotation by this token's holder may have left a grace seal: look
+        // again (this extra read is only on the losing path).
+        if window > 0 {
+            if let Some(again) = state.repos.refresh(token).await? {
+                if again.value.rotated {
+                    return grace_retry_or_revoke(state, params, client, token, &again.value).await;
+                }
+            }
+        }
+        // Otherwise no token may come out of this one again.
+        return Err(refresh_replayed(state, &stored.value).await);
+    }
     count(state, GrantType::RefreshToken);
     sign(state, claims, Some(next_token))
+}
+
+/// Seals the successor pair for grace retries (one HKDF, one AES-GCM seal).
+/// Without randomness there is no seal, and a retry is plain reuse.
+fn seal_grace(
+    old_token: &str,
+    family: &str,
+    now: i64,
+    next_token: &str,
+    claims: &AccessClaims,
+) -> Option<GraceSeal> {
+    let contents = GraceContents {
+        refresh_token: next_token.to_string(),
+        jti: claims.jti.clone(),
+        iat: claims.iat,
+        exp: claims.exp,
+        scope: claims.scope.clone(),
+    };
+    grace::seal(old_token, family, now, &contents)
+        .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
+        .ok()
+}
+
+/// A rotated refresh token came back. Within the grace window, from its own
+/// client, asking for the same scope, while the successor is unused and the
+/// family alive: answer with the same successor pair (2 more store reads at
+/// most, never on the normal path). Otherwise it is reuse: revoke the family.
+async fn grace_retry_or_revoke(
+    state: &AppState,
+    params: &TokenParams,
+    client: &Client,
+    token: &str,
+    rec: &RefreshRecord,
+) -> Result<Issued, FlowError> {
+    let now = state.clock.now();
+    let window = state.settings.tokens.refresh_grace_secs;
+    let Some(c) = grace::retry(params, rec, client, token, now, window) else {
+        return Err(refresh_replayed(state, rec).await);
+    };
+    let (successor, family_alive) = state
+        .repos
+        .refresh_and_family(&c.refresh_token, &rec.family)
+        .await?;
+    if !grace::successor_is_live(successor.as_ref(), &rec.family, family_alive, now) {
+        return Err(refresh_replayed(state, rec).await);
+    }
+    tracing::info!(event = "refresh_grace_retry", client_id = %rec.client_id, "rotated refresh token retried within the grace window: same successor pair");
+    // The same claims: RS256 and EdDSA signatures are deterministic, so the
+    // access token is byte-identical (with an unchanged signing key); ES256
+    // signs the same claims with a fresh signature.
+    let claims = AccessClaims {
+        iss: state.cfg.issuer.clone(),
+        sub: rec.sub.clone(),
+        aud: state.cfg.audience.clone(),
+        exp: c.exp,
+        iat: c.iat,
+        nbf: c.iat,
+        jti: c.jti,
+        client_id: rec.client_id.clone(),
+        scope: c.scope,
+    };
+    let mut issued = sign(state, claims, Some(c.refresh_token))?;
+    issued.expires_in = u64::try_from(c.exp - now).unwrap_or(0);
+    Ok(issued)
 }
 
 /// RFC 9700 §4.14.2: reuse of a rotated refresh token revokes its family.
@@ -364,6 +445,7 @@ fn new_refresh(
         scope: grant.scope.clone(),
         expires_at: now + state.settings.tokens.refresh_ttl as i64,
         rotated: false,
+        grace: None,
     };
     (crate::ids::random_token(32), rec)
 }

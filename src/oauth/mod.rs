@@ -6,11 +6,13 @@
 //! - RFC 6749 §3.3 scope, §4.4 client credentials, §5.1/§5.2 token responses → [`token`]
 //! - RFC 6749 §5.2 error codes → [`error`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
+//! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries → [`grace`]
 
 pub mod authorize;
 pub mod client_auth;
 pub mod client_meta;
 pub mod error;
+pub mod grace;
 pub mod pkce;
 pub mod token;
 pub mod types;

@@ -307,6 +307,10 @@ pub struct RefreshRecord {
     pub expires_at: i64,
     /// Set once the token has been exchanged for a successor.
     pub rotated: bool,
+    /// Set at rotation (when the grace window is on): the successor pair,
+    /// sealed under a key only the old token yields (see [`super::grace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<super::grace::GraceSeal>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -557,6 +561,7 @@ mod tests {
             scope: ScopeSet::parse("read write").unwrap(),
             expires_at: 100,
             rotated: false,
+            grace: None,
         };
         let c = code_client();
         assert_eq!(

@@ -9,6 +9,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{Put, Store, StoreError, Swap};
+use crate::oauth::grace::GraceSeal;
 use crate::oauth::token::{CodeRecord, RefreshRecord};
 use crate::oauth::types::Client;
 
@@ -346,7 +347,8 @@ impl Repos {
     }
 
     /// Atomically: if `old` is unchanged and its family alive, mark it rotated
-    /// and store `next` (extending the family's life). `false` otherwise.
+    /// (keeping `grace`, the sealed successor pair, in it) and store `next`
+    /// (extending the family's life). `false` otherwise.
     pub async fn rotate_refresh(
         &self,
         old_token: &str,
@@ -354,12 +356,14 @@ impl Repos {
         next_token: &str,
         next: &RefreshRecord,
         ttl: i64,
+        grace: Option<GraceSeal>,
     ) -> Result<bool, StoreError> {
         let old_key = format!("{REFRESH}{}", secret_key(old_token));
         let fam_key = format!("{FAMILY}{}", next.family);
         let next_key = format!("{REFRESH}{}", secret_key(next_token));
         let mut rotated = current.value.clone();
         rotated.rotated = true;
+        rotated.grace = grace;
         let rotated = serde_json::to_vec(&rotated)?;
         let next_bytes = serde_json::to_vec(next)?;
         // The rotated record stays until the original expiry, so a replay is recognised.
@@ -376,6 +380,23 @@ impl Repos {
                 ],
             })
             .await
+    }
+
+    /// Reads a refresh token record and whether `family` is alive, in one
+    /// round trip (the grace-retry check of a successor).
+    pub async fn refresh_and_family(
+        &self,
+        token: &str,
+        family: &str,
+    ) -> Result<(Option<RefreshRecord>, bool), StoreError> {
+        let rt_key = format!("{REFRESH}{}", secret_key(token));
+        let fam_key = format!("{FAMILY}{family}");
+        let mut vals = self.store.get_many(&[&rt_key, &fam_key]).await?.into_iter();
+        let record = match vals.next().flatten() {
+            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            None => None,
+        };
+        Ok((record, vals.next().flatten().is_some()))
     }
 
     /// Revokes a whole refresh family; returns whether it was alive.

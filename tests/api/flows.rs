@@ -93,7 +93,9 @@ async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
 #[tokio::test]
 async fn code_flow_confidential_client_end_to_end() {
     for backend in BACKENDS {
-        let app = spawn_app(backend).await;
+        // No grace window: the replay below must count as reuse at once
+        // (retries within the window are in races.rs).
+        let app = spawn_app_with(backend, Alg::RS256, |s| s.tokens.refresh_grace_secs = 0).await;
         let (verifier, challenge) = pkce_pair();
         let code = code_from(
             &app.authorize(&code_query("web-app", &challenge, ""), "allow")

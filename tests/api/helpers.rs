@@ -1,6 +1,9 @@
 //! Test harness: `spawn_app(Backend)` starts the real server on `127.0.0.1:0`
 //! (through `Application::build`, as `keygate serve` does) and returns a client.
 
+use std::sync::Arc;
+
+use keygate::clock::{Clock, SystemClock};
 use keygate::config::{ConfigClient, Settings};
 use keygate::oauth::client_meta::ClientMetadata;
 use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
@@ -153,13 +156,24 @@ pub async fn spawn_app_with(
     alg: Alg,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_clocked(backend, alg, tweak, Arc::new(SystemClock)).await
+}
+
+/// [`spawn_app_with`] on an injected clock (a `TestClock` to move time by hand).
+/// Store TTLs still run on real time: they are garbage collection only.
+pub async fn spawn_app_clocked(
+    backend: Backend,
+    alg: Alg,
+    tweak: impl FnOnce(&mut Settings),
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let keys = tempfile::tempdir().unwrap();
     generate_into(keys.path(), alg, 1).unwrap();
     let redis = (backend == Backend::Redis).then(RedisServer::new);
     let url = redis.as_ref().map_or("memory".to_string(), |r| r.url());
     let mut settings = test_settings(keys.path(), &url);
     tweak(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("application builds");
     let state = app.state().clone();
