@@ -82,9 +82,24 @@ bench: ## Benchmark (release, a few minutes): endpoints vs the raw signing rate,
 	$(CARGO) bench --bench hot_path -- --noplot
 	target/release/examples/bench run $(BENCH_ARGS)
 
+FUZZ_SECS ?= 60
+SCHEMATHESIS_SECS ?= 120
+
+fuzz: ## Bounded fuzzing: each cargo-fuzz target for FUZZ_SECS, then schemathesis against openapi/ for SCHEMATHESIS_SECS
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz (cargo install)"; $(CARGO) install cargo-fuzz --locked; }
+	@python3 -c 'import schemathesis' 2>/dev/null || { \
+	  echo "installing schemathesis (pip)"; \
+	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore schemathesis; }
+	cd fuzz && $(CARGO) fuzz build -s none
+	cd fuzz && for t in token_request pkce jwt_verify; do \
+	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
+	$(CARGO) build --release --bin keygate
+	scripts/schemathesis.sh $(SCHEMATHESIS_SECS)
+
 redis: ## Run a foreground redis-server for manual testing (no persistence)
 	redis-server --save '' --appendonly no --maxmemory-policy noeviction
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys bench redis ci
+.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys bench fuzz redis ci

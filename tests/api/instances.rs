@@ -247,9 +247,22 @@ async fn two_processes_on_one_redis_act_as_one_server() {
         .as_str()
         .unwrap()
         .to_string();
+    // A retry at B within the grace window gets the same successor from A.
+    let resp = refresh(&b, r1.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let again = resp.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(again["refresh_token"], r2.as_str(), "same pair at B");
+    // Once the successor is used (at A), reusing the old token (at B) is
+    // reuse: the family dies on both.
+    let resp = refresh(&a, r2).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let r3 = resp.json::<serde_json::Value>().await.unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(refresh(&b, r1).await.unwrap().status(), 400, "reuse at B");
     assert_eq!(
-        refresh(&a, r2).await.unwrap().status(),
+        refresh(&a, r3).await.unwrap().status(),
         400,
         "the family revoked at B is dead at A"
     );
