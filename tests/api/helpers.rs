@@ -1,6 +1,9 @@
 //! Test harness: `spawn_app(Backend)` starts the real server on `127.0.0.1:0`
 //! (through `Application::build`, as `keygate serve` does) and returns a client.
 
+use std::sync::Arc;
+
+use keygate::clock::{Clock, SystemClock};
 use keygate::config::{ConfigClient, Settings};
 use keygate::oauth::client_meta::ClientMetadata;
 use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
@@ -150,13 +153,23 @@ pub async fn spawn_app_with(
     alg: Alg,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_with_clock(backend, alg, Arc::new(SystemClock), tweak).await
+}
+
+/// [`spawn_app_with`] on `clock` (a `TestClock` lets a test move time).
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    alg: Alg,
+    clock: Arc<dyn Clock>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let keys = tempfile::tempdir().unwrap();
     generate_into(keys.path(), alg, 1).unwrap();
     let redis = (backend == Backend::Redis).then(RedisServer::new);
     let url = redis.as_ref().map_or("memory".to_string(), |r| r.url());
     let mut settings = test_settings(keys.path(), &url);
     tweak(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("application builds");
     let state = app.state().clone();

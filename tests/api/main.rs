@@ -12,5 +12,6 @@ mod helpers;
 mod openapi;
 mod redis_server;
 mod registration;
+mod rotation;
 mod store_conformance;
 mod token;
