@@ -50,7 +50,7 @@ async fn a_new_key_is_published_at_once_signs_after_the_delay_and_old_tokens_kee
     .await;
     let before = token(&app).await;
     let old_kid = kid(&before);
-    assert_eq!(jwks_kids(&app).await, [old_kid.clone()]);
+    assert_eq!(jwks_kids(&app).await, [old_kid.as_str()]);
 
     let dir = PathBuf::from(&app.state.settings.keys.dir);
     let new_key = generate_into(&dir, Alg::ES256, clock.now()).unwrap();
@@ -103,7 +103,7 @@ async fn a_new_key_is_published_at_once_signs_after_the_delay_and_old_tokens_kee
     assert_eq!(pruned.len(), 1);
     assert_eq!(pruned[0].kid, old_kid);
     app.state.keys.reload().unwrap(); // may find the periodic reload was first
-    assert_eq!(jwks_kids(&app).await, [new_key.kid.clone()]);
+    assert_eq!(jwks_kids(&app).await, [new_key.kid.as_str()]);
 }
 
 fn keygate(dir: &Path) -> std::process::Command {
