@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use crate::oauth::types::{AuthMethod, GrantType, ScopeSet};
+use crate::tokens::keys::Rotation;
 
 /// Environment variables with the `KEYGATE_` prefix that are tool switches,
 /// not settings (they are never treated as unknown keys).
@@ -201,6 +202,10 @@ pub struct KeySettings {
     pub reload_secs: u64,
     /// `Cache-Control: max-age` of the JWKS document, in seconds.
     pub jwks_max_age: u64,
+    /// Seconds a new key is published before it signs, so that verifiers
+    /// caching the JWKS know it first; at least `jwks_max_age`. The oldest key
+    /// (a first key) signs at once.
+    pub activation_delay_secs: u64,
 }
 
 impl Default for KeySettings {
@@ -209,6 +214,7 @@ impl Default for KeySettings {
             dir: "keys".into(),
             reload_secs: 60,
             jwks_max_age: 300,
+            activation_delay_secs: 600,
         }
     }
 }
@@ -359,6 +365,8 @@ pub struct Validated {
     pub client_rules: crate::oauth::client_meta::Rules,
     /// Keys directory.
     pub keys_dir: PathBuf,
+    /// When keys start signing and may be deleted.
+    pub rotation: Rotation,
 }
 
 impl Settings {
@@ -478,6 +486,15 @@ impl Settings {
         if self.keys.dir.is_empty() {
             return Err(ConfigError::new("keys.dir", "must not be empty"));
         }
+        if self.keys.activation_delay_secs < self.keys.jwks_max_age {
+            return Err(ConfigError::new(
+                "keys.activation_delay_secs",
+                format!(
+                    "must be at least keys.jwks_max_age ({}): a verifier with a cached JWKS would not know a new key's first tokens",
+                    self.keys.jwks_max_age
+                ),
+            ));
+        }
         for (i, t) in self.registration.initial_access_tokens.iter().enumerate() {
             if t.len() < 16 {
                 return Err(ConfigError::new(
@@ -526,8 +543,19 @@ impl Settings {
                 http_loopback_redirects: self.oauth.http_loopback_redirects,
             },
             keys_dir: PathBuf::from(&self.keys.dir),
+            rotation: Rotation {
+                activation_delay: secs(self.keys.activation_delay_secs),
+                // A retired key outlives its last token by one JWKS lifetime:
+                // room for clock skew between instances and a late reload.
+                retention: secs(self.tokens.access_ttl)
+                    .saturating_add(secs(self.keys.jwks_max_age)),
+            },
         })
     }
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn validate_config_client(
@@ -878,6 +906,11 @@ mod tests {
             ("KEYGATE_SERVER_LISTEN", "localhost", "server.listen"),
             ("KEYGATE_OAUTH_PROFILE", "oauth3", "oauth.profile"),
             ("KEYGATE_TOKENS_ACCESS_TTL", "0", "tokens.access_ttl"),
+            (
+                "KEYGATE_KEYS_ACTIVATION_DELAY_SECS",
+                "299",
+                "keys.activation_delay_secs",
+            ),
         ];
         for (var, val, key) in cases {
             let e = Settings::load(None, env(&[(var, val)]))
@@ -887,6 +920,26 @@ mod tests {
             assert_eq!(&e.key, key);
             assert!(!e.to_string().contains("secretpw"));
         }
+    }
+
+    #[test]
+    fn rotation_comes_from_keys_and_tokens() {
+        let v = Settings::load(None, vec![]).unwrap().validate().unwrap();
+        assert_eq!(v.rotation.activation_delay, 600);
+        assert_eq!(v.rotation.retention, 900 + 300);
+        let v = Settings::load(
+            None,
+            env(&[
+                ("KEYGATE_KEYS_ACTIVATION_DELAY_SECS", "60"),
+                ("KEYGATE_KEYS_JWKS_MAX_AGE", "60"),
+                ("KEYGATE_TOKENS_ACCESS_TTL", "120"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.rotation.activation_delay, 60);
+        assert_eq!(v.rotation.retention, 180);
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Application {
         let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
         spawn_key_reloader(
             self.state.keys.clone(),
+            self.state.clock.clone(),
             self.state.settings.keys.reload_secs,
         );
         spawn_limit_sweeper(
@@ -313,23 +314,24 @@ async fn shared_key(store: &Store, name: &str) -> [u8; 32] {
 /// Loads the key directory, creating one RS256 key when it holds none.
 pub fn load_or_create_keys(cfg: &Validated, now: i64) -> anyhow::Result<Keys> {
     let dir = &cfg.keys_dir;
-    let set = match KeySet::load_dir(dir) {
+    let set = match KeySet::load_dir(dir, cfg.rotation) {
         Ok(set) => set,
-        Err(KeyError::Empty(_)) => create_first_key(dir, now)?,
+        Err(KeyError::Empty(_)) => create_first_key(cfg, now)?,
         Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            create_first_key(dir, now)?
+            create_first_key(cfg, now)?
         }
         Err(e) => bail!("keys.dir: {e}"),
     };
-    let signer = set.signer();
+    let signer = set.signer_at(now);
     tracing::info!(kid = %signer.kid, alg = %signer.alg, keys = set.all().len(), "signing keys loaded");
     Ok(Keys::new(dir.clone(), set))
 }
 
-fn create_first_key(dir: &std::path::Path, now: i64) -> anyhow::Result<KeySet> {
+fn create_first_key(cfg: &Validated, now: i64) -> anyhow::Result<KeySet> {
+    let dir = &cfg.keys_dir;
     let key = generate_into(dir, Alg::RS256, now).map_err(|e| anyhow::anyhow!("keys.dir: {e}"))?;
     tracing::info!(path = %key.path.display(), kid = %key.kid, "no signing key found: created a new RS256 key (mode 0600)");
-    KeySet::load_dir(dir).map_err(|e| anyhow::anyhow!("keys.dir: {e}"))
+    KeySet::load_dir(dir, cfg.rotation).map_err(|e| anyhow::anyhow!("keys.dir: {e}"))
 }
 
 fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMap<String, Client>> {
@@ -375,8 +377,10 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
 }
 
 /// Re-reads the key directory on SIGHUP and every `every_secs` (0 = SIGHUP only).
-fn spawn_key_reloader(keys: Arc<Keys>, every_secs: u64) {
+/// The signer is chosen at signing time; this task only logs when it changed.
+fn spawn_key_reloader(keys: Arc<Keys>, clock: Arc<dyn Clock>, every_secs: u64) {
     tokio::spawn(async move {
+        let mut signing = keys.current().signer_at(clock.now()).kid.clone();
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let period = Duration::from_secs(if every_secs == 0 {
@@ -404,12 +408,18 @@ fn spawn_key_reloader(keys: Arc<Keys>, every_secs: u64) {
             match keys.reload() {
                 Ok(true) => {
                     let set = keys.current();
-                    tracing::info!(kid = %set.signer().kid, keys = set.all().len(), "signing keys reloaded");
+                    tracing::info!(kid = %set.signer_at(clock.now()).kid, keys = set.all().len(), "signing keys reloaded");
                 }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "key reload failed; keeping the current keys")
                 }
+            }
+            let set = keys.current();
+            let signer = set.signer_at(clock.now());
+            if signer.kid != signing {
+                tracing::info!(kid = %signer.kid, alg = %signer.alg, "key rotation: a new key signs");
+                signing = signer.kid.clone();
             }
         }
     });

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use keygate::oauth::token::{AccessClaims, Grant};
 use keygate::oauth::types::ScopeSet;
 use keygate::tokens::jwt;
-use keygate::tokens::keys::{generate_into, Alg, KeySet};
+use keygate::tokens::keys::{generate_into, Alg, KeySet, Rotation};
 use libfuzzer_sys::fuzz_target;
 
 const ISS: &str = "https://issuer.example";
@@ -18,14 +18,14 @@ fn fixture() -> &'static (KeySet, String) {
         let dir = tempfile::tempdir().expect("temp dir");
         generate_into(dir.path(), Alg::ES256, 1).expect("key");
         generate_into(dir.path(), Alg::EdDSA, 2).expect("key");
-        let set = KeySet::load_dir(dir.path()).expect("key set");
+        let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).expect("key set");
         let grant = Grant {
             subject: "user".into(),
             client_id: "client".into(),
             scope: ScopeSet::parse("profile").expect("scope"),
         };
         let claims = AccessClaims::new(ISS, ISS, &grant, 1_000, 4_000_000_000, "jti".into());
-        let token = jwt::sign(set.signer(), &claims).expect("sign");
+        let token = jwt::sign(set.signer_at(1_000), &claims).expect("sign");
         (set, token)
     })
 }

@@ -467,7 +467,8 @@ fn sign(
     refresh_token: Option<String>,
 ) -> Result<Issued, FlowError> {
     let keys = state.keys.current();
-    let access_token = jwt::sign(keys.signer(), &claims)?;
+    // The key that signs at the token's issue time (rotation: see tokens::keys).
+    let access_token = jwt::sign(keys.signer_at(claims.iat), &claims)?;
     Ok(Issued {
         access_token,
         expires_in: state.settings.tokens.access_ttl,

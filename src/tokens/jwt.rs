@@ -97,7 +97,7 @@ mod tests {
     use super::*;
     use crate::oauth::token::Grant;
     use crate::oauth::types::ScopeSet;
-    use crate::tokens::keys::{generate_into, Alg};
+    use crate::tokens::keys::{generate_into, Alg, Rotation};
 
     fn claims(now: i64) -> AccessClaims {
         let g = Grant {
@@ -118,8 +118,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (i, alg) in [Alg::RS256, Alg::ES256, Alg::EdDSA].into_iter().enumerate() {
             generate_into(dir.path(), alg, i as i64).unwrap();
-            let set = KeySet::load_dir(dir.path()).unwrap();
-            let key = set.signer();
+            let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
+            let key = set.signer_at(now());
             assert_eq!(key.alg, alg);
             let t = sign(key, &claims(now())).unwrap();
             let c = verify(&set, &t, "https://iss", "https://aud").unwrap();
@@ -139,7 +139,7 @@ mod tests {
     fn alg_none_and_hs256_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let key = generate_into(dir.path(), Alg::RS256, 1).unwrap();
-        let set = KeySet::load_dir(dir.path()).unwrap();
+        let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
         let body = B64.encode(serde_json::to_vec(&claims(now())).unwrap());
         let none = format!(
             "{}.{body}.",

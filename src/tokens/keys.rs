@@ -1,5 +1,22 @@
 //! PKCS#8 PEM signing keys in a directory: load, generate, publish as JWKS
-//! (RFC 7517), `kid` = RFC 7638 thumbprint. The newest key signs; all are published.
+//! (RFC 7517), `kid` = RFC 7638 thumbprint. Every key is published; which one
+//! signs follows the rotation schedule below, evaluated at signing time.
+//!
+//! Rotation without downtime. Keys are ordered by creation time (the
+//! `<unix>-…pem` file name, else the mtime). A key other than the oldest
+//! *activates* `activation_delay` seconds after its creation, so verifiers that
+//! cache the JWKS have fetched it before the first token it signs. The oldest
+//! key is active from its creation, so a first key (or the only one) signs at
+//! once. At time `now` the signer is the newest key that has activated (the
+//! oldest when none has):
+//!
+//! - *pending*: newer than the signer; published, signs nothing yet;
+//! - *active*: the signer;
+//! - *retired*: older than the signer, since the activation of the next newer
+//!   key (`retired_at`); still published, because tokens it signed are live;
+//! - *prunable*: retired for `retention` seconds (access-token lifetime plus a
+//!   margin), so every token it signed has expired: `keygate keys prune`
+//!   deletes the file.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,6 +118,9 @@ pub struct SigningKey {
     pub created: i64,
     /// The file it came from.
     pub path: PathBuf,
+    /// The file's mtime: orders keys created in the same second (the later
+    /// write is the newer key).
+    modified: Option<std::time::SystemTime>,
     /// The public JWK (with `kid`, `alg`, `use`).
     pub jwk: serde_json::Value,
     /// Base64url of the JWS header `{"alg","typ":"at+jwt","kid"}`, encoded once.
@@ -172,6 +192,7 @@ impl SigningKey {
             alg,
             created,
             path,
+            modified: None,
             jwk,
             header_b64,
             decoding,
@@ -206,39 +227,182 @@ fn thumbprint<V: serde::Serialize>(public: &BTreeMap<&str, V>) -> Result<String,
     Ok(B64.encode(ring::digest::digest(&ring::digest::SHA256, &canonical)))
 }
 
+/// The rotation schedule (see the module docs), from `keys.activation_delay_secs`,
+/// `tokens.access_ttl` and `keys.jwks_max_age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Seconds between a key's creation and its first signature (the oldest
+    /// key excepted: it signs from its creation).
+    pub activation_delay: i64,
+    /// Seconds a retired key stays published: the access-token lifetime plus
+    /// a margin for clock skew and late reloads.
+    pub retention: i64,
+}
+
+impl Rotation {
+    /// A new key signs as soon as it is loaded and a retired key is prunable at
+    /// once: the behaviour before rotation was scheduled (tests and tools).
+    pub const IMMEDIATE: Rotation = Rotation {
+        activation_delay: 0,
+        retention: 0,
+    };
+}
+
+/// Where a key is in its life (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not signing yet.
+    Pending,
+    /// Signing new tokens.
+    Active,
+    /// Published for the tokens it signed, which may still be live.
+    Retired,
+    /// Every token it signed has expired: may be deleted.
+    Prunable,
+}
+
+impl KeyState {
+    /// Lower-case name, as printed by `keygate keys list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Prunable => "prunable",
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key's state at a given time, with the times that drive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The state at the time asked about.
+    pub state: KeyState,
+    /// When the key starts (or started) signing: `created + activation_delay`,
+    /// or `created` for the oldest key.
+    pub activates_at: i64,
+    /// When the next newer key activates and this one stops signing; `None`
+    /// for the newest key.
+    pub retired_at: Option<i64>,
+    /// `retired_at + retention`: from then on no token it signed is live.
+    pub prunable_at: Option<i64>,
+}
+
 /// All keys of the directory, newest first, and the JWKS document built once.
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
+    /// `activates[i]` is when `keys[i]` starts signing; non-increasing, because
+    /// keys are sorted by creation time and the delay is the same for all.
+    activates: Vec<i64>,
+    rotation: Rotation,
     jwks: bytes::Bytes,
 }
 
 impl KeySet {
     /// Builds a set from parsed keys (any order); fails when empty.
-    pub fn new(mut keys: Vec<SigningKey>, dir: &Path) -> Result<Self, KeyError> {
+    pub fn new(
+        mut keys: Vec<SigningKey>,
+        dir: &Path,
+        rotation: Rotation,
+    ) -> Result<Self, KeyError> {
         if keys.is_empty() {
             return Err(KeyError::Empty(dir.to_path_buf()));
         }
-        keys.sort_by(|a, b| (b.created, &b.path).cmp(&(a.created, &a.path)));
+        keys.sort_by(|a, b| {
+            (b.created, b.modified, &b.path).cmp(&(a.created, a.modified, &a.path))
+        });
         keys.dedup_by(|a, b| a.kid == b.kid);
         let jwks = json!({"keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>()})
             .to_string()
             .into();
+        let oldest = keys.len() - 1;
+        let activates = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                if i == oldest {
+                    k.created
+                } else {
+                    k.created.saturating_add(rotation.activation_delay)
+                }
+            })
+            .collect();
         Ok(Self {
             keys: keys.into_iter().map(Arc::new).collect(),
+            activates,
+            rotation,
             jwks,
         })
     }
 
     /// Loads every `*.pem` file in `dir`.
-    pub fn load_dir(dir: &Path) -> Result<Self, KeyError> {
+    pub fn load_dir(dir: &Path, rotation: Rotation) -> Result<Self, KeyError> {
         let keys = read_dir_keys(dir)?;
-        Self::new(keys, dir)
+        Self::new(keys, dir, rotation)
     }
 
-    /// The key that signs new tokens (the newest).
-    pub fn signer(&self) -> &Arc<SigningKey> {
-        &self.keys[0]
+    /// Index in `keys` of the signer at `now`: the newest key that has
+    /// activated, else the oldest. No allocation: it runs for every token.
+    fn signer_index(&self, now: i64) -> usize {
+        self.activates
+            .iter()
+            .position(|&at| at <= now)
+            .unwrap_or(self.keys.len() - 1)
+    }
+
+    /// The key that signs tokens issued at `now`.
+    pub fn signer_at(&self, now: i64) -> &Arc<SigningKey> {
+        &self.keys[self.signer_index(now)]
+    }
+
+    /// The state of every key at `now`, newest first (the order of [`KeySet::all`]).
+    pub fn status_at(&self, now: i64) -> Vec<(&Arc<SigningKey>, KeyStatus)> {
+        let signer = self.signer_index(now);
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let retired_at = i.checked_sub(1).map(|newer| self.activates[newer]);
+                let prunable_at = retired_at.map(|t| t.saturating_add(self.rotation.retention));
+                let state = match i.cmp(&signer) {
+                    std::cmp::Ordering::Less => KeyState::Pending,
+                    std::cmp::Ordering::Equal => KeyState::Active,
+                    std::cmp::Ordering::Greater if prunable_at.is_some_and(|t| t <= now) => {
+                        KeyState::Prunable
+                    }
+                    std::cmp::Ordering::Greater => KeyState::Retired,
+                };
+                let status = KeyStatus {
+                    state,
+                    activates_at: self.activates[i],
+                    retired_at,
+                    prunable_at,
+                };
+                (key, status)
+            })
+            .collect()
+    }
+
+    /// The keys that may be deleted at `now`: retired for longer than the
+    /// retention. Never the signer, a pending key or the only key.
+    pub fn prunable(&self, now: i64) -> Vec<&Arc<SigningKey>> {
+        self.status_at(now)
+            .into_iter()
+            .filter(|(_, s)| s.state == KeyState::Prunable)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The schedule this set follows.
+    pub fn rotation(&self) -> Rotation {
+        self.rotation
     }
 
     /// Every published key, newest first.
@@ -270,7 +434,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Wraps a loaded set.
+    /// Wraps a loaded set; reloads keep its [`Rotation`].
     pub fn new(dir: PathBuf, set: KeySet) -> Self {
         Self {
             dir,
@@ -287,12 +451,11 @@ impl Keys {
     }
 
     /// Re-reads the directory; on error the current set stays in force.
-    /// Returns whether the set of kids changed.
+    /// Returns whether the keys or their schedule changed.
     pub fn reload(&self) -> Result<bool, KeyError> {
-        let fresh = KeySet::load_dir(&self.dir)?;
         let old = self.current();
-        let changed =
-            old.jwks_json() != fresh.jwks_json() || old.signer().kid != fresh.signer().kid;
+        let fresh = KeySet::load_dir(&self.dir, old.rotation)?;
+        let changed = old.jwks_json() != fresh.jwks_json() || old.activates != fresh.activates;
         if changed {
             match self.current.write() {
                 Ok(mut g) => *g = Arc::new(fresh),
@@ -337,7 +500,10 @@ pub fn load_file(path: &Path) -> Result<SigningKey, KeyError> {
         )));
     }
     let created = created_time(path);
-    SigningKey::from_pkcs8(block.contents(), path.to_path_buf(), created).map_err(invalid)
+    let mut key =
+        SigningKey::from_pkcs8(block.contents(), path.to_path_buf(), created).map_err(invalid)?;
+    key.modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok(key)
 }
 
 fn created_time(path: &Path) -> i64 {
@@ -354,6 +520,36 @@ fn created_time(path: &Path) -> i64 {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0)
     })
+}
+
+/// Deletes the key files of `dir` that are prunable at `now` (all of them stay
+/// when `dry_run`) and returns those keys, oldest first. The signer, pending
+/// keys and the only key are never prunable. A file that vanished meanwhile
+/// (another prune) counts as removed.
+pub fn prune_dir(
+    dir: &Path,
+    rotation: Rotation,
+    now: i64,
+    dry_run: bool,
+) -> Result<Vec<Arc<SigningKey>>, KeyError> {
+    let set = KeySet::load_dir(dir, rotation)?;
+    let mut doomed: Vec<Arc<SigningKey>> = set.prunable(now).into_iter().cloned().collect();
+    doomed.reverse();
+    if !dry_run {
+        for key in &doomed {
+            match std::fs::remove_file(&key.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(KeyError::Io {
+                        path: key.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok(doomed)
 }
 
 /// Generates a new private key for `alg` as PKCS#8 DER.
@@ -433,15 +629,164 @@ mod tests {
                 assert_eq!(mode & 0o777, 0o600);
             }
         }
-        let set = KeySet::load_dir(dir.path()).unwrap();
+        let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
         assert_eq!(set.all().len(), 3);
-        assert_eq!(set.signer().alg, Alg::RS256, "the newest key signs");
+        assert_eq!(
+            set.signer_at(1002).alg,
+            Alg::RS256,
+            "without a delay the newest key signs"
+        );
         let jwks: serde_json::Value = serde_json::from_str(set.jwks_json()).unwrap();
         for k in jwks["keys"].as_array().unwrap() {
             assert_eq!(k["use"], "sig");
             assert!(k["kid"].is_string() && k["alg"].is_string() && k["kty"].is_string());
             assert!(k.get("d").is_none(), "no private material");
         }
+    }
+
+    const ROTATION: Rotation = Rotation {
+        activation_delay: 600,
+        retention: 900 + 300,
+    };
+
+    fn states(set: &KeySet, now: i64) -> Vec<KeyState> {
+        set.status_at(now).iter().map(|(_, s)| s.state).collect()
+    }
+
+    #[test]
+    fn the_first_key_signs_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate_into(dir.path(), Alg::ES256, 10_000).unwrap();
+        let set = KeySet::load_dir(dir.path(), ROTATION).unwrap();
+        // At its creation, and even when the clock reads earlier (skew).
+        for now in [10_000, 9_000, 10_599, 99_999] {
+            assert_eq!(set.signer_at(now).kid, first.kid, "now = {now}");
+            assert_eq!(states(&set, now), [KeyState::Active]);
+        }
+        let (_, s) = set.status_at(10_000)[0];
+        assert_eq!(s.activates_at, 10_000);
+        assert_eq!(s.retired_at, None);
+        assert_eq!(s.prunable_at, None);
+        assert!(set.prunable(i64::MAX).is_empty(), "the only key stays");
+    }
+
+    #[test]
+    fn a_second_key_is_published_first_and_signs_after_the_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = generate_into(dir.path(), Alg::ES256, 1_000).unwrap();
+        let new = generate_into(dir.path(), Alg::EdDSA, 5_000).unwrap();
+        let set = KeySet::load_dir(dir.path(), ROTATION).unwrap();
+        assert!(set.jwks_json().contains(&new.kid) && set.jwks_json().contains(&old.kid));
+
+        // Published, not signing: the old key keeps signing for 600 s.
+        for now in [5_000, 5_599] {
+            assert_eq!(set.signer_at(now).kid, old.kid, "now = {now}");
+            assert_eq!(states(&set, now), [KeyState::Pending, KeyState::Active]);
+        }
+        let status = set.status_at(5_000);
+        assert_eq!(status[0].1.activates_at, 5_600);
+        assert_eq!(status[1].1.activates_at, 1_000);
+        assert_eq!(status[1].1.retired_at, Some(5_600), "old key's last second");
+        assert_eq!(status[1].1.prunable_at, Some(5_600 + 1_200));
+        assert!(set.prunable(5_000).is_empty());
+
+        // Activation: the new key signs; the old one is retired, still published.
+        for now in [5_600, 6_799] {
+            assert_eq!(set.signer_at(now).kid, new.kid, "now = {now}");
+            assert_eq!(states(&set, now), [KeyState::Active, KeyState::Retired]);
+            assert!(set.prunable(now).is_empty());
+        }
+        // Every token the old key signed (by 5 600, 900 s lifetime) has expired.
+        assert_eq!(states(&set, 6_800), [KeyState::Active, KeyState::Prunable]);
+        let prunable = set.prunable(6_800);
+        assert_eq!(prunable.len(), 1);
+        assert_eq!(prunable[0].kid, old.kid);
+    }
+
+    #[test]
+    fn while_every_newer_key_is_pending_the_oldest_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_into(dir.path(), Alg::ES256, 1_000).unwrap();
+        let b = generate_into(dir.path(), Alg::ES256, 1_100).unwrap();
+        let c = generate_into(dir.path(), Alg::ES256, 1_200).unwrap();
+        let set = KeySet::load_dir(dir.path(), ROTATION).unwrap();
+        use KeyState::*;
+        assert_eq!(set.signer_at(1_250).kid, a.kid);
+        assert_eq!(states(&set, 1_250), [Pending, Pending, Active]);
+        assert_eq!(set.signer_at(1_700).kid, b.kid);
+        assert_eq!(states(&set, 1_700), [Pending, Active, Retired]);
+        assert_eq!(set.signer_at(1_800).kid, c.kid);
+        assert_eq!(states(&set, 1_800), [Active, Retired, Retired]);
+        let status = set.status_at(1_800);
+        assert_eq!(status[1].1.retired_at, Some(1_800), "b stops when c starts");
+        assert_eq!(status[2].1.retired_at, Some(1_700), "a stops when b starts");
+        assert_eq!(states(&set, 2_900), [Active, Retired, Prunable]);
+        assert_eq!(states(&set, 3_000), [Active, Prunable, Prunable]);
+        // A clock that is behind never makes a pending key sign.
+        assert_eq!(set.signer_at(0).kid, a.kid);
+    }
+
+    #[test]
+    fn of_two_keys_created_in_the_same_second_the_later_written_is_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        // `rs256-…` sorts after `es256-…` by name; the write order must win.
+        let first = generate_into(dir.path(), Alg::RS256, 7_000).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = generate_into(dir.path(), Alg::ES256, 7_000).unwrap();
+        let set = KeySet::load_dir(dir.path(), ROTATION).unwrap();
+        assert_eq!(set.signer_at(7_000).kid, first.kid);
+        assert_eq!(set.signer_at(7_600).kid, second.kid);
+    }
+
+    #[test]
+    fn the_signer_follows_the_clock_without_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = generate_into(dir.path(), Alg::ES256, 1_000).unwrap();
+        let keys = Keys::new(
+            dir.path().to_path_buf(),
+            KeySet::load_dir(dir.path(), ROTATION).unwrap(),
+        );
+        let new = generate_into(dir.path(), Alg::ES256, 2_000).unwrap();
+        assert!(keys.reload().unwrap(), "a new file changes the set");
+        assert!(!keys.reload().unwrap(), "nothing changed");
+        let set = keys.current();
+        assert_eq!(set.rotation(), ROTATION, "reloads keep the schedule");
+        assert_eq!(set.signer_at(2_599).kid, old.kid);
+        assert_eq!(set.signer_at(2_600).kid, new.kid);
+    }
+
+    #[test]
+    fn prune_deletes_only_prunable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_into(dir.path(), Alg::ES256, 1_000).unwrap();
+        let b = generate_into(dir.path(), Alg::ES256, 2_000).unwrap();
+        let c = generate_into(dir.path(), Alg::ES256, 3_500).unwrap();
+        // At 3 900: b signs since 2 600, c is pending (until 4 100), and a,
+        // retired at 2 600, is prunable since 3 800.
+        let gone = prune_dir(dir.path(), ROTATION, 3_900, true).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].kid, a.kid);
+        assert!(a.path.exists(), "--dry-run deletes nothing");
+        assert!(prune_dir(dir.path(), ROTATION, 3_799, false)
+            .unwrap()
+            .is_empty());
+        let gone = prune_dir(dir.path(), ROTATION, 3_900, false).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert!(!a.path.exists());
+        assert!(b.path.exists() && c.path.exists());
+        // Even with no retention at all, the signer and a pending key stay.
+        let d = generate_into(dir.path(), Alg::ES256, 9_000).unwrap();
+        let gone = prune_dir(dir.path(), Rotation::IMMEDIATE, 8_000, false).unwrap();
+        assert_eq!(gone.len(), 1, "only b, retired when c activated");
+        assert_eq!(gone[0].kid, b.kid);
+        assert!(c.path.exists(), "the signer stays");
+        assert!(d.path.exists(), "the pending key stays");
+        let gone = prune_dir(dir.path(), Rotation::IMMEDIATE, i64::MAX, false).unwrap();
+        assert_eq!(gone.len(), 1, "c, once d signs");
+        assert!(d.path.exists(), "the only key stays");
+        assert!(prune_dir(dir.path(), Rotation::IMMEDIATE, i64::MAX, false)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -460,11 +805,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.pem");
         std::fs::write(&p, "hello").unwrap();
-        let e = KeySet::load_dir(dir.path()).unwrap_err();
+        let e = KeySet::load_dir(dir.path(), ROTATION).unwrap_err();
         assert!(e.to_string().contains("x.pem"), "{e}");
         std::fs::remove_file(&p).unwrap();
         assert!(matches!(
-            KeySet::load_dir(dir.path()),
+            KeySet::load_dir(dir.path(), ROTATION),
             Err(KeyError::Empty(_))
         ));
     }

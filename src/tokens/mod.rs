@@ -6,4 +6,4 @@
 pub mod jwt;
 pub mod keys;
 
-pub use keys::{Alg, KeyError, KeySet, Keys, SigningKey};
+pub use keys::{Alg, KeyError, KeySet, KeyState, KeyStatus, Keys, Rotation, SigningKey};

@@ -172,12 +172,18 @@ fn keys_generate_and_list() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
+    // Newest first; the first key signs at once, the later ones wait for
+    // keys.activation_delay_secs.
     assert!(
-        lines[0].contains("RS256") && lines[0].contains("signing"),
+        lines[0].contains("RS256") && lines[0].contains("\tpending\t"),
         "{text}"
     );
     assert!(
-        lines[1].contains("EdDSA") && lines[1].contains("published"),
+        lines[1].contains("EdDSA") && lines[1].contains("\tpending\t"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("ES256") && lines[2].contains("\tactive\t"),
         "{text}"
     );
     let out = keygate(dir.path())
@@ -308,7 +314,7 @@ async fn client_create_json_then_token_against_the_same_redis() {
 }
 
 /// Starts `keygate serve` and returns the child and its address once it listens.
-fn serve(cmd: &mut Command) -> (std::process::Child, String, Vec<String>) {
+pub(crate) fn serve(cmd: &mut Command) -> (std::process::Child, String, Vec<String>) {
     let mut child = cmd
         .arg("serve")
         .stderr(Stdio::piped())

@@ -16,6 +16,7 @@ mod openapi;
 mod races;
 mod redis_server;
 mod registration;
+mod rotation;
 mod security;
 mod store_conformance;
 mod token;

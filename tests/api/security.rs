@@ -439,7 +439,7 @@ fn kid_injection_is_harmless() {
     let dir = tempfile::tempdir().unwrap();
     generate_into(dir.path(), Alg::RS256, 1).unwrap();
     let es = generate_into(dir.path(), Alg::ES256, 2).unwrap();
-    let set = KeySet::load_dir(dir.path()).unwrap();
+    let set = KeySet::load_dir(dir.path(), keygate::tokens::keys::Rotation::IMMEDIATE).unwrap();
     let body = B64.encode(
         serde_json::json!({"iss": "i", "aud": "a", "sub": "s", "exp": i64::MAX / 2, "iat": 0, "nbf": 0,
             "jti": "j", "client_id": "c", "scope": ""})
