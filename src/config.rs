@@ -180,6 +180,8 @@ pub struct StoreSettings {
     /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`
     /// (`false`: log an error and run anyway).
     pub require_noeviction: bool,
+    /// Most keys the in-memory store holds; writes beyond it answer 503.
+    pub memory_max_entries: u64,
 }
 
 impl Default for StoreSettings {
@@ -188,6 +190,7 @@ impl Default for StoreSettings {
             url: "memory".into(),
             timeout_ms: 2000,
             require_noeviction: true,
+            memory_max_entries: 1_000_000,
         }
     }
 }
@@ -434,6 +437,12 @@ impl Settings {
             self.tokens.audience.clone()
         };
         let store = parse_store_url(&self.store.url)?;
+        if self.store.memory_max_entries == 0 {
+            return Err(ConfigError::new(
+                "store.memory_max_entries",
+                "must be at least 1",
+            ));
+        }
         if self.store.timeout_ms == 0 {
             return Err(ConfigError::new("store.timeout_ms", "must be at least 1"));
         }

@@ -249,7 +249,11 @@ async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Stor
     match &cfg.store {
         StoreBackend::Memory => {
             tracing::info!("store: in-memory (state is lost on restart; use Redis in production)");
-            Ok(MemoryStore::new())
+            let max = usize::try_from(settings.store.memory_max_entries).unwrap_or(usize::MAX);
+            Ok(MemoryStore::with_limits(
+                crate::store::memory::DEFAULT_SWEEP_INTERVAL,
+                max,
+            ))
         }
         StoreBackend::Redis(url) => {
             let store = RedisStore::connect(url, timeout)

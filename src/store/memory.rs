@@ -49,6 +49,11 @@ pub struct MemoryStore {
     multi_key: std::sync::Mutex<()>,
     /// Lets `Drop` stop the sweeper at once instead of at its next tick.
     sweeper: OnceLock<AbortHandle>,
+    /// Writes that would add keys beyond this many fail with
+    /// [`StoreError::Full`] (a soft cap: concurrent writers may overshoot it
+    /// by a few), so memory stays bounded however many codes or sessions
+    /// are requested.
+    max_entries: usize,
 }
 
 impl MemoryStore {
@@ -66,10 +71,20 @@ impl MemoryStore {
     /// # Panics
     /// If called outside a tokio runtime (the sweeper is a spawned task).
     pub fn with_sweep_interval(sweep_interval: Duration) -> Arc<Self> {
+        Self::with_limits(sweep_interval, usize::MAX)
+    }
+
+    /// A store that sweeps every `sweep_interval` and holds at most about
+    /// `max_entries` keys (`store.memory_max_entries`).
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime (the sweeper is a spawned task).
+    pub fn with_limits(sweep_interval: Duration, max_entries: usize) -> Arc<Self> {
         let store = Arc::new(Self {
             entries: DashMap::new(),
             multi_key: std::sync::Mutex::new(()),
             sweeper: OnceLock::new(),
+            max_entries,
         });
         let period = sweep_interval.max(Duration::from_millis(1));
         let task = tokio::spawn(sweep(Arc::downgrade(&store), period));
@@ -87,6 +102,27 @@ impl MemoryStore {
     /// Whether there are no raw entries at all (see [`MemoryStore::len`]).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Refuses a write that would add `new_keys` keys beyond the cap, after
+    /// reclaiming expired entries once. Call it before taking any entry guard
+    /// (`DashMap::len` locks every shard).
+    fn room_for(&self, new_keys: usize) -> Result<(), StoreError> {
+        if new_keys == 0 || self.entries.len().saturating_add(new_keys) <= self.max_entries {
+            return Ok(());
+        }
+        self.purge_expired();
+        if self.entries.len().saturating_add(new_keys) <= self.max_entries {
+            return Ok(());
+        }
+        Err(StoreError::Full(self.max_entries))
+    }
+
+    /// How many of `keys` are not in the map yet.
+    fn absent(&self, keys: impl IntoIterator<Item = impl AsRef<str>>) -> usize {
+        keys.into_iter()
+            .filter(|k| !self.entries.contains_key(k.as_ref()))
+            .count()
     }
 
     /// Removes every expired entry; returns how many were removed.
@@ -148,6 +184,7 @@ impl KvStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.room_for(self.absent([key]))?;
         // A TTL too large for `Instant` is as good as none.
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
         self.entries.insert(
@@ -201,6 +238,7 @@ impl KvStore for MemoryStore {
         val: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        self.room_for(self.absent([key]))?;
         let now = Instant::now();
         let fresh = Entry {
             val: val.to_vec(),
@@ -226,6 +264,7 @@ impl KvStore for MemoryStore {
         if !op.require.iter().all(|k| live(k)) {
             return Ok(false);
         }
+        self.room_for(self.absent(op.puts.iter().map(|(k, _, _)| *k)))?;
         // The entry guard makes compare-and-replace atomic for `op.key`; it is
         // dropped before the side writes, which may land in the same shard.
         match self.entries.entry(op.key.to_owned()) {

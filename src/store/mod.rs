@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("stored value is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The in-memory store holds `store.memory_max_entries` keys already.
+    #[error("the in-memory store is full ({0} entries; store.memory_max_entries)")]
+    Full(usize),
     /// The backend is configured in a way keygate refuses to run with.
     #[error("store misconfigured: {0}")]
     Misconfigured(String),

@@ -569,3 +569,82 @@ async fn redis_outage_and_recovery() {
     eventually("the store reconnects after a restart", || works(&store)).await;
     assert_eq!(store.eviction_policy().await.unwrap(), "noeviction");
 }
+
+/// Issue 7 item 3: the in-memory store is capped; a full store refuses new
+/// keys (503 upstream) but still overwrites and deletes, and reclaims
+/// expired entries before refusing.
+#[tokio::test]
+async fn memory_store_cap_bounds_the_number_of_keys() {
+    use keygate::store::StoreError;
+    let store = MemoryStore::with_limits(Duration::from_secs(3600), 3);
+    let short = Some(Duration::from_millis(50));
+    store.put("cap:a", b"1", None).await.unwrap();
+    store.put("cap:b", b"1", None).await.unwrap();
+    store.put("cap:c", b"1", short).await.unwrap();
+    // Full of live keys: a new key is refused.
+    assert!(matches!(
+        store.put("cap:d", b"1", None).await,
+        Err(StoreError::Full(3))
+    ));
+    // An existing key can still be overwritten, and deletes always work.
+    store.put("cap:a", b"2", None).await.unwrap();
+    assert_eq!(store.get("cap:a").await.unwrap(), Some(b"2".to_vec()));
+    // Once `cap:c` has expired it is reclaimed to make room (no sweep ran).
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(store.put_new("cap:d", b"1", None).await.unwrap());
+    assert!(matches!(
+        store.put_new("cap:e", b"1", None).await,
+        Err(StoreError::Full(3))
+    ));
+    let swap = keygate::store::Swap {
+        key: "cap:a",
+        expected: b"2",
+        new: Some((b"3", None)),
+        require: &[],
+        puts: &[("cap:e", b"1", None)],
+    };
+    assert!(matches!(store.swap(&swap).await, Err(StoreError::Full(3))));
+    assert_eq!(
+        store.get("cap:a").await.unwrap(),
+        Some(b"2".to_vec()),
+        "all or nothing"
+    );
+    assert!(store.delete("cap:b").await.unwrap());
+    assert!(
+        store.swap(&swap).await.unwrap(),
+        "room again after a delete"
+    );
+}
+
+/// A full in-memory store answers 503 where a request must store
+/// something, and keeps serving what needs no new key.
+#[tokio::test]
+async fn a_full_memory_store_answers_503() {
+    use crate::helpers::{spawn_app_with, Backend, SECRET};
+    let app = spawn_app_with(Backend::Memory, keygate::tokens::keys::Alg::ES256, |s| {
+        s.store.memory_max_entries = 4;
+    })
+    .await;
+    // Fill the store (the CSRF key and the stored client are already in it).
+    let mut i = 0;
+    while app
+        .state
+        .store
+        .put(&format!("filler:{i}"), b"x", None)
+        .await
+        .is_ok()
+    {
+        i += 1;
+        assert!(i < 10, "the cap holds");
+    }
+    let resp = app
+        .post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "an access token needs no new key");
+    let browser = app.browser();
+    let resp = app.login(&browser, "/").await;
+    assert_eq!(resp.status(), 503, "a login session cannot be stored");
+}
