@@ -105,18 +105,20 @@ async fn client_and_record(
     // A config-file client needs no lookup; an over-long id cannot be stored.
     let lookup = (config_client.is_none() && client_id.len() <= 256).then_some(client_id);
     // Over-long values cannot be one of ours: don't hash and look them up.
-    let short = |v: &Option<String>| v.clone().filter(|v| v.len() <= 256);
+    fn short(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|v| v.len() <= 256)
+    }
     let (client, record) = match grant_type {
         Some(GrantType::AuthorizationCode) => match short(&params.code) {
             Some(code) => {
-                let (c, r) = state.repos.client_and_code(lookup, &code).await?;
+                let (c, r) = state.repos.client_and_code(lookup, code).await?;
                 (c, Redeemable::Code(r))
             }
             None => (find_stored(state, lookup).await?, Redeemable::Code(None)),
         },
         Some(GrantType::RefreshToken) => match short(&params.refresh_token) {
             Some(token) => {
-                let (c, r) = state.repos.client_and_refresh(lookup, &token).await?;
+                let (c, r) = state.repos.client_and_refresh(lookup, token).await?;
                 (c, Redeemable::Refresh(r))
             }
             None => (find_stored(state, lookup).await?, Redeemable::Refresh(None)),

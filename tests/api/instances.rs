@@ -1,82 +1,28 @@
 //! Issue 7 item 7: two keygate processes sharing one Redis and one key set
 //! behave as one server.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
 use keygate::tokens::keys::{generate_into, Alg};
 
 use crate::helpers::{hidden_value, location, params_of, pkce_pair, urlencode};
+use crate::process::Keygate;
 use crate::redis_server::RedisServer;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 const INITIAL: &str = "two-instances-initial-token";
 
-/// One keygate process; killed by its PID when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, redis: &RedisServer) -> Instance {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .current_dir(dir)
-        .env("KEYGATE_KEYS_DIR", dir.join("keys"))
-        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
-        .env("KEYGATE_SERVER_ISSUER", ISSUER)
-        .env("KEYGATE_STORE_URL", redis.url())
-        .env("KEYGATE_UI_SIGNUP", "true")
-        .env("KEYGATE_OAUTH_SCOPES", "profile,email")
-        .env("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", INITIAL)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut instance = Instance {
-        child,
-        base: String::new(),
-    };
-    let stderr = instance.child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if let Some(at) = line.find("keygate listening") {
-            let rest = &line[at..];
-            let a = rest.find("addr=").unwrap() + 5;
-            instance.base = format!("http://{}", rest[a..].split_whitespace().next().unwrap());
-            return instance;
-        }
-    }
-    panic!("keygate did not start");
-}
-
-impl Instance {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+fn start(dir: &std::path::Path, redis: &RedisServer) -> Keygate {
+    let url = redis.url();
+    Keygate::start(
+        dir,
+        &[
+            ("KEYGATE_SERVER_ISSUER", ISSUER),
+            ("KEYGATE_STORE_URL", url.as_str()),
+            ("KEYGATE_UI_SIGNUP", "true"),
+            ("KEYGATE_OAUTH_SCOPES", "profile,email"),
+            ("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", INITIAL),
+        ],
+    )
 }
 
 async fn text(client: &reqwest::Client, url: String) -> String {
@@ -170,7 +116,7 @@ async fn two_processes_on_one_redis_act_as_one_server() {
     let code = params_of(&location(&resp), false)["code"].clone();
 
     // The code issued by A is redeemed at B, once.
-    let redeem = |at: &Instance| {
+    let redeem = |at: &Keygate| {
         http.post(at.url("/oauth/token"))
             .basic_auth(&id, Some(&secret))
             .form(&[
@@ -200,7 +146,7 @@ async fn two_processes_on_one_redis_act_as_one_server() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let refresh = |at: &Instance, token: String| {
+    let refresh = |at: &Keygate, token: String| {
         http.post(at.url("/oauth/token"))
             .basic_auth(&id, Some(&secret))
             .form(&[

@@ -13,6 +13,7 @@ mod helpers;
 mod instances;
 mod limits;
 mod openapi;
+mod process;
 mod races;
 mod redis_server;
 mod registration;

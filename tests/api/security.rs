@@ -1,10 +1,7 @@
 //! Issue 7 items 5 and 6: no secret reaches a log line, audit events are
 //! logged, and `kid` values are harmless.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -12,88 +9,27 @@ use keygate::tokens::jwt;
 use keygate::tokens::keys::{generate_into, Alg, KeySet};
 
 use crate::helpers::{hidden_value, location, params_of, pkce_pair, urlencode};
+use crate::process::Keygate;
 use crate::redis_server::RedisServer;
 
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 
-/// keygate as a real process, its stderr collected line by line.
-struct Server {
-    child: std::process::Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(level: &str, initial_token: &str, store_url: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .current_dir(dir.path())
-        .env("KEYGATE_KEYS_DIR", dir.path().join("keys"))
-        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
-        .env("KEYGATE_LOG_LEVEL", level)
-        .env("KEYGATE_STORE_URL", store_url)
-        .env("KEYGATE_UI_SIGNUP", "true")
-        .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
-        .env("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", initial_token)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(vec![]));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut server = Server {
-        child,
-        base: String::new(),
-        log,
-        _dir: dir,
-    };
-    // Dropping `server` on a failed start kills the process.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let addr = server.log.lock().unwrap().iter().find_map(|l| {
-            let at = l.find("keygate listening")?;
-            let rest = &l[at..];
-            let a = rest.find("addr=")? + 5;
-            Some(rest[a..].split_whitespace().next()?.to_string())
-        });
-        if let Some(addr) = addr {
-            server.base = format!("http://{addr}");
-            return server;
-        }
-        assert!(Instant::now() < deadline, "keygate did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+/// keygate on `store_url` at log `level`, with sign-up and registration open.
+fn start(dir: &std::path::Path, level: &str, initial_token: &str, store_url: &str) -> Keygate {
+    Keygate::start(
+        dir,
+        &[
+            ("KEYGATE_LOG_LEVEL", level),
+            ("KEYGATE_STORE_URL", store_url),
+            ("KEYGATE_UI_SIGNUP", "true"),
+            ("KEYGATE_OAUTH_SCOPES", "profile,email,api:read"),
+            ("KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS", initial_token),
+        ],
+    )
 }
 
 /// Runs every flow that handles a secret and returns the secrets it saw.
-async fn every_secret_flow(s: &Server, initial_token: &str) -> Vec<(&'static str, String)> {
+async fn every_secret_flow(s: &Keygate, initial_token: &str) -> Vec<(&'static str, String)> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -355,7 +291,8 @@ async fn no_secret_reaches_the_log_and_audit_events_do() {
         // Redis, so that everything stored can be read back afterwards.
         let redis = RedisServer::new();
         let initial_token = format!("iat-{}", keygate::ids::random_token(16));
-        let server = start(level, &initial_token, &redis.url());
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), level, &initial_token, &redis.url());
         let secrets = every_secret_flow(&server, &initial_token).await;
         assert_stored_only_as_hashes(&redis, &secrets).await;
         // Give the last lines time to arrive, then stop.
