@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::oauth::types::{AuthMethod, GrantType, ScopeSet};
+use crate::oauth::types::{AuthMethod, ScopeSet};
 use crate::tokens::keys::Rotation;
 
 /// Environment variables with the `KEYGATE_` prefix that are tool switches,
@@ -518,7 +518,11 @@ impl Settings {
             if !seen.insert(c.client_id.as_str()) {
                 return Err(ConfigError::new(key, "duplicate client_id"));
             }
-            validate_config_client(c, &scopes, issuer_is_loopback)
+            let rules = crate::oauth::client_meta::Rules {
+                scopes: scopes.clone(),
+                http_loopback_redirects: self.oauth.http_loopback_redirects,
+            };
+            validate_config_client(c, &rules, issuer_is_loopback)
                 .map_err(|(field, msg)| ConfigError::new(format!("{key}.{field}"), msg))?;
         }
         let mut names = std::collections::HashSet::new();
@@ -567,11 +571,16 @@ fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn validate_config_client(
+/// A `[[clients]]` entry as client metadata: the config-only checks (id
+/// length, plain secrets only with a loopback issuer, secret length, secret vs
+/// auth method), then the one metadata pipeline (`client_meta::parse` with the
+/// config defaults, and the server-wide rules). Errors name the field.
+pub(crate) fn validate_config_client(
     c: &ConfigClient,
-    known: &ScopeSet,
+    rules: &crate::oauth::client_meta::Rules,
     issuer_is_loopback: bool,
-) -> Result<(), (&'static str, String)> {
+) -> Result<crate::oauth::client_meta::ClientMetadata, (&'static str, String)> {
+    use crate::oauth::client_meta::{parse, validate, Defaults, RawClientMetadata};
     if c.client_id.is_empty() || c.client_id.len() > 128 {
         return Err(("client_id", "must be 1 to 128 characters".into()));
     }
@@ -586,38 +595,26 @@ fn validate_config_client(
             return Err(("client_secret", "must be at least 8 characters".into()));
         }
     }
-    let method = match &c.token_endpoint_auth_method {
-        Some(m) => AuthMethod::parse(m).ok_or((
-            "token_endpoint_auth_method",
-            format!("unknown method `{m}`"),
-        ))?,
-        None if c.client_secret.is_some() => AuthMethod::ClientSecretBasic,
-        None => AuthMethod::None,
+    let raw = RawClientMetadata {
+        client_name: (!c.client_name.is_empty()).then(|| c.client_name.clone()),
+        redirect_uris: Some(c.redirect_uris.clone()),
+        grant_types: Some(c.grant_types.clone()),
+        response_types: None,
+        scope: Some(c.scope.clone()),
+        token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
+        client_uri: None,
+        logo_uri: None,
     };
-    if (method == AuthMethod::None) != c.client_secret.is_none() {
+    let defaults = Defaults::config(&c.client_id, c.client_secret.is_some());
+    let meta = parse(raw, defaults).map_err(|e| (e.field, e.message))?;
+    if (meta.auth_method == AuthMethod::None) != c.client_secret.is_none() {
         return Err((
             "token_endpoint_auth_method",
             "`none` is for clients without a secret; a client with a secret needs client_secret_basic or client_secret_post".into(),
         ));
     }
-    if c.grant_types.is_empty() {
-        return Err(("grant_types", "at least one grant type is required".into()));
-    }
-    for g in &c.grant_types {
-        GrantType::parse(g).ok_or(("grant_types", format!("unknown grant type `{g}`")))?;
-    }
-    let scope = ScopeSet::parse(&c.scope).map_err(|e| ("scope", e.description.to_string()))?;
-    if !scope.is_subset(known) {
-        return Err(("scope", "names a scope not listed in oauth.scopes".into()));
-    }
-    for u in &c.redirect_uris {
-        let parsed = url::Url::parse(u)
-            .map_err(|_| ("redirect_uris", format!("`{u}` is not an absolute URI")))?;
-        if parsed.fragment().is_some() {
-            return Err(("redirect_uris", format!("`{u}` must not have a fragment")));
-        }
-    }
-    Ok(())
+    validate(&meta, rules).map_err(|e| (e.field, e.message))?;
+    Ok(meta)
 }
 
 fn parse_issuer(raw: &str) -> Result<String, ConfigError> {

@@ -20,8 +20,7 @@ use crate::flows::clients::build;
 use crate::limits::Limits;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
-use crate::oauth::client_meta::ClientMetadata;
-use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
+use crate::oauth::types::Client;
 use crate::state::AppState;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -186,7 +185,7 @@ async fn serve<E: Endpoint + 'static>(
 }
 
 /// Builds the shared state from settings: validation, store, keys, clients,
-/// users, metadata. Used by `serve` and by the CLI commands that write to the store.
+/// users, metadata. Used by `serve` (the CLI's store commands use [`open_store_only`]).
 pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let cfg = settings.validate()?;
     if cfg.profile == Profile::Legacy {
@@ -210,20 +209,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         !settings.registration.initial_access_tokens.is_empty(),
     ))?
     .into();
-    let config_users = settings
-        .users
-        .iter()
-        .map(|u| {
-            let user = User {
-                id: format!("cfg-{}", u.username.to_lowercase()),
-                username: u.username.clone(),
-                email: u.email.clone(),
-                password_hash: u.password_hash.clone(),
-                created_at: 0,
-            };
-            (u.username.to_lowercase(), user)
-        })
-        .collect();
+    let config_users = config_users(&settings);
     let store_for_key = store.clone();
     let settings_limits = settings.limits.clone();
     let state = AppState {
@@ -242,6 +228,46 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         limits: Arc::new(Limits::new(&settings_limits)),
     };
     Ok(state)
+}
+
+/// What the CLI's client and user commands work on. Opening it creates no
+/// signing key and no CSRF secret, unlike [`build_state`].
+pub struct StoreContext {
+    /// Validated settings.
+    pub cfg: Validated,
+    /// Typed access to the store.
+    pub repos: Repos,
+    /// Users from `[[users]]`, by lower-case username (their names are taken).
+    pub config_users: HashMap<String, User>,
+}
+
+/// Validates `settings` and opens only the store (see [`StoreContext`]).
+pub async fn open_store_only(settings: &Settings) -> anyhow::Result<StoreContext> {
+    let cfg = settings.validate()?;
+    let store = open_store(&cfg, settings).await?;
+    Ok(StoreContext {
+        repos: Repos::new(store),
+        config_users: config_users(settings),
+        cfg,
+    })
+}
+
+/// `[[users]]` from the config file, by lower-case username.
+fn config_users(settings: &Settings) -> HashMap<String, User> {
+    settings
+        .users
+        .iter()
+        .map(|u| {
+            let user = User {
+                id: format!("cfg-{}", u.username.to_lowercase()),
+                username: u.username.clone(),
+                email: u.email.clone(),
+                password_hash: u.password_hash.clone(),
+                created_at: 0,
+            };
+            (u.username.to_lowercase(), user)
+        })
+        .collect()
 }
 
 async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Store> {
@@ -341,32 +367,12 @@ fn create_first_key(cfg: &Validated, now: i64) -> anyhow::Result<KeySet> {
 fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMap<String, Client>> {
     let mut out = HashMap::new();
     for (i, c) in settings.clients.iter().enumerate() {
-        let auth_method = c
-            .token_endpoint_auth_method
-            .as_deref()
-            .and_then(AuthMethod::parse)
-            .unwrap_or(if c.client_secret.is_some() {
-                AuthMethod::ClientSecretBasic
-            } else {
-                AuthMethod::None
-            });
-        let meta = ClientMetadata {
-            client_name: if c.client_name.is_empty() {
-                c.client_id.clone()
-            } else {
-                c.client_name.clone()
-            },
-            redirect_uris: c.redirect_uris.clone(),
-            grant_types: c
-                .grant_types
-                .iter()
-                .filter_map(|g| GrantType::parse(g))
-                .collect(),
-            scope: ScopeSet::parse(&c.scope)?,
-            auth_method,
-            client_uri: None,
-            logo_uri: None,
+        let named = |field: &str, message: &str| {
+            anyhow::anyhow!("config error: `clients[{i}].{field}`: {message}")
         };
+        let meta =
+            crate::config::validate_config_client(c, &cfg.client_rules, cfg.issuer_is_loopback)
+                .map_err(|(field, message)| named(field, &message))?;
         let reg = build(
             meta,
             &cfg.client_rules,
@@ -374,7 +380,7 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
             Some(c.client_id.clone()),
             c.client_secret.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("config error: `clients[{i}].{}`: {}", e.field, e.message))?;
+        .map_err(|e| named(e.field, &e.message))?;
         out.insert(c.client_id.clone(), reg.client);
     }
     Ok(out)

@@ -7,31 +7,17 @@ use subtle::ConstantTimeEq;
 use super::clients::{self, ClientError, Registered};
 use super::FlowError;
 use crate::oauth::client_auth::hash_secret;
-use crate::oauth::client_meta::{check_response_types, ClientMetadata, MetadataError};
-use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
+use crate::oauth::client_meta::{parse, Defaults, MetadataError, RawClientMetadata};
+use crate::oauth::types::Client;
 use crate::state::AppState;
 
-/// Client metadata as sent on the wire (RFC 7591 §2); unknown members are ignored.
+/// An RFC 7591 / RFC 7592 request body; unknown members are ignored.
 #[derive(Debug, Clone, Default)]
 pub struct MetadataRequest {
     /// `client_id` (RFC 7592 update only: must match the URL).
     pub client_id: Option<String>,
-    /// `client_name`
-    pub client_name: Option<String>,
-    /// `redirect_uris`
-    pub redirect_uris: Option<Vec<String>>,
-    /// `grant_types` (default `["authorization_code"]`)
-    pub grant_types: Option<Vec<String>>,
-    /// `response_types` (default: implied by the grant types)
-    pub response_types: Option<Vec<String>>,
-    /// `scope`
-    pub scope: Option<String>,
-    /// `token_endpoint_auth_method` (default `client_secret_basic`)
-    pub token_endpoint_auth_method: Option<String>,
-    /// `client_uri`
-    pub client_uri: Option<String>,
-    /// `logo_uri`
-    pub logo_uri: Option<String>,
+    /// The client metadata (RFC 7591 §2).
+    pub metadata: RawClientMetadata,
 }
 
 /// Why a registration request failed.
@@ -57,56 +43,6 @@ impl From<ClientError> for RegistrationError {
     }
 }
 
-fn bad(field: &'static str, message: String) -> MetadataError {
-    MetadataError {
-        code: "invalid_client_metadata",
-        field,
-        message,
-    }
-}
-
-/// Maps wire metadata to the one validated shape (RFC 7591 §2 defaults).
-pub fn to_metadata(req: &MetadataRequest) -> Result<ClientMetadata, MetadataError> {
-    let grant_names = req
-        .grant_types
-        .clone()
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
-    let mut grant_types = vec![];
-    for g in &grant_names {
-        let g = GrantType::parse(g)
-            .ok_or_else(|| bad("grant_types", format!("unknown grant type `{g}`")))?;
-        if !grant_types.contains(&g) {
-            grant_types.push(g);
-        }
-    }
-    if let Some(rt) = &req.response_types {
-        check_response_types(&grant_types, rt)?;
-    }
-    let auth_method = match req.token_endpoint_auth_method.as_deref() {
-        None => AuthMethod::ClientSecretBasic,
-        Some(m) => AuthMethod::parse(m).ok_or_else(|| {
-            bad(
-                "token_endpoint_auth_method",
-                format!("unsupported method `{m}`"),
-            )
-        })?,
-    };
-    let scope = ScopeSet::parse(req.scope.as_deref().unwrap_or_default())
-        .map_err(|e| bad("scope", e.description.into_owned()))?;
-    Ok(ClientMetadata {
-        client_name: req
-            .client_name
-            .clone()
-            .unwrap_or_else(|| "Unnamed client".into()),
-        redirect_uris: req.redirect_uris.clone().unwrap_or_default(),
-        grant_types,
-        scope,
-        auth_method,
-        client_uri: req.client_uri.clone(),
-        logo_uri: req.logo_uri.clone(),
-    })
-}
-
 fn initial_token_ok(state: &AppState, token: Option<&str>) -> bool {
     let Some(token) = token else { return false };
     let given = hash_secret(token);
@@ -126,12 +62,12 @@ fn initial_token_ok(state: &AppState, token: Option<&str>) -> bool {
 pub async fn register(
     state: &AppState,
     initial_token: Option<&str>,
-    req: &MetadataRequest,
+    req: MetadataRequest,
 ) -> Result<Registered, RegistrationError> {
     if !initial_token_ok(state, initial_token) {
         return Err(RegistrationError::Unauthorized);
     }
-    let meta = to_metadata(req).map_err(RegistrationError::Metadata)?;
+    let meta = parse(req.metadata, Defaults::rfc7591()).map_err(RegistrationError::Metadata)?;
     Ok(clients::register(
         &state.repos,
         meta,
@@ -168,16 +104,16 @@ pub async fn replace(
     state: &AppState,
     client_id: &str,
     token: Option<&str>,
-    req: &MetadataRequest,
+    req: MetadataRequest,
 ) -> Result<Registered, RegistrationError> {
     authorized(state, client_id, token).await?;
     if req.client_id.as_deref() != Some(client_id) {
-        return Err(RegistrationError::Metadata(bad(
+        return Err(RegistrationError::Metadata(MetadataError::invalid(
             "client_id",
-            "the body's client_id must equal the client in the URL".into(),
+            "the body's client_id must equal the client in the URL",
         )));
     }
-    let meta = to_metadata(req).map_err(RegistrationError::Metadata)?;
+    let meta = parse(req.metadata, Defaults::rfc7591()).map_err(RegistrationError::Metadata)?;
     Ok(clients::update(&state.repos, client_id, None, meta, &state.cfg.client_rules).await?)
 }
 

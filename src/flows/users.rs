@@ -1,11 +1,13 @@
 //! Accounts and login sessions: sign-up, password login (argon2id on the
 //! blocking pool, dummy hash for unknown users), session cookies' server side.
 
+use std::collections::HashMap;
+
 use super::FlowError;
 use crate::oauth::OAuthError;
 use crate::passwords;
 use crate::state::AppState;
-use crate::store::repos::{Session, User};
+use crate::store::repos::{Repos, Session, User};
 
 /// Why a sign-up was refused (shown on the form).
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +31,32 @@ pub fn valid_username(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-/// Creates an account in the store.
-#[tracing::instrument(skip_all, fields(username = %username))]
+/// Creates an account in the store (sign-up page).
 pub async fn create_user(
     state: &AppState,
+    username: &str,
+    email: Option<String>,
+    password: String,
+) -> Result<User, SignupError> {
+    let config_users = &state.config_users;
+    create_user_in(
+        &state.repos,
+        config_users,
+        state.clock.now(),
+        username,
+        email,
+        password,
+    )
+    .await
+}
+
+/// Creates an account in the store; the names of `config_users` are taken
+/// (CLI `user add`, which opens only the store).
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn create_user_in(
+    repos: &Repos,
+    config_users: &HashMap<String, User>,
+    now: i64,
     username: &str,
     email: Option<String>,
     password: String,
@@ -53,7 +77,7 @@ pub async fn create_user(
             "that email address does not look right",
         ));
     }
-    if state.config_users.contains_key(&username.to_lowercase()) {
+    if config_users.contains_key(&username.to_lowercase()) {
         return Err(SignupError::Taken);
     }
     let password_hash = passwords::hash(password)
@@ -64,14 +88,9 @@ pub async fn create_user(
         username: username.to_string(),
         email,
         password_hash,
-        created_at: state.clock.now(),
+        created_at: now,
     };
-    if !state
-        .repos
-        .create_user(&user)
-        .await
-        .map_err(FlowError::from)?
-    {
+    if !repos.create_user(&user).await.map_err(FlowError::from)? {
         return Err(SignupError::Taken);
     }
     tracing::info!(event = "user_created", user_id = %user.id, "user created");
@@ -163,15 +182,14 @@ pub async fn password_grant_user(
 
 /// Sets a stored user's password (CLI `user set-password`).
 pub async fn set_password(
-    state: &AppState,
+    repos: &Repos,
     username: &str,
     password: String,
 ) -> Result<User, SignupError> {
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
     }
-    let mut user = state
-        .repos
+    let mut user = repos
         .user_by_name(username)
         .await
         .map_err(FlowError::from)?
@@ -179,24 +197,19 @@ pub async fn set_password(
     user.password_hash = passwords::hash(password)
         .await
         .map_err(|e| FlowError::Internal(e.to_string()))?;
-    state.repos.put_user(&user).await.map_err(FlowError::from)?;
+    repos.put_user(&user).await.map_err(FlowError::from)?;
     tracing::info!(event = "user_password_changed", user_id = %user.id, "password changed");
     Ok(user)
 }
 
 /// Deletes a stored user (CLI `user delete`); their sessions expire on their own.
-pub async fn delete_user(state: &AppState, username: &str) -> Result<User, SignupError> {
-    let user = state
-        .repos
+pub async fn delete_user(repos: &Repos, username: &str) -> Result<User, SignupError> {
+    let user = repos
         .user_by_name(username)
         .await
         .map_err(FlowError::from)?
         .ok_or(SignupError::Invalid("no such user in the store"))?;
-    state
-        .repos
-        .delete_user(&user)
-        .await
-        .map_err(FlowError::from)?;
+    repos.delete_user(&user).await.map_err(FlowError::from)?;
     tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted");
     Ok(user)
 }

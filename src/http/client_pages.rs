@@ -12,8 +12,8 @@ use super::views::{
     ClientsPage, FieldError,
 };
 use crate::flows::clients::{self, ClientError, Registered};
-use crate::oauth::client_meta::{ClientMetadata, MetadataError};
-use crate::oauth::types::{AuthMethod, Client, GrantType, ScopeSet};
+use crate::oauth::client_meta::{self, ClientMetadata, Defaults, MetadataError, RawClientMetadata};
+use crate::oauth::types::Client;
 use crate::state::AppState;
 use crate::store::repos::Session;
 
@@ -167,44 +167,25 @@ fn parse_form(
             _ => {}
         }
     }
-    let bad = |field: &'static str, message: String| MetadataError {
-        code: "invalid_client_metadata",
-        field,
-        message,
-    };
-    let meta = (|| {
-        let mut grants = vec![];
-        for g in &v.grant_types {
-            grants.push(
-                GrantType::parse(g)
-                    .ok_or_else(|| bad("grant_types", format!("unknown grant type `{g}`")))?,
-            );
-        }
-        let auth_method = AuthMethod::parse(&v.token_endpoint_auth_method).ok_or_else(|| {
-            bad(
-                "token_endpoint_auth_method",
-                "choose an authentication method".into(),
-            )
-        })?;
-        let scope =
-            ScopeSet::parse(&v.scope).map_err(|e| bad("scope", e.description.into_owned()))?;
-        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        Ok(ClientMetadata {
-            client_name: v.client_name.clone(),
-            redirect_uris: v
-                .redirect_uris
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let raw = RawClientMetadata {
+        client_name: Some(v.client_name.clone()),
+        redirect_uris: Some(
+            v.redirect_uris
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .map(String::from)
                 .collect(),
-            grant_types: grants,
-            scope,
-            auth_method,
-            client_uri: opt(&v.client_uri),
-            logo_uri: opt(&v.logo_uri),
-        })
-    })();
+        ),
+        grant_types: Some(v.grant_types.clone()),
+        response_types: None,
+        scope: Some(v.scope.clone()),
+        token_endpoint_auth_method: opt(&v.token_endpoint_auth_method),
+        client_uri: opt(&v.client_uri),
+        logo_uri: opt(&v.logo_uri),
+    };
+    let meta = client_meta::parse(raw, Defaults::form());
     (csrf, v, meta)
 }
 

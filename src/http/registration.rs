@@ -10,6 +10,7 @@ use super::api::{ApiTags, BearerAuth, BearerJwt};
 use super::responses::{internal_to_oauth, OAuthErrorBody, NO_STORE};
 use crate::flows::clients::Registered;
 use crate::flows::registration::{self, MetadataRequest, RegistrationError};
+use crate::oauth::client_meta::{ClientView, RawClientMetadata};
 use crate::oauth::types::Client;
 use crate::state::AppState;
 
@@ -40,14 +41,16 @@ impl From<ClientMetadataBody> for MetadataRequest {
     fn from(b: ClientMetadataBody) -> Self {
         Self {
             client_id: b.client_id,
-            client_name: b.client_name,
-            redirect_uris: b.redirect_uris,
-            grant_types: b.grant_types,
-            response_types: b.response_types,
-            scope: b.scope,
-            token_endpoint_auth_method: b.token_endpoint_auth_method,
-            client_uri: b.client_uri,
-            logo_uri: b.logo_uri,
+            metadata: RawClientMetadata {
+                client_name: b.client_name,
+                redirect_uris: b.redirect_uris,
+                grant_types: b.grant_types,
+                response_types: b.response_types,
+                scope: b.scope,
+                token_endpoint_auth_method: b.token_endpoint_auth_method,
+                client_uri: b.client_uri,
+                logo_uri: b.logo_uri,
+            },
         }
     }
 }
@@ -90,31 +93,31 @@ pub struct ClientInformation {
     pub logo_uri: Option<String>,
 }
 
+/// The response body: the one [`ClientView`] plus the RFC 7592 fields.
 fn information(
     state: &AppState,
     c: &Client,
     secret: Option<String>,
     rat: Option<String>,
 ) -> ClientInformation {
+    let v = ClientView::from(c).with_secret(secret);
     ClientInformation {
-        client_id: c.client_id.clone(),
-        client_secret: secret,
-        client_id_issued_at: c.created_at,
+        registration_client_uri: format!("{}/oauth/register/{}", state.cfg.issuer, v.client_id),
+        client_id: v.client_id,
+        client_secret: v.client_secret,
+        client_id_issued_at: v.client_id_issued_at,
+        // RFC 7591 §3.2.1: present for every confidential client, not only
+        // in the response that issues the secret.
         client_secret_expires_at: c.is_confidential().then_some(0),
         registration_access_token: rat,
-        registration_client_uri: format!("{}/oauth/register/{}", state.cfg.issuer, c.client_id),
-        client_name: c.client_name.clone(),
-        redirect_uris: c.redirect_uris.clone(),
-        grant_types: c
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_string())
-            .collect(),
-        response_types: c.response_types().into_iter().map(String::from).collect(),
-        scope: c.scope.to_string(),
-        token_endpoint_auth_method: c.auth_method.as_str().into(),
-        client_uri: c.client_uri.clone(),
-        logo_uri: c.logo_uri.clone(),
+        client_name: v.client_name,
+        redirect_uris: v.redirect_uris,
+        grant_types: v.grant_types,
+        response_types: v.response_types,
+        scope: v.scope,
+        token_endpoint_auth_method: v.token_endpoint_auth_method,
+        client_uri: v.client_uri,
+        logo_uri: v.logo_uri,
     }
 }
 
@@ -183,7 +186,7 @@ impl From<RegistrationError> for RegistrationResponse {
             ),
             RegistrationError::Metadata(m) => Self::BadRequest(
                 Json(OAuthErrorBody {
-                    error: m.code.into(),
+                    error: m.code.as_str().into(),
                     error_description: Some(format!("{}: {}", m.field, m.message)),
                 }),
                 NO_STORE.into(),
@@ -241,7 +244,7 @@ impl RegistrationApi {
         auth: BearerAuth,
         body: Json<ClientMetadataBody>,
     ) -> RegistrationResponse {
-        match registration::register(&state, token(&auth), &body.0.into()).await {
+        match registration::register(&state, token(&auth), body.0.into()).await {
             Ok(reg) => created(&state, reg),
             Err(e) => e.into(),
         }
@@ -280,7 +283,7 @@ impl RegistrationApi {
         client_id: Path<String>,
         body: Json<ClientMetadataBody>,
     ) -> RegistrationResponse {
-        match registration::replace(&state, &client_id.0, token(&auth), &body.0.into()).await {
+        match registration::replace(&state, &client_id.0, token(&auth), body.0.into()).await {
             Ok(reg) => RegistrationResponse::Ok(
                 Json(information(&state, &reg.client, reg.secret, None)),
                 NO_STORE.into(),

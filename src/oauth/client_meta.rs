@@ -1,11 +1,22 @@
-//! Client metadata rules shared by the CLI, the config file and (later) RFC 7591
-//! registration: which combinations of grant types, redirect URIs, auth method
-//! and scope make a valid client.
+//! Client metadata: the one pipeline from text to a validated client and back.
+//!
+//! Every source of client metadata (the RFC 7591 registration body, the "my
+//! clients" page form, the CLI flags, `[[clients]]` in the config file) fills
+//! one [`RawClientMetadata`] with the RFC 7591 names and calls [`parse`] with
+//! the [`Defaults`] of that source; [`parse`] turns the text into types, and
+//! [`validate`] applies the one set of server-wide [`Rules`]. Every place that shows a client (the JSON
+//! API, the CLI `--json`, the pages) renders the one [`ClientView`].
+//!
+//! Part of the pure core: no I/O, and it must not depend on `flows`, `http`,
+//! `store` or the CLI (only on the other `oauth` modules).
 
-use super::types::{AuthMethod, GrantType, ScopeSet};
+use serde::Serialize;
+
+use super::error::ErrorCode;
+use super::types::{response_types_for, AuthMethod, Client, GrantType, ScopeSet};
 
 /// Requested client metadata, before an id or secret exists.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientMetadata {
     /// Human-readable name.
     pub client_name: String,
@@ -23,23 +34,136 @@ pub struct ClientMetadata {
     pub logo_uri: Option<String>,
 }
 
+/// Client metadata as text, with the RFC 7591 §2 names; `None` means the
+/// source did not give the field, and [`Defaults`] says what it becomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawClientMetadata {
+    /// `client_name`
+    pub client_name: Option<String>,
+    /// `redirect_uris`
+    pub redirect_uris: Option<Vec<String>>,
+    /// `grant_types`
+    pub grant_types: Option<Vec<String>>,
+    /// `response_types`: when given, must match the grant types (RFC 7591 §2.1).
+    pub response_types: Option<Vec<String>>,
+    /// `scope`, space-separated.
+    pub scope: Option<String>,
+    /// `token_endpoint_auth_method`
+    pub token_endpoint_auth_method: Option<String>,
+    /// `client_uri`
+    pub client_uri: Option<String>,
+    /// `logo_uri`
+    pub logo_uri: Option<String>,
+}
+
+/// What a field missing from [`RawClientMetadata`] becomes. The sources
+/// differ, so each has a constructor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// Name when none is given.
+    pub client_name: String,
+    /// Redirect URIs when none are given.
+    pub redirect_uris: Vec<String>,
+    /// Grant types when none are given.
+    pub grant_types: Vec<GrantType>,
+    /// Scope when none is given.
+    pub scope: ScopeSet,
+    /// Auth method when none is given; `None`: the source must name one.
+    pub auth_method: Option<AuthMethod>,
+    /// Home page when none is given.
+    pub client_uri: Option<String>,
+    /// Logo when none is given.
+    pub logo_uri: Option<String>,
+}
+
+impl Defaults {
+    /// RFC 7591 §2 (registration, and the CLI's `client create`, whose flags
+    /// always give name, grant types, scope and auth method):
+    /// `grant_types` `["authorization_code"]`, `client_secret_basic`, no scope,
+    /// name "Unnamed client".
+    pub fn rfc7591() -> Self {
+        Self {
+            client_name: "Unnamed client".into(),
+            redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scope: ScopeSet::default(),
+            auth_method: Some(AuthMethod::ClientSecretBasic),
+            client_uri: None,
+            logo_uri: None,
+        }
+    }
+
+    /// The page form: every field comes from the form; an empty name or grant
+    /// list fails the rules, and the auth method must be chosen.
+    pub fn form() -> Self {
+        Self {
+            client_name: String::new(),
+            redirect_uris: vec![],
+            grant_types: vec![],
+            scope: ScopeSet::default(),
+            auth_method: None,
+            client_uri: None,
+            logo_uri: None,
+        }
+    }
+
+    /// `[[clients]]` in the config file: the name defaults to the client id,
+    /// and the auth method to `client_secret_basic` with a secret, `none` without.
+    pub fn config(client_id: &str, has_secret: bool) -> Self {
+        Self {
+            client_name: client_id.to_string(),
+            auth_method: Some(if has_secret {
+                AuthMethod::ClientSecretBasic
+            } else {
+                AuthMethod::None
+            }),
+            ..Self::form()
+        }
+    }
+
+    /// A change to a stored client (CLI `client update`): what is not given stays.
+    pub fn from_client(c: &Client) -> Self {
+        Self {
+            client_name: c.client_name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c.grant_types.clone(),
+            scope: c.scope.clone(),
+            auth_method: Some(c.auth_method),
+            client_uri: c.client_uri.clone(),
+            logo_uri: c.logo_uri.clone(),
+        }
+    }
+}
+
 /// A metadata problem: the RFC 7591 §3.2.2 code and the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct MetadataError {
-    /// `invalid_redirect_uri` or `invalid_client_metadata`.
-    pub code: &'static str,
+    /// [`ErrorCode::InvalidRedirectUri`] or [`ErrorCode::InvalidClientMetadata`].
+    pub code: ErrorCode,
     /// The metadata field at fault.
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
 }
 
-fn meta(field: &'static str, message: impl Into<String>) -> MetadataError {
-    MetadataError {
-        code: "invalid_client_metadata",
-        field,
-        message: message.into(),
+impl MetadataError {
+    /// `invalid_client_metadata` about `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidClientMetadata,
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// `invalid_redirect_uri` (always about `redirect_uris`).
+    pub fn redirect_uri(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidRedirectUri,
+            field: "redirect_uris",
+            message: message.into(),
+        }
     }
 }
 
@@ -52,26 +176,86 @@ pub struct Rules {
     pub http_loopback_redirects: bool,
 }
 
+/// Turns text into typed metadata, in this order: grant type names
+/// (duplicates merged), `response_types` against the grant types, auth
+/// method, scope syntax; missing fields come from `defaults`.
+///
+/// The server-wide [`Rules`] are checked by [`validate`], which
+/// `flows::clients` applies to every client it builds or changes (and config
+/// validation to every `[[clients]]` entry), so a source without access to the
+/// settings (the page form parser) still goes through this one conversion.
+pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadata, MetadataError> {
+    let grant_types = match &raw.grant_types {
+        None => defaults.grant_types,
+        Some(names) => {
+            let mut grants = vec![];
+            for g in names {
+                let g = GrantType::parse(g).ok_or_else(|| {
+                    MetadataError::invalid("grant_types", format!("unknown grant type `{g}`"))
+                })?;
+                if !grants.contains(&g) {
+                    grants.push(g);
+                }
+            }
+            grants
+        }
+    };
+    if let Some(rt) = &raw.response_types {
+        check_response_types(&grant_types, rt)?;
+    }
+    let auth_method = match raw.token_endpoint_auth_method.as_deref() {
+        Some(m) => AuthMethod::parse(m).ok_or_else(|| {
+            MetadataError::invalid(
+                "token_endpoint_auth_method",
+                format!("unsupported method `{m}`"),
+            )
+        })?,
+        None => defaults.auth_method.ok_or_else(|| {
+            MetadataError::invalid(
+                "token_endpoint_auth_method",
+                "choose an authentication method",
+            )
+        })?,
+    };
+    let scope = match raw.scope.as_deref() {
+        Some(s) => ScopeSet::parse(s)
+            .map_err(|e| MetadataError::invalid("scope", e.description.into_owned()))?,
+        None => defaults.scope,
+    };
+    Ok(ClientMetadata {
+        client_name: raw.client_name.unwrap_or(defaults.client_name),
+        redirect_uris: raw.redirect_uris.unwrap_or(defaults.redirect_uris),
+        grant_types,
+        scope,
+        auth_method,
+        client_uri: raw.client_uri.or(defaults.client_uri),
+        logo_uri: raw.logo_uri.or(defaults.logo_uri),
+    })
+}
+
 /// Checks that the metadata describes a usable client.
 pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> {
     let known_scopes = &rules.scopes;
     if m.client_name.trim().is_empty() || m.client_name.len() > 200 {
-        return Err(meta("client_name", "must be 1 to 200 characters"));
+        return Err(MetadataError::invalid(
+            "client_name",
+            "must be 1 to 200 characters",
+        ));
     }
     if m.grant_types.is_empty() {
-        return Err(meta("grant_types", "at least one grant type is required"));
+        return Err(MetadataError::invalid(
+            "grant_types",
+            "at least one grant type is required",
+        ));
     }
     let needs_redirect = m
         .grant_types
         .iter()
         .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
     if needs_redirect && m.redirect_uris.is_empty() {
-        return Err(MetadataError {
-            code: "invalid_redirect_uri",
-            field: "redirect_uris",
-            message: "authorization_code and implicit clients need at least one redirect URI"
-                .into(),
-        });
+        return Err(MetadataError::redirect_uri(
+            "authorization_code and implicit clients need at least one redirect URI",
+        ));
     }
     for uri in &m.redirect_uris {
         check_redirect_uri(uri, rules.http_loopback_redirects)?;
@@ -81,7 +265,7 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
         .iter()
         .any(|g| matches!(g, GrantType::ClientCredentials));
     if confidential_only && m.auth_method == AuthMethod::None {
-        return Err(meta(
+        return Err(MetadataError::invalid(
             "token_endpoint_auth_method",
             "client_credentials needs a confidential client (client_secret_basic or client_secret_post)",
         ));
@@ -92,7 +276,10 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
                 p.scheme() == "https" || (p.scheme() == "http" && crate::config::is_loopback_url(u))
             });
             if !ok {
-                return Err(meta(field, format!("`{u}` must be an absolute https URL")));
+                return Err(MetadataError::invalid(
+                    field,
+                    format!("`{u}` must be an absolute https URL"),
+                ));
             }
         }
     }
@@ -102,7 +289,7 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
             .iter()
             .filter(|s| !known_scopes.contains(s))
             .collect();
-        return Err(meta(
+        return Err(MetadataError::invalid(
             "scope",
             format!("unknown scope(s): {}", unknown.join(" ")),
         ));
@@ -116,7 +303,7 @@ pub fn check_response_types(
     grants: &[GrantType],
     response_types: &[String],
 ) -> Result<(), MetadataError> {
-    let mut expected: Vec<&str> = super::types::response_types_for(grants);
+    let mut expected: Vec<&str> = response_types_for(grants);
     let mut given: Vec<&str> = response_types.iter().map(String::as_str).collect();
     expected.sort_unstable();
     given.sort_unstable();
@@ -124,7 +311,7 @@ pub fn check_response_types(
     if expected == given {
         Ok(())
     } else {
-        Err(meta(
+        Err(MetadataError::invalid(
             "response_types",
             format!(
                 "response_types [{}] do not match grant_types (expected [{}])",
@@ -138,11 +325,7 @@ pub fn check_response_types(
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and
 /// https unless the host is loopback (RFC 8252 §7.3, RFC 9700 §2.1).
 pub fn check_redirect_uri(uri: &str, http_loopback: bool) -> Result<(), MetadataError> {
-    let bad = |message: String| MetadataError {
-        code: "invalid_redirect_uri",
-        field: "redirect_uris",
-        message,
-    };
+    let bad = MetadataError::redirect_uri;
     let u = url::Url::parse(uri).map_err(|_| bad(format!("`{uri}` is not an absolute URI")))?;
     if u.fragment().is_some() {
         return Err(bad(format!("`{uri}` must not contain a fragment")));
@@ -158,6 +341,75 @@ pub fn check_redirect_uri(uri: &str, http_loopback: bool) -> Result<(), Metadata
         return Err(bad(format!("`{uri}` uses a forbidden scheme")));
     }
     Ok(())
+}
+
+/// A client as every output shows it, with the RFC 7591 §2 / §3.2.1 names:
+/// the JSON API builds its response from it, the CLI prints it with `--json`,
+/// the pages fill their lists and forms from it. Never holds a stored hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientView {
+    /// `client_id`
+    pub client_id: String,
+    /// `client_secret`: only right after it was issued (creation, rotation,
+    /// a switch to confidential); see [`ClientView::with_secret`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// `client_id_issued_at`, seconds since the epoch.
+    pub client_id_issued_at: i64,
+    /// `client_secret_expires_at`: 0 (never) whenever `client_secret` is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<i64>,
+    /// `client_name`
+    pub client_name: String,
+    /// `redirect_uris`
+    pub redirect_uris: Vec<String>,
+    /// `grant_types`
+    pub grant_types: Vec<String>,
+    /// `response_types`, implied by the grant types (RFC 7591 §2.1).
+    pub response_types: Vec<String>,
+    /// `scope`, space-separated.
+    pub scope: String,
+    /// `token_endpoint_auth_method`
+    pub token_endpoint_auth_method: String,
+    /// `client_uri`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    /// `logo_uri`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+}
+
+impl ClientView {
+    /// Adds the plain secret that was just issued (with
+    /// `client_secret_expires_at` 0); `None` leaves both out.
+    pub fn with_secret(mut self, secret: Option<String>) -> Self {
+        self.client_secret_expires_at = secret.is_some().then_some(0);
+        self.client_secret = secret;
+        self
+    }
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            client_secret: None,
+            client_id_issued_at: c.created_at,
+            client_secret_expires_at: None,
+            client_name: c.client_name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            response_types: c.response_types().into_iter().map(String::from).collect(),
+            scope: c.scope.to_string(),
+            token_endpoint_auth_method: c.auth_method.as_str().into(),
+            client_uri: c.client_uri.clone(),
+            logo_uri: c.logo_uri.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,7 +439,7 @@ mod tests {
         x.redirect_uris.clear();
         assert_eq!(
             validate(&x, &known).unwrap_err().code,
-            "invalid_redirect_uri"
+            ErrorCode::InvalidRedirectUri
         );
         let mut x = m();
         x.redirect_uris = vec!["http://app.example/cb".into()];
@@ -212,5 +464,230 @@ mod tests {
         let mut x = m();
         x.scope = ScopeSet::parse("admin").unwrap();
         assert_eq!(validate(&x, &known).unwrap_err().field, "scope");
+    }
+
+    fn server_rules() -> Rules {
+        Rules {
+            scopes: ScopeSet::parse("profile email").unwrap(),
+            http_loopback_redirects: true,
+        }
+    }
+
+    fn strings(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn parse_err(raw: RawClientMetadata, d: Defaults) -> (ErrorCode, &'static str, String) {
+        let e = parse(raw, d).unwrap_err();
+        (e.code, e.field, e.message)
+    }
+
+    #[test]
+    fn rfc7591_defaults() {
+        let m = parse(RawClientMetadata::default(), Defaults::rfc7591()).unwrap();
+        assert_eq!(m.client_name, "Unnamed client");
+        assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
+        assert_eq!(m.auth_method, AuthMethod::ClientSecretBasic);
+        assert!(m.scope.is_empty() && m.redirect_uris.is_empty());
+        assert_eq!((m.client_uri, m.logo_uri), (None, None));
+    }
+
+    #[test]
+    fn form_defaults_require_a_name_grants_and_an_auth_method() {
+        let (code, field, message) = parse_err(RawClientMetadata::default(), Defaults::form());
+        assert_eq!(code, ErrorCode::InvalidClientMetadata);
+        assert_eq!(field, "token_endpoint_auth_method");
+        assert_eq!(message, "choose an authentication method");
+        let raw = RawClientMetadata {
+            token_endpoint_auth_method: Some("none".into()),
+            ..Default::default()
+        };
+        let m = parse(raw, Defaults::form()).unwrap();
+        assert_eq!(m.client_name, "");
+        assert!(m.grant_types.is_empty());
+        assert_eq!(
+            validate(&m, &server_rules()).unwrap_err().field,
+            "client_name"
+        );
+    }
+
+    #[test]
+    fn config_defaults_follow_the_secret() {
+        let raw = || RawClientMetadata {
+            grant_types: strings(&["client_credentials"]),
+            ..Default::default()
+        };
+        let m = parse(raw(), Defaults::config("svc", true)).unwrap();
+        assert_eq!(m.client_name, "svc");
+        assert_eq!(m.auth_method, AuthMethod::ClientSecretBasic);
+        let m = parse(raw(), Defaults::config("spa", false)).unwrap();
+        assert_eq!(m.auth_method, AuthMethod::None);
+        assert_eq!(
+            validate(&m, &server_rules()).unwrap_err().field,
+            "token_endpoint_auth_method"
+        );
+    }
+
+    #[test]
+    fn client_defaults_keep_what_is_not_given() {
+        let old = Client {
+            client_id: "c1".into(),
+            client_name: "Old".into(),
+            auth_method: AuthMethod::ClientSecretPost,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scope: ScopeSet::parse("profile").unwrap(),
+            client_uri: Some("https://app.example".into()),
+            ..Client::default()
+        };
+        let raw = RawClientMetadata {
+            client_name: Some("New".into()),
+            scope: Some("email profile".into()),
+            ..Default::default()
+        };
+        let m = parse(raw, Defaults::from_client(&old)).unwrap();
+        assert_eq!(m.client_name, "New");
+        assert_eq!(m.scope.to_string(), "email profile");
+        assert_eq!(m.grant_types, old.grant_types);
+        assert_eq!(m.redirect_uris, old.redirect_uris);
+        assert_eq!(m.auth_method, AuthMethod::ClientSecretPost);
+        assert_eq!(m.client_uri, old.client_uri);
+        validate(&m, &server_rules()).unwrap();
+    }
+
+    #[test]
+    fn grant_types_are_parsed_and_merged() {
+        let raw = RawClientMetadata {
+            grant_types: strings(&["refresh_token", "authorization_code", "refresh_token"]),
+            ..Default::default()
+        };
+        let m = parse(raw, Defaults::rfc7591()).unwrap();
+        assert_eq!(
+            m.grant_types,
+            vec![GrantType::RefreshToken, GrantType::AuthorizationCode]
+        );
+        let raw = RawClientMetadata {
+            grant_types: strings(&["authorization_code", "device_code"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_err(raw, Defaults::rfc7591()),
+            (
+                ErrorCode::InvalidClientMetadata,
+                "grant_types",
+                "unknown grant type `device_code`".into()
+            )
+        );
+    }
+
+    #[test]
+    fn response_types_must_match_the_grants() {
+        let raw = |rt: &[&str]| RawClientMetadata {
+            grant_types: strings(&["authorization_code", "implicit"]),
+            response_types: strings(rt),
+            ..Default::default()
+        };
+        parse(raw(&["token", "code", "code"]), Defaults::rfc7591()).unwrap();
+        let (code, field, message) = parse_err(raw(&["code"]), Defaults::rfc7591());
+        assert_eq!(code, ErrorCode::InvalidClientMetadata);
+        assert_eq!(field, "response_types");
+        assert_eq!(
+            message,
+            "response_types [code] do not match grant_types (expected [code, token])"
+        );
+    }
+
+    #[test]
+    fn auth_method_and_scope_syntax() {
+        let raw = RawClientMetadata {
+            token_endpoint_auth_method: Some("private_key_jwt".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_err(raw, Defaults::rfc7591()),
+            (
+                ErrorCode::InvalidClientMetadata,
+                "token_endpoint_auth_method",
+                "unsupported method `private_key_jwt`".into()
+            )
+        );
+        let raw = RawClientMetadata {
+            scope: Some("a\"b".into()),
+            ..Default::default()
+        };
+        let (code, field, _) = parse_err(raw, Defaults::rfc7591());
+        assert_eq!((code, field), (ErrorCode::InvalidClientMetadata, "scope"));
+        let raw = RawClientMetadata {
+            redirect_uris: strings(&["https://app.example/cb"]),
+            scope: Some("profile admin".into()),
+            ..Default::default()
+        };
+        let m = parse(raw, Defaults::rfc7591()).unwrap();
+        let e = validate(&m, &server_rules()).unwrap_err();
+        assert_eq!(
+            (e.code, e.field, e.message.as_str()),
+            (
+                ErrorCode::InvalidClientMetadata,
+                "scope",
+                "unknown scope(s): admin"
+            )
+        );
+    }
+
+    #[test]
+    fn error_codes_and_fields() {
+        let e = MetadataError::redirect_uri("x");
+        assert_eq!(e.code.as_str(), "invalid_redirect_uri");
+        assert_eq!(e.field, "redirect_uris");
+        let e = MetadataError::invalid("logo_uri", "y");
+        assert_eq!(e.code.as_str(), "invalid_client_metadata");
+        assert_eq!(e.to_string(), "logo_uri: y");
+        let mut x = m();
+        x.logo_uri = Some("http://cdn.example/logo.png".into());
+        assert_eq!(validate(&x, &server_rules()).unwrap_err().field, "logo_uri");
+        let mut x = m();
+        x.client_name = "n".repeat(201);
+        assert_eq!(
+            validate(&x, &server_rules()).unwrap_err().field,
+            "client_name"
+        );
+        let mut x = m();
+        x.grant_types.clear();
+        assert_eq!(
+            validate(&x, &server_rules()).unwrap_err().field,
+            "grant_types"
+        );
+    }
+
+    #[test]
+    fn the_view_uses_rfc7591_names_and_shows_a_secret_only_when_issued() {
+        let c = Client {
+            client_id: "c1".into(),
+            client_name: "App".into(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scope: ScopeSet::parse("profile email").unwrap(),
+            created_at: 7,
+            secret_sha256: Some([1; 32]),
+            ..Client::default()
+        };
+        let v = serde_json::to_value(ClientView::from(&c)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "client_id": "c1",
+                "client_id_issued_at": 7,
+                "client_name": "App",
+                "redirect_uris": ["https://app.example/cb"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "scope": "email profile",
+                "token_endpoint_auth_method": "client_secret_basic",
+            })
+        );
+        let v = serde_json::to_value(ClientView::from(&c).with_secret(Some("s".into()))).unwrap();
+        assert_eq!(v["client_secret"], "s");
+        assert_eq!(v["client_secret_expires_at"], 0);
     }
 }

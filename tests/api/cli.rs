@@ -641,3 +641,39 @@ fn client_and_user_admin_commands_with_json() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no such user"), "{err}");
 }
+
+/// The client and user commands open only the store: no signing key and no
+/// CSRF secret appear (issue 11).
+#[tokio::test]
+async fn client_and_user_commands_create_no_keys_and_no_csrf_secret() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [
+        &["client", "list", "--json"][..],
+        &["user", "list", "--json"][..],
+        &[
+            "client",
+            "create",
+            "--name",
+            "svc",
+            "--grant-type",
+            "client_credentials",
+        ][..],
+    ] {
+        let (code, _, err) = run_with(d, &redis, args, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+    }
+    assert!(!d.join("keys").exists(), "no key directory was created");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let csrf: Option<Vec<u8>> = redis::cmd("GET")
+        .arg("kg:secret:csrf")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(csrf.is_none(), "no CSRF secret was written");
+}

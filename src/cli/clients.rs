@@ -1,0 +1,237 @@
+//! `keygate client`: create, list, show, update, delete clients and rotate
+//! secrets in the store. Flags become [`RawClientMetadata`] and go through the
+//! one metadata pipeline; `--json` prints the one [`ClientView`].
+
+use clap::Subcommand;
+use keygate::clock::{Clock, SystemClock};
+use keygate::flows::clients::{self, ClientError, Registered};
+use keygate::oauth::client_meta::{parse, ClientView, Defaults, MetadataError, RawClientMetadata};
+use keygate::startup::StoreContext;
+
+/// `keygate client …`
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints client_id and, for confidential clients, the
+    /// client_secret (shown once).
+    Create {
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        /// Redirect URI (repeatable); required for authorization_code and implicit.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Grant type (repeatable): authorization_code, refresh_token, client_credentials, password, implicit.
+        #[arg(long = "grant-type", required = true, num_args = 1..)]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Token endpoint auth method.
+        #[arg(long = "auth-method", default_value = "client_secret_basic",
+              value_parser = ["client_secret_basic", "client_secret_post", "none"])]
+        auth_method: String,
+        /// Print one JSON object with RFC 7591 field names.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client's metadata (never its secret).
+    Show {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a client: only the flags given change.
+    Update {
+        /// The client id.
+        client_id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the redirect URIs (repeatable).
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Option<Vec<String>>,
+        /// Replace the grant types (repeatable).
+        #[arg(long = "grant-type", num_args = 1..)]
+        grant_types: Option<Vec<String>>,
+        /// Replace the scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Change the auth method.
+        #[arg(long = "auth-method", value_parser = ["client_secret_basic", "client_secret_post", "none"])]
+        auth_method: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client.
+    Delete {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret (printed once); the old one stops working at once.
+    RotateSecret {
+        /// The client id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `client` command against the store.
+pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
+    let repos = &ctx.repos;
+    let rules = &ctx.cfg.client_rules;
+    match cmd {
+        ClientCommand::Create {
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+            json,
+        } => {
+            let raw = RawClientMetadata {
+                client_name: Some(name),
+                redirect_uris: Some(redirect_uris),
+                grant_types: Some(grant_types),
+                scope: Some(scope),
+                token_endpoint_auth_method: Some(auth_method),
+                ..RawClientMetadata::default()
+            };
+            let meta = parse(raw, Defaults::rfc7591()).map_err(flag_error)?;
+            let reg = clients::register(repos, meta, rules, SystemClock.now(), None, false)
+                .await
+                .map_err(client_error)?;
+            print_registered(&reg, json)?;
+        }
+        ClientCommand::List { json } => {
+            let list = clients::list(repos, None).await.map_err(client_error)?;
+            if json {
+                let views: Vec<ClientView> = list.iter().map(ClientView::from).collect();
+                println!("{}", serde_json::to_string(&views)?);
+            } else {
+                for c in &list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.auth_method.as_str(),
+                        c.grant_types
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        c.client_name
+                    );
+                }
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let c = clients::get(repos, &client_id, None)
+                .await
+                .map_err(client_error)?;
+            let view = ClientView::from(&c);
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            }
+        }
+        ClientCommand::Update {
+            client_id,
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+            json,
+        } => {
+            let old = clients::get(repos, &client_id, None)
+                .await
+                .map_err(client_error)?;
+            let raw = RawClientMetadata {
+                client_name: name,
+                redirect_uris,
+                grant_types,
+                scope,
+                token_endpoint_auth_method: auth_method,
+                ..RawClientMetadata::default()
+            };
+            let meta = parse(raw, Defaults::from_client(&old)).map_err(flag_error)?;
+            let reg = clients::update(repos, &client_id, None, meta, rules)
+                .await
+                .map_err(client_error)?;
+            print_registered(&reg, json)?;
+        }
+        ClientCommand::Delete { client_id, json } => {
+            clients::delete(repos, &client_id, None)
+                .await
+                .map_err(client_error)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client_id": client_id, "deleted": true})
+                );
+            } else {
+                println!("deleted client {client_id}");
+            }
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let reg = clients::rotate_secret(repos, &client_id, None)
+                .await
+                .map_err(client_error)?;
+            print_registered(&reg, json)?;
+        }
+    }
+    Ok(())
+}
+
+/// A metadata problem, named by the flag that set the field.
+fn flag_error(m: MetadataError) -> anyhow::Error {
+    let flag = match m.field {
+        "client_name" => "name",
+        "redirect_uris" => "redirect-uri",
+        "grant_types" => "grant-type",
+        "token_endpoint_auth_method" => "auth-method",
+        other => other,
+    };
+    anyhow::anyhow!("--{flag}: {}", m.message)
+}
+
+fn client_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Metadata(m) => flag_error(m),
+        ClientError::NotFound => anyhow::anyhow!("no such client in the store"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// A client after create, update or rotate: `--json` prints the view plus
+/// the secret when one was issued; text shows the secret once with a warning.
+fn print_registered(reg: &Registered, json: bool) -> anyhow::Result<()> {
+    let view = ClientView::from(&reg.client).with_secret(reg.secret.clone());
+    if json {
+        println!("{}", serde_json::to_string(&view)?);
+        return Ok(());
+    }
+    println!("client_id:     {}", view.client_id);
+    if let Some(secret) = &view.client_secret {
+        println!("client_secret: {secret}");
+        println!("(the secret is shown once and stored only as a hash: save it now)");
+    }
+    println!("grant_types:   {}", view.grant_types.join(" "));
+    println!("scope:         {}", view.scope);
+    println!("auth_method:   {}", view.token_endpoint_auth_method);
+    Ok(())
+}

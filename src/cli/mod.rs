@@ -1,0 +1,105 @@
+//! The command line: the clap definitions and the dispatch to one module per
+//! command group (`serve`, `openapi`, `keys`, `client`, `user`).
+//!
+//! Part of the binary: it uses only the library's public API, and it is the
+//! one place besides `startup` where `anyhow` errors are fine. The client and
+//! user commands open only the store ([`keygate::startup::open_store_only`]),
+//! never the signing keys or the CSRF secret.
+
+mod clients;
+mod keys;
+mod openapi;
+mod serve;
+mod users;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use keygate::config::{Settings, StoreBackend};
+use keygate::startup::StoreContext;
+
+/// `keygate [--config FILE] <command>`.
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "A stateless, JWT-issuing OAuth 2.0 authorization server"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Also `KEYGATE_CONFIG`. Every key can be
+    /// overridden by `KEYGATE_<SECTION>_<KEY>`.
+    #[arg(long, global = true, env = "KEYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Print the OpenAPI document generated from the handlers.
+    Openapi {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: openapi::Format,
+    },
+    /// Manage signing keys in `keys.dir`.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Manage OAuth clients in the configured store.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
+    /// Manage users in the configured store.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Read a password on stdin and print its argon2id PHC string (for `[[users]]`).
+    HashPassword,
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => serve::run(config).await,
+        Command::Openapi { format } => openapi::run(format),
+        Command::Keys(cmd) => keys::run(config, cmd),
+        Command::Client(cmd) => clients::run(&open_store(config).await?, cmd).await,
+        Command::User(cmd) => users::run(&open_store(config).await?, cmd).await,
+        Command::HashPassword => users::hash_password(),
+    }
+}
+
+/// Settings from defaults < `--config` file < `KEYGATE_*` environment.
+fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config, std::env::vars())?)
+}
+
+const MEMORY_STORE: &str = "store.url is `memory`: what this command writes would vanish when it exits. \
+     Point --config or KEYGATE_STORE_URL at Redis, or define it in the config file ([[clients]] / [[users]])";
+
+/// The configured persistent store for the client and user commands: the
+/// memory store is refused, since what they write would vanish on exit.
+async fn open_store(config: Option<&Path>) -> anyhow::Result<StoreContext> {
+    let settings = load_settings(config)?;
+    if settings.validate()?.store == StoreBackend::Memory {
+        bail!("{MEMORY_STORE}");
+    }
+    keygate::startup::open_store_only(&settings).await
+}
+
+/// Reads one line (the password) from standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!(
+            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PW\" | keygate ...`)"
+        );
+    }
+    Ok(password)
+}

@@ -1,0 +1,16 @@
+//! `keygate serve`: logging, the application, and a graceful stop on SIGTERM / Ctrl-C.
+
+use std::path::Path;
+
+use anyhow::Context;
+use keygate::startup::Application;
+
+/// Builds the application from the settings and serves until a shutdown signal.
+pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = super::load_settings(config)?;
+    keygate::telemetry::init(&settings.log.format, &settings.log.level);
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(keygate::startup::shutdown_signal())
+        .await
+        .context("server error")
+}

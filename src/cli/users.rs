@@ -1,0 +1,143 @@
+//! `keygate user` (stored accounts) and `keygate hash-password` (for `[[users]]`).
+//! Passwords are read from standard input, never from the command line.
+
+use clap::Subcommand;
+use keygate::clock::{Clock, SystemClock};
+use keygate::flows::users;
+use keygate::startup::StoreContext;
+use keygate::store::repos::User;
+
+/// `keygate user …`
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        /// Login name.
+        name: String,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stored user.
+    Delete {
+        /// Login name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a stored user's password (read from standard input).
+    SetPassword {
+        /// Login name.
+        name: String,
+        /// Read the password from stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A user as `--json` prints it (never the password hash).
+fn user_json(u: &User) -> serde_json::Value {
+    serde_json::json!({"id": u.id, "username": u.username, "email": u.email, "created_at": u.created_at})
+}
+
+/// Runs a `user` command against the store.
+pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            password_stdin: _,
+            email,
+            json,
+        } => {
+            let password = super::read_password()?;
+            let user = users::create_user_in(
+                &ctx.repos,
+                &ctx.config_users,
+                SystemClock.now(),
+                &name,
+                email,
+                password,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", user_json(&user));
+            } else {
+                println!("created user {} (id {})", user.username, user.id);
+            }
+        }
+        UserCommand::List { json } => {
+            let list = ctx.repos.users().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(list.iter().map(user_json).collect())
+                );
+            } else {
+                for u in &list {
+                    println!(
+                        "{}\t{}\t{}",
+                        u.id,
+                        u.username,
+                        u.email.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        UserCommand::Delete { name, json } => {
+            let user = users::delete_user(&ctx.repos, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "username": user.username, "deleted": true})
+                );
+            } else {
+                println!("deleted user {}", user.username);
+            }
+        }
+        UserCommand::SetPassword {
+            name,
+            password_stdin: _,
+            json,
+        } => {
+            let password = super::read_password()?;
+            let user = users::set_password(&ctx.repos, &name, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "username": user.username, "password_changed": true})
+                );
+            } else {
+                println!("password changed for {}", user.username);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `keygate hash-password`: reads a password on stdin, prints its argon2id PHC string.
+pub fn hash_password() -> anyhow::Result<()> {
+    let password = super::read_password()?;
+    println!("{}", keygate::passwords::hash_blocking(&password)?);
+    Ok(())
+}
