@@ -10,7 +10,8 @@ use prometheus_client::registry::Registry;
 /// Labels of `keygate_http_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The route (bounded set; unknown paths are `other`).
+    /// The route pattern from `http::routes` (e.g. `/clients/:id`): a bounded
+    /// set; paths no route matches are `other`.
     pub route: &'static str,
     /// HTTP method.
     pub method: String,
@@ -21,7 +22,7 @@ pub struct RequestLabels {
 /// Labels of route-only metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    /// The route.
+    /// The route pattern, as in [`RequestLabels`].
     pub route: &'static str,
 }
 

@@ -28,7 +28,15 @@ pub enum FlowError {
     /// A rate limit refused the request (→ 429 with `Retry-After`).
     #[error("rate limited; retry after {} s", .0 .0)]
     RateLimited(crate::limits::RetryAfter),
-    /// Another internal fault (→ 500 `server_error`; the cause is logged).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Another internal fault (→ 500 `server_error`). The cause keeps its
+    /// own source chain, which `http::errors` logs once with the 500.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl FlowError {
+    /// An internal fault caused by `cause` (a string or any error).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
+    }
 }

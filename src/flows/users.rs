@@ -82,7 +82,7 @@ pub async fn create_user_in(
     }
     let password_hash = passwords::hash(password)
         .await
-        .map_err(|e| FlowError::Internal(e.to_string()))?;
+        .map_err(FlowError::internal)?;
     let user = User {
         id: crate::ids::random_token(16),
         username: username.to_string(),
@@ -196,7 +196,7 @@ pub async fn set_password(
         .ok_or(SignupError::Invalid("no such user in the store"))?;
     user.password_hash = passwords::hash(password)
         .await
-        .map_err(|e| FlowError::Internal(e.to_string()))?;
+        .map_err(FlowError::internal)?;
     repos.put_user(&user).await.map_err(FlowError::from)?;
     tracing::info!(event = "user_password_changed", user_id = %user.id, "password changed");
     Ok(user)

@@ -1,5 +1,6 @@
 //! The JSON API as poem-openapi operations: token endpoint, discovery (RFC 8414,
-//! JWKS) and operations endpoints. Handlers map wire types to flows and nothing more.
+//! JWKS) and operations endpoints. Handlers map wire types to flows and nothing
+//! more; `errors` turns their failures into responses.
 
 use poem::web::Data;
 use poem::Request;
@@ -14,7 +15,6 @@ use super::responses::{
 };
 use crate::flows;
 use crate::flows::token::TokenInput;
-use crate::flows::FlowError;
 use crate::oauth::authorize::Policy;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -290,7 +290,7 @@ impl Api {
     ) -> RevokeResponse {
         let input = match token_input(auth, req, body.pairs) {
             Ok(i) => i,
-            Err(e) => return FlowError::from(e).into(),
+            Err(e) => return e.into(),
         };
         match flows::revoke::revoke(&state, input).await {
             Ok(()) => RevokeResponse::Ok(NO_STORE.into()),
@@ -312,7 +312,7 @@ impl Api {
     ) -> IntrospectResponse {
         let input = match token_input(auth, req, body.pairs) {
             Ok(i) => i,
-            Err(e) => return FlowError::from(e).into(),
+            Err(e) => return e.into(),
         };
         match flows::revoke::introspect(&state, input).await {
             Ok(i) => IntrospectResponse::Ok(

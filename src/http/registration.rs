@@ -7,9 +7,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::api::{ApiTags, BearerAuth, BearerJwt};
-use super::responses::{internal_to_oauth, OAuthErrorBody, NO_STORE};
+use super::errors::registration_bad_request;
+use super::responses::{OAuthErrorBody, NO_STORE};
 use crate::flows::clients::Registered;
-use crate::flows::registration::{self, MetadataRequest, RegistrationError};
+use crate::flows::registration::{self, MetadataRequest};
 use crate::oauth::client_meta::{ClientView, RawClientMetadata};
 use crate::oauth::types::Client;
 use crate::state::AppState;
@@ -158,50 +159,6 @@ pub enum RegistrationResponse {
     /// An unexpected server fault.
     #[oai(status = 500)]
     ServerError(Json<OAuthErrorBody>),
-}
-
-fn registration_bad_request(err: poem::Error) -> RegistrationResponse {
-    RegistrationResponse::BadRequest(
-        Json(OAuthErrorBody {
-            error: "invalid_client_metadata".into(),
-            error_description: Some(format!(
-                "the request body must be a JSON object of client metadata: {err}"
-            )),
-        }),
-        NO_STORE.into(),
-    )
-}
-
-impl From<RegistrationError> for RegistrationResponse {
-    fn from(e: RegistrationError) -> Self {
-        match e {
-            RegistrationError::Unauthorized => Self::Unauthorized(
-                Json(OAuthErrorBody {
-                    error: "invalid_token".into(),
-                    error_description: Some(
-                        "a valid access token for this endpoint is required".into(),
-                    ),
-                }),
-                "Bearer realm=\"keygate\", error=\"invalid_token\"".into(),
-            ),
-            RegistrationError::Metadata(m) => Self::BadRequest(
-                Json(OAuthErrorBody {
-                    error: m.code.as_str().into(),
-                    error_description: Some(format!("{}: {}", m.field, m.message)),
-                }),
-                NO_STORE.into(),
-            ),
-            RegistrationError::Flow(f) => {
-                let e = internal_to_oauth(f);
-                let body = Json(OAuthErrorBody::from(&e));
-                if e.code == crate::oauth::ErrorCode::TemporarilyUnavailable {
-                    Self::Unavailable(body, "1".into())
-                } else {
-                    Self::ServerError(body)
-                }
-            }
-        }
-    }
 }
 
 fn token(auth: &BearerAuth) -> Option<&str> {

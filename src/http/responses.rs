@@ -1,12 +1,11 @@
-//! The one place where errors become HTTP responses, and the wire types of
-//! those responses.
+//! The wire types of the JSON API's answers: bodies and response enums.
+//! Which error becomes which variant is decided in `errors`, not here.
 
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
-use crate::flows::FlowError;
-use crate::limits::RetryAfter;
+use super::errors::{introspect_bad_request, revoke_bad_request, token_bad_request};
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// `Cache-Control` of every token and error response (RFC 6749 §5.1).
@@ -140,73 +139,11 @@ pub enum TokenResponse {
     ),
 }
 
-/// The `WWW-Authenticate` challenge sent with `invalid_client` (RFC 6749 §5.2).
-pub const BASIC_CHALLENGE: &str = "Basic realm=\"keygate\", charset=\"UTF-8\"";
-
-impl From<OAuthError> for TokenResponse {
-    fn from(e: OAuthError) -> Self {
-        let body = Json(OAuthErrorBody::from(&e));
-        match e.code {
-            ErrorCode::InvalidClient => {
-                Self::Unauthorized(body, BASIC_CHALLENGE.into(), NO_STORE.into())
-            }
-            ErrorCode::TemporarilyUnavailable => {
-                Self::Unavailable(body, "1".into(), NO_STORE.into())
-            }
-            ErrorCode::ServerError => Self::ServerError(body, NO_STORE.into()),
-            _ => Self::BadRequest(body, NO_STORE.into()),
-        }
-    }
-}
-
-impl From<FlowError> for TokenResponse {
-    fn from(e: FlowError) -> Self {
-        match e {
-            FlowError::RateLimited(RetryAfter(secs)) => Self::TooManyRequests(
-                OAuthErrorBody::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    format!("too many token requests for this client; retry after {secs} s"),
-                ),
-                secs.to_string(),
-                NO_STORE.into(),
-            ),
-            e => internal_to_oauth(e).into(),
-        }
-    }
-}
-
-/// Maps a flow error to the OAuth error sent to the client; internal faults
-/// are logged with their cause and become opaque.
-pub fn internal_to_oauth(e: FlowError) -> OAuthError {
-    match e {
-        FlowError::OAuth(e) => e,
-        FlowError::Store(cause) => {
-            tracing::error!(error = %cause, "store unavailable");
-            OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the authorization server's store is unavailable; retry shortly",
-            )
-        }
-        FlowError::Signing(cause) => {
-            tracing::error!(error = %cause, "signing failed");
-            OAuthError::new(ErrorCode::ServerError, "internal error")
-        }
-        FlowError::RateLimited(RetryAfter(secs)) => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            format!("too many requests; retry after {secs} s"),
-        ),
-        FlowError::Internal(cause) => {
-            tracing::error!(error = %cause, "internal error");
-            OAuthError::new(ErrorCode::ServerError, "internal error")
-        }
-    }
-}
-
 /// Declares the response enum of a form-posting OAuth endpoint (revocation,
 /// introspection): its success variant plus the error variants every such
-/// endpoint shares with the token endpoint, and the one error mapping.
+/// endpoint shares with the token endpoint (`errors` maps errors to them).
 macro_rules! form_endpoint_response {
-    ($(#[$doc:meta])* $name:ident, $handler:literal, $bad:ident, $(#[$okdoc:meta])* Ok($($ok:tt)*)) => {
+    ($(#[$doc:meta])* $name:ident, $handler:literal, $(#[$okdoc:meta])* Ok($($ok:tt)*)) => {
         $(#[$doc])*
         #[derive(ApiResponse)]
         #[oai(bad_request_handler = $handler)]
@@ -238,36 +175,6 @@ macro_rules! form_endpoint_response {
                 #[oai(header = "Cache-Control")] String,
             ),
         }
-
-        impl $name {
-            /// The error responses, as the token endpoint maps them.
-            fn from_token_error(t: TokenResponse) -> Self {
-                match t {
-                    TokenResponse::Unauthorized(b, w, c) => Self::Unauthorized(b, w, c),
-                    TokenResponse::Unavailable(b, r, c) => Self::Unavailable(b, r, c),
-                    // Only the token endpoint is rate limited; were another one, a
-                    // refusal would still tell the client when to retry.
-                    TokenResponse::TooManyRequests(b, r, c) => Self::Unavailable(b, r, c),
-                    TokenResponse::ServerError(b, c) => Self::ServerError(b, c),
-                    TokenResponse::TooLarge(b, c) => Self::TooLarge(b, c),
-                    TokenResponse::BadRequest(b, c) => Self::BadRequest(b, c),
-                    TokenResponse::Ok(..) => Self::ServerError(
-                        OAuthErrorBody::new(ErrorCode::ServerError, "internal error"),
-                        NO_STORE.into(),
-                    ),
-                }
-            }
-        }
-
-        impl From<FlowError> for $name {
-            fn from(e: FlowError) -> Self {
-                Self::from_token_error(TokenResponse::from(e))
-            }
-        }
-
-        fn $bad(err: poem::Error) -> $name {
-            $name::from_token_error(token_bad_request(err))
-        }
     };
 }
 
@@ -275,7 +182,6 @@ form_endpoint_response!(
     /// Responses of the revocation endpoint (RFC 7009 §2.2).
     RevokeResponse,
     "revoke_bad_request",
-    revoke_bad_request,
     /// Revoked, or nothing to revoke (unknown or another client's token).
     Ok(#[oai(header = "Cache-Control")] String)
 );
@@ -284,7 +190,6 @@ form_endpoint_response!(
     /// Responses of the introspection endpoint (RFC 7662 §2.2).
     IntrospectResponse,
     "introspect_bad_request",
-    introspect_bad_request,
     /// The token's state.
     Ok(Json<IntrospectionBody>, #[oai(header = "Cache-Control")] String)
 );
@@ -362,58 +267,4 @@ pub enum MeResponse {
     /// The store is unreachable (revocation cannot be checked); retry.
     #[oai(status = 503)]
     Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
-}
-
-impl From<crate::flows::resource::BearerError> for MeResponse {
-    fn from(e: crate::flows::resource::BearerError) -> Self {
-        use crate::flows::resource::BearerError;
-        match e {
-            BearerError::Missing => Self::Unauthorized(
-                OAuthErrorBody::new(
-                    ErrorCode::InvalidRequest,
-                    "a Bearer access token is required",
-                ),
-                "Bearer realm=\"keygate\"".into(),
-            ),
-            BearerError::InvalidToken(d) => Self::Unauthorized(
-                OAuthErrorBody::new(ErrorCode::InvalidToken, d),
-                format!(
-                    "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\""
-                ),
-            ),
-            BearerError::InsufficientScope(scope) => Self::Forbidden(
-                OAuthErrorBody::new(
-                    ErrorCode::InsufficientScope,
-                    format!("the `{scope}` scope is required"),
-                ),
-                format!(
-                    "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\""
-                ),
-            ),
-            BearerError::Flow(e) => {
-                let e = internal_to_oauth(e);
-                Self::Unavailable(Json(OAuthErrorBody::from(&e)), "1".into())
-            }
-        }
-    }
-}
-
-/// A request the token endpoint could not even parse (wrong content type,
-/// unreadable or oversized body) still gets an RFC 6749 §5.2 JSON error.
-fn token_bad_request(err: poem::Error) -> TokenResponse {
-    if err.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
-        return TokenResponse::TooLarge(
-            OAuthErrorBody::new(ErrorCode::InvalidRequest, "request body too large"),
-            NO_STORE.into(),
-        );
-    }
-    let description = if err.is::<poem_openapi::error::ContentTypeError>() {
-        "the request body must be application/x-www-form-urlencoded".to_string()
-    } else {
-        format!("malformed request: {err}")
-    };
-    TokenResponse::BadRequest(
-        OAuthErrorBody::new(ErrorCode::InvalidRequest, description),
-        NO_STORE.into(),
-    )
 }

@@ -353,4 +353,54 @@ async fn method_not_allowed_lists_the_allowed_methods() {
             );
         }
     }
+    // Every route of the one route table answers a wrong method with 405
+    // and exactly its listed methods, and is counted under its own pattern.
+    let table = keygate::http::routes::table();
+    let mut counted = Vec::new();
+    for entry in table.entries() {
+        let path: String = entry
+            .pattern()
+            .split('/')
+            .map(|s| {
+                if s.starts_with(':') || s.starts_with('{') {
+                    "abc"
+                } else {
+                    s
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
+        let Some(listed) = entry.allow() else {
+            // A mounted tree (the docs UI) answers every method.
+            let resp = app.http.get(app.url(&path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "GET {path}");
+            counted.push((entry.pattern().to_string(), "GET", 200));
+            continue;
+        };
+        let resp = app
+            .http
+            .request(reqwest::Method::TRACE, app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "TRACE {path}");
+        assert_eq!(resp.headers()["allow"], listed, "Allow of {path}");
+        counted.push((entry.pattern().to_string(), "TRACE", 405));
+    }
+    let metrics = app.state.metrics.render();
+    for (pattern, method, status) in counted {
+        let line = format!(
+            "keygate_http_requests_total{{route=\"{pattern}\",method=\"{method}\",status=\"{status}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("route=\"other\""),
+        "a routed path was counted as other:\n{metrics}"
+    );
 }
