@@ -3,12 +3,10 @@
 //! flows and errors to responses, and nothing more.
 
 pub mod api;
-pub mod client_pages;
 pub mod pages;
 pub mod payload;
 pub mod registration;
 pub mod responses;
-pub mod views;
 
 use std::time::{Duration, Instant};
 
@@ -69,7 +67,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             .key(state.csrf_key)
             .secure(state.cfg.issuer.starts_with("https://"))
             .same_site(poem::web::cookie::SameSite::Lax)
-            .transform(ep)
+            .transform(pages::error_pages(ep))
     };
     let allow = std::sync::Arc::new(AllowTable::new(&api));
     // The API is mounted per prefix (not at "/") so that "/" stays the home page.
@@ -103,30 +101,34 @@ pub fn routes(state: AppState) -> impl Endpoint {
         )
         .at(
             "/clients",
-            csrf(get(client_pages::list).post(client_pages::create).boxed()),
+            csrf(
+                get(pages::clients::list)
+                    .post(pages::clients::create)
+                    .boxed(),
+            ),
         )
-        .at("/clients/new", csrf(get(client_pages::new_form).boxed()))
+        .at("/clients/new", csrf(get(pages::clients::new_form).boxed()))
         .at(
             "/clients/:id",
             csrf(
-                get(client_pages::edit_form)
-                    .post(client_pages::update)
+                get(pages::clients::edit_form)
+                    .post(pages::clients::update)
                     .boxed(),
             ),
         )
         .at(
             "/clients/:id/rotate",
-            csrf(post(client_pages::rotate).boxed()),
+            csrf(post(pages::clients::rotate).boxed()),
         )
         .at(
             "/clients/:id/delete",
             csrf(
-                get(client_pages::delete_form)
-                    .post(client_pages::delete)
+                get(pages::clients::delete_form)
+                    .post(pages::clients::delete)
                     .boxed(),
             ),
         )
-        .at("/static/style.css", get(views::stylesheet))
+        .at("/static/style.css", get(pages::stylesheet))
         .around(move |ep, req| {
             let allow = allow.clone();
             async move { with_allow(ep, req, &allow).await }
