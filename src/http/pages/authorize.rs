@@ -183,11 +183,15 @@ mod tests {
             "<form method=\"post\" action=\"/oauth/authorize?response_type=code&#38;client_id=c1\"",
         );
         assert_eq!(names(f), ["csrf_token", "decision", "decision"]);
-        assert!(f.contains("value=\"tok-123\""));
-        assert!(f.contains("id=\"allow\""));
-        assert!(f.contains("id=\"deny\""));
-        assert!(f.contains("name=\"decision\" value=\"allow\""));
-        assert!(f.contains("name=\"decision\" value=\"deny\""));
+        for part in [
+            "value=\"tok-123\"",
+            "id=\"allow\"",
+            "id=\"deny\"",
+            "name=\"decision\" value=\"allow\"",
+            "name=\"decision\" value=\"deny\"",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
         // Exactly one consent form besides the nav's sign-out form.
         assert_eq!(html.matches("<form").count(), 2);
     }

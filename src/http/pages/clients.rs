@@ -108,8 +108,9 @@ pub struct ClientFormPage {
     pub values: ClientFormValues,
     /// Grant types offered as checkboxes: every grant type keygate knows
     /// ([`KNOWN_GRANTS`]), whatever the active profile. A client may be
-    /// registered for a grant the profile disables; the authorization and
-    /// token endpoints refuse it while the profile is `oauth21`.
+    /// registered for a grant the profile disables: under `oauth21` the
+    /// authorization endpoint refuses `implicit` and the token endpoint
+    /// `password`.
     pub known_grants: Vec<String>,
     /// Scopes the server knows, shown as a hint under the scope field.
     pub known_scopes: Vec<String>,
@@ -601,12 +602,16 @@ mod tests {
             assert!(html.contains(&format!("href=\"/clients/{id}/delete\">Delete")));
             assert!(html.contains(&format!("<code class=\"client-id\">{id}</code>")));
         }
-        assert!(html.contains("Demo App"));
-        assert!(html.contains("CLI tool"));
-        assert!(html.contains("<code class=\"chip\">authorization_code</code>"));
-        assert!(html.contains("<code class=\"chip\">refresh_token</code>"));
-        assert!(html.contains("client_secret_basic"));
-        assert!(html.contains("28 Nov 2026"));
+        for part in [
+            "Demo App",
+            "CLI tool",
+            "<code class=\"chip\">authorization_code</code>",
+            "<code class=\"chip\">refresh_token</code>",
+            "client_secret_basic",
+            "28 Nov 2026",
+        ] {
+            assert!(html.contains(part), "missing {part}");
+        }
         assert!(!html.contains("role=\"status\""));
         assert!(!html.contains("no clients yet"));
         // Only the nav's sign-out form: the list itself only links.
@@ -797,11 +802,15 @@ mod tests {
         assert!(!html.contains("<script"));
         assert!(!html.contains("\" onfocus"));
         assert!(!html.contains("<b>"));
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</span>"));
-        assert!(html.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\""));
-        assert!(html.contains("https://a.example/cb?x=&#34;&#62;&#60;script&#62;"));
-        assert!(html.contains("value=\"https://a.example/&#34; onfocus=&#34;alert(1)\""));
-        assert!(html.contains("value=\"javascript:alert(&#39;x&#39;)\""));
+        for part in [
+            "&#60;script&#62;alert(1)&#60;/script&#62;</span>",
+            "value=\"&#60;script&#62;alert(1)&#60;/script&#62;\"",
+            "https://a.example/cb?x=&#34;&#62;&#60;script&#62;",
+            "value=\"https://a.example/&#34; onfocus=&#34;alert(1)\"",
+            "value=\"javascript:alert(&#39;x&#39;)\"",
+        ] {
+            assert!(html.contains(part), "missing {part}");
+        }
         // The URI is only a field value, never a link.
         assert!(!html.contains("href=\"javascript"));
     }

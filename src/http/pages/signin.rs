@@ -251,6 +251,16 @@ mod tests {
     use super::*;
     use crate::http::pages::testing::{form, login, names, nav_in, nav_out, XSS};
 
+    /// The home page with `nav` and no issuer.
+    fn home_html(nav: Nav) -> String {
+        HomePage {
+            nav,
+            issuer: String::new(),
+        }
+        .render()
+        .unwrap()
+    }
+
     #[test]
     fn home_page_renders() {
         let html = HomePage {
@@ -275,35 +285,20 @@ mod tests {
     #[test]
     fn nav_signed_out_links_to_login_and_signup_when_enabled() {
         let mut nav = nav_out();
-        let html = HomePage {
-            nav: nav.clone(),
-            issuer: String::new(),
-        }
-        .render()
-        .unwrap();
+        let html = home_html(nav.clone());
         assert!(html.contains("href=\"/login\""));
         assert!(html.contains("href=\"/signup\""));
         assert!(!html.contains("action=\"/logout\""));
 
         nav.signup_enabled = false;
-        let html = HomePage {
-            nav,
-            issuer: String::new(),
-        }
-        .render()
-        .unwrap();
+        let html = home_html(nav);
         assert!(html.contains("href=\"/login\""));
         assert!(!html.contains("/signup"));
     }
 
     #[test]
     fn nav_signed_in_has_logout_form_with_csrf() {
-        let html = HomePage {
-            nav: nav_in("alice"),
-            issuer: String::new(),
-        }
-        .render()
-        .unwrap();
+        let html = home_html(nav_in("alice"));
         assert!(html.contains("Signed in as"));
         assert!(html.contains("alice"));
         let logout_form = form(&html, "<form method=\"post\" action=\"/logout\"");
@@ -320,14 +315,18 @@ mod tests {
         let mut got = names(f);
         got.sort_unstable();
         assert_eq!(got, ["csrf_token", "password", "return_to", "username"]);
-        assert!(f.contains("value=\"tok-123\""));
-        assert!(f.contains("id=\"username\""));
-        assert!(f.contains("for=\"username\""));
-        assert!(f.contains("id=\"password\""));
-        assert!(f.contains("for=\"password\""));
-        assert!(f.contains("autocomplete=\"username\""));
-        assert!(f.contains("autocomplete=\"current-password\""));
-        assert!(f.contains(">Sign in</button>"));
+        for part in [
+            "value=\"tok-123\"",
+            "id=\"username\"",
+            "for=\"username\"",
+            "id=\"password\"",
+            "for=\"password\"",
+            "autocomplete=\"username\"",
+            "autocomplete=\"current-password\"",
+            ">Sign in</button>",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
         assert!(!html.contains("role=\"alert\""));
         // The return_to value is attribute-escaped, not dropped.
         assert!(f.contains("/oauth/authorize?client_id=c1&#38;state=x"));
@@ -364,30 +363,24 @@ mod tests {
             got,
             ["csrf_token", "email", "password", "return_to", "username"]
         );
-        assert!(f.contains("type=\"email\""));
-        assert!(f.contains("autocomplete=\"new-password\""));
-        assert!(f.contains("minlength=\"8\""));
-        assert!(f.contains("value=\"bob@example.com\""));
-        assert!(f.contains(">Create account</button>"));
+        for part in [
+            "type=\"email\"",
+            "autocomplete=\"new-password\"",
+            "minlength=\"8\"",
+            "value=\"bob@example.com\"",
+            ">Create account</button>",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
         assert!(html.contains("role=\"alert\""));
         assert!(html.contains("That username is taken."));
     }
 
     #[test]
     fn nav_signed_in_links_to_my_clients() {
-        let html = HomePage {
-            nav: nav_in("alice"),
-            issuer: String::new(),
-        }
-        .render()
-        .unwrap();
+        let html = home_html(nav_in("alice"));
         assert!(html.contains("<a class=\"nav-link\" href=\"/clients\">My clients</a>"));
-        let html = HomePage {
-            nav: nav_out(),
-            issuer: String::new(),
-        }
-        .render()
-        .unwrap();
+        let html = home_html(nav_out());
         assert!(!html.contains("href=\"/clients\""));
     }
 }
