@@ -580,4 +580,57 @@ mod tests {
         let body = resp.into_body().into_string().await.unwrap();
         assert_eq!(body, STYLESHEET);
     }
+
+    #[test]
+    fn sign_in_first_comes_back_to_the_path_and_query() {
+        let req = |uri: &'static str| {
+            Request::builder()
+                .uri(poem::http::Uri::from_static(uri))
+                .finish()
+        };
+        assert_eq!(
+            PageError::sign_in_first(&req("/clients")),
+            PageError::Redirect("/login?return_to=%2Fclients".into())
+        );
+        assert_eq!(
+            PageError::sign_in_first(&req("/oauth/authorize?client_id=c1&state=x")),
+            PageError::Redirect(
+                "/login?return_to=%2Foauth%2Fauthorize%3Fclient_id%3Dc1%26state%3Dx".into()
+            )
+        );
+        let resp = PageError::sign_in_first(&req("/clients")).render(nav_out());
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "/login?return_to=%2Fclients"
+        );
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn error_pages_renders_page_errors_and_passes_others_through() {
+        #[poem::handler]
+        fn refused() -> Result<Response, PageError> {
+            Err(PageError::too_many_attempts(7))
+        }
+        #[poem::handler]
+        fn missing() -> poem::Result<Response> {
+            Err(poem::error::NotFoundError.into())
+        }
+        let resp = error_pages(refused)
+            .call(Request::builder().finish())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let body = resp.into_body().into_string().await.unwrap();
+        assert!(body.contains("Too many attempts"));
+        assert!(body.contains("Wait 7 seconds"));
+        let err = error_pages(missing)
+            .call(Request::builder().finish())
+            .await
+            .unwrap_err();
+        assert!(err.is::<poem::error::NotFoundError>());
+    }
 }
