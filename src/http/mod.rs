@@ -4,7 +4,6 @@
 //! once in `routes`.
 
 pub mod api;
-pub mod client_pages;
 pub mod errors;
 pub mod middleware;
 pub mod pages;
@@ -12,7 +11,6 @@ pub mod payload;
 pub mod registration;
 pub mod responses;
 pub mod routes;
-pub mod views;
 
 use std::time::Duration;
 
@@ -49,7 +47,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             .key(csrf_key)
             .secure(secure)
             .same_site(poem::web::cookie::SameSite::Lax)
-            .transform(ep)
+            .transform(pages::error_pages(ep))
             .boxed()
     };
     let table = routes::table();

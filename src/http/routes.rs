@@ -14,7 +14,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::HeaderValue;
 use poem::{Endpoint, EndpointExt, Route, RouteMethod};
 
-use super::{api_service, client_pages, pages, views};
+use super::{api_service, pages};
 
 /// A method a route answers. `HEAD` is answered wherever `GET` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,35 +86,35 @@ pub const ROUTES: &[RouteDef] = &[
     RouteDef {
         path: "/clients",
         serve: Serve::Page(&[
-            (Get, || ep(client_pages::list)),
-            (Post, || ep(client_pages::create)),
+            (Get, || ep(pages::clients::list)),
+            (Post, || ep(pages::clients::create)),
         ]),
     },
     RouteDef {
         path: "/clients/new",
-        serve: Serve::Page(&[(Get, || ep(client_pages::new_form))]),
+        serve: Serve::Page(&[(Get, || ep(pages::clients::new_form))]),
     },
     RouteDef {
         path: "/clients/:id",
         serve: Serve::Page(&[
-            (Get, || ep(client_pages::edit_form)),
-            (Post, || ep(client_pages::update)),
+            (Get, || ep(pages::clients::edit_form)),
+            (Post, || ep(pages::clients::update)),
         ]),
     },
     RouteDef {
         path: "/clients/:id/rotate",
-        serve: Serve::Page(&[(Post, || ep(client_pages::rotate))]),
+        serve: Serve::Page(&[(Post, || ep(pages::clients::rotate))]),
     },
     RouteDef {
         path: "/clients/:id/delete",
         serve: Serve::Page(&[
-            (Get, || ep(client_pages::delete_form)),
-            (Post, || ep(client_pages::delete)),
+            (Get, || ep(pages::clients::delete_form)),
+            (Post, || ep(pages::clients::delete)),
         ]),
     },
     RouteDef {
         path: "/static/style.css",
-        serve: Serve::Plain(&[(Get, || ep(views::stylesheet))]),
+        serve: Serve::Plain(&[(Get, || ep(pages::stylesheet))]),
     },
     RouteDef {
         path: "/openapi.json",

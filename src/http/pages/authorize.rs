@@ -1,0 +1,215 @@
+//! The authorization endpoint (RFC 6749 §3.1) with its consent form. The
+//! handlers only sequence the steps (check the request, find the signed-in
+//! user, show or apply the consent); the protocol rules live in
+//! `oauth::authorize` and the store work in `flows::authorize`. Must not
+//! depend on the other features' files (only on the kit).
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{CsrfToken, Data};
+use poem::{handler, Request, Response};
+use serde::Deserialize;
+
+use super::kit::{nav_for, render, see_other, signed_in, CsrfForm, Nav, PageError};
+use crate::flows::authorize::{approve, check, deny, Refusal};
+use crate::oauth::authorize::{error_redirect_url, AuthorizeError, ValidRequest};
+use crate::oauth::types::Client;
+use crate::state::AppState;
+use crate::store::repos::Session;
+
+/// One requested scope as shown on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeView {
+    /// The scope token, e.g. `profile`.
+    pub name: String,
+    /// What granting it allows, in plain words.
+    pub description: String,
+}
+
+impl ScopeView {
+    /// A view of `name` with the built-in wording for the scopes keygate knows
+    /// out of the box (`profile`, `email`, `openid`, `offline_access`) and a
+    /// generic sentence for any other scope.
+    pub fn for_scope(name: &str) -> Self {
+        let description = match name {
+            "profile" => "See your username and basic profile.".to_string(),
+            "email" => "See your email address.".to_string(),
+            "openid" => "Confirm your identity (sign you in).".to_string(),
+            "offline_access" => "Keep access while you are away.".to_string(),
+            other => format!("Use the \u{201c}{other}\u{201d} permission."),
+        };
+        Self {
+            name: name.to_string(),
+            description,
+        }
+    }
+}
+
+/// `GET /oauth/authorize` after sign-in: asks the user to allow or deny a
+/// client (RFC 6749 §4.1.1). Posts `csrf_token` and `decision=allow|deny`.
+#[derive(Debug, Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    /// Site header (the signed-in user's name is shown on the page too).
+    pub nav: Nav,
+    /// CSRF token for the consent form.
+    pub csrf_token: String,
+    /// The form's action URL, query string included (the authorization request
+    /// travels with the POST).
+    pub action: String,
+    /// The client's registered display name (untrusted: escaped).
+    pub client_name: String,
+    /// The client's `client_id`, shown in small print.
+    pub client_id: String,
+    /// Host of the redirect URI the user will be sent back to.
+    pub redirect_host: String,
+    /// The requested scopes with descriptions; may be empty.
+    pub scopes: Vec<ScopeView>,
+}
+
+/// This request's path and query: the consent form posts the authorization
+/// request back unchanged.
+fn here(req: &Request) -> String {
+    match req.uri().query() {
+        Some(q) => format!("/oauth/authorize?{q}"),
+        None => "/oauth/authorize".into(),
+    }
+}
+
+/// The authorization request of the query string, checked; a refusal is an
+/// error page for problems with the client or redirect URI (never a
+/// redirect), a redirect to the client otherwise (RFC 6749 §4.1.2.1).
+async fn checked(state: &AppState, req: &Request) -> Result<(ValidRequest, Client), PageError> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    check(state, &pairs).await.map_err(|r| match r {
+        Refusal::Authorize(AuthorizeError::ShowToUser { title, message }) => {
+            PageError::new(StatusCode::BAD_REQUEST, title, message)
+        }
+        Refusal::Authorize(AuthorizeError::Redirect { target, error }) => {
+            PageError::Redirect(error_redirect_url(&target, &error, &state.cfg.issuer))
+        }
+        Refusal::Flow(e) => e.into(),
+    })
+}
+
+fn consent_page(
+    state: &AppState,
+    req: &Request,
+    csrf: &CsrfToken,
+    session: &Session,
+    valid: &ValidRequest,
+    client_name: &str,
+) -> Response {
+    let redirect_host = url::Url::parse(&valid.target.uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    render(
+        &ConsentPage {
+            nav: nav_for(state, Some(session), csrf),
+            csrf_token: csrf.0.clone(),
+            action: here(req),
+            client_name: client_name.to_string(),
+            client_id: valid.client_id.clone(),
+            redirect_host,
+            scopes: valid.scope.iter().map(ScopeView::for_scope).collect(),
+        },
+        StatusCode::OK,
+    )
+}
+
+/// `GET /oauth/authorize` (RFC 6749 §3.1): validate, then login or consent.
+#[handler]
+pub async fn authorize_get(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+) -> Result<Response, PageError> {
+    let (valid, client) = checked(&state, req).await?;
+    let session = signed_in(&state, req).await?;
+    Ok(consent_page(
+        &state,
+        req,
+        csrf,
+        &session,
+        &valid,
+        &client.client_name,
+    ))
+}
+
+/// The consent form (SPEC.md form contract; `csrf_token` is checked by
+/// [`CsrfForm`]).
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    decision: Option<String>,
+}
+
+/// `POST /oauth/authorize`: the consent decision.
+#[handler]
+pub async fn authorize_post(
+    state: Data<&AppState>,
+    req: &Request,
+    CsrfForm(f): CsrfForm<ConsentForm>,
+) -> Result<Response, PageError> {
+    let (valid, _) = checked(&state, req).await?;
+    let session = signed_in(&state, req).await?;
+    match f.decision.as_deref() {
+        Some("allow") => Ok(see_other(&approve(&state, &valid, &session.user_id).await?)),
+        Some("deny") => Ok(see_other(&deny(&state, &valid))),
+        _ => Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Choose Allow or Deny.",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::pages::testing::{consent, form, names, XSS};
+
+    #[test]
+    fn consent_has_both_decisions_and_csrf() {
+        let html = consent("Demo App").render().unwrap();
+        assert!(html.contains("Demo App</span> wants to access your account"));
+        assert!(html.contains("app.example.com"));
+        assert!(html.contains("See your email address."));
+        let f = form(
+            &html,
+            "<form method=\"post\" action=\"/oauth/authorize?response_type=code&#38;client_id=c1\"",
+        );
+        assert_eq!(names(f), ["csrf_token", "decision", "decision"]);
+        for part in [
+            "value=\"tok-123\"",
+            "id=\"allow\"",
+            "id=\"deny\"",
+            "name=\"decision\" value=\"allow\"",
+            "name=\"decision\" value=\"deny\"",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
+        // Exactly one consent form besides the nav's sign-out form.
+        assert_eq!(html.matches("<form").count(), 2);
+    }
+
+    #[test]
+    fn consent_escapes_client_name() {
+        let html = consent(XSS).render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</span> wants to access"));
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn consent_without_scopes_says_so() {
+        let mut page = consent("Demo App");
+        page.scopes.clear();
+        let html = page.render().unwrap();
+        assert!(html.contains("id=\"allow\""));
+        assert!(!html.contains("<ul class=\"scopes\""));
+    }
+}

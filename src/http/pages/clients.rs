@@ -1,0 +1,901 @@
+//! "My clients" pages: list, create, edit, rotate secret, delete. A signed-in
+//! user sees and changes only their own clients (another user's id answers
+//! 404). The secret is shown once, right after creation or rotation. Must not
+//! depend on the other features' files (only on the kit).
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{CsrfToken, Data, Path};
+use poem::{handler, FromRequest, Request, RequestBody, Response};
+
+use super::kit::{nav_for, render, see_other, CsrfForm, Nav, PageError, PostedForm, SignedIn};
+use crate::flows::clients::{self, ClientError, Registered};
+use crate::oauth::client_meta::{self, ClientMetadata, Defaults, MetadataError, RawClientMetadata};
+use crate::oauth::types::Client;
+use crate::state::AppState;
+use crate::store::repos::Session;
+
+/// The grant types the client form offers, in this order: all five that
+/// keygate knows, whatever the profile (see [`ClientFormPage::known_grants`]).
+pub const KNOWN_GRANTS: [&str; 5] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "implicit",
+];
+
+/// One row of the "My clients" list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    /// The client's `client_id`; also the path segment of its edit and delete
+    /// pages.
+    pub client_id: String,
+    /// The registered display name (untrusted: escaped).
+    pub client_name: String,
+    /// Registered grant types, space-joined (RFC 7591 §2 `grant_types`).
+    pub grant_types: String,
+    /// Registered `token_endpoint_auth_method` (RFC 7591 §2).
+    pub auth_method: String,
+    /// When the client was registered, already formatted for people.
+    pub created: String,
+}
+
+/// `GET /clients`: the signed-in user's clients, each with edit and delete
+/// links, and a link to `/clients/new`.
+#[derive(Debug, Template)]
+#[template(path = "clients.html")]
+pub struct ClientsPage {
+    /// Site header.
+    pub nav: Nav,
+    /// The user's clients (only theirs: the handler filters by owner).
+    pub clients: Vec<ClientRow>,
+    /// Outcome of the last action, e.g. "Client deleted." (a `role="status"`
+    /// box).
+    pub notice: Option<String>,
+}
+
+/// The values of the client form: what the user typed, so a rejected form
+/// comes back filled in. Field names match the form's `name` attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFormValues {
+    /// `client_name`.
+    pub client_name: String,
+    /// `redirect_uris`, one URI per line.
+    pub redirect_uris: String,
+    /// The checked `grant_types`.
+    pub grant_types: Vec<String>,
+    /// `scope`, space-separated.
+    pub scope: String,
+    /// `token_endpoint_auth_method`: `client_secret_basic`,
+    /// `client_secret_post` or `none`.
+    pub token_endpoint_auth_method: String,
+    /// `client_uri` (optional; empty when unset).
+    pub client_uri: String,
+    /// `logo_uri` (optional; empty when unset).
+    pub logo_uri: String,
+}
+
+/// A validation error of the client form, shown next to the field it names
+/// and summarized at the top of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The form field at fault: one of the `name`s of [`ClientFormValues`]
+    /// (`client_name`, `redirect_uris`, `grant_types`, …).
+    pub field: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+}
+
+/// `GET /clients/new` and `GET /clients/{id}`: the create and edit form.
+///
+/// Posts `csrf_token`, `client_name`, `redirect_uris`, `grant_types` (one per
+/// checked box), `scope`, `token_endpoint_auth_method`, `client_uri` and
+/// `logo_uri` to [`action`](Self::action). When editing, a second form posts
+/// `csrf_token` to `/clients/{id}/rotate`.
+#[derive(Debug, Template)]
+#[template(path = "client_form.html")]
+pub struct ClientFormPage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the form (and the rotate form when editing).
+    pub csrf_token: String,
+    /// Where the form posts: `/clients` to create, `/clients/{id}` to edit.
+    pub action: String,
+    /// The `client_id` when editing; `None` on the create page.
+    pub editing: Option<String>,
+    /// Current values of the fields.
+    pub values: ClientFormValues,
+    /// Grant types offered as checkboxes: every grant type keygate knows
+    /// ([`KNOWN_GRANTS`]), whatever the active profile. A client may be
+    /// registered for a grant the profile disables: under `oauth21` the
+    /// authorization endpoint refuses `implicit` and the token endpoint
+    /// `password`.
+    pub known_grants: Vec<String>,
+    /// Scopes the server knows, shown as a hint under the scope field.
+    pub known_scopes: Vec<String>,
+    /// The validation error to show, if the last submission was rejected.
+    pub error: Option<FieldError>,
+}
+
+impl ClientFormPage {
+    /// The error message for `field`, when the page's error names it.
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    /// Whether the `grant` checkbox is checked.
+    pub fn is_checked(&self, grant: &str) -> bool {
+        self.values.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// A few words on what `grant` is for, for the grant types keygate knows.
+    pub fn grant_hint(&self, grant: &str) -> Option<&'static str> {
+        match grant {
+            "authorization_code" => Some("Users sign in through the browser (with PKCE)."),
+            "refresh_token" => Some("Renew access without asking the user again."),
+            "client_credentials" => Some("The app acts on its own behalf, no user."),
+            "implicit" => Some("Legacy: token in the URL fragment."),
+            "password" => Some("Legacy: the app handles the user's password."),
+            _ => None,
+        }
+    }
+}
+
+/// Shown once, right after a client is created or its secret rotated: the
+/// `client_id` and, for a confidential client, the plaintext secret (which
+/// is stored only as a hash and can never be shown again).
+#[derive(Debug, Template)]
+#[template(path = "client_secret.html")]
+pub struct ClientSecretPage {
+    /// Site header.
+    pub nav: Nav,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (untrusted: escaped).
+    pub client_name: String,
+    /// The new secret; `None` for a public client (`none` auth method).
+    pub client_secret: Option<String>,
+    /// `true` after a rotation (wording says "New secret").
+    pub rotated: bool,
+    /// The RFC 7592 registration access token, on creation only.
+    pub registration_access_token: Option<String>,
+}
+
+/// `GET /clients/{id}/delete`: asks for confirmation; posts `csrf_token` to
+/// `/clients/{id}/delete`.
+#[derive(Debug, Template)]
+#[template(path = "client_delete.html")]
+pub struct ClientDeletePage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the confirmation form.
+    pub csrf_token: String,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (untrusted: escaped).
+    pub client_name: String,
+}
+
+/// The client form as posted: what was typed, and the metadata it means.
+pub struct ClientPost {
+    values: ClientFormValues,
+    meta: Result<ClientMetadata, MetadataError>,
+}
+
+/// Read with [`parse_form`] from the raw body (repeated `grant_types`), as
+/// the rotate and delete forms are too.
+impl PostedForm for ClientPost {
+    async fn read(req: &Request, body: &mut RequestBody) -> poem::Result<(Option<String>, Self)> {
+        let body = Vec::<u8>::from_request(req, body).await?;
+        let (token, values, meta) = parse_form(&body);
+        Ok((token, Self { values, meta }))
+    }
+}
+
+/// Extractor: the signed-in owner of the clients shown, with what every
+/// client page renders with. Without a session the page answers with the way
+/// to the login page (see [`SignedIn`]).
+pub struct Owner<'a> {
+    state: &'a AppState,
+    session: Session,
+    csrf: &'a CsrfToken,
+}
+
+impl<'a> FromRequest<'a> for Owner<'a> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let SignedIn(session) = SignedIn::from_request(req, body).await?;
+        let Data(state) = <Data<&'a AppState>>::from_request_without_body(req).await?;
+        let csrf = <&'a CsrfToken>::from_request_without_body(req).await?;
+        Ok(Self {
+            state,
+            session,
+            csrf,
+        })
+    }
+}
+
+impl Owner<'_> {
+    /// The owner's user id, the filter of every client operation.
+    fn id(&self) -> Option<&str> {
+        Some(&self.session.user_id)
+    }
+
+    fn nav(&self) -> Nav {
+        nav_for(self.state, Some(&self.session), self.csrf)
+    }
+
+    /// The create (`editing: None`) or edit form, with the rejected
+    /// field's message when `error` is set.
+    fn form_page(
+        &self,
+        editing: Option<String>,
+        values: ClientFormValues,
+        error: Option<FieldError>,
+    ) -> Response {
+        let status = if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        render(
+            &ClientFormPage {
+                nav: self.nav(),
+                csrf_token: self.csrf.0.clone(),
+                action: editing.as_ref().map_or_else(
+                    || "/clients".into(),
+                    |id| format!("/clients/{}", urlencode(id)),
+                ),
+                editing,
+                values,
+                known_grants: KNOWN_GRANTS.iter().map(|g| g.to_string()).collect(),
+                known_scopes: self
+                    .state
+                    .cfg
+                    .client_rules
+                    .scopes
+                    .iter()
+                    .map(str::to_string)
+                    .collect(),
+                error,
+            },
+            status,
+        )
+    }
+
+    /// The answer to a saved form: invalid metadata shows the form again
+    /// with the field's message; other failures are error pages.
+    fn saved(
+        &self,
+        editing: Option<String>,
+        values: ClientFormValues,
+        result: Result<Response, ClientError>,
+    ) -> Result<Response, PageError> {
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(ClientError::Metadata(e)) => {
+                Ok(self.form_page(editing, values, Some(field_error(&e))))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn secret_page(&self, reg: &Registered, rotated: bool) -> Response {
+        render(
+            &ClientSecretPage {
+                nav: self.nav(),
+                client_id: reg.client.client_id.clone(),
+                client_name: reg.client.client_name.clone(),
+                client_secret: reg.secret.clone(),
+                rotated,
+                registration_access_token: reg.registration_token.clone(),
+            },
+            StatusCode::OK,
+        )
+    }
+}
+
+fn values_of(c: &Client) -> ClientFormValues {
+    ClientFormValues {
+        client_name: c.client_name.clone(),
+        redirect_uris: c.redirect_uris.join("\n"),
+        grant_types: c
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect(),
+        scope: c.scope.to_string(),
+        token_endpoint_auth_method: c.auth_method.as_str().into(),
+        client_uri: c.client_uri.clone().unwrap_or_default(),
+        logo_uri: c.logo_uri.clone().unwrap_or_default(),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Parses the posted form (repeated `grant_types`) into values and metadata.
+fn parse_form(
+    body: &[u8],
+) -> (
+    Option<String>,
+    ClientFormValues,
+    Result<ClientMetadata, MetadataError>,
+) {
+    let mut v = ClientFormValues::default();
+    let mut csrf = None;
+    for (k, val) in form_urlencoded::parse(body) {
+        let val = val.into_owned();
+        match k.as_ref() {
+            "csrf_token" => csrf = Some(val),
+            "client_name" => v.client_name = val.trim().to_string(),
+            "redirect_uris" => v.redirect_uris = val,
+            "grant_types" => v.grant_types.push(val),
+            "scope" => v.scope = val.trim().to_string(),
+            "token_endpoint_auth_method" => v.token_endpoint_auth_method = val,
+            "client_uri" => v.client_uri = val.trim().to_string(),
+            "logo_uri" => v.logo_uri = val.trim().to_string(),
+            _ => {}
+        }
+    }
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let raw = RawClientMetadata {
+        client_name: Some(v.client_name.clone()),
+        redirect_uris: Some(
+            v.redirect_uris
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+        grant_types: Some(v.grant_types.clone()),
+        response_types: None,
+        scope: Some(v.scope.clone()),
+        token_endpoint_auth_method: opt(&v.token_endpoint_auth_method),
+        client_uri: opt(&v.client_uri),
+        logo_uri: opt(&v.logo_uri),
+    };
+    let meta = client_meta::parse(raw, Defaults::form());
+    (csrf, v, meta)
+}
+
+fn field_error(m: &MetadataError) -> FieldError {
+    let field = match m.field {
+        "response_types" => "grant_types",
+        f => f,
+    };
+    FieldError {
+        field: field.into(),
+        message: m.message.clone(),
+    }
+}
+
+fn date(unix: i64) -> String {
+    let mut day = crate::clock::rfc3339(unix);
+    day.truncate(10);
+    day
+}
+
+/// `GET /clients`
+#[handler]
+pub async fn list(me: Owner<'_>) -> Result<Response, PageError> {
+    let list = clients::list(&me.state.repos, me.id()).await?;
+    let rows = list
+        .iter()
+        .map(|c| ClientRow {
+            client_id: c.client_id.clone(),
+            client_name: c.client_name.clone(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            auth_method: c.auth_method.as_str().into(),
+            created: date(c.created_at),
+        })
+        .collect();
+    let page = ClientsPage {
+        nav: me.nav(),
+        clients: rows,
+        notice: None,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// `GET /clients/new`
+#[handler]
+pub async fn new_form(me: Owner<'_>) -> Response {
+    let values = ClientFormValues {
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scope: "profile".into(),
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        ..Default::default()
+    };
+    me.form_page(None, values, None)
+}
+
+/// `POST /clients`: create.
+#[handler]
+pub async fn create(
+    me: Owner<'_>,
+    CsrfForm(post): CsrfForm<ClientPost>,
+) -> Result<Response, PageError> {
+    let state = me.state;
+    let result = match post.meta {
+        Ok(meta) => clients::register(
+            &state.repos,
+            meta,
+            &state.cfg.client_rules,
+            state.clock.now(),
+            Some(me.session.user_id.clone()),
+            true,
+        )
+        .await
+        .map(|reg| me.secret_page(&reg, false)),
+        Err(e) => Err(e.into()),
+    };
+    me.saved(None, post.values, result)
+}
+
+/// `GET /clients/{id}`: the edit form.
+#[handler]
+pub async fn edit_form(me: Owner<'_>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let c = clients::get(&me.state.repos, &id, me.id()).await?;
+    Ok(me.form_page(Some(c.client_id.clone()), values_of(&c), None))
+}
+
+/// `POST /clients/{id}`: save changes.
+#[handler]
+pub async fn update(
+    me: Owner<'_>,
+    CsrfForm(post): CsrfForm<ClientPost>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let state = me.state;
+    let result = match post.meta {
+        Ok(meta) => clients::update(&state.repos, &id, me.id(), meta, &state.cfg.client_rules)
+            .await
+            .map(|reg| match reg.secret {
+                // Turning a public client confidential issues a secret: show it once.
+                Some(_) => me.secret_page(&reg, true),
+                None => see_other("/clients"),
+            }),
+        Err(e) => Err(e.into()),
+    };
+    me.saved(Some(id), post.values, result)
+}
+
+/// `POST /clients/{id}/rotate`
+#[handler]
+pub async fn rotate(
+    me: Owner<'_>,
+    CsrfForm(_): CsrfForm<ClientPost>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let reg = clients::rotate_secret(&me.state.repos, &id, me.id()).await?;
+    Ok(me.secret_page(&reg, true))
+}
+
+/// `GET /clients/{id}/delete`: confirmation.
+#[handler]
+pub async fn delete_form(me: Owner<'_>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let c = clients::get(&me.state.repos, &id, me.id()).await?;
+    let page = ClientDeletePage {
+        nav: me.nav(),
+        csrf_token: me.csrf.0.clone(),
+        client_id: c.client_id,
+        client_name: c.client_name,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// `POST /clients/{id}/delete`
+#[handler]
+pub async fn delete(
+    me: Owner<'_>,
+    CsrfForm(_): CsrfForm<ClientPost>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    clients::delete(&me.state.repos, &id, me.id()).await?;
+    Ok(see_other("/clients"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::pages::testing::{form, names, nav_in, tag_with_id, XSS};
+
+    fn client_row(id: &str, name: &str) -> ClientRow {
+        ClientRow {
+            client_id: id.into(),
+            client_name: name.into(),
+            grant_types: "authorization_code refresh_token".into(),
+            auth_method: "client_secret_basic".into(),
+            created: "28 Nov 2026".into(),
+        }
+    }
+
+    fn client_form(editing: Option<&str>) -> ClientFormPage {
+        ClientFormPage {
+            nav: nav_in("alice"),
+            csrf_token: "tok-123".into(),
+            action: editing.map_or_else(|| "/clients".into(), |id| format!("/clients/{id}")),
+            editing: editing.map(Into::into),
+            values: ClientFormValues {
+                client_name: "Demo App".into(),
+                redirect_uris: "https://app.example.com/cb\nhttp://localhost:8080/cb".into(),
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                scope: "profile email".into(),
+                token_endpoint_auth_method: "client_secret_post".into(),
+                client_uri: "https://app.example.com".into(),
+                logo_uri: String::new(),
+            },
+            known_grants: vec![
+                "authorization_code".into(),
+                "refresh_token".into(),
+                "client_credentials".into(),
+            ],
+            known_scopes: vec!["profile".into(), "email".into()],
+            error: None,
+        }
+    }
+
+    fn secret_page(secret: Option<&str>, rotated: bool) -> ClientSecretPage {
+        ClientSecretPage {
+            nav: nav_in("alice"),
+            client_id: "c1".into(),
+            client_name: "Demo App".into(),
+            client_secret: secret.map(Into::into),
+            rotated,
+            registration_access_token: None,
+        }
+    }
+
+    fn delete_page(client_name: &str) -> ClientDeletePage {
+        ClientDeletePage {
+            nav: nav_in("alice"),
+            csrf_token: "tok-123".into(),
+            client_id: "c1".into(),
+            client_name: client_name.into(),
+        }
+    }
+
+    #[test]
+    fn clients_page_lists_clients_with_edit_and_delete_links() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: vec![client_row("c1", "Demo App"), client_row("c2", "CLI tool")],
+            notice: None,
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("<h1>My clients</h1>"));
+        assert!(html.contains("href=\"/clients/new\""));
+        assert!(html.contains(">New client</a>"));
+        for id in ["c1", "c2"] {
+            assert!(html.contains(&format!("href=\"/clients/{id}\">Edit")));
+            assert!(html.contains(&format!("href=\"/clients/{id}/delete\">Delete")));
+            assert!(html.contains(&format!("<code class=\"client-id\">{id}</code>")));
+        }
+        for part in [
+            "Demo App",
+            "CLI tool",
+            "<code class=\"chip\">authorization_code</code>",
+            "<code class=\"chip\">refresh_token</code>",
+            "client_secret_basic",
+            "28 Nov 2026",
+        ] {
+            assert!(html.contains(part), "missing {part}");
+        }
+        assert!(!html.contains("role=\"status\""));
+        assert!(!html.contains("no clients yet"));
+        // Only the nav's sign-out form: the list itself only links.
+        assert_eq!(html.matches("<form").count(), 1);
+    }
+
+    #[test]
+    fn clients_page_empty_state_and_notice() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: Vec::new(),
+            notice: Some(format!("Client {XSS} deleted.")),
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains("You have no clients yet."));
+        assert!(html.contains("href=\"/clients/new\""));
+        assert!(!html.contains("<table"));
+        assert!(html.contains("<div class=\"notice\" role=\"status\">Client &#60;script&#62;"));
+        assert!(!html.contains(XSS));
+    }
+
+    #[test]
+    fn clients_page_escapes_names_and_encodes_ids_in_links() {
+        let html = ClientsPage {
+            nav: nav_in("alice"),
+            clients: vec![client_row("a/b\"c", XSS)],
+            notice: None,
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(html.contains("href=\"/clients/a%2Fb%22c\""));
+        assert!(html.contains("href=\"/clients/a%2Fb%22c/delete\""));
+        assert!(!html.contains("a/b\"c"));
+    }
+
+    #[test]
+    fn client_form_create_has_exactly_the_contract_fields() {
+        let html = client_form(None).render().unwrap();
+        assert!(html.contains("<h1>New client</h1>"));
+        let f = form(&html, "<form method=\"post\" action=\"/clients\"");
+        let mut got = names(f);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "client_name",
+                "client_uri",
+                "csrf_token",
+                "grant_types",
+                "grant_types",
+                "grant_types",
+                "logo_uri",
+                "redirect_uris",
+                "scope",
+                "token_endpoint_auth_method",
+            ]
+        );
+        assert!(f.contains("<input type=\"hidden\" name=\"csrf_token\" value=\"tok-123\">"));
+        for field in [
+            "client_name",
+            "redirect_uris",
+            "scope",
+            "token_endpoint_auth_method",
+            "client_uri",
+            "logo_uri",
+        ] {
+            let tag = tag_with_id(f, field);
+            assert!(tag.contains(&format!("name=\"{field}\"")), "{tag}");
+            assert!(f.contains(&format!("<label for=\"{field}\">")), "{field}");
+        }
+        assert!(tag_with_id(f, "client_name").contains("type=\"text\""));
+        assert!(tag_with_id(f, "client_name").contains(" required"));
+        assert!(tag_with_id(f, "redirect_uris").starts_with("<textarea"));
+        assert!(f.contains(">https://app.example.com/cb\nhttp://localhost:8080/cb</textarea>"));
+        assert!(tag_with_id(f, "scope").contains("value=\"profile email\""));
+        assert!(tag_with_id(f, "token_endpoint_auth_method").starts_with("<select"));
+        assert!(tag_with_id(f, "client_uri").contains("type=\"url\""));
+        assert!(tag_with_id(f, "logo_uri").contains("type=\"url\""));
+        // One checkbox per known grant, checked when in the values.
+        for (grant, checked) in [
+            ("authorization_code", true),
+            ("refresh_token", true),
+            ("client_credentials", false),
+        ] {
+            let tag = tag_with_id(f, &format!("grant_{grant}"));
+            assert!(tag.contains("type=\"checkbox\""), "{tag}");
+            assert!(tag.contains("name=\"grant_types\""), "{tag}");
+            assert!(tag.contains(&format!("value=\"{grant}\"")), "{tag}");
+            assert_eq!(tag.contains(" checked"), checked, "{tag}");
+            assert!(f.contains(&format!("<label for=\"grant_{grant}\">")));
+        }
+        // Auth methods, the stored one selected, and the public-client note.
+        for method in ["client_secret_basic", "client_secret_post", "none"] {
+            assert!(f.contains(&format!("<option value=\"{method}\"")));
+        }
+        assert!(f.contains("<option value=\"client_secret_post\" selected>"));
+        assert_eq!(f.matches(" selected>").count(), 1);
+        assert!(f.contains("none</strong> = public client (single-page/native app), PKCE required"));
+        // Known scopes as a hint.
+        assert!(f.contains("Known scopes: <code>profile</code> <code>email</code>."));
+        let save = tag_with_id(f, "save");
+        assert!(save.starts_with("<button type=\"submit\""));
+        assert!(f.contains("id=\"save\" class=\"button button-primary\">Create client</button>"));
+        // No rotate form, no delete link, no error when creating.
+        assert!(!html.contains("id=\"rotate\""));
+        assert!(!html.contains("/delete\""));
+        assert!(!html.contains("role=\"alert\""));
+        assert!(!html.contains("aria-invalid"));
+        assert_eq!(html.matches("<form").count(), 2);
+    }
+
+    #[test]
+    fn client_form_edit_has_save_rotate_and_delete() {
+        let html = client_form(Some("c1")).render().unwrap();
+        assert!(html.contains("Edit <span class=\"client-name\">Demo App</span>"));
+        assert!(html.contains("<code>c1</code>"));
+        let f = form(&html, "<form method=\"post\" action=\"/clients/c1\"");
+        assert!(f.contains(">Save changes</button>"));
+        assert!(!f.contains("Create client"));
+        let rotate_form = form(&html, "<form method=\"post\" action=\"/clients/c1/rotate\"");
+        assert_eq!(names(rotate_form), ["csrf_token"]);
+        assert!(rotate_form.contains("value=\"tok-123\""));
+        assert!(rotate_form.contains("id=\"rotate\""));
+        assert!(rotate_form.contains(">Rotate secret</button>"));
+        assert!(html.contains("href=\"/clients/c1/delete\">Delete this client</a>"));
+        // Sign-out, client form, rotate form.
+        assert_eq!(html.matches("<form").count(), 3);
+        // The rotate form comes after the main form, not inside it.
+        assert!(html.find("/rotate\"").unwrap() > html.find("id=\"save\"").unwrap());
+    }
+
+    #[test]
+    fn client_form_shows_field_error_next_to_field_and_in_summary() {
+        for field in [
+            "client_name",
+            "redirect_uris",
+            "grant_types",
+            "scope",
+            "token_endpoint_auth_method",
+            "client_uri",
+            "logo_uri",
+        ] {
+            let mut page = client_form(None);
+            page.error = Some(FieldError {
+                field: field.into(),
+                message: format!("Bad {field} {XSS}"),
+            });
+            let html = page.render().unwrap();
+            assert!(!html.contains(XSS));
+            let escaped = format!("Bad {field} &#60;script&#62;");
+            // Summary at the top, before the form, linking to the field.
+            let alert = html.find("role=\"alert\"").expect("summary");
+            assert!(alert < html.find("action=\"/clients\"").unwrap());
+            assert!(html.contains(&format!("<a href=\"#{field}\">{escaped}")));
+            // Next to the field.
+            let next = format!("<p class=\"field-error\" id=\"{field}-error\">{escaped}");
+            assert!(html.contains(&next), "{field}");
+            assert_eq!(html.matches("class=\"field-error\"").count(), 1);
+            let tag = tag_with_id(&html, field);
+            assert!(
+                tag.contains(&format!("aria-describedby=\"{field}-error")),
+                "{tag}"
+            );
+            assert_eq!(html.matches(" field-invalid").count(), 1);
+            if field == "grant_types" {
+                assert!(tag.contains(" field-invalid"), "{tag}");
+            } else {
+                assert!(tag.contains("aria-invalid=\"true\""), "{tag}");
+                let wrapper = &html[..html.find(tag).unwrap()];
+                let wrapper = &wrapper[wrapper.rfind("<div class=\"field").unwrap()..];
+                assert!(wrapper.starts_with("<div class=\"field field-invalid\">"));
+            }
+        }
+    }
+
+    #[test]
+    fn client_form_escapes_values() {
+        let mut page = client_form(Some("c1"));
+        page.values.client_name = XSS.into();
+        page.values.redirect_uris = "https://a.example/cb?x=\"><script>alert(1)</script>".into();
+        page.values.client_uri = "https://a.example/\" onfocus=\"alert(1)".into();
+        page.values.logo_uri = "javascript:alert('x')".into();
+        page.values.scope = "<b>".into();
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("\" onfocus"));
+        assert!(!html.contains("<b>"));
+        for part in [
+            "&#60;script&#62;alert(1)&#60;/script&#62;</span>",
+            "value=\"&#60;script&#62;alert(1)&#60;/script&#62;\"",
+            "https://a.example/cb?x=&#34;&#62;&#60;script&#62;",
+            "value=\"https://a.example/&#34; onfocus=&#34;alert(1)\"",
+            "value=\"javascript:alert(&#39;x&#39;)\"",
+        ] {
+            assert!(html.contains(part), "missing {part}");
+        }
+        // The URI is only a field value, never a link.
+        assert!(!html.contains("href=\"javascript"));
+    }
+
+    #[test]
+    fn client_form_with_public_auth_and_no_grants() {
+        let mut page = client_form(None);
+        page.values = ClientFormValues {
+            token_endpoint_auth_method: "none".into(),
+            ..ClientFormValues::default()
+        };
+        page.known_scopes.clear();
+        let html = page.render().unwrap();
+        assert!(html.contains("<option value=\"none\" selected>"));
+        assert_eq!(html.matches(" selected>").count(), 1);
+        assert!(!html.contains(" checked"));
+        assert!(!html.contains("Known scopes"));
+        assert!(tag_with_id(&html, "client_name").contains("value=\"\""));
+    }
+
+    #[test]
+    fn client_secret_page_shows_secret_box_only_when_some() {
+        let html = secret_page(Some("s3cr3t-<value>"), false).render().unwrap();
+        assert!(html.contains("<code id=\"client_id\" class=\"copyable\">c1</code>"));
+        assert!(html.contains("<div class=\"secret-box\">"));
+        assert!(html.contains(
+            "<code id=\"client_secret\" class=\"copyable\">s3cr3t-&#60;value&#62;</code>"
+        ));
+        assert!(html.contains("Copy it now: it is shown only once and stored only as a hash."));
+        assert!(html.contains(">Client secret</p>"));
+        assert!(!html.contains("New secret"));
+        assert!(html.contains("href=\"/clients\""));
+        assert!(!html.contains("no secret"));
+        assert_eq!(html.matches("<form").count(), 1);
+
+        let html = secret_page(Some("n3w"), true).render().unwrap();
+        assert!(html.contains(">New secret</p>"));
+        assert!(html.contains("<code id=\"client_secret\" class=\"copyable\">n3w</code>"));
+        assert!(html.contains("The previous secret no longer works."));
+
+        let html = secret_page(None, false).render().unwrap();
+        assert!(!html.contains("client_secret"));
+        assert!(!html.contains("secret-box"));
+        assert!(!html.contains("Copy it now"));
+        assert!(html.contains("it has no secret"));
+        assert!(html.contains("PKCE"));
+        assert!(html.contains("href=\"/clients\""));
+    }
+
+    #[test]
+    fn client_secret_page_escapes_client_name() {
+        let mut page = secret_page(Some("s"), false);
+        page.client_name = XSS.into();
+        let html = page.render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+    }
+
+    #[test]
+    fn client_delete_page_confirms_with_csrf_form() {
+        let html = delete_page("Demo App").render().unwrap();
+        assert!(html.contains("Delete <span class=\"client-name\">Demo App</span>?"));
+        assert!(html.contains("Apps using it stop working at once."));
+        let f = form(&html, "<form method=\"post\" action=\"/clients/c1/delete\"");
+        assert_eq!(names(f), ["csrf_token"]);
+        assert!(f.contains("value=\"tok-123\""));
+        let button = tag_with_id(f, "confirm-delete");
+        assert!(button.starts_with("<button type=\"submit\""));
+        assert!(button.contains("button-danger"));
+        assert!(html.contains("href=\"/clients/c1\">Cancel</a>"));
+        assert_eq!(html.matches("<form").count(), 2);
+    }
+
+    #[test]
+    fn client_delete_page_escapes_client_name() {
+        let html = delete_page(XSS).render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains(
+            "Delete <span class=\"client-name\">&#60;script&#62;alert(1)&#60;/script&#62;</span>?"
+        ));
+    }
+
+    #[test]
+    fn client_pages_use_no_scripts_or_inline_styles() {
+        let pages = [
+            ClientsPage {
+                nav: nav_in("alice"),
+                clients: vec![client_row("c1", "Demo")],
+                notice: Some("Saved.".into()),
+            }
+            .render()
+            .unwrap(),
+            client_form(Some("c1")).render().unwrap(),
+            secret_page(Some("s"), true).render().unwrap(),
+            secret_page(None, false).render().unwrap(),
+            delete_page("Demo").render().unwrap(),
+        ];
+        for html in pages {
+            assert!(html.starts_with("<!doctype html>"));
+            assert!(!html.contains("<script"));
+            assert!(!html.contains(" style=\""));
+            assert!(!html.contains("<style"));
+            assert!(html.contains("name=\"viewport\""));
+            assert!(html.contains("href=\"/clients\""));
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Sign-in and sign-up: the home page, the login and sign-up forms, logout.
+//! Handlers map the forms to `flows::users` and its answers to pages or the
+//! session cookie; rate limits are checked before any password hashing.
+//! Must not depend on the other features' files (only on the kit).
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{CsrfToken, Data, Query};
+use poem::{handler, FromRequest, Request, RequestBody, Response};
+use serde::Deserialize;
+
+use super::kit::{
+    current_session, nav_for, render, safe_return_to, see_other, session_cookie, sign_in, CsrfForm,
+    Nav, NoFields, PageError, SESSION_COOKIE,
+};
+use crate::flows::users;
+use crate::limits::RetryAfter;
+use crate::state::AppState;
+
+/// `GET /`: a short welcome with links to the docs and discovery documents.
+#[derive(Debug, Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    /// Site header.
+    pub nav: Nav,
+    /// The configured issuer URL (`server.issuer`), shown for reference.
+    pub issuer: String,
+}
+
+/// `GET /login`: the sign-in form (posts `username`, `password`, `csrf_token`,
+/// `return_to` to `/login`).
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the login form.
+    pub csrf_token: String,
+    /// Where to go after signing in (already validated by the handler; the page
+    /// only echoes it in a hidden field).
+    pub return_to: String,
+    /// Prefill for the username field (e.g. after a failed attempt).
+    pub username: String,
+    /// Message shown above the form, e.g. "Invalid username or password".
+    pub error: Option<String>,
+}
+
+/// `GET /signup`: the account creation form (posts `username`, `email`,
+/// `password`, `csrf_token`, `return_to` to `/signup`).
+#[derive(Debug, Template)]
+#[template(path = "signup.html")]
+pub struct SignupPage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the sign-up form.
+    pub csrf_token: String,
+    /// Where to go after the account is created (validated by the handler).
+    pub return_to: String,
+    /// Prefill for the username field.
+    pub username: String,
+    /// Prefill for the optional email field.
+    pub email: String,
+    /// Message shown above the form, e.g. "That username is taken".
+    pub error: Option<String>,
+}
+
+/// `GET /`
+#[handler]
+pub async fn home(state: Data<&AppState>, req: &Request, csrf: &CsrfToken) -> Response {
+    // The home page shows even when the store is down: signed out, then.
+    let session = current_session(&state, req).await.ok().flatten();
+    render(
+        &HomePage {
+            nav: nav_for(&state, session.as_ref(), csrf),
+            issuer: state.cfg.issuer.clone(),
+        },
+        StatusCode::OK,
+    )
+}
+
+/// `?return_to=` on the login and sign-up pages.
+#[derive(Debug, Deserialize)]
+pub struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// The login page with `username` filled in and `error` above the form.
+fn login_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    return_to: String,
+    username: String,
+    error: Option<String>,
+) -> LoginPage {
+    LoginPage {
+        nav: nav_for(state, None, csrf),
+        csrf_token: csrf.0.clone(),
+        return_to,
+        username,
+        error,
+    }
+}
+
+/// `GET /login`
+#[handler]
+pub async fn login_form(
+    state: Data<&AppState>,
+    csrf: &CsrfToken,
+    Query(q): Query<ReturnTo>,
+) -> Response {
+    let return_to = safe_return_to(q.return_to.as_deref());
+    let page = login_page(&state, csrf, return_to, String::new(), None);
+    render(&page, StatusCode::OK)
+}
+
+/// The login form (SPEC.md form contract; `csrf_token` is checked by
+/// [`CsrfForm`]).
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+    return_to: Option<String>,
+}
+
+/// `POST /login`
+#[handler]
+pub async fn login(
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    CsrfForm(f): CsrfForm<LoginForm>,
+) -> Result<Response, PageError> {
+    let return_to = safe_return_to(f.return_to.as_deref());
+    let username = f.username.unwrap_or_default();
+    let password = f.password.unwrap_or_default();
+    // Before argon2: a refused guess must cost (almost) nothing. The peer is
+    // the TCP peer; X-Forwarded-For is not trusted (README "Rate limits and slow clients").
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    state
+        .limits
+        .check_login(peer, &username)
+        .map_err(|RetryAfter(secs)| PageError::too_many_attempts(secs))?;
+    let Some(user) = users::authenticate(&state, username.trim(), password).await? else {
+        let error = Some("Incorrect username or password.".into());
+        let page = login_page(&state, csrf, return_to, username, error);
+        return Ok(render(&page, StatusCode::UNAUTHORIZED));
+    };
+    sign_in(&state, req, &user, &return_to).await
+}
+
+/// Extractor guarding the sign-up pages: 404 while `ui.signup` is off.
+pub struct SignupOpen;
+
+impl<'a> FromRequest<'a> for SignupOpen {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = <Data<&AppState>>::from_request_without_body(req).await?;
+        if state.settings.ui.signup {
+            Ok(Self)
+        } else {
+            Err(PageError::new(
+                StatusCode::NOT_FOUND,
+                "Sign-up is closed",
+                "Ask an administrator for an account.",
+            )
+            .into())
+        }
+    }
+}
+
+/// `GET /signup`
+#[handler]
+pub async fn signup_form(
+    _open: SignupOpen,
+    state: Data<&AppState>,
+    csrf: &CsrfToken,
+    Query(q): Query<ReturnTo>,
+) -> Response {
+    render(
+        &SignupPage {
+            nav: nav_for(&state, None, csrf),
+            csrf_token: csrf.0.clone(),
+            return_to: safe_return_to(q.return_to.as_deref()),
+            username: String::new(),
+            email: String::new(),
+            error: None,
+        },
+        StatusCode::OK,
+    )
+}
+
+/// The sign-up form (`csrf_token` is checked by [`CsrfForm`]).
+#[derive(Deserialize)]
+pub struct SignupForm {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    return_to: Option<String>,
+}
+
+/// `POST /signup`
+#[handler]
+pub async fn signup(
+    _open: SignupOpen,
+    state: Data<&AppState>,
+    req: &Request,
+    csrf: &CsrfToken,
+    CsrfForm(f): CsrfForm<SignupForm>,
+) -> Result<Response, PageError> {
+    let return_to = safe_return_to(f.return_to.as_deref());
+    let username = f.username.unwrap_or_default().trim().to_string();
+    let email = f
+        .email
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty());
+    let password = f.password.unwrap_or_default();
+    let user = match users::create_user(&state, &username, email.clone(), password).await {
+        Ok(u) => u,
+        Err(users::SignupError::Flow(e)) => return Err(e.into()),
+        Err(e) => {
+            let page = SignupPage {
+                nav: nav_for(&state, None, csrf),
+                csrf_token: csrf.0.clone(),
+                return_to,
+                username,
+                email: email.unwrap_or_default(),
+                error: Some(e.to_string()),
+            };
+            return Ok(render(&page, StatusCode::BAD_REQUEST));
+        }
+    };
+    sign_in(&state, req, &user, &return_to).await
+}
+
+/// `POST /logout` (posts only `csrf_token`).
+#[handler]
+pub async fn logout(
+    state: Data<&AppState>,
+    req: &Request,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> Result<Response, PageError> {
+    if let Some(cookie) = req.cookie().get(SESSION_COOKIE) {
+        users::end_session(&state, cookie.value_str()).await?;
+    }
+    req.cookie()
+        .add(session_cookie(&state, "", std::time::Duration::ZERO));
+    Ok(see_other("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::pages::testing::{form, login, names, nav_in, nav_out, XSS};
+
+    /// The home page with `nav` and no issuer.
+    fn home_html(nav: Nav) -> String {
+        HomePage {
+            nav,
+            issuer: String::new(),
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn home_page_renders() {
+        let html = HomePage {
+            nav: nav_out(),
+            issuer: "https://auth.example.com".into(),
+        }
+        .render()
+        .unwrap();
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(html.contains("<html lang=\"en\">"));
+        assert!(html.contains("https://auth.example.com"));
+        for link in [
+            "href=\"/docs\"",
+            "href=\"/.well-known/oauth-authorization-server\"",
+            "href=\"/.well-known/jwks.json\"",
+            "href=\"/static/style.css\"",
+        ] {
+            assert!(html.contains(link), "missing {link}");
+        }
+    }
+
+    #[test]
+    fn nav_signed_out_links_to_login_and_signup_when_enabled() {
+        let mut nav = nav_out();
+        let html = home_html(nav.clone());
+        assert!(html.contains("href=\"/login\""));
+        assert!(html.contains("href=\"/signup\""));
+        assert!(!html.contains("action=\"/logout\""));
+
+        nav.signup_enabled = false;
+        let html = home_html(nav);
+        assert!(html.contains("href=\"/login\""));
+        assert!(!html.contains("/signup"));
+    }
+
+    #[test]
+    fn nav_signed_in_has_logout_form_with_csrf() {
+        let html = home_html(nav_in("alice"));
+        assert!(html.contains("Signed in as"));
+        assert!(html.contains("alice"));
+        let logout_form = form(&html, "<form method=\"post\" action=\"/logout\"");
+        assert_eq!(names(logout_form), ["csrf_token"]);
+        assert!(logout_form.contains("value=\"tok-123\""));
+        assert!(logout_form.contains("Sign out"));
+        assert!(!html.contains("href=\"/login\""));
+    }
+
+    #[test]
+    fn login_form_has_exactly_the_contract_fields() {
+        let html = login(None, "").render().unwrap();
+        let f = form(&html, "<form method=\"post\" action=\"/login\"");
+        let mut got = names(f);
+        got.sort_unstable();
+        assert_eq!(got, ["csrf_token", "password", "return_to", "username"]);
+        for part in [
+            "value=\"tok-123\"",
+            "id=\"username\"",
+            "for=\"username\"",
+            "id=\"password\"",
+            "for=\"password\"",
+            "autocomplete=\"username\"",
+            "autocomplete=\"current-password\"",
+            ">Sign in</button>",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
+        assert!(!html.contains("role=\"alert\""));
+        // The return_to value is attribute-escaped, not dropped.
+        assert!(f.contains("/oauth/authorize?client_id=c1&#38;state=x"));
+        assert!(html.contains("href=\"/signup"));
+    }
+
+    #[test]
+    fn login_escapes_prefill_and_error() {
+        let html = login(Some(XSS), "o\"brien' <b>").render().unwrap();
+        assert!(html.contains("role=\"alert\""));
+        assert!(!html.contains(XSS));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(!html.contains("o\"brien"));
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("value=\"o&#34;brien&#39; &#60;b&#62;\""));
+    }
+
+    #[test]
+    fn signup_page_renders_its_form() {
+        let html = SignupPage {
+            nav: nav_out(),
+            csrf_token: "tok-123".into(),
+            return_to: "/".into(),
+            username: "bob".into(),
+            email: "bob@example.com".into(),
+            error: Some("That username is taken.".into()),
+        }
+        .render()
+        .unwrap();
+        let f = form(&html, "<form method=\"post\" action=\"/signup\"");
+        let mut got = names(f);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            ["csrf_token", "email", "password", "return_to", "username"]
+        );
+        for part in [
+            "type=\"email\"",
+            "autocomplete=\"new-password\"",
+            "minlength=\"8\"",
+            "value=\"bob@example.com\"",
+            ">Create account</button>",
+        ] {
+            assert!(f.contains(part), "missing {part}");
+        }
+        assert!(html.contains("role=\"alert\""));
+        assert!(html.contains("That username is taken."));
+    }
+
+    #[test]
+    fn nav_signed_in_links_to_my_clients() {
+        let html = home_html(nav_in("alice"));
+        assert!(html.contains("<a class=\"nav-link\" href=\"/clients\">My clients</a>"));
+        let html = home_html(nav_out());
+        assert!(!html.contains("href=\"/clients\""));
+    }
+}
