@@ -16,6 +16,7 @@ use keygate::store::redis::RedisStore;
 use keygate::store::repos::Repos;
 use keygate::tokens::keys::{generate_into, prune_dir, Alg};
 use keygate::tokens::{KeySet, KeyState};
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(
@@ -255,7 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => {
             let settings = load_settings(cli.config.as_ref())?;
-            keygate::telemetry::init(&settings.log.format, &settings.log.level);
+            keygate::telemetry::init(&settings.validate()?.log);
             let app = Application::build(settings).await?;
             app.run_until_stopped(keygate::startup::shutdown_signal())
                 .await
@@ -309,9 +310,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client_uri: None,
                 logo_uri: None,
             };
-            let timeout = std::time::Duration::from_millis(settings.store.timeout_ms);
+            let timeout = cfg.store_options.timeout;
             let store = Arc::new(
-                RedisStore::connect(url, timeout)
+                RedisStore::connect(url.expose_secret(), timeout)
                     .await
                     .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
             );

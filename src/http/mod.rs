@@ -60,9 +60,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let api = api_service();
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
-    let max_body = state.settings.server.max_body_bytes;
-    let max_header = state.settings.server.max_header_bytes;
-    let body_timeout = Duration::from_secs(state.settings.server.body_read_timeout_secs);
+    let max_body = state.cfg.server.max_body_bytes;
+    let max_header = state.cfg.server.max_header_bytes;
+    let body_timeout = state.cfg.server.body_read_timeout;
     let csrf = |ep| {
         poem::middleware::Csrf::new()
             .cookie_name("kg_csrf")

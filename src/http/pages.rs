@@ -28,7 +28,7 @@ pub fn nav_for(state: &AppState, session: Option<&Session>, csrf: &CsrfToken) ->
     Nav {
         username: session.map(|s| s.username.clone()),
         csrf_token: csrf.0.clone(),
-        signup_enabled: state.settings.ui.signup,
+        signup_enabled: state.cfg.ui.signup,
     }
 }
 
@@ -167,7 +167,7 @@ async fn sign_in(
 ) -> Response {
     match users::start_session(state, user).await {
         Ok(sid) => {
-            let ttl = std::time::Duration::from_secs(state.settings.session.ttl);
+            let ttl = state.cfg.session.ttl;
             req.cookie().add(session_cookie(state, &sid, ttl));
             see_other(return_to)
         }
@@ -269,7 +269,7 @@ pub async fn signup_form(
     csrf: &CsrfToken,
     Query(q): Query<ReturnTo>,
 ) -> Response {
-    if !state.settings.ui.signup {
+    if !state.cfg.ui.signup {
         return error_page(
             &state,
             csrf,
@@ -310,7 +310,7 @@ pub async fn signup(
     verifier: &CsrfVerifier,
     Form(f): Form<SignupForm>,
 ) -> Response {
-    if !state.settings.ui.signup {
+    if !state.cfg.ui.signup {
         return error_page(
             &state,
             csrf,
