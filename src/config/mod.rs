@@ -1,11 +1,11 @@
 //! Settings: what an operator can set, how the layers combine, and what the
 //! server runs with.
 //!
-//! Layering, lowest to highest: built-in defaults ([`tree`]) < the TOML file
+//! Layering, lowest to highest: built-in defaults (`tree.rs`) < the TOML file
 //! (`--config` / `KEYGATE_CONFIG`) < `KEYGATE_<SECTION>_<KEY>` environment
-//! variables ([`layering`]). The merged raw tree ([`Settings`]) is then checked
-//! as a whole and turned into [`Validated`] ([`validate`], with the checks of
-//! `[[clients]]` and `[[users]]` in [`clients`]): durations as
+//! variables (`layering.rs`). The merged raw tree ([`Settings`]) is then checked
+//! as a whole and turned into [`Validated`] (`validate.rs`, with the checks of
+//! `[[clients]]` and `[[users]]` in `clients.rs`): durations as
 //! `std::time::Duration`, the profile and log format as enums, and secrets (the
 //! Redis URL, registration initial access tokens, plain config-client secrets)
 //! in `secrecy` types whose `Debug` never shows the value.
