@@ -16,7 +16,7 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::LimitSettings;
+use crate::config::LimitOptions;
 
 /// A refused request: how long the caller should wait, in whole seconds (≥ 1),
 /// as sent in `Retry-After`.
@@ -44,24 +44,23 @@ impl std::fmt::Debug for Limits {
 const MAX_KEYED_USERNAME: usize = 64;
 
 impl Limits {
-    /// Builds the limiters from validated settings (zero rates or bursts are
-    /// refused by `Settings::validate`; they are treated as 1 here).
-    pub fn new(s: &LimitSettings) -> Self {
+    /// Builds the limiters from validated settings (rates and bursts are
+    /// non-zero by type).
+    pub fn new(s: &LimitOptions) -> Self {
         if !s.enabled {
             return Self::default();
         }
-        let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
-        let quota = |period: Duration, burst: u32| {
+        let quota = |period: Duration, burst: NonZeroU32| {
             Quota::with_period(period)
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                .allow_burst(nz(burst))
+                .allow_burst(burst)
         };
         let token = quota(
-            Duration::from_secs(1) / nz(s.token_per_second).get(),
+            Duration::from_secs(1) / s.token_per_second.get(),
             s.token_burst,
         );
         let login = quota(
-            Duration::from_secs(60) / nz(s.login_per_minute).get(),
+            Duration::from_secs(60) / s.login_per_minute.get(),
             s.login_burst,
         );
         Self {
@@ -137,14 +136,15 @@ fn retry_secs(wait: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn settings() -> LimitSettings {
-        LimitSettings {
+    fn settings() -> LimitOptions {
+        let nz = |v: u32| NonZeroU32::new(v).unwrap();
+        LimitOptions {
             enabled: true,
-            token_per_second: 1,
-            token_burst: 3,
-            login_per_minute: 1,
-            login_burst: 2,
-            sweep_secs: 60,
+            token_per_second: nz(1),
+            token_burst: nz(3),
+            login_per_minute: nz(1),
+            login_burst: nz(2),
+            sweep_every: Duration::from_secs(60),
         }
     }
 
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn disabled_never_refuses() {
-        let l = Limits::new(&LimitSettings {
+        let l = Limits::new(&LimitOptions {
             enabled: false,
             ..settings()
         });

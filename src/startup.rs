@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
@@ -82,19 +83,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
+        let cfg = self.state.cfg.clone();
+        let grace = cfg.server.shutdown_grace;
         spawn_key_reloader(
             self.state.keys.clone(),
             self.state.clock.clone(),
-            self.state.settings.keys.reload_secs,
+            cfg.keys.reload_every,
         );
-        spawn_limit_sweeper(
-            self.state.limits.clone(),
-            self.state.settings.limits.sweep_secs,
-        );
-        tracing::info!(addr = %self.addr, issuer = %self.state.cfg.issuer, "keygate listening");
-        let header_timeout =
-            Duration::from_secs(self.state.settings.server.header_read_timeout_secs);
+        spawn_limit_sweeper(self.state.limits.clone(), cfg.limits.sweep_every);
+        tracing::info!(addr = %self.addr, issuer = %cfg.issuer, "keygate listening");
+        let header_timeout = cfg.server.header_read_timeout;
         let app = crate::http::routes(self.state);
         serve(
             self.listener,
@@ -192,7 +190,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
     }
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&cfg, &settings).await?;
+    let store = open_store(&cfg).await?;
     let store: Store = Arc::new(InstrumentedStore::new(store, &metrics));
     let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
     let config_clients = config_clients(&settings, &cfg)?;
@@ -200,18 +198,18 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         implicit: cfg.profile == Profile::Legacy,
         password: cfg.profile == Profile::Legacy,
         pkce_required_for_all: cfg.profile == Profile::OAuth21,
-        allow_plain_pkce: settings.oauth.allow_plain_pkce,
+        allow_plain_pkce: cfg.allow_plain_pkce,
     };
     let metadata = serde_json::to_vec(&crate::http::api::server_metadata(
         &cfg.issuer,
         cfg.client_rules.scopes.iter().map(str::to_string).collect(),
         &policy,
-        !settings.registration.initial_access_tokens.is_empty(),
+        !cfg.registration.initial_access_tokens.is_empty(),
     ))?
     .into();
     let config_users = config_users(&settings);
     let store_for_key = store.clone();
-    let settings_limits = settings.limits.clone();
+    let limits = Limits::new(&cfg.limits);
     let state = AppState {
         repos: Repos::new(store.clone()),
         store,
@@ -219,13 +217,12 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         keys,
         clock,
         cfg: Arc::new(cfg),
-        settings: Arc::new(settings),
         metrics,
         metadata,
         config_users: Arc::new(config_users),
         policy,
         csrf_key: shared_key(&store_for_key, "csrf").await,
-        limits: Arc::new(Limits::new(&settings_limits)),
+        limits: Arc::new(limits),
     };
     Ok(state)
 }
@@ -244,7 +241,7 @@ pub struct StoreContext {
 /// Validates `settings` and opens only the store (see [`StoreContext`]).
 pub async fn open_store_only(settings: &Settings) -> anyhow::Result<StoreContext> {
     let cfg = settings.validate()?;
-    let store = open_store(&cfg, settings).await?;
+    let store = open_store(&cfg).await?;
     Ok(StoreContext {
         repos: Repos::new(store),
         config_users: config_users(settings),
@@ -270,24 +267,23 @@ fn config_users(settings: &Settings) -> HashMap<String, User> {
         .collect()
 }
 
-async fn open_store(cfg: &Validated, settings: &Settings) -> anyhow::Result<Store> {
-    let timeout = Duration::from_millis(settings.store.timeout_ms);
+async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
+    let options = &cfg.store_options;
     match &cfg.store {
         StoreBackend::Memory => {
             tracing::info!("store: in-memory (state is lost on restart; use Redis in production)");
-            let max = usize::try_from(settings.store.memory_max_entries).unwrap_or(usize::MAX);
             Ok(MemoryStore::with_limits(
                 crate::store::memory::DEFAULT_SWEEP_INTERVAL,
-                max,
+                options.memory_max_entries,
             ))
         }
         StoreBackend::Redis(url) => {
-            let store = RedisStore::connect(url, timeout)
+            let store = RedisStore::connect(url.expose_secret(), options.timeout)
                 .await
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
             match store.eviction_policy().await {
                 Ok(p) if p == "noeviction" => tracing::info!("store: redis (maxmemory-policy noeviction)"),
-                Ok(p) if settings.store.require_noeviction => bail!(
+                Ok(p) if options.require_noeviction => bail!(
                     "store.url: Redis runs with maxmemory-policy `{p}`; keygate requires `noeviction` \
                      (an evicted revocation or used-code record would bring a dead token back). \
                      Run `CONFIG SET maxmemory-policy noeviction` or set it in redis.conf \
@@ -378,7 +374,9 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
             &cfg.client_rules,
             0,
             Some(c.client_id.clone()),
-            c.client_secret.clone(),
+            c.client_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_string()),
         )
         .map_err(|e| named(e.field, &e.message))?;
         out.insert(c.client_id.clone(), reg.client);
@@ -386,18 +384,14 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
     Ok(out)
 }
 
-/// Re-reads the key directory on SIGHUP and every `every_secs` (0 = SIGHUP only).
+/// Re-reads the key directory on SIGHUP and every `every` (`None` = SIGHUP only).
 /// The signer is chosen at signing time; this task only logs when it changed.
-fn spawn_key_reloader(keys: Arc<Keys>, clock: Arc<dyn Clock>, every_secs: u64) {
+fn spawn_key_reloader(keys: Arc<Keys>, clock: Arc<dyn Clock>, every: Option<Duration>) {
     tokio::spawn(async move {
         let mut signing = keys.current().signer_at(clock.now()).kid.clone();
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let period = Duration::from_secs(if every_secs == 0 {
-            u64::MAX / 4
-        } else {
-            every_secs
-        });
+        let period = every.unwrap_or(Duration::from_secs(u64::MAX / 4));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             #[cfg(unix)]
@@ -435,13 +429,13 @@ fn spawn_key_reloader(keys: Arc<Keys>, clock: Arc<dyn Clock>, every_secs: u64) {
     });
 }
 
-/// Every `every_secs`, forgets rate-limiter keys whose bucket has refilled,
+/// Every `every`, forgets rate-limiter keys whose bucket has refilled,
 /// so the limiters hold only the keys active in the last refill period.
-fn spawn_limit_sweeper(limits: Arc<Limits>, every_secs: u64) {
+fn spawn_limit_sweeper(limits: Arc<Limits>, every: Duration) {
     if limits.is_disabled() {
         return;
     }
-    let period = Duration::from_secs(every_secs.max(1));
+    let period = every.max(Duration::from_secs(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::{Settings, Validated};
+use crate::config::Validated;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::oauth::authorize::Policy;
@@ -27,10 +27,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The only source of time.
     pub clock: Arc<dyn Clock>,
-    /// Validated settings.
+    /// Validated, typed settings (durations, enums, secrets that never print).
     pub cfg: Arc<Validated>,
-    /// Raw settings (limits, TTLs).
-    pub settings: Arc<Settings>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The RFC 8414 metadata document, serialised once.

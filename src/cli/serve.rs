@@ -8,7 +8,7 @@ use keygate::startup::Application;
 /// Builds the application from the settings and serves until a shutdown signal.
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = super::load_settings(config)?;
-    keygate::telemetry::init(&settings.log.format, &settings.log.level);
+    keygate::telemetry::init(&settings.validate()?.log);
     let app = Application::build(settings).await?;
     app.run_until_stopped(keygate::startup::shutdown_signal())
         .await

@@ -59,7 +59,7 @@ pub async fn approve(
     match req.response_type {
         ResponseType::Code => {
             let code = crate::ids::random_token(32);
-            let ttl = state.settings.tokens.code_ttl as i64;
+            let ttl = state.cfg.tokens.code_ttl.as_secs() as i64;
             let rec = CodeRecord {
                 client_id: req.client_id.clone(),
                 redirect_uri: req.target.uri.clone(),

@@ -2,6 +2,7 @@
 //! (RFC 7592), guarded by initial access tokens from the config and by the
 //! per-client registration access token.
 
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::clients::{self, ClientError, Registered};
@@ -48,12 +49,12 @@ fn initial_token_ok(state: &AppState, token: Option<&str>) -> bool {
     let given = hash_secret(token);
     // Check every configured token so the time does not depend on which matched.
     state
-        .settings
+        .cfg
         .registration
         .initial_access_tokens
         .iter()
         .fold(false, |acc, t| {
-            acc | bool::from(hash_secret(t).ct_eq(&given))
+            acc | bool::from(hash_secret(t.expose_secret()).ct_eq(&given))
         })
 }
 

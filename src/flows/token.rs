@@ -210,7 +210,7 @@ async fn authorization_code(
     let refresh = client
         .allows(GrantType::RefreshToken)
         .then(|| new_refresh(state, &grant, now, crate::ids::random_token(16)));
-    let refresh_ttl = state.settings.tokens.refresh_ttl as i64;
+    let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     let redeemed = CodeRecord {
         redeemed: Some(Issuance {
             jti: claims.jti.clone(),
@@ -300,11 +300,11 @@ async fn refresh(
         ..family_grant
     };
     let claims = claims_for(state, &grant, now);
-    let window = state.settings.tokens.refresh_grace_secs;
+    let window = state.cfg.tokens.refresh_grace.as_secs();
     let seal = (window > 0)
         .then(|| seal_grace(token, &stored.value.family, now, &next_token, &claims))
         .flatten();
-    let ttl = state.settings.tokens.refresh_ttl as i64;
+    let ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     if !state
         .repos
         .rotate_refresh(token, &stored, &next_token, &next, ttl, seal)
@@ -360,7 +360,7 @@ async fn grace_retry_or_revoke(
     rec: &RefreshRecord,
 ) -> Result<Issued, FlowError> {
     let now = state.clock.now();
-    let window = state.settings.tokens.refresh_grace_secs;
+    let window = state.cfg.tokens.refresh_grace.as_secs();
     let Some(c) = grace::retry(params, rec, client, token, now, window) else {
         return Err(refresh_replayed(state, rec).await);
     };
@@ -424,7 +424,7 @@ async fn password(
         let (t, rec) = new_refresh(state, &grant, now, crate::ids::random_token(16));
         state
             .repos
-            .put_refresh_family(&t, &rec, state.settings.tokens.refresh_ttl as i64)
+            .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
             .await?;
         Some(t)
     } else {
@@ -445,7 +445,7 @@ fn new_refresh(
         client_id: grant.client_id.clone(),
         sub: grant.subject.clone(),
         scope: grant.scope.clone(),
-        expires_at: now + state.settings.tokens.refresh_ttl as i64,
+        expires_at: now + state.cfg.tokens.refresh_ttl.as_secs() as i64,
         rotated: false,
         grace: None,
     };
@@ -458,7 +458,7 @@ fn claims_for(state: &AppState, grant: &Grant, now: i64) -> AccessClaims {
         &state.cfg.audience,
         grant,
         now,
-        state.settings.tokens.access_ttl as i64,
+        state.cfg.tokens.access_ttl.as_secs() as i64,
         crate::ids::jti(),
     )
 }
@@ -473,7 +473,7 @@ fn sign(
     let access_token = jwt::sign(keys.signer_at(claims.iat), &claims)?;
     Ok(Issued {
         access_token,
-        expires_in: state.settings.tokens.access_ttl,
+        expires_in: state.cfg.tokens.access_ttl.as_secs(),
         scope: claims.scope,
         refresh_token,
     })

@@ -141,7 +141,7 @@ pub async fn authenticate(
 pub async fn start_session(state: &AppState, user: &User) -> Result<String, FlowError> {
     let sid = crate::ids::random_token(32);
     let now = state.clock.now();
-    let ttl = state.settings.session.ttl as i64;
+    let ttl = state.cfg.session.ttl.as_secs() as i64;
     let s = Session {
         user_id: user.id.clone(),
         username: user.username.clone(),

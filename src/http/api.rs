@@ -391,7 +391,7 @@ impl Api {
     async fn jwks(&self, state: Data<&AppState>) -> JwksResponse {
         JwksResponse::Ok(
             RawJson::new(state.keys.current().jwks_bytes()),
-            format!("public, max-age={}", state.settings.keys.jwks_max_age),
+            format!("public, max-age={}", state.cfg.keys.jwks_max_age.as_secs()),
         )
     }
 

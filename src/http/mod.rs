@@ -12,7 +12,6 @@ pub mod registration;
 pub mod responses;
 pub mod routes;
 
-use std::time::Duration;
 
 use poem::{Endpoint, EndpointExt, Middleware};
 use poem_openapi::OpenApiService;
@@ -36,9 +35,9 @@ pub fn api_service() -> OpenApiService<(api::Api, registration::RegistrationApi)
 /// Every route of the server (from the route table), with middleware and
 /// state attached.
 pub fn routes(state: AppState) -> impl Endpoint {
-    let max_body = state.settings.server.max_body_bytes;
-    let max_header = state.settings.server.max_header_bytes;
-    let body_timeout = Duration::from_secs(state.settings.server.body_read_timeout_secs);
+    let max_body = state.cfg.server.max_body_bytes;
+    let max_header = state.cfg.server.max_header_bytes;
+    let body_timeout = state.cfg.server.body_read_timeout;
     let csrf_key = state.csrf_key;
     let secure = state.cfg.issuer.starts_with("https://");
     let csrf = move |ep: poem::endpoint::BoxEndpoint<'static>| {

@@ -42,7 +42,7 @@ impl<T: Type> ParsePayload for FormPairs<T> {
     async fn from_request(req: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let limit = req
             .data::<AppState>()
-            .map_or(64 * 1024, |s| s.settings.server.max_body_bytes as usize);
+            .map_or(64 * 1024, |s| s.cfg.server.max_body_bytes as usize);
         let bytes = body.take()?.into_bytes_limit(limit).await?;
         let pairs = bounded_pairs(&bytes)?;
         Ok(Self {

@@ -273,7 +273,7 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
     for (field, uri) in [("client_uri", &m.client_uri), ("logo_uri", &m.logo_uri)] {
         if let Some(u) = uri {
             let ok = url::Url::parse(u).is_ok_and(|p| {
-                p.scheme() == "https" || (p.scheme() == "http" && crate::config::is_loopback_url(u))
+                p.scheme() == "https" || (p.scheme() == "http" && super::types::is_loopback_url(u))
             });
             if !ok {
                 return Err(MetadataError::invalid(
@@ -330,7 +330,7 @@ pub fn check_redirect_uri(uri: &str, http_loopback: bool) -> Result<(), Metadata
     if u.fragment().is_some() {
         return Err(bad(format!("`{uri}` must not contain a fragment")));
     }
-    if u.scheme() == "http" && !(http_loopback && crate::config::is_loopback_url(uri)) {
+    if u.scheme() == "http" && !(http_loopback && super::types::is_loopback_url(uri)) {
         return Err(bad(if http_loopback {
             format!("`{uri}` must use https (http is allowed only for loopback hosts)")
         } else {

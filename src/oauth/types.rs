@@ -211,6 +211,17 @@ impl Client {
     }
 }
 
+/// Whether `raw` is an http(s) URL whose host is `localhost` or a loopback IP
+/// (RFC 8252 §7.3 redirects, dev-only issuers and plain config secrets).
+pub fn is_loopback_url(raw: &str) -> bool {
+    match url::Url::parse(raw).ok().as_ref().and_then(|u| u.host()) {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +245,14 @@ mod tests {
             prop_assert_eq!(&a, &b);
             prop_assert_eq!(ScopeSet::parse(&a.to_string()).unwrap(), a);
         }
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_url("http://127.0.0.1:8080"));
+        assert!(is_loopback_url("http://localhost"));
+        assert!(is_loopback_url("http://[::1]:1"));
+        assert!(!is_loopback_url("http://127.0.0.1.example.com"));
+        assert!(!is_loopback_url("https://auth.example.com"));
     }
 }

@@ -143,7 +143,7 @@ async fn new_key_signs_after_reload_and_old_tokens_still_verify() {
         )
         .await;
     let old: serde_json::Value = old.json().await.unwrap();
-    let dir = std::path::PathBuf::from(&app.state.settings.keys.dir);
+    let dir = app.state.cfg.keys_dir.clone();
     let new_key =
         keygate::tokens::keys::generate_into(&dir, keygate::tokens::keys::Alg::ES256, 2).unwrap();
     assert!(app.state.keys.reload().unwrap());

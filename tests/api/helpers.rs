@@ -48,7 +48,7 @@ fn config_client(id: &str, method: &str, grants: &[&str], scope: &str) -> Config
     ConfigClient {
         client_id: id.into(),
         client_name: format!("{id} (test)"),
-        client_secret: (method != "none").then(|| SECRET.to_string()),
+        client_secret: (method != "none").then(|| SECRET.into()),
         redirect_uris: if grants.contains(&"authorization_code") || grants.contains(&"implicit") {
             vec![REDIRECT.into()]
         } else {

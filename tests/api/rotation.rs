@@ -3,7 +3,7 @@
 //! the JWKS until every token it signed has expired. In-process with a
 //! `TestClock`, and through the binary (`serve` + SIGHUP, `keys list|prune`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ async fn a_new_key_is_published_at_once_signs_after_the_delay_and_old_tokens_kee
     let old_kid = kid(&before);
     assert_eq!(jwks_kids(&app).await, [old_kid.as_str()]);
 
-    let dir = PathBuf::from(&app.state.settings.keys.dir);
+    let dir = app.state.cfg.keys_dir.clone();
     let new_key = generate_into(&dir, Alg::ES256, clock.now()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while jwks_kids(&app).await.len() < 2 {

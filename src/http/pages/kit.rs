@@ -72,7 +72,7 @@ pub fn nav_for(state: &AppState, session: Option<&Session>, csrf: &CsrfToken) ->
     Nav {
         username: session.map(|s| s.username.clone()),
         csrf_token: csrf.0.clone(),
-        signup_enabled: state.settings.ui.signup,
+        signup_enabled: state.cfg.ui.signup,
     }
 }
 
@@ -209,7 +209,7 @@ pub async fn sign_in(
     return_to: &str,
 ) -> Result<Response, PageError> {
     let sid = users::start_session(state, user).await?;
-    let ttl = Duration::from_secs(state.settings.session.ttl);
+    let ttl = state.cfg.session.ttl;
     req.cookie().add(session_cookie(state, &sid, ttl));
     Ok(see_other(return_to))
 }
@@ -369,7 +369,7 @@ pub fn error_pages<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Respo
                 .get::<CsrfToken>()
                 .map(|t| t.0.clone())
                 .unwrap_or_default(),
-            signup_enabled: req.data::<AppState>().is_some_and(|s| s.settings.ui.signup),
+            signup_enabled: req.data::<AppState>().is_some_and(|s| s.cfg.ui.signup),
         };
         match ep.call(req).await {
             Ok(resp) => Ok(resp.into_response()),

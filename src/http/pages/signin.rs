@@ -154,7 +154,7 @@ pub struct SignupOpen;
 impl<'a> FromRequest<'a> for SignupOpen {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         let state = <Data<&AppState>>::from_request_without_body(req).await?;
-        if state.settings.ui.signup {
+        if state.cfg.ui.signup {
             Ok(Self)
         } else {
             Err(PageError::new(

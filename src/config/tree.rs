@@ -1,0 +1,329 @@
+//! The raw configuration tree: one serde struct per `[section]`, with the
+//! built-in defaults. This is what the file and the environment fill in and
+//! what tests mutate; the server runs with [`super::Validated`] instead.
+//!
+//! Secrets that are always secret (initial access tokens, plain client
+//! secrets) are `SecretString` already here, so no `Debug` of the tree shows
+//! them; `store.url` is usually `memory` and stays a `String`, with a `Debug`
+//! that hides it.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[server]`: listener and public identity.
+    pub server: ServerSettings,
+    /// `[store]`: where OAuth state lives.
+    pub store: StoreSettings,
+    /// `[keys]`: signing keys.
+    pub keys: KeySettings,
+    /// `[oauth]`: protocol profile and known scopes.
+    pub oauth: OAuthSettings,
+    /// `[tokens]`: lifetimes and audience.
+    pub tokens: TokenSettings,
+    /// `[registration]`: dynamic client registration (RFC 7591).
+    pub registration: RegistrationSettings,
+    /// `[session]`: login sessions.
+    pub session: SessionSettings,
+    /// `[ui]`: HTML pages.
+    pub ui: UiSettings,
+    /// `[log]`: log format and level.
+    pub log: LogSettings,
+    /// `[limits]`: in-process rate limits.
+    pub limits: LimitSettings,
+    /// `[[clients]]`: clients defined in the file (not overridable by env).
+    pub clients: Vec<ConfigClient>,
+    /// `[[users]]`: users defined in the file (not overridable by env).
+    pub users: Vec<ConfigUser>,
+}
+
+/// `[session]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Login session lifetime in seconds.
+    pub ttl: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self { ttl: 8 * 3600 }
+    }
+}
+
+/// `[limits]`: in-process rate limits (per process, not shared between instances).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Off switch for every rate limit below.
+    pub enabled: bool,
+    /// Token requests per second each authenticated client may sustain.
+    pub token_per_second: u32,
+    /// Token requests a client may send at once before the rate applies.
+    pub token_burst: u32,
+    /// Login attempts per minute for one username from one IP address.
+    pub login_per_minute: u32,
+    /// Login attempts for one username from one IP address before the rate applies.
+    pub login_burst: u32,
+    /// Seconds between sweeps that forget idle limiter keys (bounds memory).
+    pub sweep_secs: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_per_second: 50,
+            token_burst: 100,
+            login_per_minute: 10,
+            login_burst: 5,
+            sweep_secs: 60,
+        }
+    }
+}
+
+/// `[ui]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// Whether anyone may create an account at `/signup`.
+    pub signup: bool,
+}
+
+/// A user defined in the configuration file (`[[users]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigUser {
+    /// Login name.
+    pub username: String,
+    /// argon2id PHC string from `keygate hash-password`.
+    pub password_hash: String,
+    /// Optional email.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// The issuer identifier (RFC 8414 §2): absolute URL, never taken from `Host`.
+    pub issuer: String,
+    /// Largest accepted request body in bytes (larger → 413).
+    pub max_body_bytes: u64,
+    /// Largest accepted request header section in bytes (larger → 431).
+    pub max_header_bytes: u64,
+    /// Seconds that in-flight requests get to finish on SIGTERM/Ctrl-C.
+    pub shutdown_grace_secs: u64,
+    /// Seconds a client gets to send a complete request head, counted from
+    /// when the connection waits for one (so also the keep-alive idle timeout).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client gets to send a complete request body.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            issuer: "http://127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `memory`, `redis://…` or `rediss://…`. May hold a password: never logged.
+    pub url: String,
+    /// Upper bound on one store call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`
+    /// (`false`: log an error and run anyway).
+    pub require_noeviction: bool,
+    /// Most keys the in-memory store holds; writes beyond it answer 503.
+    pub memory_max_entries: u64,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A Redis URL may hold a password.
+        let url = if self.url == "memory" {
+            "memory"
+        } else {
+            "[REDACTED]"
+        };
+        f.debug_struct("StoreSettings")
+            .field("url", &url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("require_noeviction", &self.require_noeviction)
+            .field("memory_max_entries", &self.memory_max_entries)
+            .finish()
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "memory".into(),
+            timeout_ms: 2000,
+            require_noeviction: true,
+            memory_max_entries: 1_000_000,
+        }
+    }
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySettings {
+    /// Directory of PKCS#8 PEM private keys.
+    pub dir: String,
+    /// Seconds between re-reads of `dir` (also re-read on SIGHUP); 0 = only on SIGHUP.
+    pub reload_secs: u64,
+    /// `Cache-Control: max-age` of the JWKS document, in seconds.
+    pub jwks_max_age: u64,
+    /// Seconds a new key is published before it signs, so that verifiers
+    /// caching the JWKS know it first; at least `jwks_max_age`. The oldest key
+    /// (a first key) signs at once.
+    pub activation_delay_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            dir: "keys".into(),
+            reload_secs: 60,
+            jwks_max_age: 300,
+            activation_delay_secs: 600,
+        }
+    }
+}
+
+/// `[oauth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// `oauth21` (production default) or `legacy`.
+    pub profile: String,
+    /// Scopes clients may be registered for and request.
+    pub scopes: Vec<String>,
+    /// Accept PKCE `code_challenge_method=plain` (RFC 7636); off by default.
+    pub allow_plain_pkce: bool,
+    /// Accept `http://` redirect URIs on loopback hosts for new clients (RFC 8252 §7.3).
+    pub http_loopback_redirects: bool,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            profile: "oauth21".into(),
+            scopes: vec!["profile".into(), "email".into()],
+            allow_plain_pkce: false,
+            http_loopback_redirects: true,
+        }
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// `aud` of access tokens; empty = the issuer URL.
+    pub audience: String,
+    /// Access token lifetime in seconds.
+    pub access_ttl: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_ttl: u64,
+    /// Authorization code lifetime in seconds.
+    pub code_ttl: u64,
+    /// Seconds after a refresh token's rotation during which a retry of it by
+    /// the same client gets the same successor pair instead of revoking the
+    /// family; 0 = off (every reuse revokes, RFC 9700 §4.14.2).
+    pub refresh_grace_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            audience: String::new(),
+            access_ttl: 900,
+            refresh_ttl: 14 * 24 * 3600,
+            code_ttl: 60,
+            refresh_grace_secs: 5,
+        }
+    }
+}
+
+/// `[registration]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationSettings {
+    /// Initial access tokens for `POST /oauth/register`; empty = registration closed.
+    #[serde(serialize_with = "redacted_list")]
+    pub initial_access_tokens: Vec<SecretString>,
+}
+
+/// Serialises a list of secrets without their values. The tree is serialised
+/// only to learn the defaults' keys and types (`layering`), where the list's
+/// type is what counts; a secret never leaves the process that way.
+fn redacted_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|_| "[REDACTED]"))
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// Default filter when `RUST_LOG` is unset (tracing-subscriber `EnvFilter` syntax).
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A client defined in the configuration file (`[[clients]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigClient {
+    /// The client identifier.
+    pub client_id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub client_name: String,
+    /// Plain-text secret: a dev-only convenience, refused unless the issuer is a
+    /// loopback URL. Production clients are created with `keygate client create`.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    /// Registered redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grant types the client may use.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[serde(default)]
+    pub scope: String,
+    /// `client_secret_basic` (default with a secret), `client_secret_post` or `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+}

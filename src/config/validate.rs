@@ -1,0 +1,561 @@
+//! Validation: the raw [`Settings`] tree checked as a whole and turned into
+//! [`Validated`], the typed settings the server runs with. Checks run in a
+//! fixed order and the first failure is reported, naming its key.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::clients::{check_clients, check_users};
+use super::{ConfigError, Settings};
+use crate::oauth::types::{is_loopback_url, ScopeSet};
+use crate::tokens::keys::Rotation;
+
+/// The protocol profile (SPEC.md "Profiles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// OAuth 2.1: no implicit, no password grant, PKCE everywhere.
+    OAuth21,
+    /// Adds implicit and password for clients registered for them.
+    Legacy,
+}
+
+/// The store backend chosen by `store.url`.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// The embedded dashmap store.
+    Memory,
+    /// A Redis server; the URL may hold credentials, so it is a secret
+    /// (`Debug` shows `[REDACTED]`) and is never logged.
+    Redis(SecretString),
+}
+
+impl PartialEq for StoreBackend {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Memory, Self::Memory) => true,
+            (Self::Redis(a), Self::Redis(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreBackend {}
+
+/// `log.format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]` after validation (the listener address and issuer are on
+/// [`Validated`] itself).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest accepted request body in bytes (larger → 413).
+    pub max_body_bytes: u64,
+    /// Largest accepted request header section in bytes (larger → 431).
+    pub max_header_bytes: u64,
+    /// Time in-flight requests get to finish on SIGTERM/Ctrl-C.
+    pub shutdown_grace: Duration,
+    /// Time a client gets to send a complete request head (also the
+    /// keep-alive idle timeout).
+    pub header_read_timeout: Duration,
+    /// Time a client gets to send a complete request body.
+    pub body_read_timeout: Duration,
+}
+
+/// `[store]` after validation, besides the backend.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Upper bound on one store call.
+    pub timeout: Duration,
+    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`.
+    pub require_noeviction: bool,
+    /// Most keys the in-memory store holds.
+    pub memory_max_entries: usize,
+}
+
+/// `[keys]` after validation, besides the directory and the rotation timing.
+#[derive(Debug, Clone)]
+pub struct KeyOptions {
+    /// Period of the key directory re-read; `None` = only on SIGHUP.
+    pub reload_every: Option<Duration>,
+    /// `Cache-Control: max-age` of the JWKS document.
+    pub jwks_max_age: Duration,
+}
+
+/// `[tokens]` lifetimes (the audience is on [`Validated`] itself).
+#[derive(Debug, Clone)]
+pub struct TokenOptions {
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
+    /// Window after a refresh token's rotation in which a retry by the same
+    /// client gets the same successor pair; zero = off.
+    pub refresh_grace: Duration,
+}
+
+/// `[session]` after validation.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Login session lifetime.
+    pub ttl: Duration,
+}
+
+/// `[ui]` after validation.
+#[derive(Debug, Clone)]
+pub struct UiOptions {
+    /// Whether anyone may create an account at `/signup`.
+    pub signup: bool,
+}
+
+/// `[log]` after validation.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Line format.
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is unset (`EnvFilter` syntax).
+    pub level: String,
+}
+
+/// `[limits]` after validation: rates and bursts are non-zero.
+#[derive(Debug, Clone)]
+pub struct LimitOptions {
+    /// Off switch for every rate limit below.
+    pub enabled: bool,
+    /// Token requests per second each authenticated client may sustain.
+    pub token_per_second: NonZeroU32,
+    /// Token requests a client may send at once before the rate applies.
+    pub token_burst: NonZeroU32,
+    /// Login attempts per minute for one username from one IP address.
+    pub login_per_minute: NonZeroU32,
+    /// Login attempts for one username from one IP address before the rate applies.
+    pub login_burst: NonZeroU32,
+    /// Period of the sweep that forgets idle limiter keys.
+    pub sweep_every: Duration,
+}
+
+/// `[registration]` after validation.
+#[derive(Debug, Clone)]
+pub struct RegistrationOptions {
+    /// Initial access tokens for `POST /oauth/register` (each ≥ 16
+    /// characters); empty = registration closed.
+    pub initial_access_tokens: Vec<SecretString>,
+}
+
+/// Settings after validation, in the types the server uses.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Issuer URL without a trailing slash.
+    pub issuer: String,
+    /// Whether the issuer's host is a loopback address (dev mode).
+    pub issuer_is_loopback: bool,
+    /// Access token audience.
+    pub audience: String,
+    /// The store backend.
+    pub store: StoreBackend,
+    /// Store call timeout and memory-store bound.
+    pub store_options: StoreOptions,
+    /// The protocol profile.
+    pub profile: Profile,
+    /// Accept PKCE `code_challenge_method=plain` (RFC 7636).
+    pub allow_plain_pkce: bool,
+    /// Rules every client's metadata must follow.
+    pub client_rules: crate::oauth::client_meta::Rules,
+    /// Keys directory.
+    pub keys_dir: PathBuf,
+    /// When keys start signing and may be deleted.
+    pub rotation: Rotation,
+    /// Key reload period and JWKS caching.
+    pub keys: KeyOptions,
+    /// Body and header limits, timeouts.
+    pub server: ServerOptions,
+    /// Token lifetimes.
+    pub tokens: TokenOptions,
+    /// Login sessions.
+    pub session: SessionOptions,
+    /// HTML pages.
+    pub ui: UiOptions,
+    /// Logging.
+    pub log: LogOptions,
+    /// In-process rate limits.
+    pub limits: LimitOptions,
+    /// Dynamic client registration.
+    pub registration: RegistrationOptions,
+}
+
+impl Settings {
+    /// Checks every setting and converts to the types the server runs with.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "server.listen",
+                format!("`{}` is not an IP:port socket address", self.server.listen),
+            )
+        })?;
+        let issuer = parse_issuer(&self.server.issuer)?;
+        let issuer_is_loopback = is_loopback_url(&issuer);
+        let audience = if self.tokens.audience.is_empty() {
+            issuer.clone()
+        } else {
+            self.tokens.audience.clone()
+        };
+        let store = parse_store_url(&self.store.url)?;
+        if self.store.memory_max_entries == 0 {
+            return Err(ConfigError::new(
+                "store.memory_max_entries",
+                "must be at least 1",
+            ));
+        }
+        if self.store.timeout_ms == 0 {
+            return Err(ConfigError::new("store.timeout_ms", "must be at least 1"));
+        }
+        let profile = match self.oauth.profile.as_str() {
+            "oauth21" => Profile::OAuth21,
+            "legacy" => Profile::Legacy,
+            other => {
+                return Err(ConfigError::new(
+                    "oauth.profile",
+                    format!("must be `oauth21` or `legacy` (got `{other}`)"),
+                ))
+            }
+        };
+        let scopes = ScopeSet::parse(&self.oauth.scopes.join(" "))
+            .map_err(|e| ConfigError::new("oauth.scopes", e.description.to_string()))?;
+        for (key, v) in [
+            ("tokens.access_ttl", self.tokens.access_ttl),
+            ("tokens.refresh_ttl", self.tokens.refresh_ttl),
+            ("tokens.code_ttl", self.tokens.code_ttl),
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.max_header_bytes", self.server.max_header_bytes),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
+            ("keys.jwks_max_age", self.keys.jwks_max_age),
+            (
+                "limits.token_per_second",
+                self.limits.token_per_second.into(),
+            ),
+            ("limits.token_burst", self.limits.token_burst.into()),
+            (
+                "limits.login_per_minute",
+                self.limits.login_per_minute.into(),
+            ),
+            ("limits.login_burst", self.limits.login_burst.into()),
+            ("limits.sweep_secs", self.limits.sweep_secs),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        let log_format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError::new("log.format", "must be `text` or `json`")),
+        };
+        if self.keys.dir.is_empty() {
+            return Err(ConfigError::new("keys.dir", "must not be empty"));
+        }
+        if self.keys.activation_delay_secs < self.keys.jwks_max_age {
+            return Err(ConfigError::new(
+                "keys.activation_delay_secs",
+                format!(
+                    "must be at least keys.jwks_max_age ({}): a verifier with a cached JWKS would not know a new key's first tokens",
+                    self.keys.jwks_max_age
+                ),
+            ));
+        }
+        for (i, t) in self.registration.initial_access_tokens.iter().enumerate() {
+            if t.expose_secret().len() < 16 {
+                return Err(ConfigError::new(
+                    format!("registration.initial_access_tokens[{i}]"),
+                    "must be at least 16 characters",
+                ));
+            }
+        }
+        let client_rules = crate::oauth::client_meta::Rules {
+            scopes,
+            http_loopback_redirects: self.oauth.http_loopback_redirects,
+        };
+        check_clients(&self.clients, &client_rules, issuer_is_loopback)?;
+        check_users(&self.users)?;
+        if self.session.ttl == 0 {
+            return Err(ConfigError::new("session.ttl", "must be greater than 0"));
+        }
+        let seconds = Duration::from_secs;
+        // Zero rates and bursts were refused above; MIN is never used.
+        let nonzero = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        Ok(Validated {
+            listen,
+            issuer,
+            issuer_is_loopback,
+            audience,
+            store,
+            store_options: StoreOptions {
+                timeout: Duration::from_millis(self.store.timeout_ms),
+                require_noeviction: self.store.require_noeviction,
+                memory_max_entries: usize::try_from(self.store.memory_max_entries)
+                    .unwrap_or(usize::MAX),
+            },
+            profile,
+            allow_plain_pkce: self.oauth.allow_plain_pkce,
+            client_rules,
+            keys_dir: PathBuf::from(&self.keys.dir),
+            rotation: Rotation {
+                activation_delay: secs(self.keys.activation_delay_secs),
+                // A retired key outlives its last token by one JWKS lifetime:
+                // room for clock skew between instances and a late reload.
+                retention: secs(self.tokens.access_ttl)
+                    .saturating_add(secs(self.keys.jwks_max_age)),
+            },
+            keys: KeyOptions {
+                reload_every: (self.keys.reload_secs > 0).then(|| seconds(self.keys.reload_secs)),
+                jwks_max_age: seconds(self.keys.jwks_max_age),
+            },
+            server: ServerOptions {
+                max_body_bytes: self.server.max_body_bytes,
+                max_header_bytes: self.server.max_header_bytes,
+                shutdown_grace: seconds(self.server.shutdown_grace_secs),
+                header_read_timeout: seconds(self.server.header_read_timeout_secs),
+                body_read_timeout: seconds(self.server.body_read_timeout_secs),
+            },
+            tokens: TokenOptions {
+                access_ttl: seconds(self.tokens.access_ttl),
+                refresh_ttl: seconds(self.tokens.refresh_ttl),
+                code_ttl: seconds(self.tokens.code_ttl),
+                refresh_grace: seconds(self.tokens.refresh_grace_secs),
+            },
+            session: SessionOptions {
+                ttl: seconds(self.session.ttl),
+            },
+            ui: UiOptions {
+                signup: self.ui.signup,
+            },
+            log: LogOptions {
+                format: log_format,
+                level: self.log.level.clone(),
+            },
+            limits: LimitOptions {
+                enabled: self.limits.enabled,
+                token_per_second: nonzero(self.limits.token_per_second),
+                token_burst: nonzero(self.limits.token_burst),
+                login_per_minute: nonzero(self.limits.login_per_minute),
+                login_burst: nonzero(self.limits.login_burst),
+                sweep_every: seconds(self.limits.sweep_secs),
+            },
+            registration: RegistrationOptions {
+                initial_access_tokens: self.registration.initial_access_tokens.clone(),
+            },
+        })
+    }
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new("server.issuer", format!("`{raw}` {why}"));
+    let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("must be an absolute http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment (RFC 8414 §2)"));
+    }
+    if url.scheme() == "http" && !is_loopback_url(raw) {
+        return Err(bad("must use https unless the host is a loopback address"));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
+    if raw == "memory" {
+        return Ok(StoreBackend::Memory);
+    }
+    // Never echo the URL: it may carry a password.
+    let scheme = raw.split(':').next().unwrap_or_default();
+    let bad = |why: &str| ConfigError::new("store.url", why.to_string());
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+            Ok(StoreBackend::Redis(SecretString::from(raw)))
+        }
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Err(bad("the Redis URL has no host")),
+        _ => Err(bad(&format!(
+            "must be `memory`, `redis://…` or `rediss://…` (got a `{}` URL)",
+            if scheme.len() > 16 {
+                "malformed"
+            } else {
+                scheme
+            }
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let s = Settings::load(None, vec![]).unwrap();
+        let v = s.validate().unwrap();
+        assert_eq!(v.issuer, "http://127.0.0.1:8080");
+        assert_eq!(v.audience, v.issuer);
+        assert_eq!(v.store, StoreBackend::Memory);
+        assert_eq!(v.profile, Profile::OAuth21);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("KEYGATE_SERVER_ISSUER", "not a url", "server.issuer"),
+            (
+                "KEYGATE_SERVER_ISSUER",
+                "http://auth.example.com",
+                "server.issuer",
+            ),
+            (
+                "KEYGATE_SERVER_ISSUER",
+                "https://a.example/?x=1",
+                "server.issuer",
+            ),
+            ("KEYGATE_STORE_URL", "mysql://u:secretpw@h/db", "store.url"),
+            ("KEYGATE_SERVER_LISTEN", "localhost", "server.listen"),
+            ("KEYGATE_OAUTH_PROFILE", "oauth3", "oauth.profile"),
+            ("KEYGATE_TOKENS_ACCESS_TTL", "0", "tokens.access_ttl"),
+            (
+                "KEYGATE_KEYS_ACTIVATION_DELAY_SECS",
+                "299",
+                "keys.activation_delay_secs",
+            ),
+        ];
+        for (var, val, key) in cases {
+            let e = Settings::load(None, env(&[(var, val)]))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(&e.key, key);
+            assert!(!e.to_string().contains("secretpw"));
+        }
+    }
+
+    #[test]
+    fn rotation_comes_from_keys_and_tokens() {
+        let v = Settings::load(None, vec![]).unwrap().validate().unwrap();
+        assert_eq!(v.rotation.activation_delay, 600);
+        assert_eq!(v.rotation.retention, 900 + 300);
+        let v = Settings::load(
+            None,
+            env(&[
+                ("KEYGATE_KEYS_ACTIVATION_DELAY_SECS", "60"),
+                ("KEYGATE_KEYS_JWKS_MAX_AGE", "60"),
+                ("KEYGATE_TOKENS_ACCESS_TTL", "120"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.rotation.activation_delay, 60);
+        assert_eq!(v.rotation.retention, 180);
+    }
+
+    #[test]
+    fn durations_and_enums_are_typed() {
+        let v = Settings::load(
+            None,
+            env(&[
+                ("KEYGATE_TOKENS_ACCESS_TTL", "120"),
+                ("KEYGATE_TOKENS_REFRESH_GRACE_SECS", "0"),
+                ("KEYGATE_STORE_TIMEOUT_MS", "250"),
+                ("KEYGATE_KEYS_RELOAD_SECS", "0"),
+                ("KEYGATE_LOG_FORMAT", "json"),
+                ("KEYGATE_LIMITS_SWEEP_SECS", "7"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.tokens.access_ttl, Duration::from_secs(120));
+        assert_eq!(v.tokens.refresh_ttl, Duration::from_secs(14 * 24 * 3600));
+        assert_eq!(v.tokens.code_ttl, Duration::from_secs(60));
+        assert_eq!(v.tokens.refresh_grace, Duration::ZERO);
+        assert_eq!(v.session.ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(v.store_options.timeout, Duration::from_millis(250));
+        assert_eq!(v.keys.reload_every, None);
+        assert_eq!(v.keys.jwks_max_age, Duration::from_secs(300));
+        assert_eq!(v.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(v.limits.sweep_every, Duration::from_secs(7));
+        assert_eq!(v.limits.token_burst.get(), 100);
+        assert_eq!(v.log.format, LogFormat::Json);
+        let v = Settings::default().validate().unwrap();
+        assert_eq!(v.keys.reload_every, Some(Duration::from_secs(60)));
+        assert_eq!(v.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut s = Settings::load(
+            None,
+            env(&[
+                (
+                    "KEYGATE_STORE_URL",
+                    "redis://:hunter2-password@127.0.0.1:6379",
+                ),
+                (
+                    "KEYGATE_REGISTRATION_INITIAL_ACCESS_TOKENS",
+                    "iat-secret-0123456789",
+                ),
+            ]),
+        )
+        .unwrap();
+        s.clients.push(crate::config::ConfigClient {
+            client_id: "demo".into(),
+            client_name: String::new(),
+            client_secret: Some("plain-client-secret".into()),
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials".into()],
+            scope: "profile".into(),
+            token_endpoint_auth_method: None,
+        });
+        let v = s.validate().unwrap();
+        let printed = format!("{s:?} {v:?}");
+        for secret in ["hunter2", "iat-secret", "plain-client-secret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        let StoreBackend::Redis(url) = &v.store else {
+            panic!("not redis")
+        };
+        assert_eq!(
+            url.expose_secret(),
+            "redis://:hunter2-password@127.0.0.1:6379"
+        );
+        assert_eq!(
+            v.registration.initial_access_tokens[0].expose_secret(),
+            "iat-secret-0123456789"
+        );
+    }
+}
