@@ -3,9 +3,10 @@
 //! gets 404; a client made in the pages runs the authorization-code flow.
 
 use crate::helpers::{
-    hidden_value, location, params_of, per_backend, pkce_pair, spawn_app, urlencode, Backend,
-    TestApp, REDIRECT,
+    hidden_value, location, per_backend, pkce_pair, spawn_app, urlencode, Backend, TestApp,
+    REDIRECT,
 };
+use crate::steps;
 
 fn secret_from(html: &str) -> String {
     let at = html.find("id=\"client_secret\"").expect("secret box");
@@ -31,18 +32,7 @@ async fn signed_in(app: &TestApp) -> reqwest::Client {
 
 async fn signup(app: &TestApp, name: &str) -> reqwest::Client {
     let browser = app.browser();
-    let page = app.page(&browser, "/signup").await;
-    let csrf = hidden_value(&page, "csrf_token");
-    let resp = browser
-        .post(app.url("/signup"))
-        .form(&[
-            ("username", name),
-            ("password", "a-long-password"),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::sign_up(&browser, &app.addr, name, "a-long-password").await;
     assert_eq!(resp.status(), 303);
     browser
 }
@@ -131,19 +121,10 @@ async fn create_edit_rotate_delete_and_ownership(backend: Backend) {
 
     // the client works in the code flow
     let (verifier, challenge) = pkce_pair();
-    let q = format!("response_type=code&client_id={id}&redirect_uri={}&scope=profile&state=st-123&code_challenge={challenge}&code_challenge_method=S256", urlencode(REDIRECT));
-    let code = params_of(&app.authorize(&q, "allow").await, false)["code"].clone();
-    let resp = app
-        .post_token(
-            Some((&id, &secret)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+    let q = steps::code_query(&id, "profile", &challenge);
+    let code = steps::code_of(&app.authorize(&q, "allow").await);
+    let basic = Some((id.as_str(), secret.as_str()));
+    let resp = steps::redeem(&app.http, &app.addr, basic, &[], &code, &verifier).await;
     assert_eq!(resp.status(), 200);
 
     // another user sees 404 for every page and action

@@ -286,19 +286,8 @@ async fn registered_public_client_runs_the_code_flow() {
         "response_type=code&client_id={id}&redirect_uri={}&state=st&code_challenge={challenge}&code_challenge_method=S256",
         crate::helpers::urlencode(crate::helpers::REDIRECT)
     );
-    let redirect = app.authorize(&q, "allow").await;
-    let code = crate::helpers::params_of(&redirect, false)["code"].clone();
-    let resp = app
-        .post_token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", crate::helpers::REDIRECT),
-                ("code_verifier", &verifier),
-                ("client_id", id),
-            ],
-        )
-        .await;
+    let code = crate::steps::code_of(&app.authorize(&q, "allow").await);
+    let public = [("client_id", id)];
+    let resp = crate::steps::redeem(&app.http, &app.addr, None, &public, &code, &verifier).await;
     assert_eq!(resp.status(), 200);
 }
