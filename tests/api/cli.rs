@@ -1,31 +1,13 @@
 //! The `keygate` binary: start-up validation (one clear line naming the bad key),
 //! first-start key creation, graceful shutdown, `openapi`, `keys`, `client create`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::SECRET;
+use crate::process::{command, Keygate};
 use crate::redis_server::RedisServer;
-
-fn keygate(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    c.current_dir(dir)
-        .env_remove("KEYGATE_CONFIG")
-        .env("KEYGATE_KEYS_DIR", dir.join("keys"))
-        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE_") && !k.starts_with("KEYGATE_TEST_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("KEYGATE_KEYS_DIR", dir.join("keys"))
-        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0");
-    c
-}
 
 /// Runs `keygate serve` expecting it to refuse to start; returns stderr.
 fn refuses(cmd: &mut Command) -> String {
@@ -51,26 +33,26 @@ fn refuses(cmd: &mut Command) -> String {
 fn startup_validation_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let line = refuses(keygate(d).env("KEYGATE_STORE_URL", "mysql://root:hunter2@db/x"));
+    let line = refuses(command(d).env("KEYGATE_STORE_URL", "mysql://root:hunter2@db/x"));
     assert!(line.contains("store.url"), "{line}");
     assert!(
         !line.contains("hunter2"),
         "the store password leaked: {line}"
     );
-    let line = refuses(keygate(d).env("KEYGATE_SERVER_ISSUER", "auth.example.com"));
+    let line = refuses(command(d).env("KEYGATE_SERVER_ISSUER", "auth.example.com"));
     assert!(line.contains("server.issuer"), "{line}");
-    let line = refuses(keygate(d).env("KEYGATE_SERVER_LISTN", "x"));
+    let line = refuses(command(d).env("KEYGATE_SERVER_LISTN", "x"));
     assert!(line.contains("KEYGATE_SERVER_LISTN"), "{line}");
-    let line = refuses(keygate(d).env("KEYGATE_TOKENS_ACCESS_TTL", "-5"));
+    let line = refuses(command(d).env("KEYGATE_TOKENS_ACCESS_TTL", "-5"));
     assert!(line.contains("KEYGATE_TOKENS_ACCESS_TTL"), "{line}");
     std::fs::write(
         d.join("k.toml"),
         "[server]\nlisten = \"127.0.0.1:0\"\nport = 8080\n",
     )
     .unwrap();
-    let line = refuses(keygate(d).arg("--config").arg(d.join("k.toml")));
+    let line = refuses(command(d).arg("--config").arg(d.join("k.toml")));
     assert!(line.contains("server.port"), "{line}");
-    let line = refuses(keygate(d).arg("--config").arg(d.join("missing.toml")));
+    let line = refuses(command(d).arg("--config").arg(d.join("missing.toml")));
     assert!(line.contains("missing.toml"), "{line}");
     std::fs::create_dir_all(d.join("keys")).unwrap();
     std::fs::write(
@@ -78,7 +60,7 @@ fn startup_validation_names_the_bad_key() {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let line = refuses(&mut keygate(d));
+    let line = refuses(&mut command(d));
     assert!(
         line.contains("keys.dir") && line.contains("broken.pem"),
         "{line}"
@@ -88,9 +70,13 @@ fn startup_validation_names_the_bad_key() {
 #[test]
 fn serve_creates_a_key_answers_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, log) = serve(&mut keygate(dir.path()));
-    let pid = child.id();
-    let created = log.iter().any(|l| l.contains("created a new RS256 key"));
+    let mut server = Keygate::serve(&mut command(dir.path()));
+    let created = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("created a new RS256 key"));
     assert!(created, "first start logs that it created a key");
     let pems: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
         .unwrap()
@@ -109,33 +95,18 @@ fn serve_creates_a_key_answers_and_stops_gracefully_on_sigterm() {
         .enable_all()
         .build()
         .unwrap();
-    let status = rt.block_on(async {
-        reqwest::get(format!("http://{addr}/healthz"))
-            .await
-            .unwrap()
-            .status()
-    });
+    let status =
+        rt.block_on(async { reqwest::get(server.url("/healthz")).await.unwrap().status() });
     assert_eq!(status, 200);
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(Instant::now() < deadline, "keygate did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
+    server.signal("TERM");
+    let code = server.wait_for_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "keygate stops gracefully on SIGTERM");
 }
 
 #[test]
 fn openapi_command_prints_the_generated_document() {
     let dir = tempfile::tempdir().unwrap();
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .args(["openapi", "--format", "json"])
         .output()
         .unwrap();
@@ -144,7 +115,7 @@ fn openapi_command_prints_the_generated_document() {
         String::from_utf8(out.stdout).unwrap().trim_end(),
         keygate::http::api_service().spec().trim_end()
     );
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .args(["openapi", "--format", "yaml"])
         .output()
         .unwrap();
@@ -157,7 +128,7 @@ fn openapi_command_prints_the_generated_document() {
 fn keys_generate_and_list() {
     let dir = tempfile::tempdir().unwrap();
     for alg in ["ES256", "EdDSA", "RS256"] {
-        let out = keygate(dir.path())
+        let out = command(dir.path())
             .args(["keys", "generate", "--alg", alg])
             .output()
             .unwrap();
@@ -168,7 +139,7 @@ fn keys_generate_and_list() {
         );
         std::thread::sleep(Duration::from_millis(1100)); // distinct creation seconds, so "newest" is defined
     }
-    let out = keygate(dir.path()).args(["keys", "list"]).output().unwrap();
+    let out = command(dir.path()).args(["keys", "list"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -186,7 +157,7 @@ fn keys_generate_and_list() {
         lines[2].contains("ES256") && lines[2].contains("\tactive\t"),
         "{text}"
     );
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .args(["keys", "generate", "--alg", "HS256"])
         .output()
         .unwrap();
@@ -196,7 +167,7 @@ fn keys_generate_and_list() {
 #[test]
 fn client_create_needs_a_persistent_store() {
     let dir = tempfile::tempdir().unwrap();
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .args([
             "client",
             "create",
@@ -215,7 +186,7 @@ fn client_create_needs_a_persistent_store() {
 async fn client_create_json_then_token_against_the_same_redis() {
     let redis = RedisServer::new();
     let dir = tempfile::tempdir().unwrap();
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .env("KEYGATE_STORE_URL", redis.url())
         .env("KEYGATE_OAUTH_SCOPES", "api:read,api:write")
         .args([
@@ -297,7 +268,7 @@ async fn client_create_json_then_token_against_the_same_redis() {
     server.abort();
 
     // bad input is a clear non-zero exit
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .env("KEYGATE_STORE_URL", redis.url())
         .args([
             "client",
@@ -311,38 +282,6 @@ async fn client_create_json_then_token_against_the_same_redis() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--redirect-uri"));
-}
-
-/// Starts `keygate serve` and returns the child and its address once it listens.
-pub(crate) fn serve(cmd: &mut Command) -> (std::process::Child, String, Vec<String>) {
-    let mut child = cmd
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = vec![];
-    loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("keygate did not log its address");
-        };
-        if line.contains("keygate listening") {
-            let at = line.find("addr=").unwrap() + 5;
-            let addr = line[at..].split_whitespace().next().unwrap().to_string();
-            return (child, addr, log);
-        }
-        log.push(line);
-    }
 }
 
 #[test]
@@ -361,18 +300,17 @@ fn readme_curl_walkthrough_runs_every_grant_against_the_dev_config() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (mut child, addr, _) = serve(
-        keygate(dir.path())
+    let server = Keygate::serve(
+        command(dir.path())
             .arg("--config")
             .arg(root.join("config/keygate.toml")),
     );
     let out = Command::new("bash")
         .arg(root.join("examples/curl_walkthrough.sh"))
-        .arg(format!("http://{addr}"))
+        .arg(&server.base)
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -390,7 +328,7 @@ fn readme_curl_walkthrough_runs_every_grant_against_the_dev_config() {
 #[test]
 fn hash_password_and_user_add() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = keygate(dir.path())
+    let mut child = command(dir.path())
         .arg("hash-password")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -409,10 +347,10 @@ fn hash_password_and_user_add() {
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     assert!(keygate::passwords::is_valid_phc(phc.trim()));
     // no password on stdin: a clear error
-    let out = keygate(dir.path()).arg("hash-password").output().unwrap();
+    let out = command(dir.path()).arg("hash-password").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     // user add needs a persistent store
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .args(["user", "add", "carol", "--password-stdin"])
         .output()
         .unwrap();
@@ -424,7 +362,7 @@ fn hash_password_and_user_add() {
 async fn user_add_then_password_login_against_the_same_redis() {
     let redis = RedisServer::new();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = keygate(dir.path())
+    let mut child = command(dir.path())
         .env("KEYGATE_STORE_URL", redis.url())
         .args([
             "user",
@@ -472,7 +410,7 @@ async fn user_add_then_password_login_against_the_same_redis() {
             .is_none()
     );
     // a second add with the same name fails clearly
-    let mut child = keygate(dir.path())
+    let mut child = command(dir.path())
         .env("KEYGATE_STORE_URL", redis.url())
         .args(["user", "add", "Carol", "--password-stdin"])
         .stdin(Stdio::piped())
@@ -498,7 +436,7 @@ fn run_with(
     stdin: Option<&str>,
 ) -> (Option<i32>, String, String) {
     use std::io::Write;
-    let mut child = keygate(dir)
+    let mut child = command(dir)
         .env("KEYGATE_STORE_URL", redis.url())
         .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
         .args(args)

@@ -3,9 +3,10 @@
 //! gets 404; a client made in the pages runs the authorization-code flow.
 
 use crate::helpers::{
-    hidden_value, location, params_of, pkce_pair, spawn_app, urlencode, Backend, TestApp, BACKENDS,
+    hidden_value, location, per_backend, pkce_pair, spawn_app, urlencode, Backend, TestApp,
     REDIRECT,
 };
+use crate::steps;
 
 fn secret_from(html: &str) -> String {
     let at = html.find("id=\"client_secret\"").expect("secret box");
@@ -31,18 +32,7 @@ async fn signed_in(app: &TestApp) -> reqwest::Client {
 
 async fn signup(app: &TestApp, name: &str) -> reqwest::Client {
     let browser = app.browser();
-    let page = app.page(&browser, "/signup").await;
-    let csrf = hidden_value(&page, "csrf_token");
-    let resp = browser
-        .post(app.url("/signup"))
-        .form(&[
-            ("username", name),
-            ("password", "a-long-password"),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::sign_up(&browser, &app.addr, name, "a-long-password").await;
     assert_eq!(resp.status(), 303);
     browser
 }
@@ -52,217 +42,206 @@ async fn csrf_of(app: &TestApp, browser: &reqwest::Client, path: &str) -> String
     hidden_value(&page, "csrf_token")
 }
 
-#[tokio::test]
-async fn create_edit_rotate_delete_and_ownership() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        // signed out → login
-        let resp = app.http.get(app.url("/clients")).send().await.unwrap();
-        assert_eq!(resp.status(), 303);
-        assert!(location(&resp).starts_with("/login?return_to=%2Fclients"));
+per_backend!(create_edit_rotate_delete_and_ownership);
+async fn create_edit_rotate_delete_and_ownership(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // signed out → login
+    let resp = app.http.get(app.url("/clients")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(location(&resp).starts_with("/login?return_to=%2Fclients"));
 
-        let alice = signed_in(&app).await;
-        let csrf = csrf_of(&app, &alice, "/clients/new").await;
-        // a validation error names the field and stores nothing
-        let resp = alice
-            .post(app.url("/clients"))
+    let alice = signed_in(&app).await;
+    let csrf = csrf_of(&app, &alice, "/clients/new").await;
+    // a validation error names the field and stores nothing
+    let resp = alice
+        .post(app.url("/clients"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("client_name", "Shop"),
+            ("redirect_uris", "http://shop.example/cb"),
+            ("grant_types", "authorization_code"),
+            ("scope", "profile"),
+            ("token_endpoint_auth_method", "client_secret_basic"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("https"));
+    assert_eq!(
+        app.state
+            .store
+            .scan_prefix("kg:client:")
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the harness's client"
+    );
+
+    let body = format!(
+        "csrf_token={}&client_name=Shop&redirect_uris={}&grant_types=authorization_code&grant_types=refresh_token&scope=profile+email&token_endpoint_auth_method=client_secret_basic",
+        urlencode(&csrf),
+        urlencode(REDIRECT)
+    );
+    let resp = alice
+        .post(app.url("/clients"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.unwrap();
+    let id = client_id_from(&page);
+    let secret = secret_from(&page);
+    assert!(secret.len() >= 43);
+    // the same client through RFC 7592, with the token shown once on this page
+    let at = page
+        .find("id=\"registration_access_token\"")
+        .expect("registration access token");
+    let start = at + page[at..].find('>').unwrap() + 1;
+    let rat = page[start..start + page[start..].find('<').unwrap()]
+        .trim()
+        .to_string();
+    let via_api: serde_json::Value = app
+        .http
+        .get(app.url(&format!("/oauth/register/{id}")))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(via_api["client_name"], "Shop");
+    let list = app.page(&alice, "/clients").await;
+    assert!(list.contains("Shop") && list.contains(&id));
+    assert!(!list.contains(&secret), "the secret is shown once");
+
+    // the client works in the code flow
+    let (verifier, challenge) = pkce_pair();
+    let q = steps::code_query(&id, "profile", &challenge);
+    let code = steps::code_of(&app.authorize(&q, "allow").await);
+    let basic = Some((id.as_str(), secret.as_str()));
+    let resp = steps::redeem(&app.http, &app.addr, basic, &[], &code, &verifier).await;
+    assert_eq!(resp.status(), 200);
+
+    // another user sees 404 for every page and action
+    let bob = signup(&app, "bob").await;
+    let bob_csrf = csrf_of(&app, &bob, "/clients/new").await;
+    assert_eq!(
+        bob.get(app.url(&format!("/clients/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        bob.get(app.url(&format!("/clients/{id}/delete")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    for action in ["/rotate", "/delete", ""] {
+        let resp = bob
+            .post(app.url(&format!("/clients/{id}{action}")))
             .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("client_name", "Shop"),
-                ("redirect_uris", "http://shop.example/cb"),
-                ("grant_types", "authorization_code"),
-                ("scope", "profile"),
+                ("csrf_token", bob_csrf.as_str()),
+                ("client_name", "pwned"),
+                ("grant_types", "client_credentials"),
                 ("token_endpoint_auth_method", "client_secret_basic"),
             ])
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 400);
-        assert!(resp.text().await.unwrap().contains("https"));
-        assert_eq!(
-            app.state
-                .store
-                .scan_prefix("kg:client:")
-                .await
-                .unwrap()
-                .len(),
-            1,
-            "only the harness's client"
-        );
+        assert_eq!(resp.status(), 404, "{action}");
+    }
+    assert!(!app.page(&bob, "/clients").await.contains(&id));
 
-        let body = format!(
-            "csrf_token={}&client_name=Shop&redirect_uris={}&grant_types=authorization_code&grant_types=refresh_token&scope=profile+email&token_endpoint_auth_method=client_secret_basic",
-            urlencode(&csrf),
-            urlencode(REDIRECT)
-        );
-        let resp = alice
-            .post(app.url("/clients"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let page = resp.text().await.unwrap();
-        let id = client_id_from(&page);
-        let secret = secret_from(&page);
-        assert!(secret.len() >= 43);
-        // the same client through RFC 7592, with the token shown once on this page
-        let at = page
-            .find("id=\"registration_access_token\"")
-            .expect("registration access token");
-        let start = at + page[at..].find('>').unwrap() + 1;
-        let rat = page[start..start + page[start..].find('<').unwrap()]
-            .trim()
-            .to_string();
-        let via_api: serde_json::Value = app
-            .http
-            .get(app.url(&format!("/oauth/register/{id}")))
-            .bearer_auth(&rat)
+    // edit
+    let csrf = csrf_of(&app, &alice, &format!("/clients/{id}")).await;
+    let body = format!(
+        "csrf_token={}&client_name=Shop+2&redirect_uris={}&grant_types=authorization_code&scope=profile&token_endpoint_auth_method=client_secret_basic",
+        urlencode(&csrf),
+        urlencode(REDIRECT)
+    );
+    let resp = alice
+        .post(app.url(&format!("/clients/{id}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(app.page(&alice, "/clients").await.contains("Shop 2"));
+    // rotate: the old secret stops working
+    let resp = alice
+        .post(app.url(&format!("/clients/{id}/rotate")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let new_secret = secret_from(&resp.text().await.unwrap());
+    assert_ne!(new_secret, secret);
+    let cc = [
+        ("grant_type", "authorization_code"),
+        ("code", "x"),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", "y"),
+    ];
+    assert_eq!(
+        app.post_token(Some((&id, &secret)), &cc).await.status(),
+        401
+    );
+    assert_eq!(
+        app.post_token(Some((&id, &new_secret)), &cc).await.status(),
+        400,
+        "authenticates; the code is bad"
+    );
+    // CSRF is required
+    let resp = alice
+        .post(app.url(&format!("/clients/{id}/delete")))
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // delete with confirmation
+    assert_eq!(
+        alice
+            .get(app.url(&format!("/clients/{id}/delete")))
             .send()
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(via_api["client_name"], "Shop");
-        let list = app.page(&alice, "/clients").await;
-        assert!(list.contains("Shop") && list.contains(&id));
-        assert!(!list.contains(&secret), "the secret is shown once");
-
-        // the client works in the code flow
-        let (verifier, challenge) = pkce_pair();
-        let q = format!("response_type=code&client_id={id}&redirect_uri={}&scope=profile&state=st-123&code_challenge={challenge}&code_challenge_method=S256", urlencode(REDIRECT));
-        let code = params_of(&app.authorize(&q, "allow").await, false)["code"].clone();
-        let resp = app
-            .post_token(
-                Some((&id, &secret)),
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-
-        // another user sees 404 for every page and action
-        let bob = signup(&app, "bob").await;
-        let bob_csrf = csrf_of(&app, &bob, "/clients/new").await;
-        assert_eq!(
-            bob.get(app.url(&format!("/clients/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
-        assert_eq!(
-            bob.get(app.url(&format!("/clients/{id}/delete")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
-        for action in ["/rotate", "/delete", ""] {
-            let resp = bob
-                .post(app.url(&format!("/clients/{id}{action}")))
-                .form(&[
-                    ("csrf_token", bob_csrf.as_str()),
-                    ("client_name", "pwned"),
-                    ("grant_types", "client_credentials"),
-                    ("token_endpoint_auth_method", "client_secret_basic"),
-                ])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 404, "{action}");
-        }
-        assert!(!app.page(&bob, "/clients").await.contains(&id));
-
-        // edit
-        let csrf = csrf_of(&app, &alice, &format!("/clients/{id}")).await;
-        let body = format!(
-            "csrf_token={}&client_name=Shop+2&redirect_uris={}&grant_types=authorization_code&scope=profile&token_endpoint_auth_method=client_secret_basic",
-            urlencode(&csrf),
-            urlencode(REDIRECT)
-        );
-        let resp = alice
-            .post(app.url(&format!("/clients/{id}")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+            .status(),
+        200
+    );
+    let resp = alice
+        .post(app.url(&format!("/clients/{id}/delete")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        app.post_token(Some((&id, &new_secret)), &cc).await.status(),
+        401
+    );
+    assert_eq!(
+        alice
+            .get(app.url(&format!("/clients/{id}")))
             .send()
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
-        assert!(app.page(&alice, "/clients").await.contains("Shop 2"));
-        // rotate: the old secret stops working
-        let resp = alice
-            .post(app.url(&format!("/clients/{id}/rotate")))
-            .form(&[("csrf_token", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let new_secret = secret_from(&resp.text().await.unwrap());
-        assert_ne!(new_secret, secret);
-        let cc = [
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", "y"),
-        ];
-        assert_eq!(
-            app.post_token(Some((&id, &secret)), &cc).await.status(),
-            401
-        );
-        assert_eq!(
-            app.post_token(Some((&id, &new_secret)), &cc).await.status(),
-            400,
-            "authenticates; the code is bad"
-        );
-        // CSRF is required
-        let resp = alice
-            .post(app.url(&format!("/clients/{id}/delete")))
-            .form(&[("csrf_token", "forged")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 403);
-        // delete with confirmation
-        assert_eq!(
-            alice
-                .get(app.url(&format!("/clients/{id}/delete")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let resp = alice
-            .post(app.url(&format!("/clients/{id}/delete")))
-            .form(&[("csrf_token", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
-        assert_eq!(
-            app.post_token(Some((&id, &new_secret)), &cc).await.status(),
-            401
-        );
-        assert_eq!(
-            alice
-                .get(app.url(&format!("/clients/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
-        let _ = backend;
-    }
+            .unwrap()
+            .status(),
+        404
+    );
+    let _ = backend;
 }
 
 #[tokio::test]

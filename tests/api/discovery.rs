@@ -1,50 +1,48 @@
 //! Metadata (RFC 8414), JWKS, health, readiness and metrics over real HTTP.
 
-use crate::helpers::{spawn_app, verify_like_a_gateway, Backend, BACKENDS, ISSUER, SECRET};
+use crate::helpers::{per_backend, spawn_app, verify_like_a_gateway, Backend, ISSUER, SECRET};
 
-#[tokio::test]
-async fn metadata_lists_only_what_works() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        for path in [
-            "/.well-known/oauth-authorization-server",
-            "/.well-known/openid-configuration",
-        ] {
-            let resp = app.http.get(app.url(path)).send().await.unwrap();
-            assert_eq!(resp.status(), 200);
-            let m: serde_json::Value = resp.json().await.unwrap();
-            assert_eq!(m["issuer"], ISSUER);
-            assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth/token"));
-            assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
-            assert_eq!(
-                m["authorization_endpoint"],
-                format!("{ISSUER}/oauth/authorize")
-            );
-            assert_eq!(m["revocation_endpoint"], format!("{ISSUER}/oauth/revoke"));
-            assert_eq!(
-                m["introspection_endpoint"],
-                format!("{ISSUER}/oauth/introspect")
-            );
-            // oauth21 profile: no implicit, no password, S256 only
-            assert_eq!(
-                m["grant_types_supported"],
-                serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
-            );
-            assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
-            assert_eq!(
-                m["code_challenge_methods_supported"],
-                serde_json::json!(["S256"])
-            );
-            assert_eq!(m["authorization_response_iss_parameter_supported"], true);
-            assert_eq!(
-                m["token_endpoint_auth_methods_supported"],
-                serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
-            );
-            assert_eq!(
-                m["scopes_supported"],
-                serde_json::json!(["api:read", "api:write", "email", "profile"])
-            );
-        }
+per_backend!(metadata_lists_only_what_works);
+async fn metadata_lists_only_what_works(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let m: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(m["issuer"], ISSUER);
+        assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth/token"));
+        assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+        assert_eq!(
+            m["authorization_endpoint"],
+            format!("{ISSUER}/oauth/authorize")
+        );
+        assert_eq!(m["revocation_endpoint"], format!("{ISSUER}/oauth/revoke"));
+        assert_eq!(
+            m["introspection_endpoint"],
+            format!("{ISSUER}/oauth/introspect")
+        );
+        // oauth21 profile: no implicit, no password, S256 only
+        assert_eq!(
+            m["grant_types_supported"],
+            serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+        );
+        assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            m["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(
+            m["token_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        );
+        assert_eq!(
+            m["scopes_supported"],
+            serde_json::json!(["api:read", "api:write", "email", "profile"])
+        );
     }
 }
 
@@ -165,50 +163,58 @@ async fn new_key_signs_after_reload_and_old_tokens_still_verify() {
     verify_like_a_gateway(&app, old["access_token"].as_str().unwrap()).await;
 }
 
-#[tokio::test]
-async fn health_readiness_and_metrics() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        assert_eq!(app.get_json("/healthz").await["status"], "ok");
-        assert_eq!(app.get_json("/readyz").await["status"], "ready");
-        let _ = app
-            .post_token(
-                Some(("basic-client", SECRET)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        let _ = app
-            .post_token(
-                Some(("basic-client", "nope")),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        let _ = app.http.get(app.url("/no/such/path")).send().await.unwrap();
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            text.contains("keygate_tokens_issued_total{grant_type=\"client_credentials\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"200\"} 1"), "{text}");
-        assert!(text.contains("keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"401\"} 1"), "{text}");
-        assert!(
-            text.contains("route=\"other\",method=\"GET\",status=\"404\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("keygate_http_request_duration_seconds_bucket"),
-            "{text}"
-        );
-        assert!(text.contains("keygate_store_errors_total 0"), "{text}");
-    }
+per_backend!(health_readiness_and_metrics);
+async fn health_readiness_and_metrics(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.get_json("/healthz").await["status"], "ok");
+    assert_eq!(app.get_json("/readyz").await["status"], "ready");
+    let _ = app
+        .post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let _ = app
+        .post_token(
+            Some(("basic-client", "nope")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let _ = app.http.get(app.url("/no/such/path")).send().await.unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("keygate_tokens_issued_total{grant_type=\"client_credentials\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "keygate_http_requests_total{route=\"/oauth/token\",method=\"POST\",status=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("route=\"other\",method=\"GET\",status=\"404\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("keygate_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("keygate_store_errors_total 0"), "{text}");
 }
 
 #[tokio::test]
@@ -286,18 +292,7 @@ async fn starts_while_redis_is_down_and_reports_not_ready() {
         200
     );
     redis.start_again();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while http
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(std::time::Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    crate::steps::wait_ready(&http, &format!("http://{addr}"), "never became ready").await;
     assert!(state.store.ping().await.is_ok());
     server.abort();
 }

@@ -6,9 +6,10 @@
 use keygate::tokens::keys::Alg;
 
 use crate::helpers::{
-    assert_oauth_error, hidden_value, params_of, pkce_pair, spawn_app_with, urlencode, Backend,
-    TestApp, PASSWORD, REDIRECT, SECRET, USER,
+    assert_oauth_error, hidden_value, pkce_pair, spawn_app_with, urlencode, Backend, TestApp,
+    PASSWORD, REDIRECT, SECRET, USER,
 };
+use crate::steps;
 
 const INITIAL: &str = "faults-initial-token";
 
@@ -32,33 +33,29 @@ async fn redis_cmd(app: &TestApp, args: &[&str]) {
 /// A fresh code for `web-app` and its verifier.
 async fn code(app: &TestApp) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
-    let q = format!(
-        "response_type=code&client_id=web-app&redirect_uri={}&scope=profile&state=s&code_challenge={challenge}&code_challenge_method=S256",
-        urlencode(REDIRECT)
-    );
-    let to = app.authorize(&q, "allow").await;
-    (params_of(&to, false)["code"].clone(), verifier)
+    let to = app
+        .authorize(
+            &steps::code_query("web-app", "profile", &challenge),
+            "allow",
+        )
+        .await;
+    (steps::code_of(&to), verifier)
 }
 
 async fn redeem(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
-    app.post_token(
+    steps::redeem(
+        &app.http,
+        &app.addr,
         Some(("web-app", SECRET)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ],
+        &[],
+        code,
+        verifier,
     )
     .await
 }
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
-    app.post_token(
-        Some(("web-app", SECRET)),
-        &[("grant_type", "refresh_token"), ("refresh_token", token)],
-    )
-    .await
+    steps::refresh(&app.http, &app.addr, ("web-app", SECRET), token).await
 }
 
 async fn register(app: &TestApp) -> reqwest::Response {
@@ -69,11 +66,6 @@ async fn register(app: &TestApp) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn json_of(resp: reqwest::Response) -> serde_json::Value {
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -94,7 +86,7 @@ async fn full_or_read_only_redis_answers_503_and_changes_nothing() {
     ];
     for (fault, start, end) in faults {
         let (c, v) = code(&app).await;
-        let tokens = json_of(redeem(&app, &c, &v).await).await;
+        let tokens = steps::ok_json(redeem(&app, &c, &v).await).await;
         let access = tokens["access_token"].as_str().unwrap().to_string();
         let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
         let (c, v) = code(&app).await;
@@ -143,15 +135,9 @@ async fn full_or_read_only_redis_answers_503_and_changes_nothing() {
 
         // Nothing was half-written: the code, the refresh token and the access
         // token are exactly as before the fault.
-        json_of(redeem(&app, &c, &v).await).await;
-        json_of(refresh(&app, &refresh_token).await).await;
-        let me = app
-            .http
-            .get(app.url("/api/me"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap();
+        steps::ok_json(redeem(&app, &c, &v).await).await;
+        steps::ok_json(refresh(&app, &refresh_token).await).await;
+        let me = steps::me(&app.http, &app.addr, &access).await;
         assert_eq!(
             me.status(),
             200,
@@ -169,7 +155,7 @@ async fn full_or_read_only_redis_answers_503_and_changes_nothing() {
 async fn stopped_redis_answers_503_on_every_endpoint_that_needs_it() {
     let mut app = app().await;
     let (c, v) = code(&app).await;
-    let tokens = json_of(redeem(&app, &c, &v).await).await;
+    let tokens = steps::ok_json(redeem(&app, &c, &v).await).await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let browser = app.browser();
     let resp = app.login(&browser, "/").await;
@@ -198,28 +184,10 @@ async fn stopped_redis_answers_503_on_every_endpoint_that_needs_it() {
         assert_oauth_error(resp, 503, "temporarily_unavailable").await;
     }
     assert_eq!(register(&app).await.status(), 503);
-    let me = app
-        .http
-        .get(app.url("/api/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let me = steps::me(&app.http, &app.addr, &access).await;
     assert_eq!(me.status(), 503);
 
     app.redis.as_mut().unwrap().start_again();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(std::time::Instant::now() < deadline, "no recovery");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    steps::wait_ready(&app.http, &app.addr, "no recovery").await;
     assert_eq!(register(&app).await.status(), 201);
 }

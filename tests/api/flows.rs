@@ -1,1041 +1,369 @@
-//! Full authorization flows over HTTP, following the forms as a browser would:
-//! code + PKCE (confidential and public), deny, refresh rotation and family
-//! revocation, code replay and races, password and implicit (legacy profile),
-//! revocation, introspection and `/api/me`, on both stores.
+//! `keygate::flows` called directly over the memory store, on a `TestClock`:
+//! the branches that are awkward over HTTP (expiry to the second, the end of
+//! the grace window, revocation that must not write, a full store, tokens
+//! whose user is gone). State is built by `startup::build_state`, as `serve`
+//! does; requests are the flows' own inputs, not HTTP.
 
-use keygate::tokens::keys::Alg;
+use std::sync::Arc;
 
-use crate::helpers::{
-    assert_oauth_error, hidden_value, location, params_of, pkce_pair, spawn_app, spawn_app_with,
-    store_calls, urlencode, verify_like_a_gateway, Backend, TestApp, BACKENDS, ISSUER, PASSWORD,
-    REDIRECT, SECRET, USER,
-};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use keygate::clock::{Clock, SystemClock, TestClock};
+use keygate::config::Settings;
+use keygate::flows::revoke::{introspect, revoke, Introspection};
+use keygate::flows::token::{exchange, Issued, TokenInput};
+use keygate::flows::FlowError;
+use keygate::oauth::{ErrorCode, OAuthError};
+use keygate::state::AppState;
+use keygate::store::StoreError;
+use keygate::tokens::keys::{generate_into, Alg};
 
-async fn legacy(backend: Backend) -> TestApp {
-    spawn_app_with(backend, Alg::RS256, |s| s.oauth.profile = "legacy".into()).await
+use crate::helpers::{pkce_pair, store_calls, test_settings, REDIRECT, SECRET, USER};
+use crate::steps;
+
+const CODE_TTL: i64 = 60;
+const ACCESS_TTL: i64 = 900;
+const REFRESH_TTL: i64 = 3600;
+const GRACE: i64 = 5;
+/// The id of the config-file user `alice`.
+const ALICE: &str = "cfg-alice";
+const WEB_APP: Option<(&str, &str)> = Some(("web-app", SECRET));
+
+/// An `AppState` on the memory store and a stopped clock.
+struct Direct {
+    state: AppState,
+    clock: TestClock,
+    _keys: tempfile::TempDir,
 }
 
-fn code_query(client: &str, challenge: &str, extra: &str) -> String {
-    format!(
-        "response_type=code&client_id={client}&redirect_uri={}&scope=profile+email&state=st-123&code_challenge={challenge}&code_challenge_method=S256{extra}",
-        urlencode(REDIRECT)
-    )
+async fn direct(tweak: impl FnOnce(&mut Settings)) -> Direct {
+    let keys = tempfile::tempdir().unwrap();
+    generate_into(keys.path(), Alg::RS256, 1).unwrap();
+    let mut settings = test_settings(keys.path(), "memory");
+    settings.tokens.code_ttl = CODE_TTL as u64;
+    settings.tokens.access_ttl = ACCESS_TTL as u64;
+    settings.tokens.refresh_ttl = REFRESH_TTL as u64;
+    settings.tokens.refresh_grace_secs = GRACE as u64;
+    tweak(&mut settings);
+    let clock = TestClock::new(SystemClock.now());
+    let state = keygate::startup::build_state(settings, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    Direct {
+        state,
+        clock,
+        _keys: keys,
+    }
 }
 
-/// Asserts the redirect goes to the client with `code`, `state` and `iss`; returns the code.
-fn code_from(redirect: &str) -> String {
-    assert!(redirect.starts_with(REDIRECT), "{redirect}");
-    let p = params_of(redirect, false);
-    assert_eq!(p["state"], "st-123");
-    assert_eq!(p["iss"], ISSUER, "RFC 9207 iss");
-    p["code"].clone()
+fn input(basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> TokenInput {
+    TokenInput {
+        basic: basic.map(|(u, p)| (u.to_string(), p.to_string())),
+        form: form
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
 }
 
-async fn redeem(
-    app: &TestApp,
-    basic: Option<(&str, &str)>,
-    extra: &[(&str, &str)],
-    code: &str,
-    verifier: &str,
-) -> reqwest::Response {
-    let mut form = vec![
+/// A code for `web-app` approved by `user`, and its PKCE verifier.
+async fn code_for(d: &Direct, user: &str) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let query = steps::code_query("web-app", "profile email", &challenge);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let (req, client) = keygate::flows::authorize::check(&d.state, &pairs)
+        .await
+        .unwrap_or_else(|e| panic!("the request is valid: {e:?}"));
+    assert_eq!(client.client_id, "web-app");
+    let to = keygate::flows::authorize::approve(&d.state, &req, user)
+        .await
+        .unwrap();
+    (steps::code_of(&to), verifier)
+}
+
+async fn redeem(d: &Direct, code: &str, verifier: &str) -> Result<Issued, FlowError> {
+    let form = [
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", REDIRECT),
         ("code_verifier", verifier),
     ];
-    form.extend_from_slice(extra);
-    app.post_token(basic, &form).await
+    exchange(&d.state, input(WEB_APP, &form)).await
 }
 
-async fn ok_json(resp: reqwest::Response) -> serde_json::Value {
-    let status = resp.status();
-    let cache = resp
-        .headers()
-        .get("cache-control")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(cache.as_deref(), Some("no-store"));
-    body
+/// Code → tokens for `web-app` and `user`.
+async fn tokens_for(d: &Direct, user: &str) -> Issued {
+    let (code, verifier) = code_for(d, user).await;
+    redeem(d, &code, &verifier).await.unwrap()
 }
 
-/// `grant_type=refresh_token` as the confidential `web-app` client.
-async fn web_app_refresh(app: &TestApp, token: &str) -> reqwest::Response {
-    app.post_token(
-        Some(("web-app", SECRET)),
-        &[("grant_type", "refresh_token"), ("refresh_token", token)],
-    )
-    .await
+async fn refresh(d: &Direct, token: &str) -> Result<Issued, FlowError> {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+    exchange(&d.state, input(WEB_APP, &form)).await
 }
 
-async fn me(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/api/me"))
-        .bearer_auth(token)
-        .send()
+async fn client_credentials(d: &Direct, client: &str) -> Issued {
+    let form = [("grant_type", "client_credentials")];
+    exchange(&d.state, input(Some((client, SECRET)), &form))
         .await
         .unwrap()
 }
 
-async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
-    ok_json(
-        app.post_token_to(
-            "/oauth/introspect",
-            Some(("web-app", SECRET)),
-            &[("token", token)],
-        )
-        .await,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn code_flow_confidential_client_end_to_end() {
-    for backend in BACKENDS {
-        // No grace window: the replay below must count as reuse at once
-        // (retries within the window are in races.rs).
-        let app = spawn_app_with(backend, Alg::RS256, |s| s.tokens.refresh_grace_secs = 0).await;
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query("web-app", &challenge, ""), "allow")
-                .await,
-        );
-        let tokens =
-            ok_json(redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await).await;
-        assert_eq!(tokens["scope"], "email profile");
-        let access = tokens["access_token"].as_str().unwrap();
-        let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
-        let claims = verify_like_a_gateway(&app, access).await;
-        assert_eq!(claims["client_id"], "web-app");
-        assert_eq!(claims["sub"], "cfg-alice");
-
-        // /api/me with profile + email
-        let resp = me(&app, access).await;
-        assert_eq!(resp.status(), 200);
-        let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"sub": "cfg-alice", "username": USER, "email": "alice@example.com"})
-        );
-
-        // refresh rotation, narrowing the scope
-        let next = ok_json(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &refresh),
-                    ("scope", "profile"),
-                ],
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(next["scope"], "profile");
-        let next_refresh = next["refresh_token"].as_str().unwrap().to_string();
-        assert_ne!(next_refresh, refresh, "rotated");
-        let body: serde_json::Value = me(&app, next["access_token"].as_str().unwrap())
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert!(
-            body.get("email").is_none(),
-            "no email without the email scope"
-        );
-        // widening is refused
-        assert_oauth_error(
-            app.post_token(
-                Some(("web-app", SECRET)),
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &next_refresh),
-                    ("scope", "profile api:read"),
-                ],
-            )
-            .await,
-            400,
-            "invalid_scope",
-        )
-        .await;
-        // replaying the rotated token revokes the family: the successor dies too
-        assert_oauth_error(web_app_refresh(&app, &refresh).await, 400, "invalid_grant").await;
-        assert_oauth_error(
-            web_app_refresh(&app, &next_refresh).await,
-            400,
-            "invalid_grant",
-        )
-        .await;
-        assert_eq!(introspect(&app, &next_refresh).await["active"], false);
-
-        // revoking the access token: 200, then inactive and refused by /api/me
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("web-app", SECRET)),
-                &[("token", access)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(
-            introspect(&app, access).await,
-            serde_json::json!({"active": false})
-        );
-        let resp = me(&app, access).await;
-        assert_eq!(resp.status(), 401);
-        assert!(resp.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\""));
+/// The protocol error of a refused request (anything else fails the test).
+fn refused<T: std::fmt::Debug>(r: Result<T, FlowError>) -> OAuthError {
+    match r {
+        Err(FlowError::OAuth(e)) => e,
+        other => panic!("expected an OAuth error, got {other:?}"),
     }
 }
 
-#[tokio::test]
-async fn code_flow_public_client_needs_pkce_and_rotates_refresh_tokens() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        // without PKCE: error redirect (client and redirect_uri are valid)
-        let browser = app.browser();
-        let q = format!(
-            "response_type=code&client_id=spa&redirect_uri={}&state=st-123",
-            urlencode(REDIRECT)
-        );
-        let resp = browser
-            .get(app.url(&format!("/oauth/authorize?{q}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
-        let p = params_of(&location(&resp), false);
-        assert_eq!(
-            (p["error"].as_str(), p["state"].as_str(), p["iss"].as_str()),
-            ("invalid_request", "st-123", ISSUER)
-        );
+async fn family_of(d: &Direct, refresh_token: &str) -> String {
+    let rec = d.state.repos.refresh(refresh_token).await.unwrap();
+    rec.expect("the refresh token is stored").value.family
+}
 
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query("spa", &challenge, ""), "allow")
-                .await,
-        );
-        // the wrong verifier is refused ...
-        let (other, _) = pkce_pair();
-        assert_oauth_error(
-            redeem(&app, None, &[("client_id", "spa")], &code, &other).await,
-            400,
-            "invalid_grant",
-        )
-        .await;
-        // ... and a code is single-use even after a failed attempt? No: the failed
-        // attempt did not redeem it, so the right verifier still works.
-        let tokens =
-            ok_json(redeem(&app, None, &[("client_id", "spa")], &code, &verifier).await).await;
-        let r1 = tokens["refresh_token"].as_str().unwrap().to_string();
-        let t2 = ok_json(
-            app.post_token(
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &r1),
-                    ("client_id", "spa"),
-                ],
-            )
-            .await,
-        )
-        .await;
-        let r2 = t2["refresh_token"].as_str().unwrap();
-        assert_ne!(r1, r2);
-        // another client cannot use it
-        assert_oauth_error(web_app_refresh(&app, r2).await, 400, "invalid_grant").await;
-        // and that attempt did not revoke it
-        ok_json(
-            app.post_token(
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", r2),
-                    ("client_id", "spa"),
-                ],
-            )
-            .await,
-        )
-        .await;
-    }
+/// The `jti` claim of a JWT (read, not verified).
+fn jti(jwt: &str) -> String {
+    let body = jwt.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&B64.decode(body).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
-async fn deny_sends_access_denied_with_state_and_iss() {
-    let app = spawn_app(Backend::Memory).await;
-    let (_, challenge) = pkce_pair();
-    let redirect = app
-        .authorize(&code_query("web-app", &challenge, ""), "deny")
-        .await;
-    let p = params_of(&redirect, false);
-    assert_eq!(p["error"], "access_denied");
-    assert_eq!(p["state"], "st-123");
-    assert_eq!(p["iss"], ISSUER);
-    assert!(!p.contains_key("code"));
+async fn a_code_redeems_until_its_ttl_and_not_after() {
+    let d = direct(|_| {}).await;
+    let (code, verifier) = code_for(&d, ALICE).await;
+    d.clock.advance(CODE_TTL - 1);
+    let issued = redeem(&d, &code, &verifier)
+        .await
+        .expect("redeemable in the code's last second");
+    assert_eq!(issued.scope, "email profile");
+    assert!(issued.refresh_token.is_some(), "web-app has refresh tokens");
+
+    let (code, verifier) = code_for(&d, ALICE).await;
+    d.clock.advance(CODE_TTL);
+    let e = refused(redeem(&d, &code, &verifier).await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert!(e.description.contains("expired"), "{}", e.description);
 }
 
 #[tokio::test]
-async fn authorize_errors_show_a_page_or_redirect_as_the_rfc_says() {
-    let app = spawn_app(Backend::Memory).await;
-    let (_, ch) = pkce_pair();
-    let r = urlencode(REDIRECT);
-    // never redirected: unknown client, unregistered or near-miss redirect URIs, repeated client_id
-    for q in [
-        format!("response_type=code&client_id=nobody&redirect_uri={r}&code_challenge={ch}&code_challenge_method=S256"),
-        format!("response_type=code&client_id=web-app&redirect_uri={}&code_challenge={ch}&code_challenge_method=S256", urlencode("https://evil.example/cb")),
-        format!("response_type=code&client_id=web-app&redirect_uri={}&code_challenge={ch}&code_challenge_method=S256", urlencode("http://127.0.0.1:3000/callback/")),
-        format!("response_type=code&client_id=web-app&client_id=web-app&code_challenge={ch}&code_challenge_method=S256"),
-        "response_type=code".to_string(),
-    ] {
-        let resp = app.http.get(app.url(&format!("/oauth/authorize?{q}"))).send().await.unwrap();
-        assert_eq!(resp.status(), 400, "{q}");
-        assert!(resp.headers().get("location").is_none(), "{q}");
-        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    }
-    // redirected with error, state and iss
-    for (q, code) in [
-        (format!("client_id=web-app&redirect_uri={r}&state=st-123"), "invalid_request"),
-        (format!("response_type=id_token&client_id=web-app&redirect_uri={r}&state=st-123"), "unsupported_response_type"),
-        (format!("response_type=token&client_id=legacy-app&redirect_uri={r}&state=st-123"), "unsupported_response_type"),
-        (format!("response_type=code&client_id=web-app&redirect_uri={r}&state=st-123&code_challenge={ch}"), "invalid_request"),
-        (format!("response_type=code&client_id=web-app&redirect_uri={r}&state=st-123&code_challenge={ch}&code_challenge_method=plain"), "invalid_request"),
-        (format!("response_type=code&client_id=web-app&redirect_uri={r}&state=st-123"), "invalid_request"),
-        (format!("response_type=code&client_id=web-app&redirect_uri={r}&state=st-123&scope=admin&code_challenge={ch}&code_challenge_method=S256"), "invalid_scope"),
-        (format!("response_type=code&client_id=basic-client&redirect_uri={r}&state=st-123"), "unauthorized_client"),
-    ] {
-        let resp = app.http.get(app.url(&format!("/oauth/authorize?{q}"))).send().await.unwrap();
-        if code == "unauthorized_client" {
-            // basic-client has no redirect URI registered at all: shown, not redirected
-            assert_eq!(resp.status(), 400, "{q}");
-            continue;
-        }
-        assert_eq!(resp.status(), 303, "{q}");
-        let p = params_of(&location(&resp), false);
-        assert_eq!(p["error"], code, "{q}");
-        assert_eq!(p["state"], "st-123");
-        assert_eq!(p["iss"], ISSUER);
-    }
-}
-
-#[tokio::test]
-async fn code_replay_is_refused_and_revokes_what_it_issued() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query("web-app", &challenge, ""), "allow")
-                .await,
-        );
-        let tokens =
-            ok_json(redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await).await;
-        let access = tokens["access_token"].as_str().unwrap();
-        let refresh = tokens["refresh_token"].as_str().unwrap();
-        assert_eq!(introspect(&app, access).await["active"], true);
-        assert_oauth_error(
-            redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await,
-            400,
-            "invalid_grant",
-        )
-        .await;
-        assert_eq!(
-            introspect(&app, access).await["active"],
-            false,
-            "access token from the replayed code is revoked"
-        );
-        assert_oauth_error(web_app_refresh(&app, refresh).await, 400, "invalid_grant").await;
-    }
-}
-
-#[tokio::test]
-async fn concurrent_redemption_has_exactly_one_winner() {
-    for backend in BACKENDS {
-        let app = std::sync::Arc::new(spawn_app(backend).await);
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query("web-app", &challenge, ""), "allow")
-                .await,
-        );
-        let mut tasks = vec![];
-        for _ in 0..20 {
-            let (app, code, verifier) = (app.clone(), code.clone(), verifier.clone());
-            tasks.push(tokio::spawn(async move {
-                redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier)
-                    .await
-                    .status()
-                    .as_u16()
-            }));
-        }
-        let mut statuses = vec![];
-        for t in tasks {
-            statuses.push(t.await.unwrap());
-        }
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 200).count(),
-            1,
-            "{backend:?}: {statuses:?}"
-        );
-        assert!(
-            statuses.iter().all(|s| *s == 200 || *s == 400),
-            "{statuses:?}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn token_request_must_match_the_authorization_request() {
-    let app = spawn_app(Backend::Memory).await;
-    let (verifier, challenge) = pkce_pair();
-    let code = code_from(
-        &app.authorize(&code_query("web-app", &challenge, ""), "allow")
-            .await,
-    );
-    // missing redirect_uri (it was in the request)
-    let resp = app
-        .post_token(
-            Some(("web-app", SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
-    assert_oauth_error(resp, 400, "invalid_grant").await;
-    // another client
-    let resp = app
-        .post_token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", "spa"),
-            ],
-        )
-        .await;
-    assert_oauth_error(resp, 400, "invalid_grant").await;
-    // missing verifier
-    let resp = app
-        .post_token(
-            Some(("web-app", SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await;
-    assert_oauth_error(resp, 400, "invalid_grant").await;
-    // missing code
-    let resp = app
-        .post_token(
-            Some(("web-app", SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await;
-    assert_oauth_error(resp, 400, "invalid_request").await;
-    // an unknown code
-    let resp = redeem(
-        &app,
-        Some(("web-app", SECRET)),
-        &[],
-        "not-a-code",
-        &verifier,
-    )
-    .await;
-    assert_oauth_error(resp, 400, "invalid_grant").await;
-    // still redeemable correctly
-    ok_json(redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await).await;
-}
-
-#[tokio::test]
-async fn password_grant_only_in_the_legacy_profile() {
-    for backend in BACKENDS {
-        let app = legacy(backend).await;
-        let form = |pw: &'static str| {
-            vec![
-                ("grant_type", "password"),
-                ("username", USER),
-                ("password", pw),
-                ("client_id", "legacy-app"),
-                ("client_secret", SECRET),
-                ("scope", "profile"),
-            ]
-        };
-        let tokens = ok_json(app.post_token(None, &form(PASSWORD)).await).await;
-        assert!(tokens["refresh_token"].is_string());
-        let body: serde_json::Value = me(&app, tokens["access_token"].as_str().unwrap())
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["username"], USER);
-        assert_oauth_error(
-            app.post_token(None, &form("wrong-password")).await,
-            400,
-            "invalid_grant",
-        )
-        .await;
-        let unknown = [
-            ("grant_type", "password"),
-            ("username", "mallory"),
-            ("password", PASSWORD),
-            ("client_id", "legacy-app"),
-            ("client_secret", SECRET),
-        ];
-        assert_oauth_error(app.post_token(None, &unknown).await, 400, "invalid_grant").await;
-        // a client not registered for it
-        let resp = app
-            .post_token(
-                Some(("web-app", SECRET)),
-                &[
-                    ("grant_type", "password"),
-                    ("username", USER),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert_oauth_error(resp, 400, "unauthorized_client").await;
-    }
-    let app = spawn_app(Backend::Memory).await;
-    let resp = app
-        .post_token(
-            None,
-            &[
-                ("grant_type", "password"),
-                ("username", USER),
-                ("password", PASSWORD),
-                ("client_id", "legacy-app"),
-                ("client_secret", SECRET),
-            ],
-        )
-        .await;
-    assert_oauth_error(resp, 400, "unsupported_grant_type").await;
-}
-
-#[tokio::test]
-async fn implicit_only_in_the_legacy_profile() {
-    let app = legacy(Backend::Memory).await;
-    let q = format!(
-        "response_type=token&client_id=legacy-app&redirect_uri={}&scope=profile&state=st-123",
-        urlencode(REDIRECT)
-    );
-    let redirect = app.authorize(&q, "allow").await;
-    let p = params_of(&redirect, true);
-    assert_eq!(p["token_type"], "Bearer");
-    assert_eq!(p["state"], "st-123");
-    assert_eq!(p["iss"], ISSUER);
-    assert!(!p.contains_key("refresh_token"));
+async fn a_refresh_token_expires_without_its_family_being_revoked() {
+    let d = direct(|_| {}).await;
+    let early = tokens_for(&d, ALICE).await.refresh_token.unwrap();
+    let late = tokens_for(&d, ALICE).await.refresh_token.unwrap();
+    let family = family_of(&d, &late).await;
+    d.clock.advance(REFRESH_TTL - 1);
+    refresh(&d, &early)
+        .await
+        .expect("usable in its last second");
+    d.clock.advance(1);
+    let e = refused(refresh(&d, &late).await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert!(e.description.contains("expired"), "{}", e.description);
     assert!(
-        url::Url::parse(&redirect).unwrap().query().is_none(),
-        "the token is only in the fragment"
+        d.state.repos.family_alive(&family).await.unwrap(),
+        "expiry is not reuse: the family is not revoked"
     );
-    verify_like_a_gateway(&app, &p["access_token"]).await;
-    // errors for implicit go in the fragment too
-    let q = format!(
-        "response_type=token&client_id=legacy-app&redirect_uri={}&scope=admin&state=st-123",
-        urlencode(REDIRECT)
-    );
-    let resp = app
-        .http
-        .get(app.url(&format!("/oauth/authorize?{q}")))
-        .send()
-        .await
-        .unwrap();
-    let p = params_of(&location(&resp), true);
-    assert_eq!(p["error"], "invalid_scope");
-    assert_eq!(p["iss"], ISSUER);
-    // legacy: confidential clients may skip PKCE
-    let q = format!(
-        "response_type=code&client_id=legacy-app&redirect_uri={}&state=st-123",
-        urlencode(REDIRECT)
-    );
-    let code = code_from(&app.authorize(&q, "allow").await);
-    ok_json(
-        app.post_token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("client_id", "legacy-app"),
-                ("client_secret", SECRET),
-            ],
-        )
-        .await,
-    )
-    .await;
 }
 
 #[tokio::test]
-async fn revocation_rules() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query("web-app", &challenge, ""), "allow")
-                .await,
-        );
-        let tokens =
-            ok_json(redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await).await;
-        let access = tokens["access_token"].as_str().unwrap();
-        let refresh = tokens["refresh_token"].as_str().unwrap();
-        // another client's token: 200 and no effect
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("basic-client", SECRET)),
-                &[("token", refresh)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("basic-client", SECRET)),
-                &[("token", access)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(introspect(&app, access).await["active"], true);
-        assert_eq!(introspect(&app, refresh).await["active"], true);
-        // unknown token: 200
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("web-app", SECRET)),
-                &[("token", "nonsense"), ("token_type_hint", "refresh_token")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        // no token: invalid_request; no client auth: invalid_client
-        assert_oauth_error(
-            app.post_token_to("/oauth/revoke", Some(("web-app", SECRET)), &[])
-                .await,
-            400,
-            "invalid_request",
-        )
-        .await;
-        assert_oauth_error(
-            app.post_token_to("/oauth/revoke", None, &[("token", refresh)])
-                .await,
-            401,
-            "invalid_client",
-        )
-        .await;
-        // the owner revokes the refresh token: the family is dead
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("web-app", SECRET)),
-                &[("token", refresh)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(introspect(&app, refresh).await["active"], false);
-        assert_oauth_error(web_app_refresh(&app, refresh).await, 400, "invalid_grant").await;
-    }
+async fn a_retry_after_the_grace_window_is_reuse_and_revokes_the_family() {
+    let d = direct(|_| {}).await;
+    let token = tokens_for(&d, ALICE).await.refresh_token.unwrap();
+    let family = family_of(&d, &token).await;
+    let first = refresh(&d, &token).await.unwrap();
+    d.clock.advance(GRACE - 1);
+    let again = refresh(&d, &token)
+        .await
+        .expect("a retry in the window's last second");
+    assert_eq!(
+        again.refresh_token, first.refresh_token,
+        "the same successor"
+    );
+    assert_eq!(
+        again.access_token, first.access_token,
+        "RS256: byte-identical"
+    );
+    assert_eq!(again.expires_in, first.expires_in - (GRACE - 1) as u64);
+    d.clock.advance(1);
+    let e = refused(refresh(&d, &token).await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert!(!d.state.repos.family_alive(&family).await.unwrap());
+    let successor = first.refresh_token.unwrap();
+    assert_eq!(
+        refused(refresh(&d, &successor).await).code,
+        ErrorCode::InvalidGrant,
+        "the successor died with its family"
+    );
 }
 
 #[tokio::test]
-async fn introspection_reports_claims_or_inactive() {
-    let app = spawn_app(Backend::Memory).await;
-    let cc: serde_json::Value = app
-        .post_token(
-            Some(("basic-client", SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = cc["access_token"].as_str().unwrap();
-    let i = introspect(&app, token).await;
-    assert_eq!(i["active"], true);
-    assert_eq!(i["client_id"], "basic-client");
-    assert_eq!(i["token_type"], "Bearer");
-    assert_eq!(i["iss"], ISSUER);
-    assert!(i["exp"].as_i64().is_some());
-    // forged, other issuer, garbage
-    let mut forged = token.to_string();
-    forged.replace_range(forged.len() - 4.., "AAAA");
-    for t in [forged.as_str(), "a.b.c", "garbage"] {
-        assert_eq!(
-            introspect(&app, t).await,
-            serde_json::json!({"active": false}),
-            "{t}"
-        );
-    }
-    let other = spawn_app(Backend::Memory).await;
-    let foreign: serde_json::Value = other
-        .post_token(
-            Some(("basic-client", SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .json()
+async fn revoking_an_unknown_token_succeeds_and_writes_nothing() {
+    let d = direct(|_| {}).await;
+    let keys = d.state.store.scan_prefix("").await.unwrap();
+    let before = store_calls(&d.state);
+    let form = [("token", "nonsense"), ("token_type_hint", "refresh_token")];
+    revoke(&d.state, input(WEB_APP, &form)).await.unwrap();
+    assert_eq!(
+        store_calls(&d.state) - before,
+        1,
+        "one refresh-token lookup (web-app is a config client)"
+    );
+    let long = "a".repeat(8193);
+    let before = store_calls(&d.state);
+    revoke(&d.state, input(WEB_APP, &[("token", &long)]))
         .await
         .unwrap();
     assert_eq!(
-        introspect(&app, foreign["access_token"].as_str().unwrap()).await["active"],
-        false,
-        "signed by another key"
+        store_calls(&d.state),
+        before,
+        "an over-long token is never looked up"
     );
-    // client authentication is required
-    assert_oauth_error(
-        app.post_token_to("/oauth/introspect", None, &[("token", token)])
-            .await,
-        401,
-        "invalid_client",
+    assert_eq!(d.state.store.scan_prefix("").await.unwrap(), keys);
+}
+
+#[tokio::test]
+async fn revoking_an_access_token_denies_it_only_while_it_can_be_used() {
+    let d = direct(|_| {}).await;
+    let live = client_credentials(&d, "basic-client").await.access_token;
+    let stale = client_credentials(&d, "basic-client").await.access_token;
+    let own = Some(("basic-client", SECRET));
+    // Another client's token: success, and nothing denied.
+    revoke(
+        &d.state,
+        input(Some(("cc-profile", SECRET)), &[("token", &live)]),
     )
-    .await;
+    .await
+    .unwrap();
+    assert!(!d.state.repos.is_denied(&jti(&live)).await.unwrap());
+    revoke(&d.state, input(own, &[("token", &live)]))
+        .await
+        .unwrap();
+    assert!(d.state.repos.is_denied(&jti(&live)).await.unwrap());
+    // Past its `exp` the token is dead anyway: revocation succeeds, denies nothing.
+    d.clock.advance(ACCESS_TTL);
+    revoke(&d.state, input(own, &[("token", &stale)]))
+        .await
+        .unwrap();
+    assert!(!d.state.repos.is_denied(&jti(&stale)).await.unwrap());
 }
 
 #[tokio::test]
-async fn expired_tokens_are_inactive() {
-    let app = spawn_app_with(Backend::Memory, Alg::ES256, |s| s.tokens.access_ttl = 1).await;
-    let cc: serde_json::Value = app
-        .post_token(
-            Some(("basic-client", SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = cc["access_token"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while introspect(&app, &token).await["active"] == true {
-        assert!(std::time::Instant::now() < deadline, "token never expired");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(me(&app, &token).await.status(), 401);
-}
-
-#[tokio::test]
-async fn api_me_errors_follow_rfc6750() {
-    let app = spawn_app(Backend::Memory).await;
-    let resp = app.http.get(app.url("/api/me")).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    let challenge = resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        challenge.starts_with("Bearer") && !challenge.contains("error="),
-        "{challenge}"
-    );
-    let resp = me(&app, "not-a-jwt").await;
-    assert_eq!(resp.status(), 401);
-    assert!(resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("error=\"invalid_token\""));
-    // valid token without the profile scope
-    let cc: serde_json::Value = app
-        .post_token(
-            Some(("basic-client", SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let resp = me(&app, cc["access_token"].as_str().unwrap()).await;
-    assert_eq!(resp.status(), 403);
-    let h = resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        h.contains("error=\"insufficient_scope\"") && h.contains("scope=\"profile\""),
-        "{h}"
-    );
-    // profile scope but no user behind the token (client_credentials)
-    let cc: serde_json::Value = app
-        .post_token(
-            Some(("cc-profile", SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let resp = me(&app, cc["access_token"].as_str().unwrap()).await;
-    assert_eq!(resp.status(), 401);
-}
-
-#[tokio::test]
-async fn pages_carry_security_headers_and_csrf() {
-    let app = spawn_app(Backend::Memory).await;
-    for path in [
-        "/",
-        "/login",
-        "/signup",
-        "/oauth/authorize?client_id=nobody",
-    ] {
-        let resp = app.http.get(app.url(path)).send().await.unwrap();
-        let h = resp.headers();
-        let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-        assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
-        assert_eq!(h["cache-control"], "no-store", "{path}");
-    }
-    // a login POST without the CSRF token is refused
-    let browser = app.browser();
-    let _ = browser.get(app.url("/login")).send().await.unwrap();
-    let resp = browser
-        .post(app.url("/login"))
-        .form(&[("username", USER), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    let resp = browser
-        .post(app.url("/login"))
-        .form(&[
-            ("username", USER),
-            ("password", PASSWORD),
-            ("csrf_token", "forged"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    assert!(resp
-        .headers()
-        .get("set-cookie")
-        .is_none_or(|c| !c.to_str().unwrap().contains("kg_session=")));
-}
-
-#[tokio::test]
-async fn login_failures_say_nothing_about_the_user_and_return_to_is_local() {
-    let app = spawn_app(Backend::Memory).await;
-    for (user, pw) in [(USER, "wrong-password"), ("nobody", "wrong-password")] {
-        let browser = app.browser();
-        let page = app.page(&browser, "/login").await;
-        let csrf = hidden_value(&page, "csrf_token");
-        let resp = browser
-            .post(app.url("/login"))
-            .form(&[
-                ("username", user),
-                ("password", pw),
-                ("csrf_token", &csrf),
-                ("return_to", "/"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
-        let text = resp.text().await.unwrap();
-        assert!(text.contains("Incorrect username or password."));
-    }
-    // open redirects are not followed
-    for evil in [
-        "//evil.example/x",
-        "https://evil.example",
-        "/\\evil.example",
-    ] {
-        let browser = app.browser();
-        let resp = app.login(&browser, evil).await;
-        assert_eq!(resp.status(), 303);
-        assert_eq!(location(&resp), "/", "{evil}");
-    }
-}
-
-#[tokio::test]
-async fn signup_then_login_and_logout() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let browser = app.browser();
-        let page = app.page(&browser, "/signup").await;
-        let csrf = hidden_value(&page, "csrf_token");
-        let form = [
-            ("username", "bob"),
-            ("email", "bob@example.com"),
-            ("password", "bob-password"),
-            ("csrf_token", csrf.as_str()),
-            ("return_to", "/"),
-        ];
-        let resp = browser
-            .post(app.url("/signup"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
-        let home = app.page(&browser, "/").await;
-        assert!(home.contains("bob"), "signed in after sign-up");
-        // the name is taken now, in any case
-        let browser2 = app.browser();
-        let page = app.page(&browser2, "/signup").await;
-        let csrf2 = hidden_value(&page, "csrf_token");
-        let resp = browser2
-            .post(app.url("/signup"))
-            .form(&[
-                ("username", "BOB"),
-                ("password", "another-password"),
-                ("csrf_token", csrf2.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        // logout ends the session
-        let home = app.page(&browser, "/").await;
-        let csrf = hidden_value(&home, "csrf_token");
-        let resp = browser
-            .post(app.url("/logout"))
-            .form(&[("csrf_token", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
-        let (_, ch) = pkce_pair();
-        let resp = browser
-            .get(app.url(&format!(
-                "/oauth/authorize?{}",
-                code_query("web-app", &ch, "")
-            )))
-            .send()
-            .await
-            .unwrap();
-        assert!(location(&resp).starts_with("/login"), "signed out");
-        // bob can sign in with his password through the token endpoint's user store too
-        assert!(
-            keygate::flows::users::authenticate(&app.state, "bob", "bob-password".into())
+async fn introspection_of_a_refresh_token_is_for_its_own_client_until_it_expires() {
+    let d = direct(|_| {}).await;
+    let issued_at = d.clock.now();
+    let token = tokens_for(&d, ALICE).await.refresh_token.unwrap();
+    let ask = |client: (&'static str, &'static str)| {
+        let state = d.state.clone();
+        let token = token.clone();
+        async move {
+            introspect(&state, input(Some(client), &[("token", &token)]))
                 .await
                 .unwrap()
-                .is_some()
-        );
-    }
-}
-
-#[tokio::test]
-async fn session_cookie_is_httponly_and_samesite_lax() {
-    let app = spawn_app(Backend::Memory).await;
-    let browser = app.browser();
-    let resp = app.login(&browser, "/").await;
-    assert_eq!(resp.status(), 303);
-    let cookies: Vec<String> = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
-    let session = cookies
-        .iter()
-        .find(|c| c.starts_with("kg_session="))
-        .expect("session cookie");
-    assert!(session.contains("HttpOnly"), "{session}");
-    assert!(session.contains("SameSite=Lax"), "{session}");
-    assert!(
-        !session.contains("Secure"),
-        "http issuer: no Secure flag ({session})"
-    );
-    // the store holds the session under a hash, never the cookie value
-    let value = session
-        .trim_start_matches("kg_session=")
-        .split(';')
-        .next()
-        .unwrap();
-    let keys = app.state.store.scan_prefix("kg:sess:").await.unwrap();
-    assert_eq!(keys.len(), 1);
-    assert!(!keys[0].contains(value));
-}
-
-#[tokio::test]
-async fn signup_is_closed_when_disabled() {
-    let app = spawn_app_with(Backend::Memory, Alg::RS256, |s| s.ui.signup = false).await;
+        }
+    };
+    let i = ask(("web-app", SECRET)).await;
+    assert!(i.active);
+    assert_eq!(i.token_type.as_deref(), Some("refresh_token"));
+    assert_eq!(i.client_id.as_deref(), Some("web-app"));
+    assert_eq!(i.username.as_deref(), Some(USER));
+    assert_eq!(i.sub.as_deref(), Some(ALICE));
+    assert_eq!(i.exp, Some(issued_at + REFRESH_TTL));
     assert_eq!(
-        app.http
-            .get(app.url("/signup"))
-            .send()
+        ask(("basic-client", SECRET)).await,
+        Introspection::default(),
+        "another client learns nothing"
+    );
+    d.clock.advance(REFRESH_TTL);
+    assert_eq!(ask(("web-app", SECRET)).await, Introspection::default());
+}
+
+#[tokio::test]
+async fn a_code_replayed_after_its_access_token_expired_still_revokes_the_family() {
+    let d = direct(|_| {}).await;
+    let (code, verifier) = code_for(&d, ALICE).await;
+    let issued = redeem(&d, &code, &verifier).await.unwrap();
+    let family = family_of(&d, issued.refresh_token.as_deref().unwrap()).await;
+    d.clock.advance(ACCESS_TTL);
+    let e = refused(redeem(&d, &code, &verifier).await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert!(e.description.contains("already used"), "{}", e.description);
+    assert!(!d.state.repos.family_alive(&family).await.unwrap());
+    assert!(
+        !d.state
+            .repos
+            .is_denied(&jti(&issued.access_token))
             .await
-            .unwrap()
-            .status(),
-        404
+            .unwrap(),
+        "an expired access token needs no deny-list entry"
     );
 }
 
-/// Issue 6: at most 2 store round trips per code or refresh grant and 1 for
-/// `client_credentials`, for a client registered in the store.
 #[tokio::test]
-async fn token_grants_stay_within_their_store_round_trips() {
-    use keygate::oauth::client_meta::ClientMetadata;
-    use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let meta = ClientMetadata {
-            client_name: "round trips".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            grant_types: vec![
-                GrantType::AuthorizationCode,
-                GrantType::RefreshToken,
-                GrantType::ClientCredentials,
-            ],
-            scope: ScopeSet::parse("profile email").unwrap(),
-            auth_method: AuthMethod::ClientSecretBasic,
-            client_uri: None,
-            logo_uri: None,
-        };
-        let reg = keygate::flows::clients::register(
-            &app.state.repos,
-            meta,
-            &app.state.cfg.client_rules,
-            0,
-            None,
-            false,
-        )
+async fn a_token_whose_user_is_gone_is_refused_by_the_resource() {
+    let d = direct(|_| {}).await;
+    let alice = tokens_for(&d, ALICE).await.access_token;
+    let me = keygate::flows::resource::me(&d.state, Some(&alice))
         .await
-        .unwrap();
-        let id = reg.client.client_id.clone();
-        let secret = reg.secret.unwrap();
-        let basic = Some((id.as_str(), secret.as_str()));
-
-        let (verifier, challenge) = pkce_pair();
-        let code = code_from(
-            &app.authorize(&code_query(&id, &challenge, ""), "allow")
-                .await,
-        );
-        let before = store_calls(&app);
-        let tokens = ok_json(redeem(&app, basic, &[], &code, &verifier).await).await;
-        assert_eq!(store_calls(&app) - before, 2, "code grant on {backend:?}");
-
-        let before = store_calls(&app);
-        let refresh = tokens["refresh_token"].as_str().unwrap();
-        ok_json(
-            app.post_token(
-                basic,
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(
-            store_calls(&app) - before,
-            2,
-            "refresh grant on {backend:?}"
-        );
-
-        let before = store_calls(&app);
-        ok_json(
-            app.post_token(basic, &[("grant_type", "client_credentials")])
-                .await,
-        )
-        .await;
-        assert_eq!(
-            store_calls(&app) - before,
-            1,
-            "client_credentials on {backend:?}"
-        );
+        .unwrap_or_else(|e| panic!("alice's token: {e:?}"));
+    assert_eq!(me.username, USER);
+    assert_eq!(me.email.as_deref(), Some("alice@example.com"));
+    let ghost = tokens_for(&d, "no-such-user").await.access_token;
+    match keygate::flows::resource::me(&d.state, Some(&ghost)).await {
+        Err(keygate::flows::resource::BearerError::InvalidToken(why)) => {
+            assert!(why.contains("user"), "{why}")
+        }
+        other => panic!("expected invalid_token, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_full_memory_store_refuses_new_codes_and_keeps_serving_reads() {
+    const CAP: u64 = 64;
+    let d = direct(|s| s.store.memory_max_entries = CAP).await;
+    let mut filled = 0;
+    while d
+        .state
+        .store
+        .put(&format!("filler:{filled}"), b"x", None)
+        .await
+        .is_ok()
+    {
+        filled += 1;
+        assert!(filled <= CAP, "the cap is enforced");
+    }
+    let (_, challenge) = pkce_pair();
+    let query = steps::code_query("web-app", "profile", &challenge);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let (req, _) = keygate::flows::authorize::check(&d.state, &pairs)
+        .await
+        .unwrap_or_else(|e| panic!("checking reads only: {e:?}"));
+    match keygate::flows::authorize::approve(&d.state, &req, ALICE).await {
+        Err(FlowError::Store(StoreError::Full(cap))) => assert_eq!(cap as u64, CAP),
+        other => panic!("expected a full store, got {other:?}"),
+    }
+    // A grant that writes nothing still works.
+    let issued = client_credentials(&d, "basic-client").await;
+    assert_eq!(issued.scope, "api:read api:write");
+}
+
+#[tokio::test]
+async fn over_long_codes_and_refresh_tokens_are_refused_without_a_lookup() {
+    let d = direct(|_| {}).await;
+    let long = "c".repeat(257);
+    let before = store_calls(&d.state);
+    let e = refused(redeem(&d, &long, "verifier").await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    let e = refused(refresh(&d, &long).await);
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert_eq!(
+        store_calls(&d.state),
+        before,
+        "no store call for values that cannot be ours"
+    );
 }

@@ -12,6 +12,7 @@ use keygate::state::AppState;
 use keygate::tokens::keys::{generate_into, Alg};
 
 use crate::redis_server::RedisServer;
+use crate::steps;
 
 /// Which store the app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +21,24 @@ pub enum Backend {
     Redis,
 }
 
-/// Both backends, for tests that must pass on each.
-pub const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Redis];
+/// Turns `async fn name(backend: Backend)` into one test per backend,
+/// `name::memory` and `name::redis`, so a failure on one store never hides
+/// the other's result. `cargo test --test api name` runs both.
+macro_rules! per_backend {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name($crate::helpers::Backend::Memory).await;
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$name($crate::helpers::Backend::Redis).await;
+            }
+        }
+    )+};
+}
+pub(crate) use per_backend;
 
 pub const ISSUER: &str = "http://localhost:8080";
 pub const SECRET: &str = "test-secret-0123456789";
@@ -203,10 +220,7 @@ pub async fn spawn_app_clocked(
     let stored_client = (reg.client.client_id.clone(), reg.secret.clone().unwrap());
     TestApp {
         addr,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        http: steps::api_client(),
         state,
         redis,
         stored_client,
@@ -236,103 +250,28 @@ impl TestApp {
         basic: Option<(&str, &str)>,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        if let Some((u, p)) = basic {
-            req = req.basic_auth(u, Some(p));
-        }
-        req.send().await.unwrap()
+        steps::post_form(&self.http, &self.url(path), basic, form).await
     }
 
-    /// A client that keeps cookies and does not follow redirects, like a
-    /// browser whose every step the test checks.
+    /// A client that keeps cookies and does not follow redirects ([`steps::browser`]).
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_store(true)
-            .build()
-            .unwrap()
+        steps::browser()
     }
 
     /// GETs `path` with `browser` and returns the page's HTML.
     pub async fn page(&self, browser: &reqwest::Client, path: &str) -> String {
-        browser
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        steps::page(browser, &self.addr, path).await
     }
 
     /// Signs `USER` in through the login form with `browser`.
     pub async fn login(&self, browser: &reqwest::Client, return_to: &str) -> reqwest::Response {
-        let page = browser
-            .get(self.url(&format!("/login?return_to={}", urlencode(return_to))))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let csrf = hidden_value(&page, "csrf_token");
-        browser
-            .post(self.url("/login"))
-            .form(&[
-                ("username", USER),
-                ("password", PASSWORD),
-                ("csrf_token", &csrf),
-                ("return_to", return_to),
-            ])
-            .send()
-            .await
-            .unwrap()
+        steps::login(browser, &self.addr, return_to).await
     }
 
     /// Follows authorize → login → consent → decision as a browser would and
     /// returns the final redirect `Location` (to the client).
     pub async fn authorize(&self, query: &str, decision: &str) -> String {
-        let browser = self.browser();
-        let path = format!("/oauth/authorize?{query}");
-        let resp = browser.get(self.url(&path)).send().await.unwrap();
-        assert_eq!(
-            resp.status(),
-            303,
-            "unauthenticated authorize redirects to login"
-        );
-        let to_login = location(&resp);
-        assert!(to_login.starts_with("/login?return_to="), "{to_login}");
-        let resp = self.login(&browser, &path).await;
-        assert_eq!(resp.status(), 303);
-        assert_eq!(
-            location(&resp),
-            path,
-            "login returns to the authorization request"
-        );
-        self.consent(&browser, &path, decision).await
-    }
-
-    /// With a signed-in `browser`: GET the consent page and post `decision`.
-    pub async fn consent(&self, browser: &reqwest::Client, path: &str, decision: &str) -> String {
-        let resp = browser.get(self.url(path)).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "consent page");
-        let page = resp.text().await.unwrap();
-        let csrf = hidden_value(&page, "csrf_token");
-        let resp = browser
-            .post(self.url(path))
-            .form(&[("csrf_token", csrf.as_str()), ("decision", decision)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303, "consent decision redirects");
-        location(&resp)
+        steps::authorize(&self.addr, query, decision).await
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -348,8 +287,8 @@ impl TestApp {
 }
 
 /// Sum of `keygate_store_calls_total` (one call is one backend round trip).
-pub fn store_calls(app: &TestApp) -> u64 {
-    app.state
+pub fn store_calls(state: &AppState) -> u64 {
+    state
         .metrics
         .render()
         .lines()

@@ -13,8 +13,8 @@ use keygate::tokens::keys::Alg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    assert_oauth_error, hidden_value, spawn_app, spawn_app_with, store_calls, Backend, TestApp,
-    BACKENDS, PASSWORD, SECRET, USER,
+    assert_oauth_error, hidden_value, per_backend, spawn_app, spawn_app_with, store_calls, Backend,
+    TestApp, PASSWORD, SECRET, USER,
 };
 
 /// Limits on, with small budgets: 3 token requests then 1/s per client; 2
@@ -166,48 +166,46 @@ async fn the_off_switch_disables_both_limits() {
     assert_eq!(post_login(&app, USER, PASSWORD).await.status(), 303);
 }
 
-#[tokio::test]
-async fn oversized_forms_are_refused_before_the_store() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let (id, secret) = app.stored_client.clone();
-        let pads: Vec<(String, String)> = (0..64).map(|i| (format!("p{i}"), "x".into())).collect();
-        let long = "v".repeat(4097);
-        for path in ["/oauth/token", "/oauth/revoke", "/oauth/introspect"] {
-            let first = if path == "/oauth/token" {
-                ("grant_type", "client_credentials")
-            } else {
-                ("token", "some-token")
-            };
-            let too_many: Vec<(&str, &str)> = std::iter::once(first)
-                .chain(pads.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .collect();
-            assert_eq!(too_many.len(), 65);
-            let too_long = [first, ("scope", long.as_str())];
-            let long_name_key = "n".repeat(4097);
-            let long_name = [first, (long_name_key.as_str(), "1")];
-            for form in [&too_many[..], &too_long[..], &long_name[..]] {
-                let before = store_calls(&app);
-                let resp = app.post_token_to(path, Some((&id, &secret)), form).await;
-                assert_oauth_error(resp, 400, "invalid_request").await;
-                assert_eq!(store_calls(&app), before, "{path} on {backend:?}");
-            }
-        }
-        // At the limits the form is fine: 64 pairs, a 4 KiB value.
-        let at_limit: Vec<(&str, &str)> = std::iter::once(("grant_type", "client_credentials"))
-            .chain(pads.iter().take(63).map(|(k, v)| (k.as_str(), v.as_str())))
+per_backend!(oversized_forms_are_refused_before_the_store);
+async fn oversized_forms_are_refused_before_the_store(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (id, secret) = app.stored_client.clone();
+    let pads: Vec<(String, String)> = (0..64).map(|i| (format!("p{i}"), "x".into())).collect();
+    let long = "v".repeat(4097);
+    for path in ["/oauth/token", "/oauth/revoke", "/oauth/introspect"] {
+        let first = if path == "/oauth/token" {
+            ("grant_type", "client_credentials")
+        } else {
+            ("token", "some-token")
+        };
+        let too_many: Vec<(&str, &str)> = std::iter::once(first)
+            .chain(pads.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect();
-        let resp = app.post_token(Some((&id, &secret)), &at_limit).await;
-        assert_eq!(resp.status(), 200, "{backend:?}");
-        let value = "v".repeat(4096);
-        let resp = app
-            .post_token(
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials"), ("pad", &value)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200, "{backend:?}");
+        assert_eq!(too_many.len(), 65);
+        let too_long = [first, ("scope", long.as_str())];
+        let long_name_key = "n".repeat(4097);
+        let long_name = [first, (long_name_key.as_str(), "1")];
+        for form in [&too_many[..], &too_long[..], &long_name[..]] {
+            let before = store_calls(&app.state);
+            let resp = app.post_token_to(path, Some((&id, &secret)), form).await;
+            assert_oauth_error(resp, 400, "invalid_request").await;
+            assert_eq!(store_calls(&app.state), before, "{path} on {backend:?}");
+        }
     }
+    // At the limits the form is fine: 64 pairs, a 4 KiB value.
+    let at_limit: Vec<(&str, &str)> = std::iter::once(("grant_type", "client_credentials"))
+        .chain(pads.iter().take(63).map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
+    let resp = app.post_token(Some((&id, &secret)), &at_limit).await;
+    assert_eq!(resp.status(), 200, "{backend:?}");
+    let value = "v".repeat(4096);
+    let resp = app
+        .post_token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("pad", &value)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{backend:?}");
 }
 
 /// Reads from `stream` until the server closes it or `deadline` passes;

@@ -1,23 +1,26 @@
 //! The one integration-test binary (STYLE.md): add modules here, not new binaries.
 #![allow(clippy::unwrap_used)]
 
-mod browser;
-mod browser_flow;
+mod chromium;
 mod cli;
 mod client_pages;
-mod demo;
+mod demo_client;
 mod discovery;
 mod faults;
 mod flows;
 mod helpers;
 mod instances;
 mod limits;
+mod oauth_flows;
 mod openapi;
 mod process;
 mod races;
+mod real_browser;
 mod redis_server;
 mod registration;
 mod rotation;
 mod security;
+mod sign_in;
+mod steps;
 mod store_conformance;
 mod token;

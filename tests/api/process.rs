@@ -1,12 +1,30 @@
-//! keygate as a real process (`keygate serve`): the environment cleared of
-//! `KEYGATE_*` but what the test sets, stderr collected line by line, killed
-//! by its PID when dropped.
+//! keygate as a real process: [`command`] builds a `keygate` invocation with
+//! the environment cleared of `KEYGATE_*` and `RUST_LOG` but what the test
+//! sets; [`Keygate`] runs `keygate serve`, collects stderr line by line and
+//! kills the process by its PID when dropped. Must not depend on `TestApp`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// `keygate` run in `dir` with keys in `dir/keys`, on a free loopback port
+/// if it serves, no stdin, and no `KEYGATE_*` or `RUST_LOG` from the test's
+/// own environment.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYGATE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("KEYGATE_KEYS_DIR", dir.join("keys"))
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null());
+    cmd
+}
 
 pub struct Keygate {
     child: Child,
@@ -26,19 +44,14 @@ impl Keygate {
     /// Serves from `dir` (keys in `dir/keys`) on a free loopback port with
     /// `env` on top; returns once it logs its address.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("KEYGATE_") || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
+        Self::serve(command(dir).envs(env.iter().copied()))
+    }
+
+    /// Runs `cmd` (a [`command`] with options such as `--config`) with
+    /// `serve`; returns once it logs its address.
+    pub fn serve(cmd: &mut Command) -> Self {
         let mut child = cmd
-            .current_dir(dir)
-            .env("KEYGATE_KEYS_DIR", dir.join("keys"))
-            .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
-            .envs(env.iter().copied())
             .arg("serve")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -68,6 +81,12 @@ impl Keygate {
                 server.base = format!("http://{addr}");
                 return server;
             }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "keygate exited ({status}) before listening:\n{}",
+                    server.log.lock().unwrap().join("\n")
+                );
+            }
             assert!(Instant::now() < deadline, "keygate did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -75,5 +94,27 @@ impl Keygate {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Sends the signal `name` (`HUP`, `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name}");
+    }
+
+    /// Waits up to `within` for the process to exit and returns its exit code.
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "keygate did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

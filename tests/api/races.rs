@@ -13,9 +13,10 @@ use keygate::oauth::types::ScopeSet;
 use keygate::tokens::keys::Alg;
 
 use crate::helpers::{
-    assert_oauth_error, spawn_app_clocked, verify_like_a_gateway, Backend, TestApp, BACKENDS,
+    assert_oauth_error, per_backend, spawn_app_clocked, verify_like_a_gateway, Backend, TestApp,
     SECRET,
 };
+use crate::steps;
 
 const N: usize = 20;
 
@@ -56,12 +57,7 @@ async fn mint(app: &TestApp) -> (String, String) {
 
 /// `grant_type=refresh_token` as `web-app`: status and JSON body.
 async fn refresh(app: &TestApp, token: &str) -> (u16, serde_json::Value) {
-    let resp = app
-        .post_token(
-            Some(("web-app", SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", token)],
-        )
-        .await;
+    let resp = steps::refresh(&app.http, &app.addr, ("web-app", SECRET), token).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
@@ -140,175 +136,167 @@ async fn assert_dead(app: &TestApp, token: &str, what: &str) {
     );
 }
 
+per_backend!(concurrent_refresh_within_the_grace_window_yields_one_successor_pair);
 /// (a) N callers of the same client race one token inside the window: one
 /// rotation, every 200 carries the same pair, the family lives on.
-#[tokio::test]
-async fn concurrent_refresh_within_the_grace_window_yields_one_successor_pair() {
-    for backend in BACKENDS {
-        let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
-        let (token, family) = mint(&app).await;
-        let answers = refresh_concurrently(&app, &token, N).await;
-        let ok: Vec<_> = answers
-            .iter()
-            .filter(|(s, _)| *s == 200)
-            .map(|(_, b)| pair(b))
-            .collect();
-        // the losers of the rotation race were answered through the window
-        assert!(ok.len() > 1, "{backend:?}: {answers:?}");
+async fn concurrent_refresh_within_the_grace_window_yields_one_successor_pair(backend: Backend) {
+    let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
+    let (token, family) = mint(&app).await;
+    let answers = refresh_concurrently(&app, &token, N).await;
+    let ok: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| pair(b))
+        .collect();
+    // the losers of the rotation race were answered through the window
+    assert!(ok.len() > 1, "{backend:?}: {answers:?}");
+    assert!(
+        ok.iter().all(|p| *p == ok[0]),
+        "{backend:?}: one pair, byte-identical under RS256: {ok:?}"
+    );
+    for (status, body) in &answers {
         assert!(
-            ok.iter().all(|p| *p == ok[0]),
-            "{backend:?}: one pair, byte-identical under RS256: {ok:?}"
+            *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
+            "{backend:?}: {status} {body}"
         );
-        for (status, body) in &answers {
-            assert!(
-                *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
-                "{backend:?}: {status} {body}"
-            );
-        }
-        assert_eq!(rotations(&app), 1, "{backend:?}: exactly one rotation");
-        assert_eq!(live_successors(&app, &family).await, 1, "{backend:?}");
-        assert!(
-            app.state.repos.family_alive(&family).await.unwrap(),
-            "{backend:?}"
-        );
-        let (successor, access) = ok[0].clone();
-        assert_ne!(successor, token);
-        let claims = verify_like_a_gateway(&app, &access).await;
-        assert_eq!(claims["client_id"], "web-app");
-        // the successor is the family's live token
-        let (status, next) = refresh(&app, &successor).await;
-        assert_eq!(status, 200, "{backend:?}: {next}");
-        assert_eq!(rotations(&app), 2);
     }
+    assert_eq!(rotations(&app), 1, "{backend:?}: exactly one rotation");
+    assert_eq!(live_successors(&app, &family).await, 1, "{backend:?}");
+    assert!(
+        app.state.repos.family_alive(&family).await.unwrap(),
+        "{backend:?}"
+    );
+    let (successor, access) = ok[0].clone();
+    assert_ne!(successor, token);
+    let claims = verify_like_a_gateway(&app, &access).await;
+    assert_eq!(claims["client_id"], "web-app");
+    // the successor is the family's live token
+    let (status, next) = refresh(&app, &successor).await;
+    assert_eq!(status, 200, "{backend:?}: {next}");
+    assert_eq!(rotations(&app), 2);
 }
 
+per_backend!(concurrent_refresh_without_grace_revokes_the_family);
 /// (b) Without a window: at most one winner; any reuse revokes the family,
 /// so the one successor dies too (RFC 9700 §4.14.2).
-#[tokio::test]
-async fn concurrent_refresh_without_grace_revokes_the_family() {
-    for backend in BACKENDS {
-        let (app, _clock) = app_with_grace(backend, Alg::RS256, 0).await;
-        let (token, family) = mint(&app).await;
-        let answers = refresh_concurrently(&app, &token, N).await;
-        let ok: Vec<_> = answers
-            .iter()
-            .filter(|(s, _)| *s == 200)
-            .map(|(_, b)| pair(b))
-            .collect();
-        assert!(ok.len() <= 1, "{backend:?}: {answers:?}");
-        for (status, body) in &answers {
-            assert!(
-                *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
-                "{backend:?}: {status} {body}"
-            );
-        }
-        assert!(rotations(&app) <= 1, "{backend:?}");
+async fn concurrent_refresh_without_grace_revokes_the_family(backend: Backend) {
+    let (app, _clock) = app_with_grace(backend, Alg::RS256, 0).await;
+    let (token, family) = mint(&app).await;
+    let answers = refresh_concurrently(&app, &token, N).await;
+    let ok: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| pair(b))
+        .collect();
+    assert!(ok.len() <= 1, "{backend:?}: {answers:?}");
+    for (status, body) in &answers {
         assert!(
-            !app.state.repos.family_alive(&family).await.unwrap(),
-            "{backend:?}: family revoked"
+            *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
+            "{backend:?}: {status} {body}"
         );
-        assert_dead(&app, &token, "the raced token").await;
-        for (successor, _) in &ok {
-            assert_dead(&app, successor, "the winner's successor").await;
-        }
+    }
+    assert!(rotations(&app) <= 1, "{backend:?}");
+    assert!(
+        !app.state.repos.family_alive(&family).await.unwrap(),
+        "{backend:?}: family revoked"
+    );
+    assert_dead(&app, &token, "the raced token").await;
+    for (successor, _) in &ok {
+        assert_dead(&app, successor, "the winner's successor").await;
     }
 }
 
+per_backend!(grace_retry_rules_over_time);
 /// (c) A retry inside the window gets the same pair; after it, or once the
 /// successor was used or the family revoked, it is reuse and revokes.
-#[tokio::test]
-async fn grace_retry_rules_over_time() {
-    for backend in BACKENDS {
-        let (app, clock) = app_with_grace(backend, Alg::RS256, 5).await;
-        let (token, family) = mint(&app).await;
-        let (status, first) = refresh(&app, &token).await;
-        assert_eq!(status, 200, "{first}");
-        clock.advance(4);
-        let (status, again) = refresh(&app, &token).await;
-        assert_eq!(status, 200, "{backend:?}: retry 4 s later: {again}");
-        assert_eq!(pair(&again), pair(&first), "same pair");
-        assert_eq!(
-            again["expires_in"],
-            first["expires_in"].as_u64().unwrap() - 4
-        );
-        // the window is [rotation, rotation + 5 s)
-        clock.advance(1);
-        assert_dead(&app, &token, "retry after the window").await;
-        assert!(!app.state.repos.family_alive(&family).await.unwrap());
-        assert_dead(&app, &pair(&first).0, "the successor after reuse").await;
+async fn grace_retry_rules_over_time(backend: Backend) {
+    let (app, clock) = app_with_grace(backend, Alg::RS256, 5).await;
+    let (token, family) = mint(&app).await;
+    let (status, first) = refresh(&app, &token).await;
+    assert_eq!(status, 200, "{first}");
+    clock.advance(4);
+    let (status, again) = refresh(&app, &token).await;
+    assert_eq!(status, 200, "{backend:?}: retry 4 s later: {again}");
+    assert_eq!(pair(&again), pair(&first), "same pair");
+    assert_eq!(
+        again["expires_in"],
+        first["expires_in"].as_u64().unwrap() - 4
+    );
+    // the window is [rotation, rotation + 5 s)
+    clock.advance(1);
+    assert_dead(&app, &token, "retry after the window").await;
+    assert!(!app.state.repos.family_alive(&family).await.unwrap());
+    assert_dead(&app, &pair(&first).0, "the successor after reuse").await;
 
-        // the successor was used: a retry of its predecessor is reuse
-        let (token, family) = mint(&app).await;
-        let (_, first) = refresh(&app, &token).await;
-        let (status, second) = refresh(&app, &pair(&first).0).await;
-        assert_eq!(status, 200, "{second}");
-        assert_dead(&app, &token, "retry after the successor was used").await;
-        assert!(!app.state.repos.family_alive(&family).await.unwrap());
-        assert_dead(&app, &pair(&second).0, "the second successor").await;
+    // the successor was used: a retry of its predecessor is reuse
+    let (token, family) = mint(&app).await;
+    let (_, first) = refresh(&app, &token).await;
+    let (status, second) = refresh(&app, &pair(&first).0).await;
+    assert_eq!(status, 200, "{second}");
+    assert_dead(&app, &token, "retry after the successor was used").await;
+    assert!(!app.state.repos.family_alive(&family).await.unwrap());
+    assert_dead(&app, &pair(&second).0, "the second successor").await;
 
-        // the family was revoked: nothing comes back
-        let (token, _) = mint(&app).await;
-        let (_, first) = refresh(&app, &token).await;
-        let resp = app
-            .post_token_to(
-                "/oauth/revoke",
-                Some(("web-app", SECRET)),
-                &[("token", &token)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        assert_dead(&app, &token, "retry after revocation").await;
-        assert_dead(&app, &pair(&first).0, "successor after revocation").await;
+    // the family was revoked: nothing comes back
+    let (token, _) = mint(&app).await;
+    let (_, first) = refresh(&app, &token).await;
+    let resp = app
+        .post_token_to(
+            "/oauth/revoke",
+            Some(("web-app", SECRET)),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_dead(&app, &token, "retry after revocation").await;
+    assert_dead(&app, &pair(&first).0, "successor after revocation").await;
 
-        // a retry asking for another scope is not a retry of the same request
-        let (token, family) = mint(&app).await;
-        let (_, first) = refresh(&app, &token).await;
-        let resp = app
-            .post_token(
-                Some(("web-app", SECRET)),
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &token),
-                    ("scope", "profile"),
-                ],
-            )
-            .await;
-        assert_oauth_error(resp, 400, "invalid_grant").await;
-        assert!(!app.state.repos.family_alive(&family).await.unwrap());
-        assert_dead(&app, &pair(&first).0, "successor after a different retry").await;
-    }
+    // a retry asking for another scope is not a retry of the same request
+    let (token, family) = mint(&app).await;
+    let (_, first) = refresh(&app, &token).await;
+    let resp = app
+        .post_token(
+            Some(("web-app", SECRET)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &token),
+                ("scope", "profile"),
+            ],
+        )
+        .await;
+    assert_oauth_error(resp, 400, "invalid_grant").await;
+    assert!(!app.state.repos.family_alive(&family).await.unwrap());
+    assert_dead(&app, &pair(&first).0, "successor after a different retry").await;
 }
 
+per_backend!(another_client_cannot_use_the_grace_window);
 /// (d) Another client presenting the rotated token is refused, and, as for an
 /// unrotated token, that does not revoke the owner's family.
-#[tokio::test]
-async fn another_client_cannot_use_the_grace_window() {
-    for backend in BACKENDS {
-        let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
-        let (token, family) = mint(&app).await;
-        let (_, first) = refresh(&app, &token).await;
-        let resp = app
-            .post_token(
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &token),
-                    ("client_id", "spa"),
-                ],
-            )
-            .await;
-        assert_oauth_error(resp, 400, "invalid_grant").await;
-        assert!(
-            app.state.repos.family_alive(&family).await.unwrap(),
-            "{backend:?}"
-        );
-        let (status, again) = refresh(&app, &token).await;
-        assert_eq!(
-            (status, pair(&again)),
-            (200, pair(&first)),
-            "{backend:?}: the owner still retries"
-        );
-    }
+async fn another_client_cannot_use_the_grace_window(backend: Backend) {
+    let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
+    let (token, family) = mint(&app).await;
+    let (_, first) = refresh(&app, &token).await;
+    let resp = app
+        .post_token(
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &token),
+                ("client_id", "spa"),
+            ],
+        )
+        .await;
+    assert_oauth_error(resp, 400, "invalid_grant").await;
+    assert!(
+        app.state.repos.family_alive(&family).await.unwrap(),
+        "{backend:?}"
+    );
+    let (status, again) = refresh(&app, &token).await;
+    assert_eq!(
+        (status, pair(&again)),
+        (200, pair(&first)),
+        "{backend:?}: the owner still retries"
+    );
 }
 
 /// ES256 signatures are randomised: a grace retry re-signs the same claims.
@@ -326,42 +314,40 @@ async fn es256_grace_retry_re_signs_the_same_claims() {
     );
 }
 
+per_backend!(revocation_racing_refresh_leaves_no_usable_refresh_token);
 /// (e) Revocation racing refreshes of the same token leaves no refresh token
 /// usable: not the old one, not any successor that was handed out. (Revoking
 /// a refresh token revokes its family only; access tokens already issued from
 /// it stay valid until they expire, RFC 7009 §2.1 "MAY".)
-#[tokio::test]
-async fn revocation_racing_refresh_leaves_no_usable_refresh_token() {
-    for backend in BACKENDS {
-        let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
-        for round in 0..12 {
-            let (token, family) = mint(&app).await;
-            let revoke = {
-                let (app, token) = (app.clone(), token.clone());
-                tokio::spawn(async move {
-                    app.post_token_to(
-                        "/oauth/revoke",
-                        Some(("web-app", SECRET)),
-                        &[("token", &token)],
-                    )
-                    .await
-                    .status()
-                    .as_u16()
-                })
-            };
-            let answers = refresh_concurrently(&app, &token, 3).await;
-            assert_eq!(revoke.await.unwrap(), 200);
-            assert!(
-                !app.state.repos.family_alive(&family).await.unwrap(),
-                "{backend:?} round {round}"
-            );
-            assert_dead(&app, &token, "the old token").await;
-            for (status, body) in &answers {
-                match status {
-                    200 => assert_dead(&app, &pair(body).0, "a returned successor").await,
-                    400 => assert_eq!(body["error"], "invalid_grant", "{body}"),
-                    _ => panic!("{backend:?}: {status} {body}"),
-                }
+async fn revocation_racing_refresh_leaves_no_usable_refresh_token(backend: Backend) {
+    let (app, _clock) = app_with_grace(backend, Alg::RS256, 5).await;
+    for round in 0..12 {
+        let (token, family) = mint(&app).await;
+        let revoke = {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                app.post_token_to(
+                    "/oauth/revoke",
+                    Some(("web-app", SECRET)),
+                    &[("token", &token)],
+                )
+                .await
+                .status()
+                .as_u16()
+            })
+        };
+        let answers = refresh_concurrently(&app, &token, 3).await;
+        assert_eq!(revoke.await.unwrap(), 200);
+        assert!(
+            !app.state.repos.family_alive(&family).await.unwrap(),
+            "{backend:?} round {round}"
+        );
+        assert_dead(&app, &token, "the old token").await;
+        for (status, body) in &answers {
+            match status {
+                200 => assert_dead(&app, &pair(body).0, "a returned successor").await,
+                400 => assert_eq!(body["error"], "invalid_grant", "{body}"),
+                _ => panic!("{backend:?}: {status} {body}"),
             }
         }
     }

@@ -3,7 +3,7 @@
 use keygate::tokens::keys::Alg;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, BACKENDS, ISSUER};
+use crate::helpers::{per_backend, spawn_app, spawn_app_with, Backend, ISSUER};
 
 const IAT: &str = "initial-access-token-for-tests";
 
@@ -38,168 +38,165 @@ async fn registration_is_closed_without_initial_access_tokens() {
     assert!(m.get("registration_endpoint").is_none());
 }
 
-#[tokio::test]
-async fn register_use_read_update_delete() {
-    for backend in BACKENDS {
-        let app = open_app(backend).await;
-        let m = app
-            .get_json("/.well-known/oauth-authorization-server")
-            .await;
-        assert_eq!(
-            m["registration_endpoint"],
-            format!("{ISSUER}/oauth/register")
-        );
-        // no or wrong initial access token
-        let body = json!({"client_name": "Billing", "grant_types": ["client_credentials"], "scope": "api:read"});
+per_backend!(register_use_read_update_delete);
+async fn register_use_read_update_delete(backend: Backend) {
+    let app = open_app(backend).await;
+    let m = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(
+        m["registration_endpoint"],
+        format!("{ISSUER}/oauth/register")
+    );
+    // no or wrong initial access token
+    let body = json!({"client_name": "Billing", "grant_types": ["client_credentials"], "scope": "api:read"});
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp, 401).await, "invalid_token");
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp, 401).await, "invalid_token");
+
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .bearer_auth(IAT)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let info: serde_json::Value = resp.json().await.unwrap();
+    let id = info["client_id"].as_str().unwrap().to_string();
+    let secret = info["client_secret"].as_str().unwrap().to_string();
+    let rat = info["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(info["client_secret_expires_at"], 0);
+    assert_eq!(
+        info["registration_client_uri"],
+        format!("{ISSUER}/oauth/register/{id}")
+    );
+    assert_eq!(info["grant_types"], json!(["client_credentials"]));
+    assert_eq!(info["response_types"], json!([]));
+    assert_eq!(info["token_endpoint_auth_method"], "client_secret_basic");
+
+    // the client works at once
+    let resp = app
+        .post_token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // RFC 7592 read: needs the registration access token; never returns the secret
+    let path = format!("/oauth/register/{id}");
+    let resp = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let read: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(read["client_name"], "Billing");
+    assert!(read.get("client_secret").is_none() && read.get("registration_access_token").is_none());
+    for bad in [IAT, "nope"] {
         let resp = app
             .http
-            .post(app.url("/oauth/register"))
-            .json(&body)
+            .get(app.url(&path))
+            .bearer_auth(bad)
             .send()
             .await
             .unwrap();
         assert_eq!(error_of(resp, 401).await, "invalid_token");
-        let resp = app
-            .http
-            .post(app.url("/oauth/register"))
-            .bearer_auth("wrong")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(error_of(resp, 401).await, "invalid_token");
-
-        let resp = app
-            .http
-            .post(app.url("/oauth/register"))
-            .bearer_auth(IAT)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        assert_eq!(resp.headers()["cache-control"], "no-store");
-        let info: serde_json::Value = resp.json().await.unwrap();
-        let id = info["client_id"].as_str().unwrap().to_string();
-        let secret = info["client_secret"].as_str().unwrap().to_string();
-        let rat = info["registration_access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(info["client_secret_expires_at"], 0);
-        assert_eq!(
-            info["registration_client_uri"],
-            format!("{ISSUER}/oauth/register/{id}")
-        );
-        assert_eq!(info["grant_types"], json!(["client_credentials"]));
-        assert_eq!(info["response_types"], json!([]));
-        assert_eq!(info["token_endpoint_auth_method"], "client_secret_basic");
-
-        // the client works at once
-        let resp = app
-            .post_token(
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-
-        // RFC 7592 read: needs the registration access token; never returns the secret
-        let path = format!("/oauth/register/{id}");
-        let resp = app
-            .http
-            .get(app.url(&path))
-            .bearer_auth(&rat)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let read: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(read["client_name"], "Billing");
-        assert!(
-            read.get("client_secret").is_none() && read.get("registration_access_token").is_none()
-        );
-        for bad in [IAT, "nope"] {
-            let resp = app
-                .http
-                .get(app.url(&path))
-                .bearer_auth(bad)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(error_of(resp, 401).await, "invalid_token");
-        }
-        let resp = app
-            .http
-            .get(app.url("/oauth/register/unknown"))
-            .bearer_auth(&rat)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            error_of(resp, 401).await,
-            "invalid_token",
-            "an unknown client looks like a bad token"
-        );
-
-        // RFC 7592 update: full replacement; client_id must match
-        let update = json!({"client_id": id, "client_name": "Billing v2", "grant_types": ["client_credentials"], "scope": "api:read api:write"});
-        let resp = app
-            .http
-            .put(app.url(&path))
-            .bearer_auth(&rat)
-            .json(&update)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let updated: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(updated["scope"], "api:read api:write");
-        assert_eq!(updated["client_name"], "Billing v2");
-        let wrong = json!({"client_id": "other", "client_name": "x", "grant_types": ["client_credentials"]});
-        let resp = app
-            .http
-            .put(app.url(&path))
-            .bearer_auth(&rat)
-            .json(&wrong)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(error_of(resp, 400).await, "invalid_client_metadata");
-        // the secret survived the update
-        let resp = app
-            .post_token(
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials"), ("scope", "api:write")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-
-        // RFC 7592 delete
-        let resp = app
-            .http
-            .delete(app.url(&path))
-            .bearer_auth(&rat)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 204);
-        let resp = app
-            .post_token(
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        assert_eq!(resp.status(), 401);
-        let resp = app
-            .http
-            .get(app.url(&path))
-            .bearer_auth(&rat)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
     }
+    let resp = app
+        .http
+        .get(app.url("/oauth/register/unknown"))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(resp, 401).await,
+        "invalid_token",
+        "an unknown client looks like a bad token"
+    );
+
+    // RFC 7592 update: full replacement; client_id must match
+    let update = json!({"client_id": id, "client_name": "Billing v2", "grant_types": ["client_credentials"], "scope": "api:read api:write"});
+    let resp = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&rat)
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let updated: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(updated["scope"], "api:read api:write");
+    assert_eq!(updated["client_name"], "Billing v2");
+    let wrong =
+        json!({"client_id": "other", "client_name": "x", "grant_types": ["client_credentials"]});
+    let resp = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&rat)
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp, 400).await, "invalid_client_metadata");
+    // the secret survived the update
+    let resp = app
+        .post_token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", "api:write")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // RFC 7592 delete
+    let resp = app
+        .http
+        .delete(app.url(&path))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = app
+        .post_token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
@@ -289,19 +286,8 @@ async fn registered_public_client_runs_the_code_flow() {
         "response_type=code&client_id={id}&redirect_uri={}&state=st&code_challenge={challenge}&code_challenge_method=S256",
         crate::helpers::urlencode(crate::helpers::REDIRECT)
     );
-    let redirect = app.authorize(&q, "allow").await;
-    let code = crate::helpers::params_of(&redirect, false)["code"].clone();
-    let resp = app
-        .post_token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", crate::helpers::REDIRECT),
-                ("code_verifier", &verifier),
-                ("client_id", id),
-            ],
-        )
-        .await;
+    let code = crate::steps::code_of(&app.authorize(&q, "allow").await);
+    let public = [("client_id", id)];
+    let resp = crate::steps::redeem(&app.http, &app.addr, None, &public, &code, &verifier).await;
     assert_eq!(resp.status(), 200);
 }

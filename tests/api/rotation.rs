@@ -11,6 +11,8 @@ use keygate::clock::{Clock, SystemClock, TestClock};
 use keygate::tokens::keys::{generate_into, prune_dir, Alg};
 
 use crate::helpers::{spawn_app_clocked, verify_like_a_gateway, Backend, TestApp, SECRET};
+use crate::process::{command, Keygate};
+use crate::steps;
 
 async fn token(app: &TestApp) -> String {
     let resp = app
@@ -111,18 +113,6 @@ async fn a_new_key_is_published_at_once_signs_after_the_delay_and_old_tokens_kee
     assert_eq!(jwks_kids(&app).await, [new_key.kid.as_str()]);
 }
 
-fn keygate(dir: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
-    c.current_dir(dir).stdin(std::process::Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE_") && !k.starts_with("KEYGATE_TEST_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("KEYGATE_KEYS_DIR", dir.join("keys"));
-    c
-}
-
 fn run(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -134,7 +124,7 @@ fn run(cmd: &mut std::process::Command) -> String {
 }
 
 fn list(dir: &Path) -> Vec<serde_json::Value> {
-    let text = run(keygate(dir).args(["keys", "list", "--json"]));
+    let text = run(command(dir).args(["keys", "list", "--json"]));
     serde_json::from_str::<serde_json::Value>(&text)
         .unwrap()
         .as_array()
@@ -172,7 +162,7 @@ fn keys_list_and_prune_follow_the_schedule() {
     assert_eq!(listed[1]["retired_at"], now - 10 + 600);
     assert_eq!(listed[2]["prunable_at"], now - 400 + 1_200);
     assert_eq!(listed[3]["created"], now - 100_000);
-    let text = run(keygate(dir.path()).args(["keys", "list"]));
+    let text = run(command(dir.path()).args(["keys", "list"]));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     for (line, state) in lines
@@ -186,7 +176,7 @@ fn keys_list_and_prune_follow_the_schedule() {
     assert!(lines[2].contains("\tprunable from "), "{text}");
 
     // --dry-run names the prunable key and deletes nothing.
-    let dry = run(keygate(dir.path()).args(["keys", "prune", "--dry-run", "--json"]));
+    let dry = run(command(dir.path()).args(["keys", "prune", "--dry-run", "--json"]));
     let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["pruned"].as_array().unwrap().len(), 1);
@@ -194,19 +184,19 @@ fn keys_list_and_prune_follow_the_schedule() {
     assert!(a.path.exists());
 
     // Only the key whose tokens have all expired goes; b's may still be live.
-    let text = run(keygate(dir.path()).args(["keys", "prune"]));
+    let text = run(command(dir.path()).args(["keys", "prune"]));
     assert!(
         text.contains(&format!("removed ES256 key {}", a.kid)),
         "{text}"
     );
     assert!(!a.path.exists());
     assert!(b.path.exists() && c.path.exists() && d.path.exists());
-    let text = run(keygate(dir.path()).args(["keys", "prune"]));
+    let text = run(command(dir.path()).args(["keys", "prune"]));
     assert!(text.starts_with("no prunable key"), "{text}");
 
     // With 60 s tokens, b's last token (signed by now - 400) expired by
     // now - 400 + 60 + 300: b goes, the signer and the pending key never do.
-    let text = run(keygate(dir.path())
+    let text = run(command(dir.path())
         .env("KEYGATE_TOKENS_ACCESS_TTL", "60")
         .args(["keys", "prune", "--json"]));
     let pruned: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -214,7 +204,7 @@ fn keys_list_and_prune_follow_the_schedule() {
     assert_eq!(pruned["pruned"].as_array().unwrap().len(), 1);
     assert_eq!(pruned["pruned"][0]["kid"], b.kid.as_str());
     assert!(!b.path.exists());
-    let text = run(keygate(dir.path())
+    let text = run(command(dir.path())
         .env("KEYGATE_TOKENS_ACCESS_TTL", "1")
         .args(["keys", "prune"]));
     assert!(text.starts_with("no prunable key"), "{text}");
@@ -224,39 +214,23 @@ fn keys_list_and_prune_follow_the_schedule() {
     );
 }
 
-async fn issue_at(http: &reqwest::Client, addr: &str) -> String {
-    let resp = http
-        .post(format!("http://{addr}/oauth/token"))
-        .basic_auth("svc", Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+async fn issue_at(http: &reqwest::Client, base: &str) -> String {
+    let resp = steps::post_form(
+        http,
+        &format!("{base}/oauth/token"),
+        Some(("svc", SECRET)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     kid(body["access_token"].as_str().unwrap())
 }
 
-async fn published_at(http: &reqwest::Client, addr: &str) -> usize {
-    let jwks: serde_json::Value = http
-        .get(format!("http://{addr}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn published_at(http: &reqwest::Client, base: &str) -> usize {
+    let jwks: serde_json::Value =
+        serde_json::from_str(&steps::page(http, base, "/.well-known/jwks.json").await).unwrap();
     jwks["keys"].as_array().unwrap().len()
-}
-
-/// Kills the server if the test fails before stopping it.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -270,21 +244,14 @@ fn serve_signs_with_its_first_key_at_once_and_sighup_publishes_a_new_one() {
         ),
     )
     .unwrap();
-    let (child, addr, _) = crate::cli::serve(
-        keygate(dir.path())
-            .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .arg("--config")
-            .arg(&config),
-    );
-    let server = Server(child);
+    let server = Keygate::serve(command(dir.path()).arg("--config").arg(&config));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let http = reqwest::Client::new();
-    let issue = || rt.block_on(issue_at(&http, &addr));
-    let published = || rt.block_on(published_at(&http, &addr));
+    let issue = || rt.block_on(issue_at(&http, &server.base));
+    let published = || rt.block_on(published_at(&http, &server.base));
     // A fresh install: the key created at start signs at once.
     let first = list(dir.path());
     assert_eq!(
@@ -293,16 +260,12 @@ fn serve_signs_with_its_first_key_at_once_and_sighup_publishes_a_new_one() {
     );
     assert_eq!(issue(), first[0]["kid"].as_str().unwrap());
 
-    let text = run(keygate(dir.path())
+    let text = run(command(dir.path())
         .arg("--config")
         .arg(&config)
         .args(["keys", "generate", "--alg", "ES256"]));
     assert!(text.contains("signs from "), "{text}");
-    std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(server.0.id().to_string())
-        .status()
-        .unwrap();
+    server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(15);
     while published() < 2 {
         assert!(
@@ -324,7 +287,7 @@ fn serve_signs_with_its_first_key_at_once_and_sighup_publishes_a_new_one() {
 #[test]
 fn activation_delay_shorter_than_the_jwks_cache_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = keygate(dir.path())
+    let out = command(dir.path())
         .env("KEYGATE_KEYS_ACTIVATION_DELAY_SECS", "60")
         .args(["keys", "list"])
         .output()

@@ -8,11 +8,10 @@ use base64::Engine;
 use keygate::tokens::jwt;
 use keygate::tokens::keys::{generate_into, Alg, KeySet};
 
-use crate::helpers::{hidden_value, location, params_of, pkce_pair, urlencode};
+use crate::helpers::{hidden_value, pkce_pair, REDIRECT};
 use crate::process::Keygate;
 use crate::redis_server::RedisServer;
-
-const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+use crate::steps;
 
 /// keygate on `store_url` at log `level`, with sign-up and registration open.
 fn start(dir: &std::path::Path, level: &str, initial_token: &str, store_url: &str) -> Keygate {
@@ -30,36 +29,28 @@ fn start(dir: &std::path::Path, level: &str, initial_token: &str, store_url: &st
 
 /// Runs every flow that handles a secret and returns the secrets it saw.
 async fn every_secret_flow(s: &Keygate, initial_token: &str) -> Vec<(&'static str, String)> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap();
+    let http = steps::api_client();
+    let browser = steps::browser();
+    let base = s.base.as_str();
     let mut secrets: Vec<(&'static str, String)> =
         vec![("initial access token", initial_token.into())];
 
     // RFC 7591 registration: client secret and registration access token.
-    let reg: serde_json::Value = http
-        .post(s.url("/oauth/register"))
-        .bearer_auth(initial_token)
-        .json(&serde_json::json!({
+    let reg = steps::register(
+        &http,
+        base,
+        initial_token,
+        &serde_json::json!({
             "client_name": "log test",
             "redirect_uris": [REDIRECT],
             "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
             "scope": "profile email api:read",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let id = reg["client_id"].as_str().unwrap().to_string();
     let secret = reg["client_secret"].as_str().unwrap().to_string();
+    let client = (id.as_str(), secret.as_str());
     let rat = reg["registration_access_token"]
         .as_str()
         .unwrap()
@@ -78,24 +69,20 @@ async fn every_secret_flow(s: &Keygate, initial_token: &str) -> Vec<(&'static st
     // A wrong secret (logged as an authentication failure, never itself).
     let wrong_secret = format!("wrong-{}", keygate::ids::random_token(16));
     secrets.push(("wrong client secret", wrong_secret.clone()));
-    let resp = http
-        .post(s.url("/oauth/token"))
-        .basic_auth(&id, Some(&wrong_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let token_url = s.url("/oauth/token");
+    let cc = [("grant_type", "client_credentials")];
+    let resp = steps::post_form(&http, &token_url, Some((&id, &wrong_secret)), &cc).await;
     assert_eq!(resp.status(), 401);
-    let cc: serde_json::Value = http
-        .post(s.url("/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "api:read")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cc: serde_json::Value = steps::post_form(
+        &http,
+        &token_url,
+        Some(client),
+        &[("grant_type", "client_credentials"), ("scope", "api:read")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     secrets.push((
         "client_credentials access token",
         cc["access_token"].as_str().unwrap().into(),
@@ -106,43 +93,13 @@ async fn every_secret_flow(s: &Keygate, initial_token: &str) -> Vec<(&'static st
     let wrong_password = format!("bad-{}", keygate::ids::random_token(12));
     secrets.push(("password", password.clone()));
     secrets.push(("wrong password", wrong_password.clone()));
-    let page = browser
-        .get(s.url("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = hidden_value(&page, "csrf_token");
-    let resp = browser
-        .post(s.url("/signup"))
-        .form(&[
-            ("username", "logtest"),
-            ("password", password.as_str()),
-            ("csrf_token", csrf.as_str()),
-            ("return_to", "/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::sign_up(&browser, base, "logtest", &password).await;
     assert_eq!(resp.status(), 303, "sign-up");
     for c in resp.cookies() {
         secrets.push(("cookie", c.value().to_string()));
     }
-    let other = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let page = other
-        .get(s.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let other = steps::browser();
+    let page = steps::page(&other, base, "/login").await;
     let csrf = hidden_value(&page, "csrf_token");
     let resp = other
         .post(s.url("/login"))
@@ -160,126 +117,66 @@ async fn every_secret_flow(s: &Keygate, initial_token: &str) -> Vec<(&'static st
     let (verifier, challenge) = pkce_pair();
     secrets.push(("code verifier", verifier.clone()));
     let path = format!(
-        "/oauth/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=profile+email&state=st&code_challenge={challenge}&code_challenge_method=S256",
-        urlencode(REDIRECT)
+        "/oauth/authorize?{}",
+        steps::code_query(&id, "profile email", &challenge)
     );
-    let page = browser
-        .get(s.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = hidden_value(&page, "csrf_token");
+    let csrf = steps::consent_page(&browser, base, &path).await;
     secrets.push(("csrf token", csrf.clone()));
-    let resp = browser
-        .post(s.url(&path))
-        .form(&[("csrf_token", csrf.as_str()), ("decision", "allow")])
-        .send()
-        .await
-        .unwrap();
-    let code = params_of(&location(&resp), false)["code"].clone();
+    let code = steps::code_of(&steps::decide(&browser, base, &path, &csrf, "allow").await);
     secrets.push(("authorization code", code.clone()));
-    let redeem = || {
-        http.post(s.url("/oauth/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", verifier.as_str()),
-            ])
-            .send()
-    };
-    let tokens: serde_json::Value = redeem().await.unwrap().json().await.unwrap();
+    let (h, c, v) = (&http, code.as_str(), verifier.as_str());
+    let redeem = move || steps::redeem(h, base, Some(client), &[], c, v);
+    let tokens = steps::ok_json(redeem().await).await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
     secrets.push(("user access token", access.clone()));
     secrets.push(("refresh token", refresh.clone()));
-    assert_eq!(redeem().await.unwrap().status(), 400, "code replay");
+    assert_eq!(redeem().await.status(), 400, "code replay");
 
-    let resp = http
-        .get(s.url("/api/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::me(&http, base, &access).await;
     assert_eq!(
         resp.status(),
         401,
         "the code replay revoked the access token"
     );
-    let refresh_once = |token: String| {
-        http.post(s.url("/oauth/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token.as_str()),
-            ])
-            .send()
-    };
     // The replay revoked the family as well: use a fresh code for refresh.
     let (verifier2, challenge2) = pkce_pair();
     let path2 = path.replace(&challenge, &challenge2);
-    let resp = browser
-        .post(s.url(&path2))
-        .form(&[("csrf_token", csrf.as_str()), ("decision", "allow")])
-        .send()
-        .await
-        .unwrap();
-    let code2 = params_of(&location(&resp), false)["code"].clone();
+    let code2 = steps::code_of(&steps::decide(&browser, base, &path2, &csrf, "allow").await);
     secrets.push(("second authorization code", code2.clone()));
-    let t2: serde_json::Value = http
-        .post(s.url("/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code2.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier2.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t2 =
+        steps::ok_json(steps::redeem(&http, base, Some(client), &[], &code2, &verifier2).await)
+            .await;
     let r1 = t2["refresh_token"].as_str().unwrap().to_string();
     secrets.push(("second refresh token", r1.clone()));
     secrets.push((
         "second access token",
         t2["access_token"].as_str().unwrap().into(),
     ));
-    let t3: serde_json::Value = refresh_once(r1.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t3 = steps::ok_json(steps::refresh(&http, base, client, &r1).await).await;
     let r2 = t3["refresh_token"].as_str().unwrap().to_string();
     let a3 = t3["access_token"].as_str().unwrap().to_string();
     secrets.push(("rotated refresh token", r2.clone()));
     secrets.push(("refreshed access token", a3.clone()));
     // Introspection and revocation of the live tokens.
-    let resp = http
-        .post(s.url("/oauth/introspect"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", a3.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::post_form(
+        &http,
+        &s.url("/oauth/introspect"),
+        Some(client),
+        &[("token", a3.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
-    let resp = http
-        .post(s.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", r2.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = steps::post_form(
+        &http,
+        &s.url("/oauth/revoke"),
+        Some(client),
+        &[("token", r2.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     // Reuse of a rotated token (family revocation is logged).
-    let _ = refresh_once(r1).await.unwrap();
+    let _ = steps::refresh(&http, base, client, &r1).await;
     secrets
 }
 

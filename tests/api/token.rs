@@ -4,7 +4,7 @@
 use keygate::tokens::keys::Alg;
 
 use crate::helpers::{
-    assert_oauth_error, spawn_app, spawn_app_with, verify_like_a_gateway, Backend, BACKENDS,
+    assert_oauth_error, per_backend, spawn_app, spawn_app_with, verify_like_a_gateway, Backend,
     ISSUER, SECRET,
 };
 
@@ -22,64 +22,62 @@ async fn issued(resp: reqwest::Response) -> serde_json::Value {
     body
 }
 
-#[tokio::test]
-async fn client_credentials_with_basic_and_post_on_both_stores() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        // client_secret_basic, default scope = everything registered
-        let body = issued(
-            app.post_token(
-                Some(("basic-client", SECRET)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await,
+per_backend!(client_credentials_with_basic_and_post_on_both_stores);
+async fn client_credentials_with_basic_and_post_on_both_stores(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // client_secret_basic, default scope = everything registered
+    let body = issued(
+        app.post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
         )
-        .await;
-        assert_eq!(body["scope"], "api:read api:write");
-        let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
-        assert_eq!(claims["iss"], ISSUER);
-        assert_eq!(claims["aud"], ISSUER);
-        assert_eq!(claims["sub"], "basic-client");
-        assert_eq!(claims["client_id"], "basic-client");
-        assert_eq!(claims["scope"], "api:read api:write");
-        assert_eq!(
-            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-            900
-        );
-        assert_eq!(claims["nbf"], claims["iat"]);
-        assert!(claims["jti"].as_str().unwrap().len() >= 16);
+        .await,
+    )
+    .await;
+    assert_eq!(body["scope"], "api:read api:write");
+    let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["aud"], ISSUER);
+    assert_eq!(claims["sub"], "basic-client");
+    assert_eq!(claims["client_id"], "basic-client");
+    assert_eq!(claims["scope"], "api:read api:write");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+    assert_eq!(claims["nbf"], claims["iat"]);
+    assert!(claims["jti"].as_str().unwrap().len() >= 16);
 
-        // client_secret_post with a narrower scope
-        let body = issued(
-            app.post_token(
-                None,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", "post-client"),
-                    ("client_secret", SECRET),
-                    ("scope", "api:read"),
-                ],
-            )
-            .await,
+    // client_secret_post with a narrower scope
+    let body = issued(
+        app.post_token(
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "post-client"),
+                ("client_secret", SECRET),
+                ("scope", "api:read"),
+            ],
         )
-        .await;
-        assert_eq!(body["scope"], "api:read");
-        let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
-        assert_eq!(claims["sub"], "post-client");
+        .await,
+    )
+    .await;
+    assert_eq!(body["scope"], "api:read");
+    let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], "post-client");
 
-        // a client registered in the store (not the config file)
-        let (id, secret) = app.stored_client.clone();
-        let body = issued(
-            app.post_token(
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await,
+    // a client registered in the store (not the config file)
+    let (id, secret) = app.stored_client.clone();
+    let body = issued(
+        app.post_token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
         )
-        .await;
-        let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
-        assert_eq!(claims["client_id"], id.as_str(), "{backend:?}");
-    }
+        .await,
+    )
+    .await;
+    let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["client_id"], id.as_str(), "{backend:?}");
 }
 
 #[tokio::test]
@@ -123,134 +121,131 @@ async fn es256_and_eddsa_work_end_to_end() {
     }
 }
 
-#[tokio::test]
-async fn rfc6749_errors_are_exact() {
-    for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let cc = ("grant_type", "client_credentials");
+per_backend!(rfc6749_errors_are_exact);
+async fn rfc6749_errors_are_exact(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cc = ("grant_type", "client_credentials");
 
-        // invalid_request: missing grant_type
-        assert_oauth_error(
-            app.post_token(Some(("basic-client", SECRET)), &[]).await,
-            400,
-            "invalid_request",
+    // invalid_request: missing grant_type
+    assert_oauth_error(
+        app.post_token(Some(("basic-client", SECRET)), &[]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    // invalid_request: duplicated parameter
+    assert_oauth_error(
+        app.post_token(
+            Some(("basic-client", SECRET)),
+            &[cc, ("scope", "api:read"), ("scope", "api:write")],
         )
-        .await;
-        // invalid_request: duplicated parameter
-        assert_oauth_error(
-            app.post_token(
-                Some(("basic-client", SECRET)),
-                &[cc, ("scope", "api:read"), ("scope", "api:write")],
-            )
-            .await,
-            400,
-            "invalid_request",
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    // invalid_request: JSON body
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("basic-client", Some(SECRET))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(resp, 400, "invalid_request").await;
+    // invalid_request: no content type at all
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(resp, 400, "invalid_request").await;
+    // invalid_request: two authentication methods at once
+    assert_oauth_error(
+        app.post_token(
+            Some(("basic-client", SECRET)),
+            &[cc, ("client_id", "basic-client"), ("client_secret", SECRET)],
         )
-        .await;
-        // invalid_request: JSON body
-        let resp = app
-            .http
-            .post(app.url("/oauth/token"))
-            .basic_auth("basic-client", Some(SECRET))
-            .json(&serde_json::json!({"grant_type": "client_credentials"}))
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(resp, 400, "invalid_request").await;
-        // invalid_request: no content type at all
-        let resp = app
-            .http
-            .post(app.url("/oauth/token"))
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(resp, 400, "invalid_request").await;
-        // invalid_request: two authentication methods at once
-        assert_oauth_error(
-            app.post_token(
-                Some(("basic-client", SECRET)),
-                &[cc, ("client_id", "basic-client"), ("client_secret", SECRET)],
-            )
-            .await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
 
-        // invalid_client: none, wrong secret (Basic and post), unknown client, wrong method
-        for (basic, form) in [
-            (None, vec![cc]),
-            (Some(("basic-client", "wrong")), vec![cc]),
-            (Some(("nobody", SECRET)), vec![cc]),
-            (
-                None,
-                vec![cc, ("client_id", "post-client"), ("client_secret", "wrong")],
-            ),
-            (
-                None,
-                vec![cc, ("client_id", "basic-client"), ("client_secret", SECRET)],
-            ),
-            (Some(("post-client", SECRET)), vec![cc]),
-        ] {
-            let h =
-                assert_oauth_error(app.post_token(basic, &form).await, 401, "invalid_client").await;
-            assert!(
-                h.get("www-authenticate")
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .starts_with("Basic"),
-                "RFC 6749 §5.2"
-            );
-        }
-        // invalid_client: an Authorization header that is not Basic
-        let resp = app
-            .http
-            .post(app.url("/oauth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("authorization", "Bearer abc")
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(resp, 401, "invalid_client").await;
+    // invalid_client: none, wrong secret (Basic and post), unknown client, wrong method
+    for (basic, form) in [
+        (None, vec![cc]),
+        (Some(("basic-client", "wrong")), vec![cc]),
+        (Some(("nobody", SECRET)), vec![cc]),
+        (
+            None,
+            vec![cc, ("client_id", "post-client"), ("client_secret", "wrong")],
+        ),
+        (
+            None,
+            vec![cc, ("client_id", "basic-client"), ("client_secret", SECRET)],
+        ),
+        (Some(("post-client", SECRET)), vec![cc]),
+    ] {
+        let h = assert_oauth_error(app.post_token(basic, &form).await, 401, "invalid_client").await;
+        assert!(
+            h.get("www-authenticate")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Basic"),
+            "RFC 6749 §5.2"
+        );
+    }
+    // invalid_client: an Authorization header that is not Basic
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", "Bearer abc")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(resp, 401, "invalid_client").await;
 
-        // unauthorized_client: confidential client not registered for client_credentials
+    // unauthorized_client: confidential client not registered for client_credentials
+    assert_oauth_error(
+        app.post_token(Some(("code-client", SECRET)), &[cc]).await,
+        400,
+        "unauthorized_client",
+    )
+    .await;
+    // unsupported_grant_type
+    for g in ["password", "urn:example:nope", "implicit"] {
         assert_oauth_error(
-            app.post_token(Some(("code-client", SECRET)), &[cc]).await,
-            400,
-            "unauthorized_client",
-        )
-        .await;
-        // unsupported_grant_type
-        for g in ["password", "urn:example:nope", "implicit"] {
-            assert_oauth_error(
-                app.post_token(Some(("basic-client", SECRET)), &[("grant_type", g)])
-                    .await,
-                400,
-                "unsupported_grant_type",
-            )
-            .await;
-        }
-        // invalid_scope: beyond the registration, unknown, malformed
-        for scope in ["api:read profile", "admin", "api:read \"x"] {
-            assert_oauth_error(
-                app.post_token(
-                    None,
-                    &[
-                        cc,
-                        ("client_id", "post-client"),
-                        ("client_secret", SECRET),
-                        ("scope", scope),
-                    ],
-                )
+            app.post_token(Some(("basic-client", SECRET)), &[("grant_type", g)])
                 .await,
-                400,
-                "invalid_scope",
+            400,
+            "unsupported_grant_type",
+        )
+        .await;
+    }
+    // invalid_scope: beyond the registration, unknown, malformed
+    for scope in ["api:read profile", "admin", "api:read \"x"] {
+        assert_oauth_error(
+            app.post_token(
+                None,
+                &[
+                    cc,
+                    ("client_id", "post-client"),
+                    ("client_secret", SECRET),
+                    ("scope", scope),
+                ],
             )
-            .await;
-        }
+            .await,
+            400,
+            "invalid_scope",
+        )
+        .await;
     }
 }
 
@@ -393,25 +388,12 @@ async fn store_outage_is_503_and_recovers() {
     app.redis.as_mut().unwrap().start_again();
     // the stored client's data died with the (non-persistent) server; recovery means
     // the store answers again without a keygate restart.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        if app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "keygate did not recover after Redis came back"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    crate::steps::wait_ready(
+        &app.http,
+        &app.addr,
+        "keygate did not recover after Redis came back",
+    )
+    .await;
     let resp = app
         .post_token(
             Some((&id, &secret)),

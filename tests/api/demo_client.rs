@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use keygate::config::ConfigClient;
 use keygate::tokens::keys::Alg;
 
-use crate::browser::Browser;
+use crate::chromium::Browser;
 use crate::helpers::{
-    location, params_of, spawn_app_with, Backend, TestApp, BACKENDS, ISSUER, PASSWORD, SECRET, USER,
+    location, params_of, per_backend, spawn_app_with, Backend, TestApp, ISSUER, PASSWORD, SECRET,
+    USER,
 };
 
 const CLIENT_ID: &str = "demo-under-test";
@@ -183,96 +184,91 @@ async fn shown_jti(browser: &Browser) -> String {
     claims["jti"].as_str().expect("jti claim").to_string()
 }
 
-#[tokio::test]
-async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out() {
-    for backend in BACKENDS {
-        let (app, demo) = start(backend).await;
-        let browser = Browser::start().await;
-        browser.goto(&demo.url("/")).await;
-        browser.click("#sign-in").await;
-        browser.wait_for_url(|u| u.path() == "/login", STEP).await;
-        browser.fill("#username", USER).await;
-        browser.fill("#password", PASSWORD).await;
-        browser
-            .click("form[action='/login'] button[type=submit]")
-            .await;
-        browser
-            .wait_for_url(|u| u.path() == "/oauth/authorize", STEP)
-            .await;
-        assert!(browser
-            .page_source()
-            .await
-            .contains("Demo client under test"));
-        browser.click("#allow").await;
-        browser
-            .wait_for_url(|u| u.as_str() == demo.url("/"), STEP)
-            .await;
+per_backend!(chromium_signs_in_through_the_demo_client_refreshes_and_logs_out);
+async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backend: Backend) {
+    let (app, demo) = start(backend).await;
+    let browser = Browser::start().await;
+    browser.goto(&demo.url("/")).await;
+    browser.click("#sign-in").await;
+    browser.wait_for_url(|u| u.path() == "/login", STEP).await;
+    browser.fill("#username", USER).await;
+    browser.fill("#password", PASSWORD).await;
+    browser
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    browser
+        .wait_for_url(|u| u.path() == "/oauth/authorize", STEP)
+        .await;
+    assert!(browser
+        .page_source()
+        .await
+        .contains("Demo client under test"));
+    browser.click("#allow").await;
+    browser
+        .wait_for_url(|u| u.as_str() == demo.url("/"), STEP)
+        .await;
 
-        // The profile from /api/me and the verified claims.
-        assert_eq!(browser.text("#username").await, USER, "{backend:?}");
-        let profile: serde_json::Value =
-            serde_json::from_str(&browser.text("#profile").await).unwrap();
-        assert_eq!(profile["username"], USER);
-        assert_eq!(profile["email"], "alice@example.com");
-        let verified = browser.text("#verified").await;
-        assert!(verified.contains("verified"), "{verified}");
-        let expires_in: i64 = browser.text("#expires-in").await.parse().unwrap();
-        assert!(
-            (1..=app.state.cfg.tokens.access_ttl.as_secs() as i64).contains(&expires_in),
-            "{expires_in}"
-        );
-        let claims: serde_json::Value =
-            serde_json::from_str(&browser.text("#claims").await).unwrap();
-        assert_eq!(claims["iss"], ISSUER);
-        assert_eq!(claims["client_id"], CLIENT_ID);
-        let header: serde_json::Value =
-            serde_json::from_str(&browser.text("#header").await).unwrap();
-        assert_eq!(header["typ"], "at+jwt");
-        let first_jti = shown_jti(&browser).await;
-        assert_eq!(
-            app.state.store.scan_prefix("kg:fam:").await.unwrap().len(),
-            1,
-            "one live refresh family"
-        );
+    // The profile from /api/me and the verified claims.
+    assert_eq!(browser.text("#username").await, USER, "{backend:?}");
+    let profile: serde_json::Value = serde_json::from_str(&browser.text("#profile").await).unwrap();
+    assert_eq!(profile["username"], USER);
+    assert_eq!(profile["email"], "alice@example.com");
+    let verified = browser.text("#verified").await;
+    assert!(verified.contains("verified"), "{verified}");
+    let expires_in: i64 = browser.text("#expires-in").await.parse().unwrap();
+    assert!(
+        (1..=app.state.cfg.tokens.access_ttl.as_secs() as i64).contains(&expires_in),
+        "{expires_in}"
+    );
+    let claims: serde_json::Value = serde_json::from_str(&browser.text("#claims").await).unwrap();
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["client_id"], CLIENT_ID);
+    let header: serde_json::Value = serde_json::from_str(&browser.text("#header").await).unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    let first_jti = shown_jti(&browser).await;
+    assert_eq!(
+        app.state.store.scan_prefix("kg:fam:").await.unwrap().len(),
+        1,
+        "one live refresh family"
+    );
 
-        // Refresh: a new access token (rotation keeps one family).
-        browser.click("#refresh").await;
-        let deadline = Instant::now() + STEP;
-        loop {
-            let page = browser.page_source().await;
-            if page.contains("id=\"claims\"") && !page.contains(&first_jti) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no new token after refresh; page:\n{page}\nlog:\n{}",
-                demo.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let second_jti = shown_jti(&browser).await;
-        assert_ne!(first_jti, second_jti, "refresh shows a new access token");
-        assert_eq!(browser.text("#username").await, USER);
-
-        // Log out: the refresh token (its family) is revoked at keygate.
-        browser.click("#logout").await;
-        let deadline = Instant::now() + STEP;
-        while !browser.page_source().await.contains("id=\"sign-in\"") {
-            assert!(Instant::now() < deadline, "no sign-in link after logout");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    // Refresh: a new access token (rotation keeps one family).
+    browser.click("#refresh").await;
+    let deadline = Instant::now() + STEP;
+    loop {
+        let page = browser.page_source().await;
+        if page.contains("id=\"claims\"") && !page.contains(&first_jti) {
+            break;
         }
         assert!(
-            app.state
-                .store
-                .scan_prefix("kg:fam:")
-                .await
-                .unwrap()
-                .is_empty(),
-            "logout revoked the refresh token family ({backend:?})"
+            Instant::now() < deadline,
+            "no new token after refresh; page:\n{page}\nlog:\n{}",
+            demo.log()
         );
-        browser.close().await;
-        drop(demo);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let second_jti = shown_jti(&browser).await;
+    assert_ne!(first_jti, second_jti, "refresh shows a new access token");
+    assert_eq!(browser.text("#username").await, USER);
+
+    // Log out: the refresh token (its family) is revoked at keygate.
+    browser.click("#logout").await;
+    let deadline = Instant::now() + STEP;
+    while !browser.page_source().await.contains("id=\"sign-in\"") {
+        assert!(Instant::now() < deadline, "no sign-in link after logout");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        app.state
+            .store
+            .scan_prefix("kg:fam:")
+            .await
+            .unwrap()
+            .is_empty(),
+        "logout revoked the refresh token family ({backend:?})"
+    );
+    browser.close().await;
+    drop(demo);
 }
 
 /// `GET /login` on the demo: checks the session cookie, returns the
