@@ -12,7 +12,6 @@ pub mod registration;
 pub mod responses;
 pub mod routes;
 
-
 use poem::{Endpoint, EndpointExt, Middleware};
 use poem_openapi::OpenApiService;
 

@@ -24,10 +24,10 @@ use poem::{Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBod
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::http::errors::{self, PageErrorParts};
 use crate::flows::clients::ClientError;
 use crate::flows::users;
 use crate::flows::FlowError;
+use crate::http::errors::{self, PageErrorParts};
 use crate::state::AppState;
 use crate::store::repos::{Session, User};
 
