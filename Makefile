@@ -63,9 +63,35 @@ openapi: ## Regenerate the committed OpenAPI copies in openapi/
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check + clippy (warnings are errors)
+lint: ## rustfmt check, clippy (warnings are errors), the core alone (no `server` feature), make deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
+	$(MAKE) --no-print-directory deny
+
+# cargo-deny, pinned: deny.toml is read by this version.
+DENY_VERSION ?= 0.20.2
+# Where cargo-deny looks for the RustSec advisory database (deny.toml `db-path`).
+ADVISORY_DBS ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/advisory-dbs
+
+deny-tool: ## Install the pinned cargo-deny (DENY_VERSION) with cargo install when missing
+	@cargo-deny --version 2>/dev/null | grep -qx 'cargo-deny $(DENY_VERSION)' || { \
+	  echo "installing cargo-deny $(DENY_VERSION) (cargo install)"; \
+	  $(CARGO) install --locked cargo-deny --version $(DENY_VERSION); }
+
+# --hide-inclusion-graph: duplicate versions are warnings (deny.toml); run
+# `cargo deny check bans` to see which crates pull each one in.
+deny: deny-tool ## cargo deny (deny.toml): licences, banned and duplicate crates, sources (crates.io only)
+	$(CARGO) deny check --hide-inclusion-graph bans licenses sources
+
+audit: deny-tool ## cargo deny advisories against a local RustSec database (never fetched here)
+	@ls -d $(ADVISORY_DBS)/advisory-db-*/.git >/dev/null 2>&1 || { \
+	  echo "make audit: no RustSec advisory database in $(ADVISORY_DBS)." >&2; \
+	  echo "  make audit never fetches it (the project's machines cannot reach its git host). Where" >&2; \
+	  echo "  that host is reachable, 'cargo deny fetch db' clones it: copy the advisory-db-* directory" >&2; \
+	  echo "  it made to $(ADVISORY_DBS)/ here (at most 90 days old) and run make audit again." >&2; \
+	  exit 1; }
+	$(CARGO) deny --offline check advisories
 
 keys: ## Generate a new RS256 signing key in keys/ (ALG=ES256|EdDSA for others)
 	$(CARGO) run --release -- --config $(CONFIG) keys generate --alg $(or $(ALG),RS256)
@@ -83,6 +109,9 @@ bench: ## Benchmark (release, a few minutes): endpoints vs the raw signing rate,
 	target/release/examples/bench run $(BENCH_ARGS)
 
 FUZZ_SECS ?= 60
+# The pkce target needs only the pure core, so `make fuzz` builds it without
+# keygate's `server` feature (--no-default-features; see fuzz/Cargo.toml).
+FUZZ_OPTS = -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 -print_final_stats=1
 SCHEMATHESIS_SECS ?= 120
 
 fuzz: ## Bounded fuzzing: each cargo-fuzz target for FUZZ_SECS, then schemathesis against openapi/ for SCHEMATHESIS_SECS
@@ -91,9 +120,10 @@ fuzz: ## Bounded fuzzing: each cargo-fuzz target for FUZZ_SECS, then schemathesi
 	  echo "installing schemathesis (pip)"; \
 	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore schemathesis; }
 	cd fuzz && $(CARGO) fuzz build -s none
-	cd fuzz && for t in token_request pkce jwt_verify; do \
-	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	cd fuzz && for t in token_request jwt_verify; do \
+	  $(CARGO) fuzz run -s none $$t -- $(FUZZ_OPTS) || exit 1; \
 	done
+	cd fuzz && $(CARGO) fuzz run -s none --no-default-features pkce -- $(FUZZ_OPTS)
 	$(CARGO) build --release --bin keygate
 	scripts/schemathesis.sh $(SCHEMATHESIS_SECS)
 
@@ -102,4 +132,4 @@ redis: ## Run a foreground redis-server for manual testing (no persistence)
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo test test-deps openapi-validate openapi fmt lint keys bench fuzz redis ci
+.PHONY: help run demo test test-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci

@@ -165,9 +165,6 @@ impl KvStore for InstrumentedStore {
     ) -> Result<(), StoreError> {
         self.count("put", self.inner.put(key, val, ttl).await)
     }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.count("take", self.inner.take(key).await)
-    }
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.count("delete", self.inner.delete(key).await)
     }

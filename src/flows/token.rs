@@ -4,17 +4,23 @@
 //! Store round trips: `client_credentials` 0–1 (the client lookup; none for
 //! config-file clients); `authorization_code` and `refresh_token` 2: one read
 //! of the client and the code or refresh token together (`MGET`), and one
-//! atomic swap. A retry of a just-rotated refresh token (the grace window,
-//! [`crate::oauth::grace`]) may take up to 2 more reads; the normal path never does.
+//! atomic swap. A retry of a just-rotated refresh token (the grace window)
+//! may take up to 2 more reads; the normal path never does.
+//!
+//! The rules, including who may retry within the grace window and what the
+//! retry answers, are in [`crate::oauth::token`]; this module only loads,
+//! persists, logs and signs around them. It never calls the seal crypto
+//! ([`crate::oauth::grace`]) for a decision, only to seal at rotation.
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
-use crate::oauth::grace::{self, GraceContents, GraceSeal};
+use crate::oauth::grace::{self, GraceSeal};
 use crate::oauth::token::{
-    client_credentials, granted_scope, redeem_code, redeem_refresh, require_grant, required,
-    AccessClaims, CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
+    client_credentials, grace_claims, grace_contents, grace_retry, granted_scope, redeem_code,
+    redeem_refresh, require_grant, required, successor_is_live, AccessClaims, CodeRecord, Grant,
+    Issuance, RedeemError, RefreshRecord, TokenParams,
 };
 use crate::oauth::types::{Client, GrantType};
 use crate::oauth::OAuthError;
@@ -336,14 +342,7 @@ fn seal_grace(
     next_token: &str,
     claims: &AccessClaims,
 ) -> Option<GraceSeal> {
-    let contents = GraceContents {
-        refresh_token: next_token.to_string(),
-        jti: claims.jti.clone(),
-        iat: claims.iat,
-        exp: claims.exp,
-        scope: claims.scope.clone(),
-    };
-    grace::seal(old_token, family, now, &contents)
+    grace::seal(old_token, family, now, &grace_contents(next_token, claims))
         .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
         .ok()
 }
@@ -361,31 +360,21 @@ async fn grace_retry_or_revoke(
 ) -> Result<Issued, FlowError> {
     let now = state.clock.now();
     let window = state.cfg.tokens.refresh_grace.as_secs();
-    let Some(c) = grace::retry(params, rec, client, token, now, window) else {
+    let Some(c) = grace_retry(params, rec, client, token, now, window) else {
         return Err(refresh_replayed(state, rec).await);
     };
     let (successor, family_alive) = state
         .repos
         .refresh_and_family(&c.refresh_token, &rec.family)
         .await?;
-    if !grace::successor_is_live(successor.as_ref(), &rec.family, family_alive, now) {
+    if !successor_is_live(successor.as_ref(), &rec.family, family_alive, now) {
         return Err(refresh_replayed(state, rec).await);
     }
     tracing::info!(event = "refresh_grace_retry", client_id = %rec.client_id, "rotated refresh token retried within the grace window: same successor pair");
     // The same claims: RS256 and EdDSA signatures are deterministic, so the
     // access token is byte-identical (with an unchanged signing key); ES256
     // signs the same claims with a fresh signature.
-    let claims = AccessClaims {
-        iss: state.cfg.issuer.clone(),
-        sub: rec.sub.clone(),
-        aud: state.cfg.audience.clone(),
-        exp: c.exp,
-        iat: c.iat,
-        nbf: c.iat,
-        jti: c.jti,
-        client_id: rec.client_id.clone(),
-        scope: c.scope,
-    };
+    let claims = grace_claims(&state.cfg.issuer, &state.cfg.audience, rec, &c);
     let mut issued = sign(state, claims, Some(c.refresh_token))?;
     issued.expires_in = u64::try_from(c.exp - now).unwrap_or(0);
     Ok(issued)

@@ -243,10 +243,14 @@ pub struct Api;
 impl Api {
     /// Token endpoint (RFC 6749 §3.2).
     ///
-    /// Grants: `client_credentials` (RFC 6749 §4.4). Authenticate with HTTP Basic
-    /// (`client_secret_basic`) or with `client_id` and `client_secret` in the
-    /// body (`client_secret_post`), as the client is registered. Returns an
-    /// RFC 9068 JWT access token; errors follow RFC 6749 §5.2.
+    /// Grants: `authorization_code` (RFC 6749 §4.1.3; PKCE, RFC 7636),
+    /// `refresh_token` (RFC 6749 §6; rotated on every use), `client_credentials`
+    /// (RFC 6749 §4.4) and, under the legacy profile only, `password` (RFC 6749
+    /// §4.3). Authenticate with HTTP Basic (`client_secret_basic`) or with
+    /// `client_id` and `client_secret` in the body (`client_secret_post`), as the
+    /// client is registered; a public client sends only `client_id`. Returns an
+    /// RFC 9068 JWT access token, and a refresh token when the client is
+    /// registered for them; errors follow RFC 6749 §5.2.
     #[oai(path = "/oauth/token", method = "post", tag = "ApiTags::OAuth")]
     async fn token(
         &self,

@@ -1,6 +1,5 @@
-//! Refresh token grace window: a retry of a just-rotated refresh token by the
-//! same client gets the same successor pair back instead of revoking the family
-//! (clients with several tabs, retries after a lost response).
+//! Refresh token grace window, the crypto half: sealing and opening the
+//! successor pair that a retry of a just-rotated refresh token gets back.
 //!
 //! The successor refresh token must never be stored in clear, so at rotation the
 //! successor and the access token's claims are sealed with AES-256-GCM under a
@@ -9,6 +8,12 @@
 //! the store holds the token's SHA-256, from which the HKDF key cannot be derived.
 //! The rotation time and the family id are authenticated as additional data, so
 //! the window cannot be stretched by editing the record.
+//!
+//! Who may retry within the window and what the retry answers (RFC 9700
+//! §4.14.2) is the token rules' business: [`super::token::grace_retry`], beside
+//! `redeem_refresh`. The dependency runs one way: `token` uses this module (the
+//! seal kept in its `RefreshRecord`, [`open`] in the retry check); this module
+//! must not import `token` or any other token rule, nor `types`.
 //!
 //! Pure: no store, no clock; only ring's AEAD, HKDF and random nonces.
 
@@ -19,15 +24,12 @@ use ring::hkdf::{Salt, HKDF_SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use super::token::{RefreshRecord, TokenParams};
-use super::types::{Client, ScopeSet};
-
 /// HKDF salt (fixed: the input key material, a 256-bit random token, is already uniform).
 const SALT: &[u8] = b"keygate refresh grace salt v1";
 /// HKDF info and the prefix of the additional authenticated data.
 const INFO: &[u8] = b"keygate refresh grace v1";
 
-/// The seal kept in a rotated [`RefreshRecord`]: the ciphertext of
+/// The seal kept in a rotated refresh record: the ciphertext of
 /// [`GraceContents`], its random nonce and the (authenticated) rotation time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraceSeal {
@@ -124,52 +126,9 @@ pub fn open(old_token: &str, family: &str, seal: &GraceSeal) -> Result<GraceCont
     serde_json::from_slice(plain).map_err(|_| GraceError)
 }
 
-/// Whether a replay of the rotated `stored` token (presented as `token` by
-/// `client`) is a grace retry, and if so what it gets back. All must hold:
-/// the window is on and `now` lies in `[rotated_at, rotated_at + window)`, the
-/// token was issued to this client, the seal opens with this token, and the
-/// request asks for the same scope as the one answered. Anything else is reuse
-/// (RFC 9700 §4.14.2). The caller still checks that the successor is live
-/// ([`successor_is_live`]).
-pub fn retry(
-    params: &TokenParams,
-    stored: &RefreshRecord,
-    client: &Client,
-    token: &str,
-    now: i64,
-    window: u64,
-) -> Option<GraceContents> {
-    let seal = stored.grace.as_ref()?;
-    let in_window = window > 0
-        && now >= seal.rotated_at
-        && now < seal.rotated_at.saturating_add(i64::try_from(window).ok()?);
-    if !stored.rotated || !in_window || stored.client_id != client.client_id {
-        return None;
-    }
-    let contents = open(token, &stored.family, seal).ok()?;
-    let requested = match params.scope.as_deref() {
-        None => stored.scope.to_string(),
-        Some(raw) => ScopeSet::parse(raw).ok()?.to_string(),
-    };
-    (requested == contents.scope).then_some(contents)
-}
-
-/// The successor may be handed out again only while it is unused (not
-/// rotated), unexpired and of the same family, and that family is alive.
-pub fn successor_is_live(
-    successor: Option<&RefreshRecord>,
-    family: &str,
-    family_alive: bool,
-    now: i64,
-) -> bool {
-    family_alive
-        && successor.is_some_and(|s| !s.rotated && s.family == family && now < s.expires_at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::{AuthMethod, GrantType};
 
     const OLD: &str = "old-refresh-token-0123456789abcdefghijklmnopq";
 
@@ -181,36 +140,6 @@ mod tests {
             exp: 1900,
             scope: "email profile".into(),
         }
-    }
-
-    fn client() -> Client {
-        Client {
-            client_id: "web".into(),
-            client_name: "Web".into(),
-            secret_sha256: Some([0; 32]),
-            auth_method: AuthMethod::ClientSecretBasic,
-            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-            redirect_uris: vec![],
-            scope: ScopeSet::parse("email profile").unwrap(),
-            created_at: 0,
-            ..Default::default()
-        }
-    }
-
-    fn rotated(seal: GraceSeal) -> RefreshRecord {
-        RefreshRecord {
-            family: "fam".into(),
-            client_id: "web".into(),
-            sub: "u1".into(),
-            scope: ScopeSet::parse("profile email").unwrap(),
-            expires_at: 5000,
-            rotated: true,
-            grace: Some(seal),
-        }
-    }
-
-    fn params(pairs: &[(&str, &str)]) -> TokenParams {
-        TokenParams::from_pairs(pairs.iter().copied()).unwrap()
     }
 
     #[test]
@@ -268,51 +197,5 @@ mod tests {
         ] {
             assert_eq!(open(OLD, "fam", &bad), Err(GraceError));
         }
-    }
-
-    #[test]
-    fn retry_rules() {
-        let rec = rotated(seal(OLD, "fam", 1000, &contents()).unwrap());
-        let c = client();
-        let p = params(&[]);
-        assert_eq!(retry(&p, &rec, &c, OLD, 1000, 5), Some(contents()));
-        assert_eq!(retry(&p, &rec, &c, OLD, 1004, 5), Some(contents()));
-        assert_eq!(
-            retry(&p, &rec, &c, OLD, 1005, 5),
-            None,
-            "window is [t, t+5)"
-        );
-        assert_eq!(retry(&p, &rec, &c, OLD, 999, 5), None, "before rotation");
-        assert_eq!(retry(&p, &rec, &c, OLD, 1000, 0), None, "disabled");
-        assert_eq!(retry(&p, &rec, &c, "x", 1000, 5), None, "wrong token");
-        let mut other = client();
-        other.client_id = "other".into();
-        assert_eq!(retry(&p, &rec, &other, OLD, 1000, 5), None);
-        // the same scope, spelled in another order, is the same request
-        let same = params(&[("scope", "profile email")]);
-        assert_eq!(retry(&same, &rec, &c, OLD, 1000, 5), Some(contents()));
-        let narrower = params(&[("scope", "profile")]);
-        assert_eq!(retry(&narrower, &rec, &c, OLD, 1000, 5), None);
-        let mut unrotated = rec.clone();
-        unrotated.rotated = false;
-        assert_eq!(retry(&p, &unrotated, &c, OLD, 1000, 5), None);
-        let mut no_seal = rec;
-        no_seal.grace = None;
-        assert_eq!(retry(&p, &no_seal, &c, OLD, 1000, 5), None);
-    }
-
-    #[test]
-    fn successor_liveness() {
-        let s = seal(OLD, "fam", 1000, &contents()).unwrap();
-        let mut succ = rotated(s);
-        succ.rotated = false;
-        succ.grace = None;
-        assert!(successor_is_live(Some(&succ), "fam", true, 1000));
-        assert!(!successor_is_live(Some(&succ), "fam", false, 1000));
-        assert!(!successor_is_live(None, "fam", true, 1000));
-        assert!(!successor_is_live(Some(&succ), "fam", true, 5000));
-        assert!(!successor_is_live(Some(&succ), "other", true, 1000));
-        succ.rotated = true;
-        assert!(!successor_is_live(Some(&succ), "fam", true, 1000));
     }
 }

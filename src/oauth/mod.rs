@@ -1,12 +1,18 @@
-//! Pure OAuth 2.0 rules. Must not import poem, redis or tokio, and performs no I/O:
-//! functions take values (including `now`) and return decisions or RFC-coded errors.
+//! Pure OAuth 2.0 rules. Must not import poem, redis or tokio, nor any other
+//! module of the crate (`config`, `store`, `flows` … depend on the core, never
+//! the reverse), and performs no I/O: functions take values (including `now`)
+//! and return decisions or RFC-coded errors. The build without the `server`
+//! feature compiles this module alone and so checks all of that.
 //!
 //! RFC map:
 //! - RFC 6749 §2.3.1 client authentication → [`client_auth`]
 //! - RFC 6749 §3.3 scope, §4.4 client credentials, §5.1/§5.2 token responses → [`token`]
 //! - RFC 6749 §5.2 error codes → [`error`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
-//! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries → [`grace`]
+//! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries →
+//!   [`token::redeem_refresh`], [`token::grace_retry`]; the seal that keeps the
+//!   successor pair for those retries → [`grace`] (crypto only: `token` depends on
+//!   `grace`, never the reverse)
 
 pub mod authorize;
 pub mod client_auth;

@@ -1,8 +1,14 @@
-//! Token endpoint rules (RFC 6749 §3.2, §4.4, §5) and RFC 9068 access token claims.
+//! Token endpoint rules (RFC 6749 §3.2, §4.4, §5), RFC 9068 access token
+//! claims, and refresh token reuse with its grace window for retries
+//! (RFC 9700 §4.14.2: [`redeem_refresh`], [`grace_retry`]).
+//!
+//! Depends on [`super::grace`] for sealing and opening the successor pair;
+//! `grace` is crypto only and never imports these rules.
 
 use serde::{Deserialize, Serialize};
 
 use super::error::{ErrorCode, OAuthError};
+use super::grace::{self, GraceContents, GraceSeal};
 use super::pkce::{self, Challenge};
 use super::types::{Client, GrantType, ScopeSet};
 
@@ -310,7 +316,7 @@ pub struct RefreshRecord {
     /// Set at rotation (when the grace window is on): the successor pair,
     /// sealed under a key only the old token yields (see [`super::grace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace: Option<super::grace::GraceSeal>,
+    pub grace: Option<GraceSeal>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -345,6 +351,82 @@ pub fn redeem_refresh(
                 .into())
             }
         }
+    }
+}
+
+/// Whether a replay of the rotated `stored` token (presented as `token` by
+/// `client`) is a grace retry, and if so what it gets back. All must hold:
+/// the window is on and `now` lies in `[rotated_at, rotated_at + window)`, the
+/// token was issued to this client, the seal opens with this token, and the
+/// request asks for the same scope as the one answered. Anything else is reuse
+/// (RFC 9700 §4.14.2). The caller still checks that the successor is live
+/// ([`successor_is_live`]).
+pub fn grace_retry(
+    params: &TokenParams,
+    stored: &RefreshRecord,
+    client: &Client,
+    token: &str,
+    now: i64,
+    window: u64,
+) -> Option<GraceContents> {
+    let seal = stored.grace.as_ref()?;
+    let in_window = window > 0
+        && now >= seal.rotated_at
+        && now < seal.rotated_at.saturating_add(i64::try_from(window).ok()?);
+    if !stored.rotated || !in_window || stored.client_id != client.client_id {
+        return None;
+    }
+    let contents = grace::open(token, &stored.family, seal).ok()?;
+    let requested = match params.scope.as_deref() {
+        None => stored.scope.to_string(),
+        Some(raw) => ScopeSet::parse(raw).ok()?.to_string(),
+    };
+    (requested == contents.scope).then_some(contents)
+}
+
+/// The successor may be handed out again only while it is unused (not
+/// rotated), unexpired and of the same family, and that family is alive.
+pub fn successor_is_live(
+    successor: Option<&RefreshRecord>,
+    family: &str,
+    family_alive: bool,
+    now: i64,
+) -> bool {
+    family_alive
+        && successor.is_some_and(|s| !s.rotated && s.family == family && now < s.expires_at)
+}
+
+/// What a rotation seals for grace retries: the successor refresh token and
+/// the access token claims that differ between tokens.
+pub fn grace_contents(next_token: &str, claims: &AccessClaims) -> GraceContents {
+    GraceContents {
+        refresh_token: next_token.to_string(),
+        jti: claims.jti.clone(),
+        iat: claims.iat,
+        exp: claims.exp,
+        scope: claims.scope.clone(),
+    }
+}
+
+/// The access token claims a grace retry answers with: the sealed ones
+/// ([`grace_contents`]), completed from the configuration and the rotated
+/// record, so they equal the claims of the first answer.
+pub fn grace_claims(
+    issuer: &str,
+    audience: &str,
+    rotated: &RefreshRecord,
+    contents: &GraceContents,
+) -> AccessClaims {
+    AccessClaims {
+        iss: issuer.to_string(),
+        sub: rotated.sub.clone(),
+        aud: audience.to_string(),
+        exp: contents.exp,
+        iat: contents.iat,
+        nbf: contents.iat,
+        jti: contents.jti.clone(),
+        client_id: rotated.client_id.clone(),
+        scope: contents.scope.clone(),
     }
 }
 
@@ -586,6 +668,120 @@ mod tests {
         assert_eq!(
             redeem_refresh(&tp(&[]), &rotated, &c, 1).unwrap_err(),
             RedeemError::Replayed
+        );
+    }
+
+    const OLD: &str = "old-refresh-token-0123456789abcdefghijklmnopq";
+
+    fn sealed_contents() -> GraceContents {
+        GraceContents {
+            refresh_token: "successor-token".into(),
+            jti: "j1".into(),
+            iat: 1000,
+            exp: 1900,
+            scope: "email profile".into(),
+        }
+    }
+
+    fn grace_client() -> Client {
+        Client {
+            client_id: "web".into(),
+            client_name: "Web".into(),
+            secret_sha256: Some([0; 32]),
+            auth_method: AuthMethod::ClientSecretBasic,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec![],
+            scope: ScopeSet::parse("email profile").unwrap(),
+            created_at: 0,
+            ..Default::default()
+        }
+    }
+
+    fn rotated(seal: GraceSeal) -> RefreshRecord {
+        RefreshRecord {
+            family: "fam".into(),
+            client_id: "web".into(),
+            sub: "u1".into(),
+            scope: ScopeSet::parse("profile email").unwrap(),
+            expires_at: 5000,
+            rotated: true,
+            grace: Some(seal),
+        }
+    }
+
+    #[test]
+    fn retry_rules() {
+        let rec = rotated(grace::seal(OLD, "fam", 1000, &sealed_contents()).unwrap());
+        let c = grace_client();
+        let p = tp(&[]);
+        assert_eq!(
+            grace_retry(&p, &rec, &c, OLD, 1000, 5),
+            Some(sealed_contents())
+        );
+        assert_eq!(
+            grace_retry(&p, &rec, &c, OLD, 1004, 5),
+            Some(sealed_contents())
+        );
+        assert_eq!(
+            grace_retry(&p, &rec, &c, OLD, 1005, 5),
+            None,
+            "window is [t, t+5)"
+        );
+        assert_eq!(
+            grace_retry(&p, &rec, &c, OLD, 999, 5),
+            None,
+            "before rotation"
+        );
+        assert_eq!(grace_retry(&p, &rec, &c, OLD, 1000, 0), None, "disabled");
+        assert_eq!(grace_retry(&p, &rec, &c, "x", 1000, 5), None, "wrong token");
+        let mut other = grace_client();
+        other.client_id = "other".into();
+        assert_eq!(grace_retry(&p, &rec, &other, OLD, 1000, 5), None);
+        // the same scope, spelled in another order, is the same request
+        let same = tp(&[("scope", "profile email")]);
+        assert_eq!(
+            grace_retry(&same, &rec, &c, OLD, 1000, 5),
+            Some(sealed_contents())
+        );
+        let narrower = tp(&[("scope", "profile")]);
+        assert_eq!(grace_retry(&narrower, &rec, &c, OLD, 1000, 5), None);
+        let mut unrotated = rec.clone();
+        unrotated.rotated = false;
+        assert_eq!(grace_retry(&p, &unrotated, &c, OLD, 1000, 5), None);
+        let mut no_seal = rec;
+        no_seal.grace = None;
+        assert_eq!(grace_retry(&p, &no_seal, &c, OLD, 1000, 5), None);
+    }
+
+    #[test]
+    fn successor_liveness() {
+        let s = grace::seal(OLD, "fam", 1000, &sealed_contents()).unwrap();
+        let mut succ = rotated(s);
+        succ.rotated = false;
+        succ.grace = None;
+        assert!(successor_is_live(Some(&succ), "fam", true, 1000));
+        assert!(!successor_is_live(Some(&succ), "fam", false, 1000));
+        assert!(!successor_is_live(None, "fam", true, 1000));
+        assert!(!successor_is_live(Some(&succ), "fam", true, 5000));
+        assert!(!successor_is_live(Some(&succ), "other", true, 1000));
+        succ.rotated = true;
+        assert!(!successor_is_live(Some(&succ), "fam", true, 1000));
+    }
+
+    #[test]
+    fn grace_claims_equal_the_first_answer() {
+        let g = Grant {
+            subject: "u1".into(),
+            client_id: "web".into(),
+            scope: ScopeSet::parse("profile email").unwrap(),
+        };
+        let first = AccessClaims::new("https://i", "https://a", &g, 1000, 900, "j1".into());
+        let contents = grace_contents("successor-token", &first);
+        assert_eq!(contents.refresh_token, "successor-token");
+        let rec = rotated(grace::seal(OLD, "fam", 1000, &contents).unwrap());
+        assert_eq!(
+            grace_claims("https://i", "https://a", &rec, &contents),
+            first
         );
     }
 }

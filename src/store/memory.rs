@@ -197,16 +197,6 @@ impl KvStore for MemoryStore {
         Ok(())
     }
 
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        // `remove` is atomic per key: of concurrent callers exactly one gets the entry.
-        let now = Instant::now();
-        Ok(self
-            .entries
-            .remove(key)
-            .filter(|(_, e)| !e.is_expired(now))
-            .map(|(_, e)| e.val))
-    }
-
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let _serial = self.lock_multi_key();
         let now = Instant::now();

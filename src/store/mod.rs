@@ -4,7 +4,12 @@
 //! sessions, users). Access tokens are never stored. Typed access goes through
 //! [`repos`]; nothing else builds raw keys.
 //!
-//! Must not depend on poem or on the OAuth core.
+//! Dependencies: nothing here depends on poem. The trait and its backends
+//! ([`memory`], [`redis`]) move bytes under keys and must not depend on the
+//! OAuth core either. [`repos`] is the one part that does: it stores the core's
+//! record types (`oauth::types::Client`, `oauth::token::{CodeRecord,
+//! RefreshRecord}`) and hashes secrets with `oauth::client_auth::hash_secret`.
+//! The direction is `store::repos` → `oauth`; the core never imports the store.
 
 pub mod memory;
 pub mod redis;
@@ -49,9 +54,6 @@ pub trait KvStore: Send + Sync + 'static {
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Writes a value, replacing any previous one; `ttl: None` never expires.
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
-    /// Atomically reads and deletes: of any number of concurrent callers for one
-    /// key, exactly one gets the value. Authorization codes and refresh tokens use this.
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes a key; returns whether it existed (and had not expired).
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Lists the live keys that start with `prefix` (admin listings only; O(n)).

@@ -2,7 +2,8 @@
 //! [`ConnectionManager`].
 //!
 //! Several keygate instances pointed at one Redis behave as one server. TTLs
-//! are Redis expiries (`SET .. PX`), single use is `GETDEL`, and every call is
+//! are Redis expiries (`SET .. PX`), single use (code redemption, refresh
+//! rotation) is one Lua compare-and-swap script ([`KvStore::swap`]), and every call is
 //! bounded by the configured timeout so an unreachable Redis turns into a fast
 //! [`StoreError`] (mapped to `503 temporarily_unavailable`), never a hang.
 //! The connection is made lazily: keygate starts while Redis is down and
@@ -195,11 +196,6 @@ impl KvStore for RedisStore {
             cmd.arg("PX").arg(ms);
         }
         self.query(&cmd).await
-    }
-
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        // GETDEL (Redis ≥ 6.2) is one atomic command: exactly one caller wins.
-        self.query(redis::cmd("GETDEL").arg(key)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use keygate::store::memory::MemoryStore;
 use keygate::store::redis::RedisStore;
 use keygate::store::{KvStore, Store, StoreError};
-use tokio::sync::Barrier;
 use tokio::time::Instant;
 
 use crate::redis_server::RedisServer;
@@ -30,8 +29,6 @@ pub async fn suite(store: Store) {
     get_put_delete(&store).await;
     get_many_reads_in_order(&store).await;
     ttl_expiry(&store).await;
-    take_once(&store).await;
-    concurrent_take_has_one_winner(&store).await;
     scan_prefix_lists_live_keys(&store).await;
     scan_prefix_is_literal(&store).await;
     scan_prefix_walks_many_keys(&store).await;
@@ -274,10 +271,11 @@ async fn ttl_expiry(store: &Store) {
         .put("t:ttl:long", b"stay", Some(Duration::from_secs(3600)))
         .await
         .unwrap();
-    // Put before `t:ttl:short`, so they have expired once it has.
-    for key in ["t:ttl:take", "t:ttl:del"] {
-        store.put(key, b"go", Some(SHORT_TTL)).await.unwrap();
-    }
+    // Put before `t:ttl:short`, so it has expired once that has.
+    store
+        .put("t:ttl:del", b"go", Some(SHORT_TTL))
+        .await
+        .unwrap();
     let put_at = Instant::now();
     store
         .put("t:ttl:short", b"go", Some(SHORT_TTL))
@@ -303,7 +301,10 @@ async fn ttl_expiry(store: &Store) {
     })
     .await;
     // Expired keys are gone for every kind of read, swept or not.
-    assert_eq!(store.take("t:ttl:take").await.unwrap(), None);
+    assert_eq!(
+        store.get_many(&["t:ttl:del", "t:ttl:short"]).await.unwrap(),
+        vec![None, None]
+    );
     assert!(!store.delete("t:ttl:del").await.unwrap());
 
     assert_eq!(
@@ -314,52 +315,6 @@ async fn ttl_expiry(store: &Store) {
         store.get("t:ttl:long").await.unwrap(),
         Some(b"stay".to_vec())
     );
-}
-
-async fn take_once(store: &Store) {
-    store
-        .put("t:take:code", b"grant", Some(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.take("t:take:code").await.unwrap(),
-        Some(b"grant".to_vec())
-    );
-    assert_eq!(store.take("t:take:code").await.unwrap(), None);
-    assert_eq!(store.get("t:take:code").await.unwrap(), None);
-    assert_eq!(store.take("t:take:never").await.unwrap(), None);
-}
-
-async fn concurrent_take_has_one_winner(store: &Store) {
-    const TAKERS: usize = 50;
-    for round in 0..3 {
-        let key = format!("t:race:{round}");
-        store
-            .put(&key, b"winner", Some(Duration::from_secs(60)))
-            .await
-            .unwrap();
-        let barrier = Arc::new(Barrier::new(TAKERS));
-        let tasks: Vec<_> = (0..TAKERS)
-            .map(|_| {
-                let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    store.take(&key).await.unwrap()
-                })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        for task in tasks {
-            if let Some(val) = task.await.unwrap() {
-                winners.push(val);
-            }
-        }
-        assert_eq!(
-            winners,
-            vec![b"winner".to_vec()],
-            "round {round}: exactly one take wins"
-        );
-    }
 }
 
 async fn scan_prefix_lists_live_keys(store: &Store) {
@@ -402,7 +357,7 @@ async fn scan_prefix_lists_live_keys(store: &Store) {
         sorted_scan(store, "t:scan:x:").await,
         ["t:scan:x:1", "t:scan:x:3"]
     );
-    store.take("t:scan:x:1").await.unwrap();
+    assert!(store.delete("t:scan:x:1").await.unwrap());
     assert_eq!(sorted_scan(store, "t:scan:x:").await, ["t:scan:x:3"]);
 }
 
@@ -530,7 +485,7 @@ async fn assert_unavailable(store: &RedisStore) {
     assert!(store.ping().await.is_err());
     assert!(store.get("t:down").await.is_err());
     assert!(store.put("t:down", b"v", None).await.is_err());
-    assert!(store.take("t:down").await.is_err());
+    assert!(store.delete("t:down").await.is_err());
     assert!(store.scan_prefix("t:").await.is_err());
     assert!(
         started.elapsed() < 5 * bound,
