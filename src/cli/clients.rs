@@ -42,7 +42,8 @@ pub enum ClientCommand {
     },
     /// Show one client's metadata (never its secret).
     Show {
-        /// The client id.
+        /// The client id (ids may start with `-`: base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Print JSON.
         #[arg(long)]
@@ -50,7 +51,8 @@ pub enum ClientCommand {
     },
     /// Change a client: only the flags given change.
     Update {
-        /// The client id.
+        /// The client id (ids may start with `-`: base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// New name.
         #[arg(long)]
@@ -73,7 +75,8 @@ pub enum ClientCommand {
     },
     /// Delete a client.
     Delete {
-        /// The client id.
+        /// The client id (ids may start with `-`: base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Print JSON.
         #[arg(long)]
@@ -81,7 +84,8 @@ pub enum ClientCommand {
     },
     /// Issue a new secret (printed once); the old one stops working at once.
     RotateSecret {
-        /// The client id.
+        /// The client id (ids may start with `-`: base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Print JSON.
         #[arg(long)]
@@ -234,4 +238,36 @@ fn print_registered(reg: &Registered, json: bool) -> anyhow::Result<()> {
     println!("scope:         {}", view.scope);
     println!("auth_method:   {}", view.token_endpoint_auth_method);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::ClientCommand;
+
+    /// Client ids are base64url, so one in 64 starts with `-`: clap must take
+    /// it as the id, not as an unknown flag.
+    #[test]
+    fn a_client_id_may_start_with_a_hyphen() {
+        for args in [
+            vec!["keygate", "client", "show", "-Qx1"],
+            vec!["keygate", "client", "update", "-Qx1", "--name", "n"],
+            vec!["keygate", "client", "delete", "-Qx1"],
+            vec!["keygate", "client", "rotate-secret", "-Qx1", "--json"],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let id = match cli.command {
+                Command::Client(
+                    ClientCommand::Show { client_id, .. }
+                    | ClientCommand::Update { client_id, .. }
+                    | ClientCommand::Delete { client_id, .. }
+                    | ClientCommand::RotateSecret { client_id, .. },
+                ) => client_id,
+                _ => panic!("{args:?}: not a client command"),
+            };
+            assert_eq!(id, "-Qx1", "{args:?}");
+        }
+    }
 }

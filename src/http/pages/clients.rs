@@ -10,7 +10,9 @@ use poem::{handler, FromRequest, Request, RequestBody, Response};
 
 use super::kit::{nav_for, render, see_other, CsrfForm, Nav, PageError, PostedForm, SignedIn};
 use crate::flows::clients::{self, ClientError, Registered};
-use crate::oauth::client_meta::{self, ClientMetadata, Defaults, MetadataError, RawClientMetadata};
+use crate::oauth::client_meta::{
+    self, ClientMetadata, ClientView, Defaults, MetadataError, RawClientMetadata,
+};
 use crate::oauth::types::Client;
 use crate::state::AppState;
 use crate::store::repos::Session;
@@ -298,19 +300,29 @@ impl Owner<'_> {
     }
 }
 
+/// The form's values for a stored client, from the one RFC 7591 view.
 fn values_of(c: &Client) -> ClientFormValues {
+    let v = ClientView::from(c);
     ClientFormValues {
-        client_name: c.client_name.clone(),
-        redirect_uris: c.redirect_uris.join("\n"),
-        grant_types: c
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_string())
-            .collect(),
-        scope: c.scope.to_string(),
-        token_endpoint_auth_method: c.auth_method.as_str().into(),
-        client_uri: c.client_uri.clone().unwrap_or_default(),
-        logo_uri: c.logo_uri.clone().unwrap_or_default(),
+        client_name: v.client_name,
+        redirect_uris: v.redirect_uris.join("\n"),
+        grant_types: v.grant_types,
+        scope: v.scope,
+        token_endpoint_auth_method: v.token_endpoint_auth_method,
+        client_uri: v.client_uri.unwrap_or_default(),
+        logo_uri: v.logo_uri.unwrap_or_default(),
+    }
+}
+
+/// A row of the list, from the one RFC 7591 view.
+fn row_of(c: &Client) -> ClientRow {
+    let v = ClientView::from(c);
+    ClientRow {
+        created: date(v.client_id_issued_at),
+        client_id: v.client_id,
+        client_name: v.client_name,
+        grant_types: v.grant_types.join(" "),
+        auth_method: v.token_endpoint_auth_method,
     }
 }
 
@@ -385,21 +397,7 @@ fn date(unix: i64) -> String {
 #[handler]
 pub async fn list(me: Owner<'_>) -> Result<Response, PageError> {
     let list = clients::list(&me.state.repos, me.id()).await?;
-    let rows = list
-        .iter()
-        .map(|c| ClientRow {
-            client_id: c.client_id.clone(),
-            client_name: c.client_name.clone(),
-            grant_types: c
-                .grant_types
-                .iter()
-                .map(|g| g.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            auth_method: c.auth_method.as_str().into(),
-            created: date(c.created_at),
-        })
-        .collect();
+    let rows = list.iter().map(row_of).collect();
     let page = ClientsPage {
         nav: me.nav(),
         clients: rows,
