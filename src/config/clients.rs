@@ -101,13 +101,8 @@ pub(crate) fn validate_config_client(
 
 #[cfg(test)]
 mod tests {
+    use crate::config::test_env as env;
     use crate::config::Settings;
-
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     #[test]
     fn plaintext_client_secret_needs_loopback_issuer() {

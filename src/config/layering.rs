@@ -228,13 +228,8 @@ pub fn documented_keys() -> Vec<(String, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_env as env;
     use crate::config::StoreBackend;
-
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     #[test]
     fn env_overrides_and_lists() {

@@ -52,3 +52,11 @@ impl ConfigError {
         }
     }
 }
+
+/// `KEYGATE_*` pairs as [`Settings::load`] takes them (the config tests' input).
+#[cfg(test)]
+fn test_env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}

@@ -412,12 +412,7 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn defaults_validate() {
