@@ -200,3 +200,40 @@ async fn signup_is_closed_when_disabled() {
         404
     );
 }
+
+per_backend!(return_to_is_read_as_a_browser_reads_it);
+/// Issue 12 item 1: a `return_to` that a browser would resolve to another
+/// origin (TAB and newlines are stripped by WHATWG URL parsing, so
+/// `/<TAB>/evil.example/` is `//evil.example/`) goes home, and a `return_to`
+/// with control characters still gets a `Location` (percent-encoded).
+async fn return_to_is_read_as_a_browser_reads_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (raw, want) in [
+        ("/\t/evil.example/", "/"),
+        ("/\n/evil.example/", "/"),
+        ("/x\u{1}y", "/x%01y"),
+        ("/clients?a=1", "/clients?a=1"),
+    ] {
+        let browser = app.browser();
+        let resp = app.login(&browser, raw).await;
+        assert_eq!(resp.status(), 303, "{raw:?}");
+        assert_eq!(location(&resp), want, "{raw:?}");
+    }
+    // The same rule after sign-up.
+    let browser = app.browser();
+    let page = app.page(&browser, "/signup").await;
+    let csrf = hidden_value(&page, "csrf_token");
+    let resp = browser
+        .post(app.url("/signup"))
+        .form(&[
+            ("username", "carol"),
+            ("password", "carol-password"),
+            ("csrf_token", csrf.as_str()),
+            ("return_to", "/\t/evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/");
+}

@@ -154,27 +154,44 @@ pub fn stylesheet() -> Response {
 /// A 303 redirect carrying the page security headers (a form post is never
 /// answered with 307: RFC 9700 §4.12).
 pub fn see_other(location: &str) -> Response {
+    // A value that cannot be a header (control characters) would drop the
+    // header and leave a 303 without `Location`: go home instead.
+    let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
     let mut resp = Response::builder()
         .status(StatusCode::SEE_OTHER)
-        .header("Location", location)
+        .header(header::LOCATION, location)
         .finish();
     secure_html_headers(&mut resp);
     resp
 }
 
-/// Only same-site paths are followed after login (no open redirector).
-pub fn safe_return_to(raw: Option<&str>) -> String {
-    match raw {
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.starts_with("/\\")
-                && p.len() <= 4096
-                && !p.contains(['\r', '\n']) =>
-        {
-            p.to_string()
-        }
-        _ => "/".to_string(),
+/// Where to go after login or sign-up: `raw` resolved against the issuer
+/// the way a browser resolves a `Location` (WHATWG URL parsing with the `url`
+/// crate: tabs and newlines removed, `\\` read as `/`, dot segments applied),
+/// kept only when it stays on the issuer's origin, and returned as the
+/// normalised path and query (percent-encoded, so always a valid header
+/// value). Anything else — another origin, a protocol-relative result
+/// (`//host`), an unparsable or over-long value — is `/`, so the answer is
+/// never an open redirect (RFC 9700 §4.11) nor a redirect without `Location`.
+pub fn safe_return_to(issuer: &str, raw: Option<&str>) -> String {
+    const HOME: &str = "/";
+    let Some(raw) = raw.filter(|r| r.len() <= 4096) else {
+        return HOME.into();
+    };
+    let Ok(base) = url::Url::parse(issuer) else {
+        return HOME.into();
+    };
+    let Ok(target) = base.join(raw) else {
+        return HOME.into();
+    };
+    // The path must not start with `//`: sent back as a `Location`, it would
+    // be read as a protocol-relative URL naming another host.
+    if target.origin() != base.origin() || target.path().starts_with("//") {
+        return HOME.into();
+    }
+    match target.query() {
+        Some(q) => format!("{}?{q}", target.path()),
+        None => target.path().to_string(),
     }
 }
 
@@ -451,6 +468,53 @@ impl<'a, T: PostedForm> FromRequest<'a> for CsrfForm<T> {
 mod tests {
     use super::*;
     use crate::http::pages::testing::{consent, nav_out, XSS};
+
+    /// Issue 12 item 1: `return_to` is decided as a browser would read it.
+    #[test]
+    fn return_to_stays_on_the_issuer_origin() {
+        let issuer = "http://localhost:8080";
+        for (raw, want) in [
+            ("/clients", "/clients"),
+            (
+                "/oauth/authorize?client_id=c1&state=x",
+                "/oauth/authorize?client_id=c1&state=x",
+            ),
+            ("http://localhost:8080/clients?a=1", "/clients?a=1"),
+            ("/a/../clients", "/clients"),
+            // WHATWG parsing strips TAB and newlines: these are `//evil.example/`
+            ("/\t/evil.example/", "/"),
+            ("/%09/evil.example/", "/%09/evil.example/"),
+            ("/\n/evil.example/", "/"),
+            ("\t//evil.example", "/"),
+            ("//evil.example/x", "/"),
+            ("/\\evil.example", "/"),
+            ("\\\\evil.example", "/"),
+            ("https://evil.example", "/"),
+            ("http://localhost:8081/", "/"),
+            ("javascript:alert(1)", "/"),
+            ("/.//evil.example", "/"),
+            ("", "/"),
+        ] {
+            assert_eq!(safe_return_to(issuer, Some(raw)), want, "{raw:?}");
+        }
+        assert_eq!(safe_return_to(issuer, None), "/");
+        assert_eq!(safe_return_to(issuer, Some(&"/a".repeat(3000))), "/");
+        // Control characters are percent-encoded, never a broken header.
+        let encoded = safe_return_to(issuer, Some("/x\u{1}y z"));
+        assert_eq!(encoded, "/x%01y%20z");
+        assert!(HeaderValue::from_str(&encoded).is_ok());
+    }
+
+    #[test]
+    fn see_other_always_has_a_location() {
+        let resp = see_other("/\u{1}x");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(resp.headers()[header::LOCATION], "/");
+        assert_eq!(
+            see_other("/clients").headers()[header::LOCATION],
+            "/clients"
+        );
+    }
 
     #[test]
     fn error_page_renders_escaped_and_links_home_only() {

@@ -108,7 +108,7 @@ pub async fn login_form(
     csrf: &CsrfToken,
     Query(q): Query<ReturnTo>,
 ) -> Response {
-    let return_to = safe_return_to(q.return_to.as_deref());
+    let return_to = safe_return_to(&state.cfg.issuer, q.return_to.as_deref());
     let page = login_page(&state, csrf, return_to, String::new(), None);
     render(&page, StatusCode::OK)
 }
@@ -130,7 +130,7 @@ pub async fn login(
     csrf: &CsrfToken,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
-    let return_to = safe_return_to(f.return_to.as_deref());
+    let return_to = safe_return_to(&state.cfg.issuer, f.return_to.as_deref());
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
     // Before argon2: a refused guess must cost (almost) nothing. The peer is
@@ -179,7 +179,7 @@ pub async fn signup_form(
         &SignupPage {
             nav: nav_for(&state, None, csrf),
             csrf_token: csrf.0.clone(),
-            return_to: safe_return_to(q.return_to.as_deref()),
+            return_to: safe_return_to(&state.cfg.issuer, q.return_to.as_deref()),
             username: String::new(),
             email: String::new(),
             error: None,
@@ -206,7 +206,7 @@ pub async fn signup(
     csrf: &CsrfToken,
     CsrfForm(f): CsrfForm<SignupForm>,
 ) -> Result<Response, PageError> {
-    let return_to = safe_return_to(f.return_to.as_deref());
+    let return_to = safe_return_to(&state.cfg.issuer, f.return_to.as_deref());
     let username = f.username.unwrap_or_default().trim().to_string();
     let email = f
         .email
