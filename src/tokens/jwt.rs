@@ -67,6 +67,11 @@ fn verify_inner(
     check_time: bool,
 ) -> Result<AccessClaims, VerifyError> {
     let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
+    if names_critical_extensions(token) {
+        return Err(VerifyError::Malformed(
+            "crit names extensions keygate does not support",
+        ));
+    }
     if !header.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
     }) {
@@ -90,6 +95,21 @@ fn verify_inner(
     v.validate_exp = check_time;
     v.leeway = 0;
     Ok(decode::<AccessClaims>(token, &key.decoding, &v)?.claims)
+}
+
+/// RFC 7515 §4.1.11: a recipient MUST reject a JWS whose `crit` header lists
+/// extensions it does not understand. keygate understands none, so any `crit`
+/// is refused. jsonwebtoken's `Header` drops unknown members, so the header's
+/// JSON (already decoded once by `decode_header`) is read for this one member.
+fn names_critical_extensions(token: &str) -> bool {
+    token
+        .split('.')
+        .next()
+        .and_then(|h| B64.decode(h).ok())
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        .is_some_and(|header| header.contains_key("crit"))
 }
 
 #[cfg(test)]
@@ -162,5 +182,43 @@ mod tests {
         )
         .unwrap();
         assert!(verify(&set, &hs, "https://iss", "https://aud").is_err());
+    }
+
+    /// Issue 12 item 10: a token whose header has `crit` is refused, even
+    /// with a valid signature; the same token without it verifies.
+    #[test]
+    fn a_crit_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_into(dir.path(), Alg::ES256, 1).unwrap();
+        let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
+        let key = set.signer_at(now());
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(&key.header_b64).unwrap()).unwrap();
+        let body = B64.encode(serde_json::to_vec(&claims(now())).unwrap());
+        let signed = |header: &serde_json::Value| {
+            let input = format!("{}.{body}", B64.encode(header.to_string()));
+            let sig = key.sign_raw(input.as_bytes()).unwrap();
+            format!("{input}.{}", B64.encode(sig))
+        };
+        let plain = signed(&header);
+        assert!(verify(&set, &plain, "https://iss", "https://aud").is_ok());
+        for crit in [
+            serde_json::json!(["exp"]),
+            serde_json::json!([]),
+            serde_json::json!("x"),
+        ] {
+            let mut h = header.clone();
+            h["crit"] = crit.clone();
+            h["exp"] = serde_json::json!(1);
+            let t = signed(&h);
+            assert!(
+                matches!(
+                    verify(&set, &t, "https://iss", "https://aud"),
+                    Err(VerifyError::Malformed(_))
+                ),
+                "crit {crit}"
+            );
+            assert!(verify_allow_expired(&set, &t, "https://iss", "https://aud").is_err());
+        }
     }
 }
