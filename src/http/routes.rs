@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use poem::endpoint::BoxEndpoint;
-use poem::http::HeaderValue;
+use poem::http::{header, HeaderValue};
 use poem::{Endpoint, EndpointExt, Route, RouteMethod};
 
 use super::{api_service, pages};
@@ -122,7 +122,17 @@ pub const ROUTES: &[RouteDef] = &[
     },
     RouteDef {
         path: "/docs",
-        serve: Serve::Tree(|| ep(api_service().swagger_ui())),
+        // Swagger UI runs its own scripts and styles, so it keeps its page
+        // as poem-openapi builds it, but may no more be framed than any
+        // other page (RFC 9700 §4.16) nor leak its URL through `Referer`.
+        serve: Serve::Tree(|| {
+            ep(api_service().swagger_ui().with(
+                poem::middleware::SetHeader::new()
+                    .overriding(header::X_FRAME_OPTIONS, "DENY")
+                    .overriding(header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'")
+                    .overriding(header::REFERRER_POLICY, "no-referrer"),
+            ))
+        }),
     },
 ];
 

@@ -224,6 +224,14 @@ async fn docs_and_openapi_are_served() {
     assert!(doc["paths"]["/oauth/token"]["post"].is_object());
     let resp = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    // Issue 12 item 10: the docs page may not be framed either.
+    let h = resp.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h["referrer-policy"], "no-referrer");
     assert!(resp.text().await.unwrap().contains("swagger"));
 }
 
