@@ -258,7 +258,11 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
         ));
     }
     for uri in &m.redirect_uris {
-        check_redirect_uri(uri, rules.http_loopback_redirects)?;
+        check_redirect_uri(
+            uri,
+            rules.http_loopback_redirects,
+            m.auth_method == AuthMethod::None,
+        )?;
     }
     let confidential_only = m
         .grant_types
@@ -322,25 +326,54 @@ pub fn check_response_types(
     }
 }
 
-/// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and
-/// https unless the host is loopback (RFC 8252 §7.3, RFC 9700 §2.1).
-pub fn check_redirect_uri(uri: &str, http_loopback: bool) -> Result<(), MetadataError> {
+/// A redirect URI is accepted by allowlist (RFC 9700 §2.1, §4.1): absolute,
+/// without fragment (RFC 6749 §3.1.2), without control characters or
+/// whitespace (URL parsers strip some of them silently, so the URI matched
+/// at request time would not be the one registered), and with one of these
+/// schemes:
+/// - `https`;
+/// - `http` on a loopback host, when the rules allow it (RFC 8252 §7.3);
+/// - for native apps (public clients, `native`), a private-use scheme in
+///   reverse-domain form such as `com.example.app:/cb` (RFC 8252 §7.1).
+///
+/// Everything else (`javascript:`, `data:`, `vbscript:`, `about:`, `blob:`,
+/// a custom scheme without a dot …) is refused.
+pub fn check_redirect_uri(
+    uri: &str,
+    http_loopback: bool,
+    native: bool,
+) -> Result<(), MetadataError> {
     let bad = MetadataError::redirect_uri;
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad(format!(
+            "`{}` must not contain control characters or whitespace",
+            uri.escape_debug()
+        )));
+    }
     let u = url::Url::parse(uri).map_err(|_| bad(format!("`{uri}` is not an absolute URI")))?;
     if u.fragment().is_some() {
         return Err(bad(format!("`{uri}` must not contain a fragment")));
     }
-    if u.scheme() == "http" && !(http_loopback && super::types::is_loopback_url(uri)) {
-        return Err(bad(if http_loopback {
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if http_loopback && super::types::is_loopback_url(uri) => Ok(()),
+        "http" => Err(bad(if http_loopback {
             format!("`{uri}` must use https (http is allowed only for loopback hosts)")
         } else {
             format!("`{uri}` must use https")
-        }));
+        })),
+        scheme if native && is_private_use_scheme(scheme) => Ok(()),
+        _ => Err(bad(format!(
+            "`{uri}` uses a forbidden scheme (allowed: https, http on loopback hosts, \
+             and for native apps a reverse-domain private-use scheme like com.example.app)"
+        ))),
     }
-    if matches!(u.scheme(), "javascript" | "data" | "file") {
-        return Err(bad(format!("`{uri}` uses a forbidden scheme")));
-    }
-    Ok(())
+}
+
+/// RFC 8252 §7.1: a private-use scheme is a reverse domain name (it contains
+/// a dot), so it names its owner and collides with no registered scheme.
+fn is_private_use_scheme(scheme: &str) -> bool {
+    scheme.contains('.') && !scheme.starts_with('.') && !scheme.ends_with('.')
 }
 
 /// A client as every output shows it, with the RFC 7591 §2 / §3.2.1 names:
@@ -455,6 +488,50 @@ mod tests {
         let mut x = m();
         x.redirect_uris = vec!["https://a/cb#f".into()];
         assert!(validate(&x, &known).is_err());
+    }
+
+    /// Issue 12 item 7: redirect URIs by allowlist; control characters and
+    /// whitespace are refused, not stripped.
+    #[test]
+    fn redirect_uris_by_allowlist() {
+        let known = Rules {
+            scopes: ScopeSet::parse("profile email").unwrap(),
+            http_loopback_redirects: true,
+        };
+        let with = |uri: &str, auth_method: AuthMethod| {
+            let mut x = m();
+            x.auth_method = auth_method;
+            x.redirect_uris = vec![uri.into()];
+            validate(&x, &known)
+        };
+        for uri in [
+            "vbscript:msgbox(1)",
+            "about:blank",
+            "blob:https://a.example/x",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "myapp://cb",
+            "https://a.example/c\rb",
+            "https://a.example/c\nb",
+            "https://a.example/c b",
+            "https://a.example/cb\t",
+            " https://a.example/cb",
+        ] {
+            for method in [AuthMethod::None, AuthMethod::ClientSecretBasic] {
+                let e = with(uri, method).unwrap_err();
+                assert_eq!(e.code, ErrorCode::InvalidRedirectUri, "{uri:?}");
+            }
+        }
+        // A reverse-domain private-use scheme is for native (public) apps only.
+        with("com.example.app:/oauth2redirect", AuthMethod::None).unwrap();
+        assert!(with(
+            "com.example.app:/oauth2redirect",
+            AuthMethod::ClientSecretBasic
+        )
+        .is_err());
+        with("https://a.example/cb?x=1", AuthMethod::ClientSecretBasic).unwrap();
+        with("http://[::1]/cb", AuthMethod::None).unwrap();
         let mut x = m();
         x.grant_types = vec![GrantType::ClientCredentials];
         assert_eq!(

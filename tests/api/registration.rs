@@ -291,3 +291,50 @@ async fn registered_public_client_runs_the_code_flow() {
     let resp = crate::steps::redeem(&app.http, &app.addr, None, &public, &code, &verifier).await;
     assert_eq!(resp.status(), 200);
 }
+
+per_backend!(redirect_uris_are_accepted_by_allowlist);
+/// Issue 12 item 7: dangerous schemes and URIs with control characters or
+/// whitespace are refused at registration (never stored, never stripped);
+/// a native app's reverse-domain private-use scheme is accepted.
+async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
+    let app = open_app(backend).await;
+    let before = app.state.store.scan_prefix("kg:client:").await.unwrap().len();
+    for uri in [
+        "vbscript:msgbox(1)",
+        "about:blank",
+        "blob:https://a.example/x",
+        "https://a.example/c\r\nb",
+        "https://a.example/c b",
+        "com.example.app:/cb",
+    ] {
+        // A confidential client may not use a private-use scheme either.
+        let body = json!({"client_name": "a", "redirect_uris": [uri]});
+        let resp = app
+            .http
+            .post(app.url("/oauth/register"))
+            .bearer_auth(IAT)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(resp, 400).await, "invalid_redirect_uri", "{uri:?}");
+    }
+    assert_eq!(
+        app.state.store.scan_prefix("kg:client:").await.unwrap().len(),
+        before,
+        "nothing stored"
+    );
+    let body = json!({"client_name": "native", "redirect_uris": ["com.example.app:/cb"],
+        "token_endpoint_auth_method": "none"});
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .bearer_auth(IAT)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(info["redirect_uris"], json!(["com.example.app:/cb"]));
+}
