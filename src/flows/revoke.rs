@@ -1,7 +1,8 @@
 //! Token revocation (RFC 7009) and introspection (RFC 7662).
 
-use super::token::{authenticated_client, TokenInput};
+use super::token::{authenticated_client, confidential_client, TokenInput};
 use super::FlowError;
+use crate::oauth::introspection::may_see;
 use crate::oauth::token::{required, AccessClaims};
 use crate::state::AppState;
 use crate::tokens::jwt;
@@ -81,12 +82,14 @@ pub struct Introspection {
     pub jti: Option<String>,
 }
 
-/// RFC 7662 §2: `active: true` with the claims for a valid, unrevoked access
-/// token (any authenticated client may ask) or a live refresh token (only its
-/// own client); `active: false` for everything else.
+/// RFC 7662 §2: only a confidential client may ask (§2.1; a public client is
+/// `invalid_client`), and it gets `active: true` with the claims only for its
+/// own valid, unrevoked access token or live refresh token
+/// ([`may_see`]); `active: false` for everything else, other clients' tokens
+/// included.
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspection, FlowError> {
-    let (params, client, _) = authenticated_client(state, &input).await?;
+    let (params, client) = confidential_client(state, &input).await?;
     let token = required(&params.token, "token")?;
     if token.len() > 8192 {
         return Ok(Introspection::default());
@@ -101,6 +104,9 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
         ) else {
             return Ok(Introspection::default());
         };
+        if !may_see(&client, &claims.client_id) {
+            return Ok(Introspection::default());
+        }
         if state.repos.is_denied(&claims.jti).await? {
             return Ok(Introspection::default());
         }
@@ -128,7 +134,7 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
     let r = rec.value;
     if r.rotated
         || r.expires_at <= now
-        || r.client_id != client.client_id
+        || !may_see(&client, &r.client_id)
         || !state.repos.family_alive(&r.family).await?
     {
         return Ok(Introspection::default());

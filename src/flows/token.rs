@@ -17,6 +17,7 @@ use crate::metrics::GrantLabels;
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
 use crate::oauth::grace::{self, GraceSeal};
+use crate::oauth::introspection::require_client_secret;
 use crate::oauth::token::{
     client_credentials, grace_claims, grace_contents, grace_retry, granted_scope, redeem_code,
     redeem_refresh, require_grant, required, successor_is_live, AccessClaims, CodeRecord, Grant,
@@ -73,6 +74,22 @@ pub async fn authenticated_client(
     let client = find_client(state, creds.client_id()).await?;
     let client = check_client(&creds, client)?;
     Ok((params, client, creds))
+}
+
+/// Like [`authenticated_client`], for endpoints that only a confidential
+/// client may call (introspection, RFC 7662 §2.1): a `client_id` alone is
+/// refused before the client is looked up.
+pub async fn confidential_client(
+    state: &AppState,
+    input: &TokenInput,
+) -> Result<(TokenParams, Client), FlowError> {
+    let (params, creds) = parse(input)?;
+    require_client_secret(&creds).inspect_err(|_| {
+        tracing::info!(event = "client_auth_failed", "client authentication failed");
+    })?;
+    let client = find_client(state, creds.client_id()).await?;
+    let client = check_client(&creds, client)?;
+    Ok((params, client))
 }
 
 fn parse(input: &TokenInput) -> Result<(TokenParams, ClientCredentials), FlowError> {

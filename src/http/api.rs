@@ -185,7 +185,8 @@ pub struct ServerMetadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Client authentication methods at the revocation endpoint.
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
-    /// Client authentication methods at the introspection endpoint.
+    /// Client authentication methods at the introspection endpoint: secrets
+    /// only, since public clients may not introspect (RFC 7662 §2.1).
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
     /// PKCE methods (RFC 7636).
     pub code_challenge_methods_supported: Vec<String>,
@@ -304,8 +305,9 @@ impl Api {
 
     /// Token introspection (RFC 7662).
     ///
-    /// Any authenticated client may introspect access tokens; a refresh token
-    /// is reported active only to the client it was issued to.
+    /// Only confidential clients may introspect (a public client is
+    /// `invalid_client`), and each sees only its own access and refresh
+    /// tokens: any other token is `{"active": false}`.
     #[oai(path = "/oauth/introspect", method = "post", tag = "ApiTags::OAuth")]
     async fn introspect(
         &self,
@@ -469,7 +471,12 @@ pub fn server_metadata(
         grant_types_supported: grants,
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         revocation_endpoint_auth_methods_supported: auth_methods.clone(),
-        introspection_endpoint_auth_methods_supported: auth_methods,
+        // RFC 7662 §2.1: a client_id alone (`none`) may not introspect.
+        introspection_endpoint_auth_methods_supported: auth_methods
+            .iter()
+            .filter(|m| *m != "none")
+            .cloned()
+            .collect(),
         code_challenge_methods_supported: pkce,
         authorization_response_iss_parameter_supported: true,
         registration_endpoint: registration_open.then(|| format!("{issuer}/oauth/register")),

@@ -58,6 +58,10 @@ impl ClientCredentials {
     }
 }
 
+/// The `invalid_client` description for a request that authenticates no
+/// client (no credentials; at introspection also a `client_id` alone).
+pub const AUTH_REQUIRED: &str = "client authentication is required";
+
 /// Picks the one authentication method a request used.
 ///
 /// `basic` is the already-decoded pair from `Authorization: Basic` (each part
@@ -97,7 +101,7 @@ pub fn select_credentials(
         (None, None, Some(_)) => Err(OAuthError::invalid_request(
             "client_secret was sent without client_id",
         )),
-        (None, None, None) => Err(OAuthError::invalid_client("client authentication is required")),
+        (None, None, None) => Err(OAuthError::invalid_client(AUTH_REQUIRED)),
     }
 }
 

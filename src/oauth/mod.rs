@@ -8,6 +8,7 @@
 //! - RFC 6749 §2.3.1 client authentication → [`client_auth`]
 //! - RFC 6749 §3.3 scope, §4.4 client credentials, §5.1/§5.2 token responses → [`token`]
 //! - RFC 6749 §5.2 error codes → [`error`]
+//! - RFC 7662 §2.1, §4 who may introspect which token → [`introspection`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
 //! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries →
 //!   [`token::redeem_refresh`], [`token::grace_retry`]; the seal that keeps the
@@ -19,6 +20,7 @@ pub mod client_auth;
 pub mod client_meta;
 pub mod error;
 pub mod grace;
+pub mod introspection;
 pub mod pkce;
 pub mod token;
 pub mod types;

@@ -39,6 +39,15 @@ async fn metadata_lists_only_what_works(backend: Backend) {
             m["token_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
         );
+        // RFC 7662 §2.1: public clients may not introspect, so no `none` there.
+        assert_eq!(
+            m["introspection_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(
+            m["revocation_endpoint_auth_methods_supported"],
+            m["token_endpoint_auth_methods_supported"]
+        );
         assert_eq!(
             m["scopes_supported"],
             serde_json::json!(["api:read", "api:write", "email", "profile"])

@@ -58,11 +58,17 @@ async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     steps::me(&app.http, &app.addr, token).await
 }
 
+/// Introspects `token` as `web-app` (the owner of most tokens here).
 async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
+    introspect_as(app, "web-app", token).await
+}
+
+/// Introspects `token` as the confidential `client` (Basic, [`SECRET`]).
+async fn introspect_as(app: &TestApp, client: &str, token: &str) -> serde_json::Value {
     steps::ok_json(
         app.post_token_to(
             "/oauth/introspect",
-            Some(("web-app", SECRET)),
+            Some((client, SECRET)),
             &[("token", token)],
         )
         .await,
@@ -607,7 +613,7 @@ async fn introspection_reports_claims_or_inactive() {
         .await
         .unwrap();
     let token = cc["access_token"].as_str().unwrap();
-    let i = introspect(&app, token).await;
+    let i = introspect_as(&app, "basic-client", token).await;
     assert_eq!(i["active"], true);
     assert_eq!(i["client_id"], "basic-client");
     assert_eq!(i["token_type"], "Bearer");
@@ -618,7 +624,7 @@ async fn introspection_reports_claims_or_inactive() {
     forged.replace_range(forged.len() - 4.., "AAAA");
     for t in [forged.as_str(), "a.b.c", "garbage"] {
         assert_eq!(
-            introspect(&app, t).await,
+            introspect_as(&app, "basic-client", t).await,
             serde_json::json!({"active": false}),
             "{t}"
         );
@@ -634,7 +640,12 @@ async fn introspection_reports_claims_or_inactive() {
         .await
         .unwrap();
     assert_eq!(
-        introspect(&app, foreign["access_token"].as_str().unwrap()).await["active"],
+        introspect_as(
+            &app,
+            "basic-client",
+            foreign["access_token"].as_str().unwrap()
+        )
+        .await["active"],
         false,
         "signed by another key"
     );
@@ -646,6 +657,99 @@ async fn introspection_reports_claims_or_inactive() {
         "invalid_client",
     )
     .await;
+}
+
+per_backend!(introspection_is_for_confidential_clients_and_their_own_tokens);
+/// RFC 7662 §2.1: a public client (a `client_id` alone) may not introspect
+/// and learns nothing; a confidential client sees only its own tokens.
+async fn introspection_is_for_confidential_clients_and_their_own_tokens(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (code, verifier) = web_app_code(&app).await;
+    let tokens =
+        steps::ok_json(redeem(&app, Some(("web-app", SECRET)), &[], &code, &verifier).await).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    // (a) a public client, or any client_id alone: 401 invalid_client with the
+    // Basic challenge, the same answer as no credentials at all, whatever the token.
+    let (stored_id, _) = app.stored_client.clone();
+    let mut answers = Vec::new();
+    for (id, token) in [
+        (Some("spa"), access),
+        (Some("spa"), refresh),
+        (Some("public-client"), access),
+        (Some("web-app"), access),
+        (Some(stored_id.as_str()), refresh),
+        (Some("no-such-client"), access),
+        (None, access),
+    ] {
+        let form: Vec<(&str, &str)> = id
+            .map(|id| ("client_id", id))
+            .into_iter()
+            .chain([("token", token)])
+            .collect();
+        let resp = app.post_token_to("/oauth/introspect", None, &form).await;
+        let status = resp.status().as_u16();
+        let challenge = resp.headers().get("www-authenticate").cloned();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(status, 401, "{id:?}: {body}");
+        assert!(
+            challenge.is_some_and(|c| c.to_str().unwrap().starts_with("Basic ")),
+            "{id:?}"
+        );
+        assert_eq!(body["error"], "invalid_client", "{id:?}");
+        assert_eq!(
+            body.as_object().unwrap().len(),
+            2,
+            "only error and error_description: {body}"
+        );
+        answers.push(body);
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "every unauthenticated caller gets the same answer: {answers:?}"
+    );
+
+    // (b) another confidential client: exactly {"active": false}, for the
+    // access token and the refresh token, by Basic or by post.
+    for token in [access, refresh] {
+        assert_eq!(
+            introspect_as(&app, "basic-client", token).await,
+            serde_json::json!({"active": false})
+        );
+        let by_post = app
+            .post_token_to(
+                "/oauth/introspect",
+                None,
+                &[
+                    ("client_id", "post-client"),
+                    ("client_secret", SECRET),
+                    ("token", token),
+                ],
+            )
+            .await;
+        assert_eq!(
+            steps::ok_json(by_post).await,
+            serde_json::json!({"active": false})
+        );
+    }
+
+    // (c) the owner still sees the full claims of both.
+    let i = introspect(&app, access).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["client_id"], "web-app");
+    assert_eq!(i["username"], USER);
+    assert_eq!(i["token_type"], "Bearer");
+    assert_eq!(i["scope"], tokens["scope"]);
+    assert_eq!(i["iss"], ISSUER);
+    for claim in ["sub", "aud", "jti", "exp", "iat"] {
+        assert!(!i[claim].is_null(), "{claim}: {i}");
+    }
+    let i = introspect(&app, refresh).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["client_id"], "web-app");
+    assert_eq!(i["username"], USER);
+    assert_eq!(i["token_type"], "refresh_token");
 }
 
 #[tokio::test]
@@ -662,7 +766,7 @@ async fn expired_tokens_are_inactive() {
         .unwrap();
     let token = cc["access_token"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while introspect(&app, &token).await["active"] == true {
+    while introspect_as(&app, "basic-client", &token).await["active"] == true {
         assert!(std::time::Instant::now() < deadline, "token never expired");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
