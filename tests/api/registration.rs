@@ -298,7 +298,13 @@ per_backend!(redirect_uris_are_accepted_by_allowlist);
 /// a native app's reverse-domain private-use scheme is accepted.
 async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
     let app = open_app(backend).await;
-    let before = app.state.store.scan_prefix("kg:client:").await.unwrap().len();
+    let before = app
+        .state
+        .store
+        .scan_prefix("kg:client:")
+        .await
+        .unwrap()
+        .len();
     for uri in [
         "vbscript:msgbox(1)",
         "about:blank",
@@ -320,7 +326,12 @@ async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
         assert_eq!(error_of(resp, 400).await, "invalid_redirect_uri", "{uri:?}");
     }
     assert_eq!(
-        app.state.store.scan_prefix("kg:client:").await.unwrap().len(),
+        app.state
+            .store
+            .scan_prefix("kg:client:")
+            .await
+            .unwrap()
+            .len(),
         before,
         "nothing stored"
     );
