@@ -20,8 +20,8 @@ use crate::oauth::grace::{self, GraceSeal};
 use crate::oauth::introspection::require_client_secret;
 use crate::oauth::token::{
     client_credentials, grace_claims, grace_contents, grace_retry, granted_scope, redeem_code,
-    redeem_refresh, require_grant, required, successor_is_live, AccessClaims, CodeRecord, Grant,
-    Issuance, RedeemError, RefreshRecord, TokenParams,
+    redeem_refresh, refresh_scope, require_grant, required, successor_is_live, AccessClaims,
+    CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
 };
 use crate::oauth::types::{Client, GrantType};
 use crate::oauth::OAuthError;
@@ -315,7 +315,7 @@ async fn refresh(
     let family_grant = Grant {
         subject: stored.value.sub.clone(),
         client_id: client.client_id.clone(),
-        scope: stored.value.scope.clone(),
+        scope: refresh_scope(&stored.value, client),
     };
     let (next_token, next) = new_refresh(state, &family_grant, now, stored.value.family.clone());
     let grant = Grant {

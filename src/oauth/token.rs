@@ -320,7 +320,11 @@ pub struct RefreshRecord {
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
-/// expired, requested scope within the original. Returns the access token scope.
+/// expired, requested scope within the original. Returns the access token
+/// scope, which is never more than the client is registered for *now*: a
+/// client whose scope was narrowed after the grant gets only what remains
+/// (asked for nothing, the remainder; asked for a scope it lost,
+/// `invalid_scope`; nothing left, `invalid_scope`).
 pub fn redeem_refresh(
     params: &TokenParams,
     stored: &RefreshRecord,
@@ -338,20 +342,39 @@ pub fn redeem_refresh(
     if now >= stored.expires_at {
         return Err(OAuthError::invalid_grant("the refresh token has expired").into());
     }
-    match params.scope.as_deref() {
-        None => Ok(stored.scope.clone()),
+    let allowed = refresh_scope(stored, client);
+    let scope = match params.scope.as_deref() {
+        None => allowed,
         Some(raw) => {
             let s = ScopeSet::parse(raw)?;
-            if s.is_subset(&stored.scope) {
-                Ok(s)
-            } else {
-                Err(OAuthError::invalid_scope(
+            if !s.is_subset(&stored.scope) {
+                return Err(OAuthError::invalid_scope(
                     "a refresh request may only narrow the original scope",
                 )
-                .into())
+                .into());
             }
+            if !s.is_subset(&allowed) {
+                return Err(OAuthError::invalid_scope(
+                    "the client is no longer registered for the requested scope",
+                )
+                .into());
+            }
+            s
         }
+    };
+    if scope.is_empty() && !stored.scope.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "the client is no longer registered for any scope of this grant",
+        )
+        .into());
     }
+    Ok(scope)
+}
+
+/// What a refresh token may still grant: its original scope, within the
+/// client's current registration. The successor refresh token keeps only this.
+pub fn refresh_scope(stored: &RefreshRecord, client: &Client) -> ScopeSet {
+    stored.scope.intersection(&client.scope)
 }
 
 /// Whether a replay of the rotated `stored` token (presented as `token` by
@@ -668,6 +691,23 @@ mod tests {
         assert_eq!(
             redeem_refresh(&tp(&[]), &rotated, &c, 1).unwrap_err(),
             RedeemError::Replayed
+        );
+        // Issue 12 item 4: the client's current scope bounds every refresh.
+        let mut narrowed = c.clone();
+        narrowed.scope = ScopeSet::parse("read").unwrap();
+        assert_eq!(
+            redeem_refresh(&tp(&[]), &rec, &narrowed, 1)
+                .unwrap()
+                .to_string(),
+            "read"
+        );
+        assert_eq!(refresh_scope(&rec, &narrowed).to_string(), "read");
+        assert!(
+            matches!(redeem_refresh(&tp(&[("scope", "write")]), &rec, &narrowed, 1), Err(RedeemError::Refused(e)) if e.code == ErrorCode::InvalidScope)
+        );
+        narrowed.scope = ScopeSet::parse("other").unwrap();
+        assert!(
+            matches!(redeem_refresh(&tp(&[]), &rec, &narrowed, 1), Err(RedeemError::Refused(e)) if e.code == ErrorCode::InvalidScope)
         );
     }
 

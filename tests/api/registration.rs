@@ -349,3 +349,60 @@ async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
     let info: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(info["redirect_uris"], json!(["com.example.app:/cb"]));
 }
+
+per_backend!(a_narrowed_client_scope_bounds_later_refreshes);
+/// Issue 12 item 4: after a client's scope is narrowed (RFC 7592 PUT), a
+/// refresh of a token granted before grants only what the client still has,
+/// and the rotated refresh token keeps only that.
+async fn a_narrowed_client_scope_bounds_later_refreshes(backend: Backend) {
+    let app = open_app(backend).await;
+    let mut meta = json!({"client_name": "Web", "redirect_uris": [crate::helpers::REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token"], "scope": "profile email"});
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .bearer_auth(IAT)
+        .json(&meta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    let id = info["client_id"].as_str().unwrap().to_string();
+    let secret = info["client_secret"].as_str().unwrap().to_string();
+    let rat = info["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (verifier, challenge) = crate::helpers::pkce_pair();
+    let q = crate::steps::code_query(&id, "profile email", &challenge);
+    let code = crate::steps::code_of(&app.authorize(&q, "allow").await);
+    let basic = (id.as_str(), secret.as_str());
+    let resp = crate::steps::redeem(&app.http, &app.addr, Some(basic), &[], &code, &verifier).await;
+    assert_eq!(resp.status(), 200);
+    let tokens: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(tokens["scope"], "email profile");
+    // The client loses `email`.
+    meta["client_id"] = json!(id);
+    meta["scope"] = json!("profile");
+    let resp = app
+        .http
+        .put(app.url(&format!("/oauth/register/{id}")))
+        .bearer_auth(&rat)
+        .json(&meta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = tokens["refresh_token"].as_str().unwrap();
+    let resp = crate::steps::refresh(&app.http, &app.addr, basic, token).await;
+    assert_eq!(resp.status(), 200);
+    let next: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(next["scope"], "profile", "only what the client still has");
+    // The successor carries the narrowed scope too.
+    let token = next["refresh_token"].as_str().unwrap();
+    let resp = crate::steps::refresh(&app.http, &app.addr, basic, token).await;
+    assert_eq!(resp.status(), 200);
+    let last: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(last["scope"], "profile");
+}
