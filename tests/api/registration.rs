@@ -337,16 +337,7 @@ async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
     );
     let body = json!({"client_name": "native", "redirect_uris": ["com.example.app:/cb"],
         "token_endpoint_auth_method": "none"});
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(IAT)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let info: serde_json::Value = resp.json().await.unwrap();
+    let info = crate::steps::register(&app.http, &app.addr, IAT, &body).await;
     assert_eq!(info["redirect_uris"], json!(["com.example.app:/cb"]));
 }
 
@@ -358,16 +349,7 @@ async fn a_narrowed_client_scope_bounds_later_refreshes(backend: Backend) {
     let app = open_app(backend).await;
     let mut meta = json!({"client_name": "Web", "redirect_uris": [crate::helpers::REDIRECT],
         "grant_types": ["authorization_code", "refresh_token"], "scope": "profile email"});
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(IAT)
-        .json(&meta)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let info: serde_json::Value = resp.json().await.unwrap();
+    let info = crate::steps::register(&app.http, &app.addr, IAT, &meta).await;
     let id = info["client_id"].as_str().unwrap().to_string();
     let secret = info["client_secret"].as_str().unwrap().to_string();
     let rat = info["registration_access_token"]
