@@ -162,9 +162,10 @@ pub fn validate(
             "The application that sent you here is not registered with this server.",
         )
     })?;
-    // Exact string match (RFC 9700 §4.1.3); a single registered URI may be omitted.
+    // Exact string match (RFC 9700 §4.1.3) but any port on a loopback URI
+    // (RFC 8252 §7.3); a single registered URI may be omitted.
     let uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
-        (Some(given), registered) if registered.iter().any(|r| r == given) => given.clone(),
+        (Some(given), _) if client.has_redirect_uri(given) => given.clone(),
         (Some(_), _) => {
             return Err(show(
                 "Invalid redirect URI",

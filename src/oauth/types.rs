@@ -213,6 +213,42 @@ impl Client {
     pub fn is_confidential(&self) -> bool {
         self.auth_method != AuthMethod::None
     }
+    /// Whether `given` is one of the client's redirect URIs
+    /// ([`redirect_uri_matches`]).
+    pub fn has_redirect_uri(&self, given: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|r| redirect_uri_matches(r, given))
+    }
+}
+
+/// Whether a redirect URI sent in a request matches a registered one: the
+/// exact same string (RFC 9700 §4.1.3), except that for a registered
+/// `http` loopback URI (`127.0.0.1`, `[::1]` or `localhost`) the port may
+/// differ, since native apps listen on whatever port the OS gives them
+/// (RFC 8252 §7.3: "MUST allow any port"). Path, query, scheme and host stay
+/// exact, and `given` must be written the way the `url` crate writes it
+/// (no default port, no dot segments, lower-case host), so no two spellings
+/// of one URL ever both match.
+pub fn redirect_uri_matches(registered: &str, given: &str) -> bool {
+    if registered == given {
+        return true;
+    }
+    if !given.starts_with("http://") || !registered.starts_with("http://") {
+        return false;
+    }
+    let without_port = |raw: &str| -> Option<String> {
+        let mut url = url::Url::parse(raw).ok()?;
+        if url.as_str() != raw || !is_loopback_url(raw) {
+            return None;
+        }
+        url.set_port(None).ok()?;
+        Some(url.into())
+    };
+    match (without_port(registered), without_port(given)) {
+        (Some(r), Some(g)) => r == g,
+        _ => false,
+    }
 }
 
 /// Whether `raw` is an http(s) URL whose host is `localhost` or a loopback IP
@@ -230,6 +266,52 @@ pub fn is_loopback_url(raw: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn loopback_redirect_uris_match_at_any_port() {
+        let ok = [
+            ("http://127.0.0.1/cb", "http://127.0.0.1:51000/cb"),
+            ("http://127.0.0.1/cb?x=1", "http://127.0.0.1:8/cb?x=1"),
+            ("http://127.0.0.1:3000/cb", "http://127.0.0.1:4000/cb"),
+            ("http://127.0.0.1:3000/cb", "http://127.0.0.1/cb"),
+            ("http://[::1]/cb", "http://[::1]:61000/cb"),
+            ("http://localhost/cb", "http://localhost:1234/cb"),
+            ("https://app.example/cb", "https://app.example/cb"),
+        ];
+        for (registered, given) in ok {
+            assert!(
+                redirect_uri_matches(registered, given),
+                "{registered} {given}"
+            );
+        }
+        let refused = [
+            // path, query, host, scheme and user info stay exact
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb/"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/CB"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb?x=1"),
+            ("http://127.0.0.1/cb?x=1", "http://127.0.0.1:5000/cb?x=2"),
+            ("http://127.0.0.1/cb", "http://127.0.0.2:5000/cb"),
+            ("http://127.0.0.1/cb", "http://[::1]:5000/cb"),
+            ("http://127.0.0.1/cb", "http://localhost:5000/cb"),
+            ("http://127.0.0.1/cb", "http://u@127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb#f"),
+            // other spellings of the same URL are not the registered string
+            ("http://127.0.0.1/cb", "http://127.0.0.1:5000/a/../cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:05000/cb"),
+            ("http://127.0.0.1/cb", "HTTP://127.0.0.1:5000/cb"),
+            ("http://127.0.0.1/cb", "http://127.1:5000/cb"),
+            // only loopback hosts, only http
+            ("https://127.0.0.1/cb", "https://127.0.0.1:5000/cb"),
+            ("https://app.example/cb", "https://app.example:444/cb"),
+            ("http://app.example/cb", "http://app.example:81/cb"),
+        ];
+        for (registered, given) in refused {
+            assert!(
+                !redirect_uri_matches(registered, given),
+                "{registered} {given}"
+            );
+        }
+    }
 
     #[test]
     fn scope_parse_rejects_bad_chars() {

@@ -388,3 +388,62 @@ async fn a_narrowed_client_scope_bounds_later_refreshes(backend: Backend) {
     let last: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(last["scope"], "profile");
 }
+
+per_backend!(native_apps_redirect_to_any_loopback_port);
+/// Issue 12 item 6: a native app registered with a port-less loopback
+/// redirect URI (`127.0.0.1` or `[::1]`) gets its code at whatever port it
+/// listens on (RFC 8252 §7.3), path and query still exact, and redeems it
+/// with that same URI; a reverse-domain private-use scheme (§7.1) works too.
+async fn native_apps_redirect_to_any_loopback_port(backend: Backend) {
+    let app = open_app(backend).await;
+    let body = json!({"client_name": "cli", "token_endpoint_auth_method": "none",
+        "redirect_uris": ["http://127.0.0.1/callback", "http://[::1]/cb?x=1", "com.example.app:/cb"]});
+    let info = crate::steps::register(&app.http, &app.addr, IAT, &body).await;
+    let id = info["client_id"].as_str().unwrap().to_string();
+    let query = |redirect: &str, challenge: &str| {
+        format!(
+            "response_type=code&client_id={id}&redirect_uri={}&state=s1&code_challenge={challenge}&code_challenge_method=S256",
+            crate::helpers::urlencode(redirect)
+        )
+    };
+    for redirect in [
+        "http://127.0.0.1:49152/callback",
+        "http://[::1]:61000/cb?x=1",
+        "http://127.0.0.1/callback",
+        "com.example.app:/cb",
+    ] {
+        let (verifier, challenge) = crate::helpers::pkce_pair();
+        let to = app.authorize(&query(redirect, &challenge), "allow").await;
+        assert!(to.starts_with(redirect), "{to}");
+        let code = crate::steps::code_of(&to);
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier.as_str()),
+            ("client_id", id.as_str()),
+        ];
+        let url = app.url("/oauth/token");
+        let resp = crate::steps::post_form(&app.http, &url, None, &form).await;
+        assert_eq!(resp.status(), 200, "{redirect}");
+    }
+    // Only the port varies: another path, query or loopback host is refused
+    // with an error page, never a redirect.
+    for redirect in [
+        "http://127.0.0.1:49152/callback/",
+        "http://127.0.0.1:49152/callback?x=1",
+        "http://[::1]:61000/cb",
+        "http://localhost:49152/callback",
+        "http://127.0.0.2:49152/callback",
+    ] {
+        let (_, challenge) = crate::helpers::pkce_pair();
+        let resp = app
+            .http
+            .get(app.url(&format!("/oauth/authorize?{}", query(redirect, &challenge))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{redirect}");
+        assert!(resp.headers().get("location").is_none(), "{redirect}");
+    }
+}
