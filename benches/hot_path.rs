@@ -31,12 +31,13 @@ const REDIRECT_URI: &str = "http://127.0.0.1:3000/callback";
 const ACCESS_TTL: i64 = 900;
 
 /// A grant as the authorization code flow produces it: a user id as
-/// `flows::users` mints it and a generated client id.
+/// `flows::users` mints it, a generated client id and a refresh family.
 fn grant() -> Grant {
     Grant {
         subject: ids::random_token(16),
         client_id: ids::client_id(),
         scope: ScopeSet::parse(SCOPE).expect("SCOPE is a valid scope string"),
+        family: Some(ids::random_token(16)),
     }
 }
 

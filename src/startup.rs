@@ -211,7 +211,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     let store_for_key = store.clone();
     let limits = Limits::new(&cfg.limits);
     let state = AppState {
-        repos: Repos::new(store.clone()),
+        repos: Repos::new(store.clone(), cfg.tokens.access_ttl),
         store,
         config_clients: Arc::new(config_clients),
         keys,
@@ -243,7 +243,7 @@ pub async fn open_store_only(settings: &Settings) -> anyhow::Result<StoreContext
     let cfg = settings.validate()?;
     let store = open_store(&cfg).await?;
     Ok(StoreContext {
-        repos: Repos::new(store),
+        repos: Repos::new(store, cfg.tokens.access_ttl),
         config_users: config_users(settings),
         cfg,
     })

@@ -138,7 +138,8 @@ impl Writer {
     fn new(store: Store, kind: Kind) -> Result<Self> {
         let verifier = keygate::ids::random_token(32);
         Ok(Self {
-            repos: Repos::new(store),
+            // The revocation TTL matters only to revocations, which this never writes.
+            repos: Repos::new(store, std::time::Duration::from_secs(900)),
             kind,
             client_id: keygate::ids::client_id(),
             // flows::users mints user ids this way.

@@ -79,6 +79,7 @@ pub async fn approve(
                 subject: user_id.to_string(),
                 client_id: req.client_id.clone(),
                 scope: req.scope.clone(),
+                family: None,
             };
             let t = issue_access_token(state, &grant, crate::oauth::types::GrantType::Implicit)?;
             let expires_in = t.expires_in.to_string();

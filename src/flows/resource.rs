@@ -47,7 +47,7 @@ pub async fn authorize(
     .map_err(|_| BearerError::InvalidToken("the access token is invalid or has expired"))?;
     if state
         .repos
-        .is_denied(&claims.jti)
+        .access_revoked(&claims)
         .await
         .map_err(|e| BearerError::Flow(e.into()))?
     {

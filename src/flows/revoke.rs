@@ -107,7 +107,7 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
         if !may_see(&client, &claims.client_id) {
             return Ok(Introspection::default());
         }
-        if state.repos.is_denied(&claims.jti).await? {
+        if state.repos.access_revoked(&claims).await? {
             return Ok(Introspection::default());
         }
         let username = super::users::find_by_id(state, &claims.sub)

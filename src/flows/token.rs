@@ -195,6 +195,7 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
                     subject: client.client_id.clone(),
                     client_id: client.client_id.clone(),
                     scope,
+                    family: None,
                 };
                 issue_access_token(state, &grant, grant_type)?
             }
@@ -224,15 +225,19 @@ async fn authorization_code(
     let Some(stored) = stored else {
         return Err(OAuthError::invalid_grant("the code is invalid or has expired").into());
     };
-    let grant = match redeem_code(params, &stored.value, client, now) {
+    let mut grant = match redeem_code(params, &stored.value, client, now) {
         Ok(g) => g,
         Err(RedeemError::Refused(e)) => return Err(e.into()),
         Err(RedeemError::Replayed) => return Err(code_replayed(state, &stored.value).await),
     };
-    let claims = claims_for(state, &grant, now);
-    let refresh = client
+    grant.family = client
         .allows(GrantType::RefreshToken)
-        .then(|| new_refresh(state, &grant, now, crate::ids::random_token(16)));
+        .then(|| crate::ids::random_token(16));
+    let claims = claims_for(state, &grant, now);
+    let refresh = grant
+        .family
+        .is_some()
+        .then(|| new_refresh(state, &grant, now));
     let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     let redeemed = CodeRecord {
         redeemed: Some(Issuance {
@@ -316,8 +321,9 @@ async fn refresh(
         subject: stored.value.sub.clone(),
         client_id: client.client_id.clone(),
         scope: refresh_scope(&stored.value, client),
+        family: Some(stored.value.family.clone()),
     };
-    let (next_token, next) = new_refresh(state, &family_grant, now, stored.value.family.clone());
+    let (next_token, next) = new_refresh(state, &family_grant, now);
     let grant = Grant {
         scope,
         ..family_grant
@@ -330,7 +336,15 @@ async fn refresh(
     let ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     if !state
         .repos
-        .rotate_refresh(token, &stored, &next_token, &next, ttl, seal)
+        .rotate_refresh(
+            token,
+            &stored,
+            &next_token,
+            &next,
+            ttl,
+            seal,
+            !super::users::is_config_user(state, &next.sub),
+        )
         .await?
     {
         // Rotated concurrently, or the family was revoked. A concurrent
@@ -424,10 +438,13 @@ async fn password(
         subject: user.id,
         client_id: client.client_id.clone(),
         scope,
+        family: client
+            .allows(GrantType::RefreshToken)
+            .then(|| crate::ids::random_token(16)),
     };
     let claims = claims_for(state, &grant, now);
-    let refresh = if client.allows(GrantType::RefreshToken) {
-        let (t, rec) = new_refresh(state, &grant, now, crate::ids::random_token(16));
+    let refresh = if grant.family.is_some() {
+        let (t, rec) = new_refresh(state, &grant, now);
         state
             .repos
             .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
@@ -440,14 +457,10 @@ async fn password(
     sign(state, claims, refresh)
 }
 
-fn new_refresh(
-    state: &AppState,
-    grant: &Grant,
-    now: i64,
-    family: String,
-) -> (String, RefreshRecord) {
+/// A new refresh token of `grant`'s family (which must be set).
+fn new_refresh(state: &AppState, grant: &Grant, now: i64) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
-        family,
+        family: grant.family.clone().unwrap_or_default(),
         client_id: grant.client_id.clone(),
         sub: grant.subject.clone(),
         scope: grant.scope.clone(),

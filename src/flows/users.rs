@@ -108,6 +108,11 @@ pub async fn find_by_name(state: &AppState, username: &str) -> Result<Option<Use
     Ok(state.repos.user_by_name(username).await?)
 }
 
+/// Whether `id` is a config-file user's (never in the store).
+pub fn is_config_user(state: &AppState, id: &str) -> bool {
+    state.config_users.values().any(|u| u.id == id)
+}
+
 /// Finds a user by id (the `sub` of their tokens).
 pub async fn find_by_id(state: &AppState, id: &str) -> Result<Option<User>, FlowError> {
     if let Some(u) = state.config_users.values().find(|u| u.id == id) {

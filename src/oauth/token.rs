@@ -151,6 +151,12 @@ pub struct AccessClaims {
     /// Space-separated granted scopes; omitted when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// The refresh token family (grant) the token was issued with, if any: a
+    /// private claim, so that revoking the family (RFC 7009, reuse
+    /// detection, code replay) revokes its access tokens for keygate's own
+    /// checks. It names the grant, not a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
 }
 
 /// What a token is being issued for; the inputs of [`AccessClaims`].
@@ -162,6 +168,8 @@ pub struct Grant {
     pub client_id: String,
     /// The granted scope.
     pub scope: ScopeSet,
+    /// The refresh token family issued with it, if any (`grant_id`).
+    pub family: Option<String>,
 }
 
 impl AccessClaims {
@@ -184,6 +192,7 @@ impl AccessClaims {
             jti,
             client_id: grant.client_id.clone(),
             scope: grant.scope.to_string(),
+            grant_id: grant.family.clone(),
         }
     }
 }
@@ -294,6 +303,7 @@ pub fn redeem_code(
         subject: stored.sub.clone(),
         client_id: client.client_id.clone(),
         scope: stored.scope.clone(),
+        family: None,
     })
 }
 
@@ -450,6 +460,7 @@ pub fn grace_claims(
         jti: contents.jti.clone(),
         client_id: rotated.client_id.clone(),
         scope: contents.scope.clone(),
+        grant_id: Some(rotated.family.clone()),
     }
 }
 
@@ -559,6 +570,7 @@ mod tests {
             subject: "svc".into(),
             client_id: "svc".into(),
             scope: ScopeSet::parse("read").unwrap(),
+            family: None,
         };
         let c = AccessClaims::new("https://i", "https://a", &g, 1000, 900, "j".into());
         assert_eq!((c.iat, c.nbf, c.exp), (1000, 1000, 1900));
@@ -814,6 +826,7 @@ mod tests {
             subject: "u1".into(),
             client_id: "web".into(),
             scope: ScopeSet::parse("profile email").unwrap(),
+            family: Some("fam".into()),
         };
         let first = AccessClaims::new("https://i", "https://a", &g, 1000, 900, "j1".into());
         let contents = grace_contents("successor-token", &first);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Put, Store, StoreError, Swap};
 use crate::oauth::grace::GraceSeal;
-use crate::oauth::token::{CodeRecord, RefreshRecord};
+use crate::oauth::token::{AccessClaims, CodeRecord, RefreshRecord};
 use crate::oauth::types::Client;
 
 const CLIENT: &str = "kg:client:";
@@ -20,6 +20,9 @@ const CODE: &str = "kg:code:";
 const REFRESH: &str = "kg:rt:";
 const FAMILY: &str = "kg:fam:";
 const DENY: &str = "kg:deny:";
+const REVOKED_GRANT: &str = "kg:revoked:grant:";
+const REVOKED_CLIENT: &str = "kg:revoked:client:";
+const REVOKED_SUB: &str = "kg:revoked:sub:";
 const SESSION: &str = "kg:sess:";
 
 /// The store key part for a secret value: base64url(SHA-256(value)).
@@ -35,6 +38,9 @@ fn ttl_secs(secs: i64) -> Option<Duration> {
 #[derive(Clone)]
 pub struct Repos {
     store: Store,
+    /// How long a revocation marker must outlive its write: the access-token
+    /// lifetime, so every token issued before it has expired when it goes.
+    revocation_ttl: Duration,
 }
 
 /// A stored value with the exact bytes it was read as, for compare-and-swap.
@@ -75,9 +81,20 @@ pub struct Session {
 }
 
 impl Repos {
-    /// Wraps the store.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// Wraps the store. `access_ttl` (`tokens.access_ttl`) is how long the
+    /// markers that revoke a refresh family's, a deleted client's or a
+    /// deleted user's access tokens are kept.
+    pub fn new(store: Store, access_ttl: Duration) -> Self {
+        Self {
+            store,
+            revocation_ttl: access_ttl.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Writes a revocation marker for every access token carrying `key`'s
+    /// id, kept until the longest-lived of them has expired.
+    async fn mark_revoked(&self, key: &str) -> Result<(), StoreError> {
+        self.store.put(key, b"1", Some(self.revocation_ttl)).await
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -166,8 +183,12 @@ impl Repos {
             .await
     }
 
-    /// Deletes a client; returns whether it existed.
+    /// Deletes a client and revokes the access tokens issued to it (RFC 7592
+    /// §2.3); returns whether it existed. Its refresh tokens die with it, as
+    /// no one can authenticate as the client any more.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.mark_revoked(&format!("{REVOKED_CLIENT}{client_id}"))
+            .await?;
         self.store.delete(&format!("{CLIENT}{client_id}")).await
     }
 
@@ -207,8 +228,12 @@ impl Repos {
             .await
     }
 
-    /// Deletes a user and frees the name; returns whether it existed.
+    /// Deletes a user, revokes their access tokens and frees the name;
+    /// returns whether it existed. Their refresh tokens can no longer be
+    /// rotated ([`Self::rotate_refresh`] requires the user).
     pub async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
+        self.mark_revoked(&format!("{REVOKED_SUB}{}", user.id))
+            .await?;
         let existed = self.store.delete(&format!("{USER}{}", user.id)).await?;
         self.store
             .delete(&format!("{USERNAME}{}", user.username.to_lowercase()))
@@ -346,9 +371,12 @@ impl Repos {
             .is_some())
     }
 
-    /// Atomically: if `old` is unchanged and its family alive, mark it rotated
-    /// (keeping `grace`, the sealed successor pair, in it) and store `next`
-    /// (extending the family's life). `false` otherwise.
+    /// Atomically: if `old` is unchanged, its family alive and (when
+    /// `stored_user`: the subject is a store user, not a config-file one) the
+    /// user still exists, mark it rotated (keeping `grace`, the sealed
+    /// successor pair, in it) and store `next` (extending the family's life).
+    /// `false` otherwise.
+    #[allow(clippy::too_many_arguments)]
     pub async fn rotate_refresh(
         &self,
         old_token: &str,
@@ -357,9 +385,16 @@ impl Repos {
         next: &RefreshRecord,
         ttl: i64,
         grace: Option<GraceSeal>,
+        stored_user: bool,
     ) -> Result<bool, StoreError> {
         let old_key = format!("{REFRESH}{}", secret_key(old_token));
         let fam_key = format!("{FAMILY}{}", next.family);
+        let user_key = format!("{USER}{}", next.sub);
+        let require: &[&str] = if stored_user {
+            &[&fam_key, &user_key]
+        } else {
+            &[&fam_key]
+        };
         let next_key = format!("{REFRESH}{}", secret_key(next_token));
         let mut rotated = current.value.clone();
         rotated.rotated = true;
@@ -373,7 +408,7 @@ impl Repos {
                 key: &old_key,
                 expected: &current.raw,
                 new: Some((&rotated, keep)),
-                require: &[&fam_key],
+                require,
                 puts: &[
                     (&next_key, &next_bytes, ttl_secs(ttl)),
                     (&fam_key, b"1", ttl_secs(ttl)),
@@ -399,8 +434,13 @@ impl Repos {
         Ok((record, vals.next().flatten().is_some()))
     }
 
-    /// Revokes a whole refresh family; returns whether it was alive.
+    /// Revokes a whole refresh family and the access tokens issued from it
+    /// (their `grant_id` claim); returns whether the family was alive. The
+    /// marker is written first, so a failure in between never leaves the
+    /// family dead and its access tokens alive.
     pub async fn revoke_family(&self, family: &str) -> Result<bool, StoreError> {
+        self.mark_revoked(&format!("{REVOKED_GRANT}{family}"))
+            .await?;
         self.store.delete(&format!("{FAMILY}{family}")).await
     }
 
@@ -419,6 +459,27 @@ impl Repos {
     /// Whether the `jti` is denied.
     pub async fn is_denied(&self, jti: &str) -> Result<bool, StoreError> {
         Ok(self.store.get(&format!("{DENY}{jti}")).await?.is_some())
+    }
+
+    /// Whether an access token is revoked, in one round trip: its own `jti`,
+    /// the refresh family it came from (`grant_id`), its client (deleted) or
+    /// its subject (a deleted user).
+    pub async fn access_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError> {
+        let mut keys = vec![
+            format!("{DENY}{}", claims.jti),
+            format!("{REVOKED_CLIENT}{}", claims.client_id),
+            format!("{REVOKED_SUB}{}", claims.sub),
+        ];
+        if let Some(grant) = &claims.grant_id {
+            keys.push(format!("{REVOKED_GRANT}{grant}"));
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .store
+            .get_many(&keys)
+            .await?
+            .iter()
+            .any(Option::is_some))
     }
 
     // ---- sessions ------------------------------------------------------

@@ -124,6 +124,7 @@ mod tests {
             subject: "svc".into(),
             client_id: "svc".into(),
             scope: ScopeSet::parse("a").unwrap(),
+            family: None,
         };
         AccessClaims::new("https://iss", "https://aud", &g, now, 600, "jti1".into())
     }

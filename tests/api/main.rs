@@ -18,6 +18,7 @@ mod races;
 mod real_browser;
 mod redis_server;
 mod registration;
+mod revocation;
 mod rotation;
 mod security;
 mod sign_in;
