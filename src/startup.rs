@@ -21,7 +21,7 @@ use crate::flows::clients::build;
 use crate::limits::Limits;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
-use crate::oauth::types::Client;
+use crate::oauth::types::{Client, GrantType};
 use crate::state::AppState;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -194,6 +194,13 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     let store: Store = Arc::new(InstrumentedStore::new(store, &metrics));
     let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
     let config_clients = config_clients(&settings, &cfg)?;
+    if cfg.profile == Profile::OAuth21 {
+        for c in config_clients.values() {
+            if c.allows(GrantType::Implicit) || c.allows(GrantType::Password) {
+                tracing::warn!(client_id = %c.client_id, "this [[clients]] entry names the implicit or password grant, which oauth.profile = \"oauth21\" does not serve: those requests will be refused");
+            }
+        }
+    }
     let policy = Policy {
         implicit: cfg.profile == Profile::Legacy,
         password: cfg.profile == Profile::Legacy,
@@ -362,16 +369,16 @@ fn create_first_key(cfg: &Validated, now: i64) -> anyhow::Result<KeySet> {
 
 fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMap<String, Client>> {
     let mut out = HashMap::new();
+    let rules = cfg.client_rules.for_config_file();
     for (i, c) in settings.clients.iter().enumerate() {
         let named = |field: &str, message: &str| {
             anyhow::anyhow!("config error: `clients[{i}].{field}`: {message}")
         };
-        let meta =
-            crate::config::validate_config_client(c, &cfg.client_rules, cfg.issuer_is_loopback)
-                .map_err(|(field, message)| named(field, &message))?;
+        let meta = crate::config::validate_config_client(c, &rules, cfg.issuer_is_loopback)
+            .map_err(|(field, message)| named(field, &message))?;
         let reg = build(
             meta,
-            &cfg.client_rules,
+            &rules,
             0,
             Some(c.client_id.clone()),
             c.client_secret

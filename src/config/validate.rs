@@ -293,8 +293,13 @@ impl Settings {
         let client_rules = crate::oauth::client_meta::Rules {
             scopes,
             http_loopback_redirects: self.oauth.http_loopback_redirects,
+            legacy_grants: profile == Profile::Legacy,
         };
-        check_clients(&self.clients, &client_rules, issuer_is_loopback)?;
+        check_clients(
+            &self.clients,
+            &client_rules.for_config_file(),
+            issuer_is_loopback,
+        )?;
         check_users(&self.users)?;
         if self.session.ttl == 0 {
             return Err(ConfigError::new("session.ttl", "must be greater than 0"));

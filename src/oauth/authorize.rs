@@ -51,6 +51,8 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     /// `code_challenge_method`
     pub code_challenge_method: Option<String>,
+    /// `response_mode` (OAuth 2.0 Multiple Response Type Encoding Practices §2.1)
+    pub response_mode: Option<String>,
     /// The first parameter seen more than once (RFC 6749 §3.1: MUST NOT repeat).
     pub duplicate: Option<&'static str>,
 }
@@ -69,6 +71,7 @@ impl AuthorizeParams {
                 "state" => (&mut p.state, "state"),
                 "code_challenge" => (&mut p.code_challenge, "code_challenge"),
                 "code_challenge_method" => (&mut p.code_challenge_method, "code_challenge_method"),
+                "response_mode" => (&mut p.response_mode, "response_mode"),
                 _ => continue,
             };
             if slot.is_some() {
@@ -192,11 +195,36 @@ pub fn validate(
         Some("token") if policy.implicit => ResponseType::Token,
         _ => ResponseType::Code,
     };
-    let target = RedirectTarget {
+    let mut target = RedirectTarget {
         uri,
         state: p.state.clone(),
         fragment: response_type == ResponseType::Token,
     };
+    // `response_mode` (Multiple Response Type Encoding Practices §2.1):
+    // `query` and `fragment` are served (and advertised); anything else, or
+    // tokens in a query (§2.1 MUST NOT), is `invalid_request`, sent in the
+    // response type's default mode.
+    match (p.response_mode.as_deref(), response_type) {
+        (None, _) => {}
+        (Some("fragment"), _) => target.fragment = true,
+        (Some("query"), ResponseType::Code) => target.fragment = false,
+        (Some("query"), ResponseType::Token) => {
+            return Err(AuthorizeError::Redirect {
+                target,
+                error: OAuthError::invalid_request(
+                    "response_mode=query may not carry tokens; use fragment",
+                ),
+            })
+        }
+        (Some(_), _) => {
+            return Err(AuthorizeError::Redirect {
+                target,
+                error: OAuthError::invalid_request(
+                    "unsupported response_mode: this server answers in `query` or `fragment`",
+                ),
+            })
+        }
+    }
     let fail = |code: ErrorCode, d: &'static str| AuthorizeError::Redirect {
         target: target.clone(),
         error: OAuthError::new(code, d),

@@ -174,6 +174,22 @@ pub struct Rules {
     pub scopes: ScopeSet,
     /// Accept `http://` redirect URIs on loopback hosts (RFC 8252 §7.3 native apps).
     pub http_loopback_redirects: bool,
+    /// Accept the `implicit` and `password` grants (the `legacy` profile);
+    /// under `oauth21` no new client may be registered for a grant the
+    /// server does not serve.
+    pub legacy_grants: bool,
+}
+
+impl Rules {
+    /// The rules for `[[clients]]` entries of the config file: the same, but
+    /// legacy grants are accepted under `oauth21` too (the operator wrote
+    /// them; the endpoints refuse those grants and start-up warns).
+    pub fn for_config_file(&self) -> Self {
+        Self {
+            legacy_grants: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// Turns text into typed metadata, in this order: grant type names
@@ -247,6 +263,21 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
             "grant_types",
             "at least one grant type is required",
         ));
+    }
+    if !rules.legacy_grants {
+        if let Some(g) = m
+            .grant_types
+            .iter()
+            .find(|g| matches!(g, GrantType::Implicit | GrantType::Password))
+        {
+            return Err(MetadataError::invalid(
+                "grant_types",
+                format!(
+                    "the `{}` grant is not served by this server (oauth.profile = \"oauth21\")",
+                    g.as_str()
+                ),
+            ));
+        }
     }
     let needs_redirect = m
         .grant_types
@@ -466,6 +497,7 @@ mod tests {
         let known = Rules {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
+            legacy_grants: true,
         };
         validate(&m(), &known).unwrap();
         let mut x = m();
@@ -490,6 +522,28 @@ mod tests {
         assert!(validate(&x, &known).is_err());
     }
 
+    /// Issue 12 item 8: under `oauth21` no client is registered for a grant
+    /// the server does not serve.
+    #[test]
+    fn oauth21_refuses_legacy_grants() {
+        let oauth21 = Rules {
+            legacy_grants: false,
+            ..server_rules()
+        };
+        for g in [GrantType::Implicit, GrantType::Password] {
+            let mut x = m();
+            x.grant_types.push(g);
+            validate(&x, &server_rules()).unwrap();
+            let e = validate(&x, &oauth21).unwrap_err();
+            assert_eq!(
+                (e.code, e.field),
+                (ErrorCode::InvalidClientMetadata, "grant_types")
+            );
+            assert!(e.message.contains(g.as_str()), "{}", e.message);
+        }
+        validate(&m(), &oauth21).unwrap();
+    }
+
     /// Issue 12 item 7: redirect URIs by allowlist; control characters and
     /// whitespace are refused, not stripped.
     #[test]
@@ -497,6 +551,7 @@ mod tests {
         let known = Rules {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
+            legacy_grants: true,
         };
         let with = |uri: &str, auth_method: AuthMethod| {
             let mut x = m();
@@ -547,6 +602,7 @@ mod tests {
         Rules {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
+            legacy_grants: true,
         }
     }
 

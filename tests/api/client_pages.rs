@@ -273,3 +273,81 @@ async fn public_client_from_the_pages_has_no_secret() {
         .unwrap();
     assert_eq!(resp.status(), 400, "nothing to rotate");
 }
+
+per_backend!(oauth21_registers_no_client_for_a_grant_it_does_not_serve);
+/// Issue 12 item 8: under `oauth21` (the default) neither the pages nor
+/// RFC 7591 register a client for `implicit` or `password`; the form does
+/// not offer them, a forged post is refused, nothing is stored. The
+/// `legacy` profile offers and accepts both.
+async fn oauth21_registers_no_client_for_a_grant_it_does_not_serve(backend: Backend) {
+    const IAT: &str = "initial-access-token-profile-tests";
+    let app = crate::helpers::spawn_app_with(backend, keygate::tokens::keys::Alg::RS256, |s| {
+        s.registration.initial_access_tokens = vec![IAT.into()]
+    })
+    .await;
+    let clients = || async {
+        app.state
+            .store
+            .scan_prefix("kg:client:")
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = clients().await;
+    let alice = signed_in(&app).await;
+    let form = app.page(&alice, "/clients/new").await;
+    assert!(form.contains("value=\"authorization_code\""), "{form}");
+    for legacy in ["password", "implicit"] {
+        assert!(
+            !form.contains(&format!("value=\"{legacy}\"")),
+            "{legacy} offered"
+        );
+        let csrf = csrf_of(&app, &alice, "/clients/new").await;
+        let resp = alice
+            .post(app.url("/clients"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("client_name", "Old app"),
+                ("redirect_uris", REDIRECT),
+                ("grant_types", legacy),
+                ("scope", "profile"),
+                ("token_endpoint_auth_method", "client_secret_basic"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{legacy}");
+        assert!(resp.text().await.unwrap().contains("oauth21"), "{legacy}");
+        let body = serde_json::json!({"client_name": "Old app", "redirect_uris": [REDIRECT],
+            "grant_types": [legacy], "response_types": []});
+        let resp = app
+            .http
+            .post(app.url("/oauth/register"))
+            .bearer_auth(IAT)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{legacy}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_client_metadata", "{legacy}");
+    }
+    assert_eq!(clients().await, before, "nothing stored");
+
+    let legacy = crate::helpers::spawn_app_with(backend, keygate::tokens::keys::Alg::RS256, |s| {
+        s.oauth.profile = "legacy".into();
+        s.registration.initial_access_tokens = vec![IAT.into()]
+    })
+    .await;
+    let alice = legacy.browser();
+    assert_eq!(legacy.login(&alice, "/clients").await.status(), 303);
+    let form = legacy.page(&alice, "/clients/new").await;
+    assert!(form.contains("value=\"password\"") && form.contains("value=\"implicit\""));
+    let body = serde_json::json!({"client_name": "Old app", "redirect_uris": [REDIRECT],
+        "grant_types": ["password", "implicit"], "response_types": ["token"]});
+    let info = steps::register(&legacy.http, &legacy.addr, IAT, &body).await;
+    assert_eq!(
+        info["grant_types"],
+        serde_json::json!(["password", "implicit"])
+    );
+}

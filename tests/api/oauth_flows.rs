@@ -898,3 +898,76 @@ async fn token_grants_stay_within_their_store_round_trips(backend: Backend) {
         "client_credentials on {backend:?}"
     );
 }
+
+/// Issue 12 item 8: `response_mode` is honoured (`fragment` puts the code in
+/// the fragment, `query` is the code default) or refused with
+/// `invalid_request` in the default mode (an unknown mode; `query` for a
+/// token); the metadata lists exactly the two modes that work.
+#[tokio::test]
+async fn response_mode_is_honoured_or_refused() {
+    let app = legacy(Backend::Memory).await;
+    let meta = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(
+        meta["response_modes_supported"],
+        serde_json::json!(["query", "fragment"])
+    );
+    let (verifier, challenge) = pkce_pair();
+    let q = format!("{}&response_mode=fragment", code_query("spa", &challenge));
+    let redirect = app.authorize(&q, "allow").await;
+    let url = url::Url::parse(&redirect).unwrap();
+    assert_eq!(url.query(), None, "{redirect}");
+    let p = params_of(&redirect, true);
+    assert_eq!(
+        (p["state"].as_str(), p["iss"].as_str()),
+        (steps::STATE, ISSUER)
+    );
+    let resp = steps::redeem(
+        &app.http,
+        &app.addr,
+        None,
+        &[("client_id", "spa")],
+        &p["code"],
+        &verifier,
+    )
+    .await;
+    steps::ok_json(resp).await;
+    let (_, challenge) = pkce_pair();
+    let q = format!("{}&response_mode=query", code_query("spa", &challenge));
+    code_from(&app.authorize(&q, "allow").await);
+
+    let refused = |q: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .get(app.url(&format!("/oauth/authorize?{q}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 303, "{q}");
+            location(&resp)
+        }
+    };
+    let (_, challenge) = pkce_pair();
+    for mode in ["form_post", "jwt", "query.jwt"] {
+        let to = refused(format!(
+            "{}&response_mode={mode}",
+            code_query("spa", &challenge)
+        ))
+        .await;
+        let p = params_of(&to, false);
+        assert_eq!(p["error"], "invalid_request", "{mode}");
+        assert!(p["error_description"].contains("response_mode"), "{mode}");
+        assert_eq!(p["iss"], ISSUER);
+    }
+    let q = format!(
+        "response_type=token&client_id=legacy-app&redirect_uri={}&scope=profile&state=st-123&response_mode=query",
+        urlencode(REDIRECT)
+    );
+    let to = refused(q).await;
+    assert!(url::Url::parse(&to).unwrap().query().is_none(), "{to}");
+    let p = params_of(&to, true);
+    assert_eq!(p["error"], "invalid_request");
+}

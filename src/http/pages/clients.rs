@@ -17,8 +17,8 @@ use crate::oauth::types::Client;
 use crate::state::AppState;
 use crate::store::repos::Session;
 
-/// The grant types the client form offers, in this order: all five that
-/// keygate knows, whatever the profile (see [`ClientFormPage::known_grants`]).
+/// The grant types keygate knows, in the order the client form offers them
+/// (see [`offered_grants`]).
 pub const KNOWN_GRANTS: [&str; 5] = [
     "authorization_code",
     "refresh_token",
@@ -26,6 +26,16 @@ pub const KNOWN_GRANTS: [&str; 5] = [
     "password",
     "implicit",
 ];
+
+/// The grant types the form offers: [`KNOWN_GRANTS`] without `password`
+/// and `implicit` unless the `legacy` profile serves them.
+pub fn offered_grants(legacy_grants: bool) -> Vec<String> {
+    KNOWN_GRANTS
+        .iter()
+        .filter(|g| legacy_grants || !matches!(**g, "password" | "implicit"))
+        .map(|g| g.to_string())
+        .collect()
+}
 
 /// One row of the "My clients" list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,11 +118,8 @@ pub struct ClientFormPage {
     pub editing: Option<String>,
     /// Current values of the fields.
     pub values: ClientFormValues,
-    /// Grant types offered as checkboxes: every grant type keygate knows
-    /// ([`KNOWN_GRANTS`]), whatever the active profile. A client may be
-    /// registered for a grant the profile disables: under `oauth21` the
-    /// authorization endpoint refuses `implicit` and the token endpoint
-    /// `password`.
+    /// Grant types offered as checkboxes: those the active profile serves
+    /// ([`offered_grants`]); registration refuses the others.
     pub known_grants: Vec<String>,
     /// Scopes the server knows, shown as a hint under the scope field.
     pub known_scopes: Vec<String>,
@@ -253,7 +260,7 @@ impl Owner<'_> {
                 ),
                 editing,
                 values,
-                known_grants: KNOWN_GRANTS.iter().map(|g| g.to_string()).collect(),
+                known_grants: offered_grants(self.state.cfg.client_rules.legacy_grants),
                 known_scopes: self
                     .state
                     .cfg
