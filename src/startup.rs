@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Profile, Settings, StoreBackend, Validated};
+use crate::config::{MetricsExposure, Profile, Settings, StoreBackend, Validated};
 use crate::flows::clients::build;
 use crate::limits::Limits;
 use crate::metrics::{InstrumentedStore, Metrics};
@@ -34,6 +34,8 @@ use crate::tokens::{KeyError, KeySet, Keys};
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The `/metrics` listener, when `metrics.listen` names one.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
 }
 
@@ -55,9 +57,20 @@ impl Application {
         let addr = listener
             .local_addr()
             .context("listener has no socket address")?;
+        let metrics = match state.cfg.metrics {
+            MetricsExposure::Separate(at) => {
+                let l = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("metrics.listen: cannot listen on {at}"))?;
+                let a = l.local_addr().context("listener has no socket address")?;
+                Some((l, a))
+            }
+            MetricsExposure::Main | MetricsExposure::Off => None,
+        };
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
         })
     }
@@ -70,6 +83,11 @@ impl Application {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the `/metrics` listener, if it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     /// The shared state (tests inspect the store through it).
@@ -93,8 +111,22 @@ impl Application {
         spawn_limit_sweeper(self.state.limits.clone(), cfg.limits.sweep_every);
         tracing::info!(addr = %self.addr, issuer = %cfg.issuer, "keygate listening");
         let header_timeout = cfg.server.header_read_timeout;
+        // The metrics listener lives as long as the main one; scrapes are
+        // not worth a graceful drain.
+        let metrics = self.metrics.map(|(listener, addr)| {
+            tracing::info!(%addr, "metrics listening");
+            let ep = crate::http::metrics_only(self.state.clone());
+            tokio::spawn(serve(
+                listener,
+                addr,
+                ep,
+                header_timeout,
+                std::future::pending(),
+                Duration::ZERO,
+            ))
+        });
         let app = crate::http::routes(self.state);
-        serve(
+        let served = serve(
             self.listener,
             self.addr,
             app,
@@ -102,7 +134,11 @@ impl Application {
             shutdown,
             grace,
         )
-        .await
+        .await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
+        served
     }
 }
 

@@ -25,13 +25,13 @@ mod validate;
 pub(crate) use clients::validate_config_client;
 pub use layering::{documented_keys, env_name};
 pub use tree::{
-    ConfigClient, ConfigUser, KeySettings, LimitSettings, LogSettings, OAuthSettings,
-    RegistrationSettings, ServerSettings, SessionSettings, Settings, StoreSettings, TokenSettings,
-    UiSettings,
+    ConfigClient, ConfigUser, KeySettings, LimitSettings, LogSettings, MetricsSettings,
+    OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings, Settings, StoreSettings,
+    TokenSettings, UiSettings,
 };
 pub use validate::{
-    KeyOptions, LimitOptions, LogFormat, LogOptions, Profile, RegistrationOptions, ServerOptions,
-    SessionOptions, StoreBackend, StoreOptions, TokenOptions, UiOptions, Validated,
+    KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile, RegistrationOptions,
+    ServerOptions, SessionOptions, StoreBackend, StoreOptions, TokenOptions, UiOptions, Validated,
 };
 
 /// A configuration problem, naming the key it is about.

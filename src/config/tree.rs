@@ -32,6 +32,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// `[log]`: log format and level.
     pub log: LogSettings,
+    /// `[metrics]`: where `GET /metrics` is served, if at all.
+    pub metrics: MetricsSettings,
     /// `[limits]`: in-process rate limits.
     pub limits: LimitSettings,
     /// `[[clients]]`: clients defined in the file (not overridable by env).
@@ -297,6 +299,26 @@ impl Default for LogSettings {
         Self {
             format: "text".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` at all.
+    pub enabled: bool,
+    /// `""`: on the main listener (`server.listen`); an `IP:PORT`: on a
+    /// listener of its own, and not on the main one.
+    pub listen: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: String::new(),
         }
     }
 }

@@ -71,6 +71,18 @@ pub struct ServerOptions {
     pub body_read_timeout: Duration,
 }
 
+/// Where `GET /metrics` is served (`[metrics]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExposure {
+    /// On the main listener, next to the API (the default).
+    Main,
+    /// Only on a listener of its own (`metrics.listen`), e.g. a private
+    /// address the Prometheus scraper reaches and the internet does not.
+    Separate(SocketAddr),
+    /// Nowhere (`metrics.enabled = false`).
+    Off,
+}
+
 /// `[store]` after validation, besides the backend.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -192,6 +204,8 @@ pub struct Validated {
     pub log: LogOptions,
     /// In-process rate limits.
     pub limits: LimitOptions,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsExposure,
     /// Dynamic client registration.
     pub registration: RegistrationOptions,
 }
@@ -265,6 +279,27 @@ impl Settings {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
         }
+        let metrics = match (self.metrics.enabled, self.metrics.listen.trim()) {
+            (false, _) => MetricsExposure::Off,
+            (true, "") => MetricsExposure::Main,
+            (true, raw) => {
+                let addr: SocketAddr = raw.parse().map_err(|_| {
+                    ConfigError::new(
+                        "metrics.listen",
+                        format!(
+                            "`{raw}` is not an IP:port socket address (or \"\" for server.listen)"
+                        ),
+                    )
+                })?;
+                if addr == listen && addr.port() != 0 {
+                    return Err(ConfigError::new(
+                        "metrics.listen",
+                        "must differ from server.listen (use \"\" to serve /metrics there)",
+                    ));
+                }
+                MetricsExposure::Separate(addr)
+            }
+        };
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -357,6 +392,7 @@ impl Settings {
                 format: log_format,
                 level: self.log.level.clone(),
             },
+            metrics,
             limits: LimitOptions {
                 enabled: self.limits.enabled,
                 token_per_second: nonzero(self.limits.token_per_second),
@@ -557,5 +593,29 @@ mod tests {
             v.registration.initial_access_tokens[0].expose_secret(),
             "iat-secret-0123456789"
         );
+    }
+}
+
+#[cfg(test)]
+mod example_files {
+    use super::*;
+    use std::path::Path;
+
+    /// The shipped example configurations load and validate as they are
+    /// (production's puts `/metrics` on a listener of its own).
+    #[test]
+    fn shipped_configs_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prod = Settings::load(Some(&root.join("config/production.example.toml")), vec![])
+            .and_then(|s| s.validate())
+            .unwrap();
+        assert_eq!(
+            prod.metrics,
+            MetricsExposure::Separate("127.0.0.1:9100".parse().unwrap())
+        );
+        let dev = Settings::load(Some(&root.join("config/keygate.toml")), vec![])
+            .and_then(|s| s.validate())
+            .unwrap();
+        assert_eq!(dev.metrics, MetricsExposure::Main);
     }
 }

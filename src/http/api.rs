@@ -13,6 +13,7 @@ use super::responses::{
     IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody,
     TokenResponse, NO_STORE,
 };
+use crate::config::MetricsExposure;
 use crate::flows;
 use crate::flows::token::TokenInput;
 use crate::oauth::authorize::Policy;
@@ -237,6 +238,17 @@ pub enum ReadyResponse {
     NotReady(Json<Status>),
 }
 
+/// `/metrics` responses.
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// The metrics, in the Prometheus text exposition format.
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
+    /// Not served on this listener (`metrics.listen` or `metrics.enabled`).
+    #[oai(status = 404)]
+    NotFound,
+}
+
 /// The keygate JSON API.
 pub struct Api;
 
@@ -425,10 +437,15 @@ impl Api {
         }
     }
 
-    /// Prometheus metrics (text exposition format).
+    /// Prometheus metrics (text exposition format). 404 when `[metrics]`
+    /// moves them to a listener of their own or switches them off.
     #[oai(path = "/metrics", method = "get", tag = "ApiTags::Operations")]
-    async fn metrics(&self, state: Data<&AppState>) -> PlainText<String> {
-        PlainText(state.metrics.render())
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
+        if state.cfg.metrics == MetricsExposure::Main {
+            MetricsResponse::Ok(PlainText(state.metrics.render()))
+        } else {
+            MetricsResponse::NotFound
+        }
     }
 }
 

@@ -55,3 +55,18 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .around(move |ep, req| middleware::observe(ep, req, table))
         .data(state)
 }
+
+/// The endpoint of a `metrics.listen` listener: `GET /metrics` and nothing
+/// else (404), without the API's middleware: the scraper is the only caller.
+pub fn metrics_only(state: AppState) -> impl Endpoint {
+    poem::Route::new()
+        .at("/metrics", poem::get(metrics_text))
+        .data(state)
+}
+
+#[poem::handler]
+fn metrics_text(state: poem::web::Data<&AppState>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/plain; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -416,3 +416,69 @@ async fn method_not_allowed_lists_the_allowed_methods() {
         "a routed path was counted as other:\n{metrics}"
     );
 }
+
+/// Issue 12 item 10: `/metrics` can move to a listener of its own (then the
+/// main listener answers 404 for it) or be switched off; bad settings are
+/// refused at start with the key's name.
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener_or_be_switched_off() {
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::RS256, 1)
+        .unwrap();
+    let start = |tweak: &dyn Fn(&mut keygate::config::Settings)| {
+        let mut s = crate::helpers::test_settings(keys.path(), "memory");
+        tweak(&mut s);
+        async move {
+            let app = keygate::startup::Application::build(s).await?;
+            let main = format!("http://{}", app.addr());
+            let metrics = app.metrics_addr().map(|a| format!("http://{a}"));
+            let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+            anyhow::Ok((main, metrics, task))
+        }
+    };
+    let http = crate::steps::api_client();
+    let status = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+
+    let (main, metrics, task) = start(&|s| s.metrics.listen = "127.0.0.1:0".into())
+        .await
+        .unwrap();
+    let metrics = metrics.expect("a metrics listener");
+    assert_ne!(main, metrics);
+    assert_eq!(status(format!("{main}/healthz")).await, 200);
+    assert_eq!(status(format!("{main}/metrics")).await, 404);
+    let resp = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("keygate_http_requests_total"), "{text}");
+    // Only the metrics there: no API, no pages.
+    for path in ["/healthz", "/", "/oauth/token", "/.well-known/jwks.json"] {
+        assert_eq!(status(format!("{metrics}{path}")).await, 404, "{path}");
+    }
+    task.abort();
+
+    let (main, metrics, task) = start(&|s| s.metrics.enabled = false).await.unwrap();
+    assert!(metrics.is_none());
+    assert_eq!(status(format!("{main}/metrics")).await, 404);
+    assert_eq!(status(format!("{main}/healthz")).await, 200);
+    task.abort();
+
+    for (listen, wanted) in [
+        ("localhost:9100", "metrics.listen"),
+        ("127.0.0.1:8080", "metrics.listen"),
+    ] {
+        let err = start(&|s| {
+            s.server.listen = "127.0.0.1:8080".into();
+            s.metrics.listen = listen.into();
+        })
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains(wanted), "{err}");
+    }
+}
