@@ -210,9 +210,16 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     let config_users = config_users(&settings);
     let store_for_key = store.clone();
     let limits = Limits::new(&cfg.limits);
+    let config_origins = config_clients
+        .values()
+        .flat_map(Client::cors_origins)
+        .collect();
+    let repos = Repos::new(store.clone());
+    index_origins(repos.clone());
     let state = AppState {
-        repos: Repos::new(store.clone()),
+        repos,
         store,
+        config_origins: Arc::new(config_origins),
         config_clients: Arc::new(config_clients),
         keys,
         clock,
@@ -225,6 +232,22 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         limits: Arc::new(limits),
     };
     Ok(state)
+}
+
+/// Indexes the CORS origins of clients stored before the origin index
+/// existed (once per store), in the background: a store that is down at start
+/// must not hold the server up, and the next start tries again.
+fn index_origins(repos: Repos) {
+    tokio::spawn(async move {
+        match repos.index_origins_once().await {
+            Ok(true) => tracing::info!("indexed the CORS origins of the stored clients"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not index the CORS origins of the stored clients; retrying at the next start"
+            ),
+        }
+    });
 }
 
 /// What the CLI's client and user commands work on. Opening it creates no
