@@ -215,7 +215,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         .flat_map(Client::cors_origins)
         .collect();
     let repos = Repos::new(store.clone());
-    index_origins(repos.clone());
+    index_origins(&repos).await;
     let state = AppState {
         repos,
         store,
@@ -235,19 +235,18 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
 }
 
 /// Indexes the CORS origins of clients stored before the origin index
-/// existed (once per store), in the background: a store that is down at start
-/// must not hold the server up, and the next start tries again.
-fn index_origins(repos: Repos) {
-    tokio::spawn(async move {
-        match repos.index_origins_once().await {
-            Ok(true) => tracing::info!("indexed the CORS origins of the stored clients"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(
-                error = %e,
-                "could not index the CORS origins of the stored clients; retrying at the next start"
-            ),
-        }
-    });
+/// existed: once per store (later starts read one marker key). Like the
+/// shared CSRF key, a store that is down at start does not stop the server:
+/// the failure is logged and the next start tries again.
+async fn index_origins(repos: &Repos) {
+    match repos.index_origins_once().await {
+        Ok(true) => tracing::info!("indexed the CORS origins of the stored clients"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not index the CORS origins of the stored clients; retrying at the next start"
+        ),
+    }
 }
 
 /// What the CLI's client and user commands work on. Opening it creates no

@@ -14,7 +14,9 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::chromium::Browser;
-use crate::helpers::{per_backend, spawn_app, spawn_app_with, Backend, TestApp, ISSUER, PASSWORD, USER};
+use crate::helpers::{
+    per_backend, spawn_app, spawn_app_with, Backend, TestApp, ISSUER, PASSWORD, USER,
+};
 
 const IAT: &str = "initial-access-token-for-cors";
 /// The origin of the test config's public `spa` client (and `demo-spa`'s in
@@ -91,10 +93,26 @@ async fn assert_origin(app: &TestApp, origin: &str, allowed: bool) {
         assert_eq!(resp.status(), 204, "{what}");
         assert_eq!(header(&resp, "vary").as_deref(), Some("Origin"), "{what}");
         if allowed {
-            assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some(origin), "{what}");
-            assert_eq!(header(&resp, "access-control-allow-methods").as_deref(), Some("POST"), "{what}");
-            assert_eq!(header(&resp, "access-control-allow-headers").as_deref(), Some("content-type"), "{what}");
-            assert_eq!(header(&resp, "access-control-max-age").as_deref(), Some("600"), "{what}");
+            assert_eq!(
+                header(&resp, "access-control-allow-origin").as_deref(),
+                Some(origin),
+                "{what}"
+            );
+            assert_eq!(
+                header(&resp, "access-control-allow-methods").as_deref(),
+                Some("POST"),
+                "{what}"
+            );
+            assert_eq!(
+                header(&resp, "access-control-allow-headers").as_deref(),
+                Some("content-type"),
+                "{what}"
+            );
+            assert_eq!(
+                header(&resp, "access-control-max-age").as_deref(),
+                Some("600"),
+                "{what}"
+            );
         } else {
             for h in [
                 "access-control-allow-origin",
@@ -105,7 +123,12 @@ async fn assert_origin(app: &TestApp, origin: &str, allowed: bool) {
             }
         }
         let form: &[(&str, &str)] = if path == "/oauth/token" {
-            &[("grant_type", "authorization_code"), ("client_id", "spa"), ("code", "bogus"), ("code_verifier", "v")]
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "spa"),
+                ("code", "bogus"),
+                ("code_verifier", "v"),
+            ]
         } else {
             &[("token", "bogus"), ("client_id", "spa")]
         };
@@ -117,7 +140,11 @@ async fn assert_origin(app: &TestApp, origin: &str, allowed: bool) {
             "{what}: Vary"
         );
         let expected = allowed.then_some(origin);
-        assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), expected, "{what}");
+        assert_eq!(
+            header(&resp, "access-control-allow-origin").as_deref(),
+            expected,
+            "{what}"
+        );
     }
 }
 
@@ -125,7 +152,10 @@ async fn register(app: &TestApp, metadata: serde_json::Value) -> (String, String
     let info = crate::steps::register(&app.http, &app.addr, IAT, &metadata).await;
     (
         info["client_id"].as_str().unwrap().to_string(),
-        info["registration_access_token"].as_str().unwrap().to_string(),
+        info["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
     )
 }
 
@@ -148,7 +178,11 @@ async fn metadata_and_jwks_answer_any_origin() {
             }
             let resp = req.send().await.unwrap();
             assert_eq!(resp.status(), 200, "{path}");
-            assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some("*"), "{path} {origin:?}");
+            assert_eq!(
+                header(&resp, "access-control-allow-origin").as_deref(),
+                Some("*"),
+                "{path} {origin:?}"
+            );
             assert_no_credentials(&resp);
         }
         let resp = app
@@ -160,8 +194,14 @@ async fn metadata_and_jwks_answer_any_origin() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 204, "{path} preflight");
-        assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some("*"));
-        assert_eq!(header(&resp, "access-control-allow-methods").as_deref(), Some("GET"));
+        assert_eq!(
+            header(&resp, "access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        assert_eq!(
+            header(&resp, "access-control-allow-methods").as_deref(),
+            Some("GET")
+        );
         assert_no_credentials(&resp);
     }
 }
@@ -187,16 +227,26 @@ async fn pages_and_other_endpoints_stay_same_origin() {
             .send()
             .await
             .unwrap();
-        assert!(header(&resp, "access-control-allow-origin").is_none(), "{path}");
+        assert!(
+            header(&resp, "access-control-allow-origin").is_none(),
+            "{path}"
+        );
         assert_no_credentials(&resp);
     }
     // A preflight of a page or another endpoint is routed as before: 405
     // with Allow, no CORS header.
-    for (path, allow) in [("/login", "GET, HEAD, POST"), ("/oauth/introspect", "POST"), ("/api/me", "GET, HEAD")] {
+    for (path, allow) in [
+        ("/login", "GET, HEAD, POST"),
+        ("/oauth/introspect", "POST"),
+        ("/api/me", "GET, HEAD"),
+    ] {
         let resp = preflight(&app, path, SPA_ORIGIN).await;
         assert_eq!(resp.status(), 405, "{path}");
         assert_eq!(header(&resp, "allow").as_deref(), Some(allow), "{path}");
-        assert!(header(&resp, "access-control-allow-origin").is_none(), "{path}");
+        assert!(
+            header(&resp, "access-control-allow-origin").is_none(),
+            "{path}"
+        );
     }
     // An OPTIONS that is no preflight (no Access-Control-Request-Method)
     // keeps today's 405 with Allow on the token endpoint too.
@@ -217,7 +267,12 @@ async fn token_and_revoke_answer_public_client_origins(backend: Backend) {
     // the config file's public client
     assert_origin(&app, SPA_ORIGIN, true).await;
     // not web origins, or not exactly as a browser serialises one
-    for origin in ["null", "http://127.0.0.1:3000/", "HTTP://127.0.0.1:3000", "http://localhost:3000"] {
+    for origin in [
+        "null",
+        "http://127.0.0.1:3000/",
+        "HTTP://127.0.0.1:3000",
+        "http://localhost:3000",
+    ] {
         assert_origin(&app, origin, false).await;
     }
     // unknown origin
@@ -288,7 +343,11 @@ per_backend!(concurrent_updates_leave_the_stored_clients_origins);
 async fn concurrent_updates_leave_the_stored_clients_origins(backend: Backend) {
     let app = spawn_app(backend).await;
     let state = app.state.clone();
-    let origins = ["http://127.0.0.1:4301", "http://127.0.0.1:4302", "http://127.0.0.1:4303"];
+    let origins = [
+        "http://127.0.0.1:4301",
+        "http://127.0.0.1:4302",
+        "http://127.0.0.1:4303",
+    ];
     let meta = |uris: Vec<String>| keygate::oauth::client_meta::ClientMetadata {
         client_name: "racing SPA".into(),
         redirect_uris: uris,
@@ -322,9 +381,15 @@ async fn concurrent_updates_leave_the_stored_clients_origins(backend: Backend) {
                 .collect();
             let meta = meta(uris);
             tokio::spawn(async move {
-                keygate::flows::clients::update(&state.repos, &id, None, meta, &state.cfg.client_rules)
-                    .await
-                    .unwrap();
+                keygate::flows::clients::update(
+                    &state.repos,
+                    &id,
+                    None,
+                    meta,
+                    &state.cfg.client_rules,
+                )
+                .await
+                .unwrap();
             })
         })
         .collect();
@@ -344,20 +409,24 @@ async fn concurrent_updates_leave_the_stored_clients_origins(backend: Backend) {
         .await
         .unwrap();
     for origin in origins {
-        assert!(!state.repos.origin_allowed(origin).await.unwrap(), "{origin} after delete");
+        assert!(
+            !state.repos.origin_allowed(origin).await.unwrap(),
+            "{origin} after delete"
+        );
     }
 }
 
 per_backend!(clients_stored_before_the_index_get_their_origins);
 async fn clients_stored_before_the_index_get_their_origins(backend: Backend) {
     let app = spawn_app(backend).await;
-    // This app's start indexes the (empty) store once in the background:
-    // wait for its marker, so it cannot index the client below itself.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while app.state.store.get("kg:meta:origins-indexed").await.unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the start-up indexing never finished");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // This app's start indexed the (empty) store and left its marker.
+    assert!(app
+        .state
+        .store
+        .get("kg:meta:origins-indexed")
+        .await
+        .unwrap()
+        .is_some());
     // a public client as an older keygate stored it: no origin index entry
     let origin = "http://127.0.0.1:4400";
     let parsed = keygate::oauth::types::Client {
@@ -376,13 +445,21 @@ async fn clients_stored_before_the_index_get_their_origins(backend: Backend) {
     };
     app.state
         .store
-        .put("kg:client:old-spa", &serde_json::to_vec(&parsed).unwrap(), None)
+        .put(
+            "kg:client:old-spa",
+            &serde_json::to_vec(&parsed).unwrap(),
+            None,
+        )
         .await
         .unwrap();
     assert_origin(&app, origin, false).await;
     // what a start does once per store (the marker set by this app's own
     // start is removed, as in a store an older keygate wrote)
-    app.state.store.delete("kg:meta:origins-indexed").await.unwrap();
+    app.state
+        .store
+        .delete("kg:meta:origins-indexed")
+        .await
+        .unwrap();
     app.state.repos.index_origins_once().await.unwrap();
     assert_origin(&app, origin, true).await;
 }
@@ -552,7 +629,10 @@ async fn chromium_spa_runs_code_pkce_refresh_and_revoke_cross_origin(backend: Ba
         .await;
     browser.click("#allow").await;
     browser
-        .wait_for_url(|u| u.as_str().starts_with(&redirect), Duration::from_secs(20))
+        .wait_for_url(
+            |u| u.as_str().starts_with(&redirect),
+            Duration::from_secs(20),
+        )
         .await;
     let out = result_of(&browser).await;
     assert!(out.get("error").is_none(), "{out}");
@@ -565,13 +645,16 @@ async fn chromium_spa_runs_code_pkce_refresh_and_revoke_cross_origin(backend: Ba
     assert_eq!(out["revoke_status"], 200, "{out}");
     assert_eq!(out["after_revoke"], "invalid_grant", "{out}");
     assert_eq!(out["preflighted_status"], 400, "{out}");
-    let claims = crate::helpers::verify_like_a_gateway(&app, out["access_token"].as_str().unwrap()).await;
+    let claims =
+        crate::helpers::verify_like_a_gateway(&app, out["access_token"].as_str().unwrap()).await;
     assert_eq!(claims["client_id"], client_id.as_str());
 
     // The same page from an origin no client registered (localhost is
     // another host, so another origin): the metadata reads, the token
     // endpoint's answer is blocked by CORS.
-    browser.goto(&format!("http://localhost:{port}/probe")).await;
+    browser
+        .goto(&format!("http://localhost:{port}/probe"))
+        .await;
     let out = result_of(&browser).await;
     assert_eq!(out["meta_issuer"], ISSUER, "{out}");
     assert_eq!(out["token_error"], "TypeError", "{out}");
