@@ -253,9 +253,16 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     let config_users = config_users(&settings);
     let store_for_key = store.clone();
     let limits = Limits::new(&cfg.limits);
+    let config_origins = config_clients
+        .values()
+        .flat_map(Client::cors_origins)
+        .collect();
+    let repos = Repos::new(store.clone(), cfg.tokens.access_ttl);
+    index_origins(&repos).await;
     let state = AppState {
-        repos: Repos::new(store.clone(), cfg.tokens.access_ttl),
+        repos,
         store,
+        config_origins: Arc::new(config_origins),
         config_clients: Arc::new(config_clients),
         keys,
         clock,
@@ -268,6 +275,21 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         limits: Arc::new(limits),
     };
     Ok(state)
+}
+
+/// Indexes the CORS origins of clients stored before the origin index
+/// existed: once per store (later starts read one marker key). Like the
+/// shared CSRF key, a store that is down at start does not stop the server:
+/// the failure is logged and the next start tries again.
+async fn index_origins(repos: &Repos) {
+    match repos.index_origins_once().await {
+        Ok(true) => tracing::info!("indexed the CORS origins of the stored clients"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not index the CORS origins of the stored clients; retrying at the next start"
+        ),
+    }
 }
 
 /// What the CLI's client and user commands work on. Opening it creates no

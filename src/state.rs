@@ -1,6 +1,6 @@
 //! Shared server state: cheap to clone, handed to every handler.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::clock::Clock;
@@ -23,6 +23,9 @@ pub struct AppState {
     pub repos: Repos,
     /// Clients from `[[clients]]` in the config file (looked up before the store).
     pub config_clients: Arc<HashMap<String, Client>>,
+    /// The CORS origins of the public clients in `config_clients` (stored
+    /// clients' origins are indexed in the store).
+    pub config_origins: Arc<BTreeSet<String>>,
     /// Signing keys and the JWKS document.
     pub keys: Arc<Keys>,
     /// The only source of time.

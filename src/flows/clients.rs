@@ -225,3 +225,19 @@ pub async fn by_registration_token(
         .is_some_and(|h| bool::from(hash_secret(token).ct_eq(&h)));
     Ok(ok.then_some(client))
 }
+
+/// Whether a browser at `origin` (an exact `oauth::types::web_origin`) may
+/// call the token and revocation endpoints (SPEC.md "CORS"): it is the origin
+/// of a redirect URI of a public client, from the config file
+/// (`config_origins`, no store read) or the store (one read of the origin
+/// index that [`Repos::put_client`] and [`Repos::delete_client`] keep).
+pub async fn cors_origin_allowed(
+    repos: &Repos,
+    config_origins: &std::collections::BTreeSet<String>,
+    origin: &str,
+) -> Result<bool, StoreError> {
+    if config_origins.contains(origin) {
+        return Ok(true);
+    }
+    repos.origin_allowed(origin).await
+}

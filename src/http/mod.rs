@@ -4,6 +4,7 @@
 //! once in `routes`.
 
 pub mod api;
+pub mod cors;
 pub mod errors;
 pub mod middleware;
 pub mod pages;
@@ -51,6 +52,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let table = routes::table();
     routes::router(csrf)
         .around(move |ep, req| middleware::with_allow(ep, req, table))
+        .around(move |ep, req| cors::cors(ep, req, table))
         .around(move |ep, req| middleware::size_limits(ep, req, max_body, max_header, body_timeout))
         .around(move |ep, req| middleware::observe(ep, req, table))
         .data(state)

@@ -3,7 +3,9 @@
 //! methods come from its OpenAPI document. The router, the metrics route
 //! labels and the `Allow` header of a 405 are all derived from these two
 //! sources, so a new route cannot be served without being labelled and
-//! listed, nor the other way round.
+//! listed, nor the other way round. The CORS policy of a path is here too
+//! ([`API_CORS`]): pages are same-origin (SPEC.md "CORS"), so only API paths
+//! have one.
 //!
 //! Must not depend on the handlers' internals, the store or the flows: it
 //! names handlers and nothing else.
@@ -38,6 +40,30 @@ pub enum Serve {
     /// path below is labelled with the mount path in metrics.
     Tree(MakeEndpoint),
 }
+
+/// Which cross-origin browser requests a route answers (SPEC.md "CORS").
+/// Never with credentials: no route sends `Access-Control-Allow-Credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    /// Public documents (metadata, JWKS): `Access-Control-Allow-Origin: *`
+    /// on `GET`, so browser apps and JWT verifiers can read them.
+    AnyOrigin,
+    /// The token and revocation endpoints: only the origins of registered
+    /// public clients' redirect URIs, looked up per request.
+    PublicClients,
+}
+
+/// The API paths that answer cross-origin requests; every other path is
+/// same-origin. A unit test checks that each is one of the API's paths.
+/// `/api/me` stays same-origin: it is the demo client's resource, fetched
+/// server-side with the session's token, not by browser apps.
+pub const API_CORS: &[(&str, Cors)] = &[
+    ("/.well-known/oauth-authorization-server", Cors::AnyOrigin),
+    ("/.well-known/openid-configuration", Cors::AnyOrigin),
+    ("/.well-known/jwks.json", Cors::AnyOrigin),
+    ("/oauth/token", Cors::PublicClients),
+    ("/oauth/revoke", Cors::PublicClients),
+];
 
 /// One route outside the OpenAPI service.
 pub struct RouteDef {
@@ -181,6 +207,8 @@ pub struct TableEntry {
     allow: Option<HeaderValue>,
     /// One of the API's paths (served by the OpenAPI service).
     api: bool,
+    /// Its CORS policy (`None`: same-origin).
+    cors: Option<Cors>,
 }
 
 impl TableEntry {
@@ -192,6 +220,11 @@ impl TableEntry {
     /// The methods the route answers, as sent in `Allow` (`None` for a tree).
     pub fn allow(&self) -> Option<&HeaderValue> {
         self.allow.as_ref()
+    }
+
+    /// Its CORS policy (`None`: same-origin, no CORS headers).
+    pub fn cors(&self) -> Option<Cors> {
+        self.cors
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -270,6 +303,7 @@ impl RouteTable {
                     prefix,
                     allow,
                     api: false,
+                    cors: None,
                 }
             })
             .collect();
@@ -287,6 +321,7 @@ impl RouteTable {
                     prefix: false,
                     allow: allow_value(methods),
                     api: true,
+                    cors: API_CORS.iter().find(|(p, _)| p == path).map(|(_, c)| *c),
                 });
             }
         }
@@ -365,6 +400,20 @@ mod tests {
         );
         assert_eq!(allow("/oauth/token").unwrap(), "POST");
         assert!(allow("/docs").is_none());
+    }
+
+    #[test]
+    fn cors_paths_are_api_paths_and_pages_are_same_origin() {
+        for (path, cors) in API_CORS {
+            let entry = table().find(path).unwrap();
+            assert_eq!(entry.pattern(), *path);
+            assert_eq!(entry.cors(), Some(*cors));
+        }
+        let with_cors = table().entries().iter().filter(|e| e.cors().is_some());
+        assert_eq!(with_cors.count(), API_CORS.len());
+        for page in ["/", "/login", "/oauth/authorize", "/clients/x", "/api/me"] {
+            assert_eq!(table().find(page).unwrap().cors(), None, "{page}");
+        }
     }
 
     #[test]

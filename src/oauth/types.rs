@@ -220,6 +220,23 @@ impl Client {
             .iter()
             .any(|r| redirect_uri_matches(r, given))
     }
+    /// The web origins a browser may call the token and revocation endpoints
+    /// from on this client's behalf (SPEC.md "CORS"): the origins of a public
+    /// client's http(s) redirect URIs. A confidential client has none (its
+    /// secret must not be in a browser), nor has a private-use scheme
+    /// redirect (a native app, which needs no CORS; its origin is opaque).
+    pub fn cors_origins(&self) -> BTreeSet<String> {
+        if self.is_confidential() {
+            return BTreeSet::new();
+        }
+        self.redirect_uris
+            .iter()
+            .filter_map(|uri| url::Url::parse(uri).ok())
+            .map(|u| u.origin())
+            .filter(url::Origin::is_tuple)
+            .map(|o| o.ascii_serialization())
+            .collect()
+    }
 }
 
 /// Whether a redirect URI sent in a request matches a registered one: the
@@ -249,6 +266,16 @@ pub fn redirect_uri_matches(registered: &str, given: &str) -> bool {
         (Some(r), Some(g)) => r == g,
         _ => false,
     }
+}
+
+/// The web origin named by an `Origin` request header (RFC 6454 §7), if it
+/// is one exactly as a browser serialises it (`scheme://host[:port]`, the
+/// `url` crate's `origin().ascii_serialization()`): anything else, including
+/// `null` and a trailing slash, names no origin keygate could have registered.
+pub fn web_origin(header: &str) -> Option<&str> {
+    let url = url::Url::parse(header).ok()?;
+    let origin = url.origin();
+    (origin.is_tuple() && origin.ascii_serialization() == header).then_some(header)
 }
 
 /// Whether `raw` is an http(s) URL whose host is `localhost` or a loopback IP
@@ -330,6 +357,74 @@ mod tests {
             let b = ScopeSet::parse(&v.join(" ")).unwrap();
             prop_assert_eq!(&a, &b);
             prop_assert_eq!(ScopeSet::parse(&a.to_string()).unwrap(), a);
+        }
+    }
+
+    fn public_client(redirect_uris: &[&str]) -> Client {
+        Client {
+            client_id: "spa".into(),
+            client_name: "spa".into(),
+            secret_sha256: None,
+            auth_method: AuthMethod::None,
+            grant_types: vec![GrantType::AuthorizationCode],
+            redirect_uris: redirect_uris.iter().map(|u| u.to_string()).collect(),
+            scope: ScopeSet::parse("profile").unwrap(),
+            created_at: 0,
+            owner: None,
+            client_uri: None,
+            logo_uri: None,
+            registration_token_sha256: None,
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_public_web_redirect_origins() {
+        let c = public_client(&[
+            "http://127.0.0.1:3000/cb",
+            "http://127.0.0.1:3000/other",
+            "https://app.example.com:443/cb",
+            "https://Bücher.example/cb",
+            "com.example.app:/cb",
+        ]);
+        let got: Vec<String> = c.cors_origins().into_iter().collect();
+        assert_eq!(
+            got,
+            [
+                "http://127.0.0.1:3000",
+                "https://app.example.com",
+                "https://xn--bcher-kva.example"
+            ]
+        );
+        let confidential = Client {
+            auth_method: AuthMethod::ClientSecretBasic,
+            secret_sha256: Some([0; 32]),
+            ..c
+        };
+        assert!(confidential.cors_origins().is_empty());
+    }
+
+    #[test]
+    fn web_origin_is_exactly_the_serialised_origin() {
+        assert_eq!(
+            web_origin("http://127.0.0.1:3000"),
+            Some("http://127.0.0.1:3000")
+        );
+        assert_eq!(
+            web_origin("https://app.example.com"),
+            Some("https://app.example.com")
+        );
+        for bad in [
+            "null",
+            "",
+            "http://127.0.0.1:3000/",
+            "HTTP://127.0.0.1:3000",
+            "https://app.example.com:443",
+            "http://127.0.0.1:3000/cb",
+            "com.example.app:",
+            "file:///tmp",
+            " http://127.0.0.1:3000",
+        ] {
+            assert_eq!(web_origin(bad), None, "{bad:?}");
         }
     }
 

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The in-memory store holds `store.memory_max_entries` keys already.
     #[error("the in-memory store is full ({0} entries; store.memory_max_entries)")]
     Full(usize),
+    /// A compare-and-swap loop lost to concurrent writers of the key every
+    /// time (the bound keeps a request from spinning).
+    #[error("store key {0} kept changing under concurrent writers; gave up")]
+    Contended(String),
     /// The backend is configured in a way keygate refuses to run with.
     #[error("store misconfigured: {0}")]
     Misconfigured(String),

@@ -2,6 +2,7 @@
 //! The flows never see raw keys. Codes, refresh tokens and sessions are keyed
 //! by the SHA-256 of the secret value, so the store never holds them in clear.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -24,6 +25,12 @@ const REVOKED_GRANT: &str = "kg:revoked:grant:";
 const REVOKED_CLIENT: &str = "kg:revoked:client:";
 const REVOKED_SUB: &str = "kg:revoked:sub:";
 const SESSION: &str = "kg:sess:";
+const ORIGIN: &str = "kg:origin:";
+const CORS: &str = "kg:cors:";
+const ORIGINS_INDEXED: &str = "kg:meta:origins-indexed";
+
+/// Attempts of a compare-and-swap loop before [`StoreError::Contended`].
+const CAS_ATTEMPTS: usize = 16;
 
 /// The store key part for a secret value: base64url(SHA-256(value)).
 pub fn secret_key(value: &str) -> String {
@@ -175,21 +182,199 @@ impl Repos {
             .await
     }
 
-    /// Creates or replaces a client.
+    /// Creates or replaces a client, then updates the CORS origin index
+    /// (see [`Repos::origin_allowed`]). The write is a compare-and-swap so
+    /// that the client it replaced, whose origins may have to leave the
+    /// index, is known exactly.
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        let key = format!("{CLIENT}{}", client.client_id);
         let bytes = serde_json::to_vec(client)?;
-        self.store
-            .put(&format!("{CLIENT}{}", client.client_id), &bytes, None)
-            .await
+        let mut touched = client.cors_origins();
+        for _ in 0..CAS_ATTEMPTS {
+            let wrote = match self.get_versioned::<Client>(&key).await? {
+                None => self.store.put_new(&key, &bytes, None).await?,
+                Some(old) => {
+                    touched.extend(old.value.cors_origins());
+                    self.store
+                        .swap(&Swap {
+                            key: &key,
+                            expected: &old.raw,
+                            new: Some((&bytes, None)),
+                            require: &[],
+                            puts: &[],
+                        })
+                        .await?
+                }
+            };
+            if wrote {
+                return self.sync_origins(&client.client_id, &touched).await;
+            }
+        }
+        Err(StoreError::Contended(key))
     }
 
-    /// Deletes a client and revokes the access tokens issued to it (RFC 7592
-    /// §2.3); returns whether it existed. Its refresh tokens die with it, as
-    /// no one can authenticate as the client any more.
+    /// Deletes a client (and its CORS origins) and revokes the access tokens
+    /// issued to it (RFC 7592 §2.3); returns whether it existed. Its refresh
+    /// tokens die with it, as no one can authenticate as the client any more.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         self.mark_revoked(&format!("{REVOKED_CLIENT}{client_id}"))
             .await?;
-        self.store.delete(&format!("{CLIENT}{client_id}")).await
+        let key = format!("{CLIENT}{client_id}");
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(old) = self.get_versioned::<Client>(&key).await? else {
+                return Ok(false);
+            };
+            let deleted = self
+                .store
+                .swap(&Swap {
+                    key: &key,
+                    expected: &old.raw,
+                    new: None,
+                    require: &[],
+                    puts: &[],
+                })
+                .await?;
+            if deleted {
+                self.sync_origins(client_id, &old.value.cors_origins())
+                    .await?;
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    // ---- CORS origin index ---------------------------------------------
+    //
+    // The token and revocation endpoints answer CORS requests from the
+    // origins of public clients' redirect URIs (SPEC.md "CORS"). Clients are
+    // registered and deleted at runtime, by any instance or the CLI, so the
+    // allowed origins live in the store, next to the clients:
+    //
+    // - `kg:origin:<origin>`: the ids of the stored clients that have the
+    //   origin (a JSON array). Several clients may share an origin, so this is
+    //   a set rather than a flag: deleting one leaves the others' origin.
+    // - `kg:cors:<origin>`: `1` while that set is non-empty, else `0`. It is
+    //   written in the same compare-and-swap as the set, so it always agrees
+    //   with it, and it is what a request reads: one small `GET` whatever the
+    //   number of clients sharing the origin.
+    //
+    // Membership changes are idempotent set updates, never counts, which is
+    // what makes the concurrent protocol of `sync_origins` converge.
+
+    /// Whether a stored public client has `origin` (an exact
+    /// [`crate::oauth::types::web_origin`]): one store read.
+    pub async fn origin_allowed(&self, origin: &str) -> Result<bool, StoreError> {
+        Ok(self.store.get(&format!("{CORS}{origin}")).await?.as_deref() == Some(b"1"))
+    }
+
+    /// Makes `client_id`'s membership of every `touched` origin match the
+    /// client as stored: read the client, add or remove the id under each
+    /// origin, read the client again, and repeat until the two reads agree.
+    ///
+    /// Why this is correct under concurrency and across instances: writers
+    /// of one client are serialised by the client's compare-and-swap, and
+    /// each then calls this with the origins of what it replaced and what it
+    /// wrote. Every membership update here is decided by a read of the
+    /// client, and one round ends only when a second read, after the updates,
+    /// finds the same bytes, so its decisions held for the stored client
+    /// throughout. The last writer's final round runs after every earlier
+    /// write, and a concurrent round that decided on an older record reads
+    /// the newer one afterwards and goes again; so once writers stop, the
+    /// index holds exactly the origins of the stored client. A decision taken
+    /// on bytes that changed and changed back (ABA) is still right: the
+    /// origins are a function of the bytes. What is left is a window of a
+    /// few round trips during a write, and a process dying between its client
+    /// write and this call (the next write of that client repairs it).
+    async fn sync_origins(
+        &self,
+        client_id: &str,
+        touched: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let key = format!("{CLIENT}{client_id}");
+        let mut seen = self.store.get(&key).await?;
+        for _ in 0..CAS_ATTEMPTS {
+            let wanted = match &seen {
+                Some(raw) => serde_json::from_slice::<Client>(raw)?.cors_origins(),
+                None => BTreeSet::new(),
+            };
+            for origin in touched {
+                self.set_origin_member(origin, client_id, wanted.contains(origin))
+                    .await?;
+            }
+            let again = self.store.get(&key).await?;
+            if again == seen {
+                return Ok(());
+            }
+            seen = again;
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    /// Adds `client_id` to (or removes it from) the clients of `origin`, and
+    /// sets the origin's flag in the same compare-and-swap. The set key is
+    /// created empty and never deleted, so every change is one swap.
+    async fn set_origin_member(
+        &self,
+        origin: &str,
+        client_id: &str,
+        member: bool,
+    ) -> Result<(), StoreError> {
+        let key = format!("{ORIGIN}{origin}");
+        let flag = format!("{CORS}{origin}");
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(current) = self.get_versioned::<BTreeSet<String>>(&key).await? else {
+                if !member {
+                    return Ok(());
+                }
+                self.store.put_new(&key, b"[]", None).await?;
+                continue;
+            };
+            let mut ids = current.value.clone();
+            let changed = if member {
+                ids.insert(client_id.to_string())
+            } else {
+                ids.remove(client_id)
+            };
+            if !changed {
+                return Ok(());
+            }
+            let bytes = serde_json::to_vec(&ids)?;
+            let allowed: &[u8] = if ids.is_empty() { b"0" } else { b"1" };
+            if self
+                .store
+                .swap(&Swap {
+                    key: &key,
+                    expected: &current.raw,
+                    new: Some((&bytes, None)),
+                    require: &[],
+                    puts: &[(&flag, allowed, None)],
+                })
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    /// Indexes the CORS origins of every stored client, once per store (a
+    /// marker records a complete run): clients stored before the index
+    /// existed get their origins. Safe beside concurrent client writes (it
+    /// goes through [`Repos::sync_origins`]); returns whether it ran.
+    pub async fn index_origins_once(&self) -> Result<bool, StoreError> {
+        if self.store.get(ORIGINS_INDEXED).await?.is_some() {
+            return Ok(false);
+        }
+        for id in self.client_ids().await? {
+            if let Some(client) = self.client(&id).await? {
+                self.sync_origins(&id, &client.cors_origins()).await?;
+            }
+        }
+        self.store.put(ORIGINS_INDEXED, b"1", None).await?;
+        Ok(true)
     }
 
     /// Every stored client id.

@@ -4,6 +4,7 @@
 mod chromium;
 mod cli;
 mod client_pages;
+mod cors;
 mod demo_client;
 mod discovery;
 mod faults;
