@@ -12,6 +12,7 @@ use super::{Put, Store, StoreError, Swap};
 use crate::oauth::grace::GraceSeal;
 use crate::oauth::token::{CodeRecord, RefreshRecord};
 use crate::oauth::types::Client;
+use crate::rate::{Decision, Quota};
 
 const CLIENT: &str = "kg:client:";
 const USER: &str = "kg:user:";
@@ -21,6 +22,8 @@ const REFRESH: &str = "kg:rt:";
 const FAMILY: &str = "kg:fam:";
 const DENY: &str = "kg:deny:";
 const SESSION: &str = "kg:sess:";
+const RATE_LOGIN: &str = "kg:rl:login:";
+const RATE_SIGNUP: &str = "kg:rl:signup:";
 
 /// The store key part for a secret value: base64url(SHA-256(value)).
 pub fn secret_key(value: &str) -> String {
@@ -445,6 +448,36 @@ impl Repos {
     pub async fn delete_session(&self, sid: &str) -> Result<bool, StoreError> {
         self.store
             .delete(&format!("{SESSION}{}", secret_key(sid)))
+            .await
+    }
+
+    // ---- shared rate limits (crate::limits) ----------------------------
+
+    /// One step of the password-guess limiter shared by the login form and
+    /// the password grant: `client` is the client address key
+    /// (`limits::client_key`), `name` the normalised username
+    /// (`limits::login_name`), hashed here so that neither long nor odd
+    /// names reach the key and no username is stored in clear.
+    pub async fn rate_login(
+        &self,
+        client: &str,
+        name: &str,
+        quota: Quota,
+        cost: i64,
+    ) -> Result<Decision, StoreError> {
+        let key = format!("{RATE_LOGIN}{client}:{}", secret_key(name));
+        self.store.rate(&key, quota, cost).await
+    }
+
+    /// One step of the sign-up limiter for the client address key `client`.
+    pub async fn rate_signup(
+        &self,
+        client: &str,
+        quota: Quota,
+        cost: i64,
+    ) -> Result<Decision, StoreError> {
+        self.store
+            .rate(&format!("{RATE_SIGNUP}{client}"), quota, cost)
             .await
     }
 }
