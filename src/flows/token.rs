@@ -124,7 +124,14 @@ fn admit(
     state
         .limits
         .admit_client_auth(creds.client_id(), peer)
-        .map_err(FlowError::RateLimited)
+        .map_err(|wait| {
+            tracing::info!(
+                event = "rate_limited",
+                limit = "client_auth_failures",
+                "request refused by a rate limit"
+            );
+            FlowError::RateLimited(wait)
+        })
 }
 
 /// Authenticates the client; a failure spends failed-authentication budget.
@@ -215,7 +222,19 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
     state
         .limits
         .check_token(&client.client_id, public, input.peer)
-        .map_err(FlowError::RateLimited)?;
+        .map_err(|wait| {
+            let limit = if public {
+                "public_client"
+            } else {
+                "client_ceiling"
+            };
+            tracing::info!(
+                event = "rate_limited",
+                limit,
+                "request refused by a rate limit"
+            );
+            FlowError::RateLimited(wait)
+        })?;
     let grant_type = grant_type?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
     // `record` is `Code` exactly for the code grant and `Refresh` for the refresh grant.

@@ -56,7 +56,7 @@ pub async fn create_user(
             .rate_signup(&client_key(peer), quota, 1)
             .await
             .map_err(FlowError::from)?;
-        limited(decision)?;
+        limited("signup", decision)?;
     }
     let config_users = &state.config_users;
     create_user_in(
@@ -120,11 +120,16 @@ fn check_signup(username: &str, email: Option<&str>, password: &str) -> Result<(
     Ok(())
 }
 
-/// A rate decision as a flow result.
-fn limited(decision: Decision) -> Result<(), FlowError> {
+/// A rate decision of the `limit` limiter as a flow result.
+fn limited(limit: &'static str, decision: Decision) -> Result<(), FlowError> {
     match decision {
         Decision::Allowed => Ok(()),
         Decision::Limited { retry_after } => {
+            tracing::info!(
+                event = "rate_limited",
+                limit,
+                "request refused by a rate limit"
+            );
             Err(FlowError::RateLimited(RetryAfter::from(retry_after)))
         }
     }
@@ -136,6 +141,7 @@ fn limited(decision: Decision) -> Result<(), FlowError> {
 /// [`FlowError::RateLimited`] without hashing) and refunded when the
 /// password is right, so only failures count and concurrent guesses cannot
 /// all slip past the check. `Ok(None)`: wrong username or password.
+#[tracing::instrument(skip_all)]
 pub async fn login(
     state: &AppState,
     peer: Option<IpAddr>,
@@ -145,7 +151,10 @@ pub async fn login(
     let quota = state.limits.login();
     let (client, name) = (client_key(peer), login_name(username));
     if let Some(quota) = quota {
-        limited(state.repos.rate_login(&client, &name, quota, 1).await?)?;
+        limited(
+            "login",
+            state.repos.rate_login(&client, &name, quota, 1).await?,
+        )?;
     }
     let user = authenticate(state, username, password).await?;
     if let (Some(quota), Some(_)) = (quota, &user) {
