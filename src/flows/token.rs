@@ -5,10 +5,11 @@
 //! config-file clients); `authorization_code` and `refresh_token` 2: one read
 //! of the client and the code or refresh token together (`MGET`), and one
 //! atomic swap; `password` 1–2 more for the shared guess limit (reserve,
-//! and refund on success). The token-endpoint limits are in process and
-//! cost no round trip; an address over its failed-authentication budget is
-//! refused before the client lookup. A retry of a just-rotated refresh token (the grace window)
-//! may take up to 2 more reads; the normal path never does.
+//! and refund on success). A retry of a just-rotated refresh token (the
+//! grace window) may take up to 2 more reads; the normal path never does.
+//! The token-endpoint limits are in process and cost no round trip; an
+//! address over its failed-authentication budget is refused before the
+//! client lookup.
 //!
 //! The rules, including who may retry within the grace window and what the
 //! retry answers, are in [`crate::oauth::token`]; this module only loads,
