@@ -7,7 +7,8 @@
 //! - [`store`]: the `KvStore` trait, its memory and Redis implementations, typed repos.
 //! - [`tokens`]: signing keys, JWKS, JWT signing and verification.
 //! - [`config`]: settings (defaults < file < `KEYGATE_*` env) and validation.
-//! - [`limits`]: in-process rate limits (token endpoint per client, login per IP + username).
+//! - [`limits`]: rate limits (token endpoint in process; login, password
+//!   grant and sign-up shared through the store); [`rate`]: the GCRA arithmetic.
 //! - [`startup`]: building and running the server; [`telemetry`]: logging;
 //!   [`metrics`]: Prometheus metrics; [`clock`]: the only reader of time;
 //!   [`ids`]: random identifiers and secrets.
@@ -34,6 +35,8 @@ pub mod limits;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod passwords;
+#[cfg(feature = "server")]
+pub mod rate;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]

@@ -1,171 +1,340 @@
-//! In-process abuse limits: keyed GCRA rate limiters from `governor`.
+//! Rate limits that protect instead of locking out: no single party can spend
+//! a budget that other people depend on, and a busy app is never throttled
+//! by default (README "Rate limits and slow clients").
 //!
-//! - Token endpoint: per client, counted *after* the client authenticated, so
-//!   nobody can spend another client's budget by naming its `client_id`.
-//! - Login form: per (peer IP, lower-cased username), checked before argon2 runs.
+//! **In process** (per instance; GCRA from [`crate::rate`] over a `DashMap`),
+//! at the token endpoint (`flows::token`):
+//! - *Failed client authentications*, per (`client_id`, IP) and per IP, at
+//!   the token, revocation and introspection endpoints alike. Both budgets
+//!   are *checked* before the client is looked up and its secret compared
+//!   ([`Limits::admit_client_auth`]) and *spent* only when authentication
+//!   fails ([`Limits::client_auth_failed`]): an address that keeps sending
+//!   wrong secrets gets 429 without further work, while the right secret from
+//!   any other address, and every request of an app that authenticates,
+//!   spends nothing. Check-then-spend lets a burst of concurrent failures
+//!   overshoot by its concurrency; that is accepted here because client
+//!   secrets are random and compared as a hash (reserving before the check
+//!   instead would make a busy app's in-flight requests count against it).
+//! - *Public clients*, per (`client_id`, IP): a public client authenticates
+//!   by its id alone, so a per-client budget is anyone's to spend.
+//! - *Confidential clients*, per client after authentication: no limit unless
+//!   the operator sets a ceiling (`limits.client_per_second`).
 //!
-//! State is per process (several instances each allow the configured rate).
-//! Keyed limiters grow with their keys; [`Limits::retain_recent`] drops the
-//! keys whose bucket is full again and runs periodically (see `startup`).
+//! **Shared through the store** ([`crate::store::KvStore::rate`]; every
+//! instance on one Redis counts together, since attackers spread requests
+//! over a load balancer), stepped by `flows::users`:
+//! - *Failed logins* per (IP, username), one budget for the login form and
+//!   the password grant. A unit is reserved before argon2 runs (refused: 429
+//!   without hashing) and refunded when the password is right, so successes
+//!   cost nothing and N concurrent guesses cannot all pass.
+//! - *Sign-ups* per IP (each one runs argon2 and creates an account).
+//!
+//! This module holds their quotas and builds their key parts
+//! ([`client_key`], [`login_name`]).
+//!
 //! Must not depend on poem or on the store.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
 
 use crate::config::LimitOptions;
+use crate::rate::{self, Quota};
 
 /// A refused request: how long the caller should wait, in whole seconds (≥ 1),
 /// as sent in `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
-/// The limiters of one process; `None` when `limits.enabled = false`.
-#[derive(Default)]
-pub struct Limits {
-    token: Option<DefaultKeyedRateLimiter<String>>,
-    login: Option<DefaultKeyedRateLimiter<String>>,
-}
-
-impl std::fmt::Debug for Limits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limits")
-            .field("enabled", &self.token.is_some())
-            .field("keys", &self.len())
-            .finish()
+impl From<Duration> for RetryAfter {
+    /// Whole seconds to wait, rounded up, at least 1 (RFC 9110 §10.2.3).
+    fn from(wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self(secs.max(1))
     }
 }
 
 /// The longest username kept in a login key: valid usernames have at most 64
 /// characters, so a longer one cannot sign in and need not be told apart.
 const MAX_KEYED_USERNAME: usize = 64;
+/// The longest client id kept in a key: longer ids are never registered.
+const MAX_KEYED_CLIENT_ID: usize = 256;
+
+/// The limits of one process; every check passes when `limits.enabled = false`.
+#[derive(Debug, Default)]
+pub struct Limits {
+    on: Option<On>,
+}
+
+#[derive(Debug)]
+struct On {
+    auth_failures: Keyed,
+    ip_auth_failures: Keyed,
+    public: Keyed,
+    client: Option<Keyed>,
+    login: Quota,
+    signup: Quota,
+}
 
 impl Limits {
-    /// Builds the limiters from validated settings (rates and bursts are
-    /// non-zero by type).
+    /// Builds the limiters from validated settings.
     pub fn new(s: &LimitOptions) -> Self {
         if !s.enabled {
             return Self::default();
         }
-        let quota = |period: Duration, burst: NonZeroU32| {
-            Quota::with_period(period)
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                .allow_burst(burst)
-        };
-        let token = quota(
-            Duration::from_secs(1) / s.token_per_second.get(),
-            s.token_burst,
-        );
-        let login = quota(
-            Duration::from_secs(60) / s.login_per_minute.get(),
-            s.login_burst,
-        );
         Self {
-            token: Some(RateLimiter::dashmap(token)),
-            login: Some(RateLimiter::dashmap(login)),
+            on: Some(On {
+                auth_failures: Keyed::new(s.auth_failures),
+                ip_auth_failures: Keyed::new(s.ip_auth_failures),
+                public: Keyed::new(s.public),
+                client: s.client.map(Keyed::new),
+                login: s.login,
+                signup: s.signup,
+            }),
         }
     }
 
-    /// Counts one token request of an authenticated client.
-    pub fn check_token(&self, client_id: &str) -> Result<(), RetryAfter> {
-        check(self.token.as_ref(), client_id.to_string())
+    /// Before a client is authenticated: refused while `ip`, or `client_id`
+    /// from `ip`, has no failed-authentication budget left. Spends nothing.
+    pub fn admit_client_auth(&self, client_id: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
+        let Some(on) = &self.on else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        on.ip_auth_failures.peek(&client_key(ip), now)?;
+        on.auth_failures.peek(&client_ip_key(client_id, ip), now)
     }
 
-    /// Counts one login attempt for `username` from `ip` (`None` when the peer
-    /// address is unknown, e.g. a Unix socket or an in-process test client).
-    pub fn check_login(&self, ip: Option<IpAddr>, username: &str) -> Result<(), RetryAfter> {
-        let name: String = username
-            .trim()
-            .chars()
-            .take(MAX_KEYED_USERNAME)
-            .collect::<String>()
-            .to_lowercase();
-        let ip = ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        check(self.login.as_ref(), format!("{ip} {name}"))
+    /// A client authentication failed: spends one unit of both budgets.
+    pub fn client_auth_failed(&self, client_id: &str, ip: Option<IpAddr>) {
+        let Some(on) = &self.on else {
+            return;
+        };
+        let now = Instant::now();
+        // Already over budget is fine: the next request is refused by
+        // `admit_client_auth` either way.
+        let _ = on.ip_auth_failures.take(client_key(ip), now);
+        let _ = on.auth_failures.take(client_ip_key(client_id, ip), now);
     }
 
-    /// Forgets keys whose bucket has refilled (they behave exactly like new
+    /// Counts one token request of an authenticated client: a public client
+    /// per (`client_id`, IP), a confidential one against the operator's
+    /// ceiling, if any.
+    pub fn check_token(
+        &self,
+        client_id: &str,
+        public: bool,
+        ip: Option<IpAddr>,
+    ) -> Result<(), RetryAfter> {
+        let Some(on) = &self.on else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        match (&on.client, public) {
+            (_, true) => on.public.take(client_ip_key(client_id, ip), now),
+            (Some(ceiling), false) => ceiling.take(bounded(client_id, MAX_KEYED_CLIENT_ID), now),
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// The failed-login quota (shared through the store), unless disabled.
+    pub fn login(&self) -> Option<Quota> {
+        self.on.as_ref().map(|on| on.login)
+    }
+
+    /// The sign-up quota (shared through the store), unless disabled.
+    pub fn signup(&self) -> Option<Quota> {
+        self.on.as_ref().map(|on| on.signup)
+    }
+
+    /// Forgets keys whose bucket is full again (they behave exactly like new
     /// keys), bounding memory to the keys active in the last refill period.
     pub fn retain_recent(&self) {
-        for l in [&self.token, &self.login].into_iter().flatten() {
-            l.retain_recent();
-            l.shrink_to_fit();
+        let now = Instant::now();
+        for k in self.keyed() {
+            k.retain_recent(now);
         }
     }
 
-    /// Number of keys currently held.
+    /// Number of in-process keys currently held.
     pub fn len(&self) -> usize {
-        [&self.token, &self.login]
-            .into_iter()
-            .flatten()
-            .map(|l| l.len())
-            .sum()
+        self.keyed().map(Keyed::len).sum()
     }
 
     /// Whether `limits.enabled = false`.
     pub fn is_disabled(&self) -> bool {
-        self.token.is_none()
+        self.on.is_none()
     }
 
-    /// Whether no key is held.
+    /// Whether no in-process key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn keyed(&self) -> impl Iterator<Item = &Keyed> {
+        self.on.iter().flat_map(|on| {
+            [&on.auth_failures, &on.ip_auth_failures, &on.public]
+                .into_iter()
+                .chain(on.client.as_ref())
+        })
+    }
 }
 
-fn check(limiter: Option<&DefaultKeyedRateLimiter<String>>, key: String) -> Result<(), RetryAfter> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    limiter.check_key(&key).map_err(|not_until| {
-        let wait = not_until.wait_time_from(limiter.clock().now());
-        RetryAfter(retry_secs(wait))
-    })
+/// The key part for a client address: an IPv4 address as is (also when
+/// IPv4-mapped), an IPv6 address by its /64 prefix (one subscriber usually
+/// holds a whole /64, so per-address keys would let them rotate freely),
+/// `-` when unknown (e.g. a Unix socket). The address is the TCP peer:
+/// `X-Forwarded-For` is not trusted.
+pub fn client_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        None => "-".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
-/// Whole seconds to wait, rounded up, at least 1 (RFC 9110 §10.2.3).
-fn retry_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
+/// The login limiter's name part: trimmed, at most 64 characters,
+/// lower-cased, so `Alice`, `alice ` and `ALICE` share one budget.
+pub fn login_name(username: &str) -> String {
+    bounded(username.trim(), MAX_KEYED_USERNAME).to_lowercase()
+}
+
+fn bounded(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+fn client_ip_key(client_id: &str, ip: Option<IpAddr>) -> String {
+    // The address part has no space, so the pair is unambiguous.
+    format!(
+        "{} {}",
+        client_key(ip),
+        bounded(client_id, MAX_KEYED_CLIENT_ID)
+    )
+}
+
+/// One in-process keyed GCRA limiter: the theoretical arrival time per key
+/// (see [`crate::rate`]); a key whose time has passed is a full bucket.
+#[derive(Debug)]
+struct Keyed {
+    quota: Quota,
+    tats: DashMap<String, Instant>,
+}
+
+impl Keyed {
+    fn new(quota: Quota) -> Self {
+        Self {
+            quota,
+            tats: DashMap::new(),
+        }
+    }
+
+    /// Takes one unit for `key`; the entry guard makes it atomic per key.
+    fn take(&self, key: String, now: Instant) -> Result<(), RetryAfter> {
+        let entry = self.tats.entry(key);
+        let ahead = match &entry {
+            Entry::Occupied(o) => o.get().saturating_duration_since(now),
+            Entry::Vacant(_) => Duration::ZERO,
+        };
+        let next = rate::step(ahead, self.quota, 1).map_err(RetryAfter::from)?;
+        entry.insert(now + next);
+        Ok(())
+    }
+
+    /// Whether one unit is available for `key`, taking nothing.
+    fn peek(&self, key: &str, now: Instant) -> Result<(), RetryAfter> {
+        let ahead = self
+            .tats
+            .get(key)
+            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
+        rate::step(ahead, self.quota, 1)
+            .map(drop)
+            .map_err(RetryAfter::from)
+    }
+
+    fn retain_recent(&self, now: Instant) {
+        self.tats.retain(|_, tat| *tat > now);
+        self.tats.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.tats.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
 
+    fn quota(per: Duration, burst: u32) -> Quota {
+        Quota::new(
+            per,
+            NonZeroU32::MIN,
+            NonZeroU32::new(burst).expect("burst > 0"),
+        )
+    }
+
     fn settings() -> LimitOptions {
-        let nz = |v: u32| NonZeroU32::new(v).unwrap();
         LimitOptions {
             enabled: true,
-            token_per_second: nz(1),
-            token_burst: nz(3),
-            login_per_minute: nz(1),
-            login_burst: nz(2),
+            auth_failures: quota(Duration::from_secs(60), 2),
+            ip_auth_failures: quota(Duration::from_secs(60), 3),
+            public: quota(Duration::from_secs(1), 3),
+            client: None,
+            login: quota(Duration::from_secs(60), 2),
+            signup: quota(Duration::from_secs(3600), 2),
             sweep_every: Duration::from_secs(60),
         }
     }
 
+    const A: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+    const B: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
+
     #[test]
-    fn burst_then_refused_with_retry_after() {
+    fn failed_client_auth_is_limited_per_client_and_address_then_per_address() {
+        let l = Limits::new(&settings());
+        for _ in 0..2 {
+            l.admit_client_auth("app", A).unwrap();
+            l.client_auth_failed("app", A);
+        }
+        let RetryAfter(secs) = l.admit_client_auth("app", A).unwrap_err();
+        assert!((1..=60).contains(&secs), "{secs}");
+        // The same client from another address, another client from this one.
+        l.admit_client_auth("app", B).unwrap();
+        l.admit_client_auth("other", A).unwrap();
+        // A third failure from A (another client) spends A's last unit.
+        l.client_auth_failed("other", A);
+        assert!(l.admit_client_auth("third", A).is_err());
+        l.admit_client_auth("third", B).unwrap();
+    }
+
+    #[test]
+    fn public_clients_per_address_confidential_unlimited_without_a_ceiling() {
         let l = Limits::new(&settings());
         for _ in 0..3 {
-            l.check_token("a").unwrap();
+            l.check_token("spa", true, A).unwrap();
         }
-        assert_eq!(l.check_token("a"), Err(RetryAfter(1)));
-        // another client has its own budget
-        l.check_token("b").unwrap();
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        l.check_login(ip, "Alice").unwrap();
-        l.check_login(ip, "alice ").unwrap();
-        let RetryAfter(secs) = l.check_login(ip, "ALICE").unwrap_err();
-        assert!((1..=60).contains(&secs), "{secs}");
-        // same name from another address, or another name: separate budgets
-        l.check_login(Some(IpAddr::from([10, 0, 0, 2])), "alice")
-            .unwrap();
-        l.check_login(ip, "bob").unwrap();
+        assert_eq!(l.check_token("spa", true, A), Err(RetryAfter(1)));
+        l.check_token("spa", true, B).unwrap();
+        for _ in 0..1000 {
+            l.check_token("web", false, A).unwrap();
+        }
+        let l = Limits::new(&LimitOptions {
+            client: Some(quota(Duration::from_secs(1), 2)),
+            ..settings()
+        });
+        l.check_token("web", false, A).unwrap();
+        l.check_token("web", false, B).unwrap();
+        assert!(
+            l.check_token("web", false, A).is_err(),
+            "one ceiling per client"
+        );
     }
 
     #[test]
@@ -175,27 +344,53 @@ mod tests {
             ..settings()
         });
         for _ in 0..100 {
-            l.check_token("a").unwrap();
-            l.check_login(None, "alice").unwrap();
+            l.client_auth_failed("a", A);
+            l.admit_client_auth("a", A).unwrap();
+            l.check_token("a", true, A).unwrap();
         }
         assert!(l.is_empty());
+        assert_eq!((l.login(), l.signup()), (None, None));
+    }
+
+    #[test]
+    fn keys_are_forgotten_once_their_bucket_is_full() {
+        let k = Keyed::new(quota(Duration::from_secs(1), 2));
+        let t0 = Instant::now();
+        k.take("a".into(), t0).unwrap();
+        k.take("a".into(), t0).unwrap();
+        assert!(k.take("a".into(), t0).is_err());
+        assert!(k.peek("a", t0).is_err());
+        k.peek("a", t0 + Duration::from_secs(1)).unwrap();
+        k.retain_recent(t0 + Duration::from_secs(1));
+        assert_eq!(k.len(), 1, "one unit is still missing");
+        k.retain_recent(t0 + Duration::from_secs(2));
+        assert_eq!(k.len(), 0);
     }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_secs(Duration::ZERO), 1);
-        assert_eq!(retry_secs(Duration::from_millis(20)), 1);
-        assert_eq!(retry_secs(Duration::from_millis(1001)), 2);
-        assert_eq!(retry_secs(Duration::from_secs(6)), 6);
+        let r = |d| RetryAfter::from(d).0;
+        assert_eq!(r(Duration::ZERO), 1);
+        assert_eq!(r(Duration::from_millis(20)), 1);
+        assert_eq!(r(Duration::from_millis(1001)), 2);
+        assert_eq!(r(Duration::from_secs(6)), 6);
     }
 
     #[test]
-    fn long_usernames_share_one_key() {
-        let l = Limits::new(&settings());
-        let long = "x".repeat(10_000);
-        l.check_login(None, &long).unwrap();
-        l.check_login(None, &format!("{long}y")).unwrap();
-        assert!(l.check_login(None, &long).is_err());
-        assert_eq!(l.len(), 1);
+    fn key_parts_are_bounded_and_normalised() {
+        assert_eq!(login_name("  ALICE "), "alice");
+        let long = "X".repeat(10_000);
+        assert_eq!(login_name(&long), login_name(&format!("{long}y")));
+        assert_eq!(login_name(&long).len(), 64);
+        assert_eq!(client_key(None), "-");
+        assert_eq!(client_key(A), "10.0.0.1");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(Some(mapped)), "10.0.0.1");
+        let v6 = |s: &str| client_key(Some(s.parse().unwrap()));
+        assert_eq!(v6("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(v6("2001:db8:1:2::ffff"), v6("2001:db8:1:2:3:4:5:6"));
+        assert_ne!(v6("2001:db8:1:3::1"), v6("2001:db8:1:2::1"));
+        let id = "c".repeat(1000);
+        assert_eq!(client_ip_key(&id, A).len(), "10.0.0.1 ".len() + 256);
     }
 }

@@ -185,4 +185,12 @@ impl KvStore for InstrumentedStore {
     async fn swap(&self, op: &crate::store::Swap<'_>) -> Result<bool, StoreError> {
         self.count("swap", self.inner.swap(op).await)
     }
+    async fn rate(
+        &self,
+        key: &str,
+        quota: crate::rate::Quota,
+        cost: i64,
+    ) -> Result<crate::rate::Decision, StoreError> {
+        self.count("rate", self.inner.rate(key, quota, cost).await)
+    }
 }

@@ -249,11 +249,14 @@ code_ttl = 900
 [registration]
 initial_access_tokens = ["{initial_token}"]
 
-# The limiter stays on the measured path, with a budget no run can spend
-# (the load all comes from one client and one address).
+# The limiters stay on the measured path (the failed-authentication check
+# and an operator ceiling per client), with budgets no run can spend (the
+# load all comes from one client and one address).
 [limits]
-token_per_second = 1000000
-token_burst = 1000000
+client_per_second = 1000000
+client_burst = 1000000
+public_per_second = 1000000
+public_burst = 1000000
 login_per_minute = 1000000
 login_burst = 1000000
 

@@ -34,7 +34,7 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[metrics]`: where `GET /metrics` is served, if at all.
     pub metrics: MetricsSettings,
-    /// `[limits]`: in-process rate limits.
+    /// `[limits]`: rate limits.
     pub limits: LimitSettings,
     /// `[[clients]]`: clients defined in the file (not overridable by env).
     pub clients: Vec<ConfigClient>,
@@ -56,21 +56,43 @@ impl Default for SessionSettings {
     }
 }
 
-/// `[limits]`: in-process rate limits (per process, not shared between instances).
+/// `[limits]`: rate limits. The token-endpoint limits are per process; the
+/// login, password-grant and sign-up limits are shared through the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Off switch for every rate limit below.
     pub enabled: bool,
-    /// Token requests per second each authenticated client may sustain.
-    pub token_per_second: u32,
-    /// Token requests a client may send at once before the rate applies.
-    pub token_burst: u32,
-    /// Login attempts per minute for one username from one IP address.
+    /// Failed client authentications per minute for one `client_id` from one
+    /// IP address (token, revocation, introspection).
+    pub auth_failures_per_minute: u32,
+    /// Failed client authentications for one `client_id` from one IP address
+    /// before the rate applies.
+    pub auth_failures_burst: u32,
+    /// Failed client authentications per minute from one IP address, any client.
+    pub ip_auth_failures_per_minute: u32,
+    /// Failed client authentications from one IP address before the rate applies.
+    pub ip_auth_failures_burst: u32,
+    /// Token requests per second of one public client from one IP address.
+    pub public_per_second: u32,
+    /// Token requests of one public client from one IP address before the rate applies.
+    pub public_burst: u32,
+    /// Operator ceiling: token requests per second of one authenticated
+    /// confidential client, over all addresses; 0 = no ceiling.
+    pub client_per_second: u32,
+    /// Token requests one confidential client may send at once under the
+    /// ceiling (only used when `client_per_second` > 0).
+    pub client_burst: u32,
+    /// Failed logins (form and password grant) per minute for one username
+    /// from one IP address.
     pub login_per_minute: u32,
-    /// Login attempts for one username from one IP address before the rate applies.
+    /// Failed logins for one username from one IP address before the rate applies.
     pub login_burst: u32,
-    /// Seconds between sweeps that forget idle limiter keys (bounds memory).
+    /// Sign-ups per hour from one IP address.
+    pub signup_per_hour: u32,
+    /// Sign-ups from one IP address before the rate applies.
+    pub signup_burst: u32,
+    /// Seconds between sweeps that forget idle in-process limiter keys (bounds memory).
     pub sweep_secs: u64,
 }
 
@@ -78,10 +100,18 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            token_per_second: 50,
-            token_burst: 100,
+            auth_failures_per_minute: 10,
+            auth_failures_burst: 10,
+            ip_auth_failures_per_minute: 60,
+            ip_auth_failures_burst: 30,
+            public_per_second: 10,
+            public_burst: 50,
+            client_per_second: 0,
+            client_burst: 100,
             login_per_minute: 10,
             login_burst: 5,
+            signup_per_hour: 10,
+            signup_burst: 5,
             sweep_secs: 60,
         }
     }

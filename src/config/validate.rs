@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::clients::{check_clients, check_users};
 use super::{ConfigError, Settings};
 use crate::oauth::types::{is_loopback_url, ScopeSet};
+use crate::rate::Quota;
 use crate::tokens::keys::Rotation;
 
 /// The protocol profile (SPEC.md "Profiles").
@@ -140,20 +141,24 @@ pub struct LogOptions {
     pub level: String,
 }
 
-/// `[limits]` after validation: rates and bursts are non-zero.
+/// `[limits]` after validation, as GCRA quotas.
 #[derive(Debug, Clone)]
 pub struct LimitOptions {
     /// Off switch for every rate limit below.
     pub enabled: bool,
-    /// Token requests per second each authenticated client may sustain.
-    pub token_per_second: NonZeroU32,
-    /// Token requests a client may send at once before the rate applies.
-    pub token_burst: NonZeroU32,
-    /// Login attempts per minute for one username from one IP address.
-    pub login_per_minute: NonZeroU32,
-    /// Login attempts for one username from one IP address before the rate applies.
-    pub login_burst: NonZeroU32,
-    /// Period of the sweep that forgets idle limiter keys.
+    /// Failed client authentications per (`client_id`, IP address).
+    pub auth_failures: Quota,
+    /// Failed client authentications per IP address.
+    pub ip_auth_failures: Quota,
+    /// Token requests of a public client per (`client_id`, IP address).
+    pub public: Quota,
+    /// Token requests per confidential client; `None`: no ceiling.
+    pub client: Option<Quota>,
+    /// Failed logins per (IP address, username), shared through the store.
+    pub login: Quota,
+    /// Sign-ups per IP address, shared through the store.
+    pub signup: Quota,
+    /// Period of the sweep that forgets idle in-process limiter keys.
     pub sweep_every: Duration,
 }
 
@@ -202,7 +207,7 @@ pub struct Validated {
     pub ui: UiOptions,
     /// Logging.
     pub log: LogOptions,
-    /// In-process rate limits.
+    /// Rate limits (in process and shared through the store).
     pub limits: LimitOptions,
     /// Where `/metrics` is served.
     pub metrics: MetricsExposure,
@@ -264,15 +269,34 @@ impl Settings {
             ),
             ("keys.jwks_max_age", self.keys.jwks_max_age),
             (
-                "limits.token_per_second",
-                self.limits.token_per_second.into(),
+                "limits.auth_failures_per_minute",
+                self.limits.auth_failures_per_minute.into(),
             ),
-            ("limits.token_burst", self.limits.token_burst.into()),
+            (
+                "limits.auth_failures_burst",
+                self.limits.auth_failures_burst.into(),
+            ),
+            (
+                "limits.ip_auth_failures_per_minute",
+                self.limits.ip_auth_failures_per_minute.into(),
+            ),
+            (
+                "limits.ip_auth_failures_burst",
+                self.limits.ip_auth_failures_burst.into(),
+            ),
+            (
+                "limits.public_per_second",
+                self.limits.public_per_second.into(),
+            ),
+            ("limits.public_burst", self.limits.public_burst.into()),
+            ("limits.client_burst", self.limits.client_burst.into()),
             (
                 "limits.login_per_minute",
                 self.limits.login_per_minute.into(),
             ),
             ("limits.login_burst", self.limits.login_burst.into()),
+            ("limits.signup_per_hour", self.limits.signup_per_hour.into()),
+            ("limits.signup_burst", self.limits.signup_burst.into()),
             ("limits.sweep_secs", self.limits.sweep_secs),
         ] {
             if v == 0 {
@@ -342,6 +366,12 @@ impl Settings {
         let seconds = Duration::from_secs;
         // Zero rates and bursts were refused above; MIN is never used.
         let nonzero = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        let quota = |period: Duration, count: u32, burst: u32| {
+            Quota::new(period, nonzero(count), nonzero(burst))
+        };
+        const SECOND: Duration = Duration::from_secs(1);
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
         Ok(Validated {
             listen,
             issuer,
@@ -395,10 +425,34 @@ impl Settings {
             metrics,
             limits: LimitOptions {
                 enabled: self.limits.enabled,
-                token_per_second: nonzero(self.limits.token_per_second),
-                token_burst: nonzero(self.limits.token_burst),
-                login_per_minute: nonzero(self.limits.login_per_minute),
-                login_burst: nonzero(self.limits.login_burst),
+                auth_failures: quota(
+                    MINUTE,
+                    self.limits.auth_failures_per_minute,
+                    self.limits.auth_failures_burst,
+                ),
+                ip_auth_failures: quota(
+                    MINUTE,
+                    self.limits.ip_auth_failures_per_minute,
+                    self.limits.ip_auth_failures_burst,
+                ),
+                public: quota(
+                    SECOND,
+                    self.limits.public_per_second,
+                    self.limits.public_burst,
+                ),
+                client: (self.limits.client_per_second > 0).then(|| {
+                    quota(
+                        SECOND,
+                        self.limits.client_per_second,
+                        self.limits.client_burst,
+                    )
+                }),
+                login: quota(
+                    MINUTE,
+                    self.limits.login_per_minute,
+                    self.limits.login_burst,
+                ),
+                signup: quota(HOUR, self.limits.signup_per_hour, self.limits.signup_burst),
                 sweep_every: seconds(self.limits.sweep_secs),
             },
             registration: RegistrationOptions {
@@ -545,7 +599,9 @@ mod tests {
         assert_eq!(v.keys.jwks_max_age, Duration::from_secs(300));
         assert_eq!(v.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(v.limits.sweep_every, Duration::from_secs(7));
-        assert_eq!(v.limits.token_burst.get(), 100);
+        assert_eq!(v.limits.client, None, "no per-client ceiling by default");
+        assert_eq!(v.limits.login.emission, Duration::from_secs(6));
+        assert_eq!(v.limits.signup.burst.get(), 5);
         assert_eq!(v.log.format, LogFormat::Json);
         let v = Settings::default().validate().unwrap();
         assert_eq!(v.keys.reload_every, Some(Duration::from_secs(60)));

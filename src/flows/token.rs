@@ -4,13 +4,19 @@
 //! Store round trips: `client_credentials` 0–1 (the client lookup; none for
 //! config-file clients); `authorization_code` and `refresh_token` 2: one read
 //! of the client and the code or refresh token together (`MGET`), and one
-//! atomic swap. A retry of a just-rotated refresh token (the grace window)
-//! may take up to 2 more reads; the normal path never does.
+//! atomic swap; `password` 1–2 more for the shared guess limit (reserve,
+//! and refund on success). A retry of a just-rotated refresh token (the
+//! grace window) may take up to 2 more reads; the normal path never does.
+//! The token-endpoint limits are in process and cost no round trip; an
+//! address over its failed-authentication budget is refused before the
+//! client lookup.
 //!
 //! The rules, including who may retry within the grace window and what the
 //! retry answers, are in [`crate::oauth::token`]; this module only loads,
 //! persists, logs and signs around them. It never calls the seal crypto
 //! ([`crate::oauth::grace`]) for a decision, only to seal at rotation.
+
+use std::net::IpAddr;
 
 use super::FlowError;
 use crate::metrics::GrantLabels;
@@ -23,7 +29,7 @@ use crate::oauth::token::{
     redeem_refresh, refresh_scope, require_grant, required, successor_is_live, AccessClaims,
     CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
 };
-use crate::oauth::types::{Client, GrantType};
+use crate::oauth::types::{AuthMethod, Client, GrantType};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::repos::Versioned;
@@ -62,17 +68,21 @@ pub struct TokenInput {
     pub basic: Option<(String, String)>,
     /// Decoded form pairs in order.
     pub form: Vec<(String, String)>,
+    /// The TCP peer's address, which the rate limits key on (`None`: unknown).
+    pub peer: Option<IpAddr>,
 }
 
 /// Parses the form and authenticates the client (shared with revocation and
-/// introspection, RFC 7009 §2.1, RFC 7662 §2.1).
+/// introspection, RFC 7009 §2.1, RFC 7662 §2.1), under the failed-client-
+/// authentication limits.
 pub async fn authenticated_client(
     state: &AppState,
     input: &TokenInput,
 ) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
     let (params, creds) = parse(input)?;
+    admit(state, &creds, input.peer)?;
     let client = find_client(state, creds.client_id()).await?;
-    let client = check_client(&creds, client)?;
+    let client = check_client(state, &creds, input.peer, client)?;
     Ok((params, client, creds))
 }
 
@@ -87,8 +97,9 @@ pub async fn confidential_client(
     require_client_secret(&creds).inspect_err(|_| {
         tracing::info!(event = "client_auth_failed", "client authentication failed");
     })?;
+    admit(state, &creds, input.peer)?;
     let client = find_client(state, creds.client_id()).await?;
-    let client = check_client(&creds, client)?;
+    let client = check_client(state, &creds, input.peer, client)?;
     Ok((params, client))
 }
 
@@ -103,8 +114,36 @@ fn parse(input: &TokenInput) -> Result<(TokenParams, ClientCredentials), FlowErr
     Ok((params, creds))
 }
 
-fn check_client(creds: &ClientCredentials, client: Option<Client>) -> Result<Client, FlowError> {
+/// Refuses, before any lookup or secret comparison, a client id or an
+/// address that has used up its failed-authentication budget
+/// ([`crate::limits`]).
+fn admit(
+    state: &AppState,
+    creds: &ClientCredentials,
+    peer: Option<IpAddr>,
+) -> Result<(), FlowError> {
+    state
+        .limits
+        .admit_client_auth(creds.client_id(), peer)
+        .map_err(|wait| {
+            tracing::info!(
+                event = "rate_limited",
+                limit = "client_auth_failures",
+                "request refused by a rate limit"
+            );
+            FlowError::RateLimited(wait)
+        })
+}
+
+/// Authenticates the client; a failure spends failed-authentication budget.
+fn check_client(
+    state: &AppState,
+    creds: &ClientCredentials,
+    peer: Option<IpAddr>,
+    client: Option<Client>,
+) -> Result<Client, FlowError> {
     Ok(authenticate(creds, client).inspect_err(|_| {
+        state.limits.client_auth_failed(creds.client_id(), peer);
         tracing::info!(event = "client_auth_failed", "client authentication failed");
     })?)
 }
@@ -166,6 +205,7 @@ async fn find_stored(
 pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
     let (params, creds) = parse(&input)?;
     let grant_type = params.grant(&supported_grants(&state.policy));
+    admit(state, &creds, input.peer)?;
     let (client, record) = client_and_record(
         state,
         creds.client_id(),
@@ -175,13 +215,27 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
     .await?;
     // The client is authenticated before any grant error is reported, so an
     // unauthenticated caller learns nothing about which grants this server supports.
-    let client = check_client(&creds, client)?;
-    // Counted after authentication: naming a client is not enough to spend
-    // its budget (README "Rate limits and slow clients").
+    let client = check_client(state, &creds, input.peer, client)?;
+    // Counted after authentication. A public client (id alone) is counted per
+    // address, so naming it spends no one else's budget; a confidential one
+    // only against the operator's ceiling (README "Rate limits and slow clients").
+    let public = client.auth_method == AuthMethod::None;
     state
         .limits
-        .check_token(&client.client_id)
-        .map_err(FlowError::RateLimited)?;
+        .check_token(&client.client_id, public, input.peer)
+        .map_err(|wait| {
+            let limit = if public {
+                "public_client"
+            } else {
+                "client_ceiling"
+            };
+            tracing::info!(
+                event = "rate_limited",
+                limit,
+                "request refused by a rate limit"
+            );
+            FlowError::RateLimited(wait)
+        })?;
     let grant_type = grant_type?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
     // `record` is `Code` exactly for the code grant and `Refresh` for the refresh grant.
@@ -199,7 +253,7 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
                 };
                 issue_access_token(state, &grant, grant_type)?
             }
-            GrantType::Password => password(state, &params, &client).await?,
+            GrantType::Password => password(state, &params, &client, input.peer).await?,
             _ => {
                 return Err(OAuthError::new(
                     crate::oauth::ErrorCode::UnsupportedGrantType,
@@ -423,16 +477,19 @@ async fn refresh_replayed(state: &AppState, rec: &RefreshRecord) -> FlowError {
     .into()
 }
 
+/// The password grant (legacy profile): the guess limit is the login form's
+/// (`flows::users::login`), so guesses through either count against both.
 async fn password(
     state: &AppState,
     params: &TokenParams,
     client: &Client,
+    peer: Option<IpAddr>,
 ) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::Password)?;
     let username = required(&params.username, "username")?;
     let pw = required(&params.password, "password")?;
     let scope = granted_scope(client, params.scope.as_deref())?;
-    let user = super::users::password_grant_user(state, username, pw.to_string()).await?;
+    let user = super::users::password_grant_user(state, peer, username, pw.to_string()).await?;
     let now = state.clock.now();
     let grant = Grant {
         subject: user.id,

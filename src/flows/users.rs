@@ -1,11 +1,19 @@
 //! Accounts and login sessions: sign-up, password login (argon2id on the
 //! blocking pool, dummy hash for unknown users), session cookies' server side.
+//!
+//! The store-shared rate limits live here (see [`crate::limits`]): failed
+//! logins per (IP, username) for the login form and the password grant
+//! ([`login`]), sign-ups per IP ([`create_user`]). Both are stepped before
+//! argon2 runs, so a refused attempt costs one store round trip.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use super::FlowError;
+use crate::limits::{client_key, login_name, RetryAfter};
 use crate::oauth::OAuthError;
 use crate::passwords;
+use crate::rate::Decision;
 use crate::state::AppState;
 use crate::store::repos::{Repos, Session, User};
 
@@ -31,13 +39,25 @@ pub fn valid_username(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-/// Creates an account in the store (sign-up page).
+/// Creates an account in the store (sign-up page). Each acceptable request
+/// spends one unit of `peer`'s sign-up budget (shared through the store)
+/// before the password is hashed; a request refused for its input is free.
 pub async fn create_user(
     state: &AppState,
+    peer: Option<IpAddr>,
     username: &str,
     email: Option<String>,
     password: String,
 ) -> Result<User, SignupError> {
+    check_signup(username, email.as_deref(), &password)?;
+    if let Some(quota) = state.limits.signup() {
+        let decision = state
+            .repos
+            .rate_signup(&client_key(peer), quota, 1)
+            .await
+            .map_err(FlowError::from)?;
+        limited("signup", decision)?;
+    }
     let config_users = &state.config_users;
     create_user_in(
         &state.repos,
@@ -61,22 +81,7 @@ pub async fn create_user_in(
     email: Option<String>,
     password: String,
 ) -> Result<User, SignupError> {
-    if !valid_username(username) {
-        return Err(SignupError::Invalid(
-            "usernames are 1 to 64 letters, digits, '.', '_', '-' or '@'",
-        ));
-    }
-    if password.chars().count() < 8 || password.len() > 1024 {
-        return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
-    }
-    if email
-        .as_deref()
-        .is_some_and(|e| !e.contains('@') || e.len() > 254)
-    {
-        return Err(SignupError::Invalid(
-            "that email address does not look right",
-        ));
-    }
+    check_signup(username, email.as_deref(), &password)?;
     if config_users.contains_key(&username.to_lowercase()) {
         return Err(SignupError::Taken);
     }
@@ -94,6 +99,71 @@ pub async fn create_user_in(
         return Err(SignupError::Taken);
     }
     tracing::info!(event = "user_created", user_id = %user.id, "user created");
+    Ok(user)
+}
+
+/// The checks of a sign-up's input (before any hashing).
+fn check_signup(username: &str, email: Option<&str>, password: &str) -> Result<(), SignupError> {
+    if !valid_username(username) {
+        return Err(SignupError::Invalid(
+            "usernames are 1 to 64 letters, digits, '.', '_', '-' or '@'",
+        ));
+    }
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
+    }
+    if email.is_some_and(|e| !e.contains('@') || e.len() > 254) {
+        return Err(SignupError::Invalid(
+            "that email address does not look right",
+        ));
+    }
+    Ok(())
+}
+
+/// A rate decision of the `limit` limiter as a flow result.
+fn limited(limit: &'static str, decision: Decision) -> Result<(), FlowError> {
+    match decision {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after } => {
+            tracing::info!(
+                event = "rate_limited",
+                limit,
+                "request refused by a rate limit"
+            );
+            Err(FlowError::RateLimited(RetryAfter::from(retry_after)))
+        }
+    }
+}
+
+/// Checks a username and password from `peer` under the failed-login limit
+/// shared by the login form and the password grant: one unit of the
+/// (`peer`, username) budget is reserved before argon2 runs (none left:
+/// [`FlowError::RateLimited`] without hashing) and refunded when the
+/// password is right, so only failures count and concurrent guesses cannot
+/// all slip past the check. `Ok(None)`: wrong username or password.
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    username: &str,
+    password: String,
+) -> Result<Option<User>, FlowError> {
+    let quota = state.limits.login();
+    let (client, name) = (client_key(peer), login_name(username));
+    if let Some(quota) = quota {
+        limited(
+            "login",
+            state.repos.rate_login(&client, &name, quota, 1).await?,
+        )?;
+    }
+    let user = authenticate(state, username, password).await?;
+    if let (Some(quota), Some(_)) = (quota, &user) {
+        // A refund that fails only leaves the unit spent until it refills;
+        // the user, who gave the right password, is let in.
+        if let Err(e) = state.repos.rate_login(&client, &name, quota, -1).await {
+            tracing::warn!(error = %e, "login limiter: refund failed");
+        }
+    }
     Ok(user)
 }
 
@@ -174,13 +244,15 @@ pub async fn end_session(state: &AppState, sid: &str) -> Result<(), FlowError> {
     Ok(())
 }
 
-/// Password grant user check: wrong credentials are `invalid_grant` (RFC 6749 §5.2).
+/// Password grant user check, under the login form's limit ([`login`]):
+/// wrong credentials are `invalid_grant` (RFC 6749 §5.2).
 pub async fn password_grant_user(
     state: &AppState,
+    peer: Option<IpAddr>,
     username: &str,
     password: String,
 ) -> Result<User, FlowError> {
-    authenticate(state, username, password)
+    login(state, peer, username, password)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("invalid username or password").into())
 }

@@ -110,7 +110,8 @@ pub enum BearerAuth {
     Missing,
 }
 
-/// Client credentials from the Basic header (if any) plus the form pairs.
+/// Client credentials from the Basic header (if any), the form pairs and
+/// the TCP peer's address (for the rate limits).
 fn token_input(
     auth: ClientAuth,
     req: &Request,
@@ -125,7 +126,8 @@ fn token_input(
         }
         ClientAuth::InBody => None,
     };
-    Ok(TokenInput { basic, form })
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    Ok(TokenInput { basic, form, peer })
 }
 
 /// A public signing key (RFC 7517 §4).

@@ -135,7 +135,7 @@ impl From<FlowError> for FormError {
             FlowError::RateLimited(RetryAfter(secs)) => Self::TooManyRequests(
                 OAuthErrorBody::new(
                     ErrorCode::TemporarilyUnavailable,
-                    format!("too many token requests for this client; retry after {secs} s"),
+                    format!("too many requests; retry after {secs} s"),
                 ),
                 secs,
             ),
@@ -200,7 +200,7 @@ pub fn token_bad_request(err: poem::Error) -> TokenResponse {
 }
 
 /// The error mapping of revocation and introspection, which share the token
-/// endpoint's error variants except 429.
+/// endpoint's error variants.
 macro_rules! token_action_errors {
     ($name:ident, $bad:ident) => {
         impl From<FormError> for $name {
@@ -211,10 +211,8 @@ macro_rules! token_action_errors {
                         Self::Unauthorized(b, BASIC_CHALLENGE.into(), NO_STORE.into())
                     }
                     FormError::TooLarge(b) => Self::TooLarge(b, NO_STORE.into()),
-                    // Only the token endpoint is rate limited; were another
-                    // one, a refusal would still tell the client when to retry.
                     FormError::TooManyRequests(b, secs) => {
-                        Self::Unavailable(b, secs.to_string(), NO_STORE.into())
+                        Self::TooManyRequests(b, secs.to_string(), NO_STORE.into())
                     }
                     FormError::ServerError(b) => Self::ServerError(b, NO_STORE.into()),
                     FormError::Unavailable(b) => {

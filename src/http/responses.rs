@@ -115,9 +115,11 @@ pub enum TokenResponse {
         Json<OAuthErrorBody>,
         #[oai(header = "Cache-Control")] String,
     ),
-    /// This client sent more requests than `limits.token_per_second` /
-    /// `limits.token_burst` allow: `temporarily_unavailable` (RFC 6749 has no
-    /// rate-limit code); retry after `Retry-After` seconds.
+    /// A rate limit refused the request (`[limits]`: failed client
+    /// authentications from this address, a public client's requests from
+    /// this address, an operator's per-client ceiling, or failed password
+    /// grants for this username from this address): `temporarily_unavailable`
+    /// (RFC 6749 has no rate-limit code); retry after `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(
         Json<OAuthErrorBody>,
@@ -164,6 +166,15 @@ macro_rules! form_endpoint_response {
             /// The request body is too large.
             #[oai(status = 413)]
             TooLarge(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+            /// Too many failed client authentications from this address
+            /// (`[limits]`): `temporarily_unavailable`; retry after
+            /// `Retry-After` seconds.
+            #[oai(status = 429)]
+            TooManyRequests(
+                Json<OAuthErrorBody>,
+                #[oai(header = "Retry-After")] String,
+                #[oai(header = "Cache-Control")] String,
+            ),
             /// An unexpected server fault.
             #[oai(status = 500)]
             ServerError(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),

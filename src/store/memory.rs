@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{KvStore, StoreError, Swap};
+use crate::rate::{self, Decision, Quota};
 
 /// How often [`MemoryStore::new`] sweeps expired entries.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -283,6 +284,40 @@ impl KvStore for MemoryStore {
             );
         }
         Ok(true)
+    }
+
+    /// The TAT is the entry's expiry: the entry vanishes exactly when its
+    /// bucket is full again, and the sweeper reclaims it like any other.
+    /// The entry guard makes the step atomic for the key.
+    async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
+        let new_keys = if cost > 0 { self.absent([key]) } else { 0 };
+        self.room_for(new_keys)?;
+        let now = Instant::now();
+        let entry = self.entries.entry(key.to_owned());
+        let ahead = match &entry {
+            MapEntry::Occupied(o) => o
+                .get()
+                .expires_at
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+            MapEntry::Vacant(_) => Duration::ZERO,
+        };
+        let next = match rate::step(ahead, quota, cost) {
+            Ok(next) => next,
+            Err(retry_after) => return Ok(Decision::Limited { retry_after }),
+        };
+        match (entry, now.checked_add(next).filter(|_| !next.is_zero())) {
+            (MapEntry::Occupied(o), None) => {
+                o.remove();
+            }
+            (MapEntry::Vacant(_), None) => {}
+            (entry, Some(tat)) => {
+                entry.insert(Entry {
+                    val: Vec::new(),
+                    expires_at: Some(tat),
+                });
+            }
+        }
+        Ok(Decision::Allowed)
     }
 }
 

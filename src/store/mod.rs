@@ -10,6 +10,7 @@
 //! record types (`oauth::types::Client`, `oauth::token::{CodeRecord,
 //! RefreshRecord}`) and hashes secrets with `oauth::client_auth::hash_secret`.
 //! The direction is `store::repos` → `oauth`; the core never imports the store.
+//! [`KvStore::rate`] speaks the types of [`crate::rate`] (arithmetic only).
 
 pub mod memory;
 pub mod redis;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::rate::{Decision, Quota};
 
 /// Why a store call failed. Callers map every variant to `503 temporarily_unavailable`
 /// (SPEC.md "Store") except `Corrupt`, which is a server error.
@@ -79,6 +82,15 @@ pub trait KvStore: Send + Sync + 'static {
     /// Code redemption and refresh rotation use this, so that of concurrent
     /// callers exactly one wins and a revoked family can never be rotated.
     async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError>;
+    /// One atomic GCRA step on `key` ([`crate::rate`]): takes `cost` units
+    /// of `quota` if they are available (a negative cost refunds, never
+    /// beyond a full bucket) and answers whether it did. Every instance on
+    /// one backend shares the key, so a limit holds however requests are
+    /// spread over instances. The key lives only while its bucket is not
+    /// full (its TTL is the time until it is), and the backend's clock is
+    /// the only one used (Redis: `TIME` inside the script), so instances
+    /// with skewed clocks still agree.
+    async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError>;
 }
 
 /// One write of a [`Swap`]: key, value, TTL (`None` never expires).

@@ -22,6 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue};
 
 use super::{KvStore, StoreError, Swap};
+use crate::rate::{Decision, Quota};
 
 /// Keys asked for per `SCAN` round trip: a hint to Redis, not a limit.
 const SCAN_COUNT: usize = 1000;
@@ -150,6 +151,42 @@ end
 return 1
 "#;
 
+/// `KvStore::rate` as one atomic script: the GCRA step of [`crate::rate`]
+/// in microseconds. KEYS = [key]; ARGV = [emission_us, tolerance_us, cost].
+/// The value is the TAT (microseconds since the epoch, by the server's
+/// `TIME`: one clock for every instance), written as an integer (`%.0f`:
+/// Lua 5.1's `tostring` would round it); the key expires when the bucket is
+/// full again. Returns 0 when allowed, else the wait in microseconds.
+/// `TIME` in a script that writes is fine: Redis ≥ 5 replicates a script's
+/// effects, not the script (Redis 7 only does that).
+const RATE_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local next = tat + cost * emission
+if cost > 0 and next - now > tolerance then
+  return next - now - tolerance
+end
+if next <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000))
+end
+return 0
+"#;
+
+/// Whole microseconds of `d`, rounded up and kept well inside what a Lua
+/// double holds exactly (2^53): about 285 years.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .min(1 << 53)
+}
+
 fn ttl_arg(ttl: Option<Duration>) -> String {
     ttl.map_or_else(|| "0".to_owned(), |t| ttl_millis(t).to_string())
 }
@@ -252,6 +289,31 @@ impl KvStore for RedisStore {
             Ok(reply) => Ok(reply? == 1),
             Err(_elapsed) => Err(StoreError::Timeout),
         }
+    }
+
+    async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(RATE_LUA));
+        let mut inv = script.prepare_invoke();
+        // The cost is bounded so that cost × emission stays exact in Lua.
+        inv.key(key)
+            .arg(micros(quota.emission))
+            .arg(micros(quota.tolerance()))
+            .arg(cost.clamp(-1_000_000, 1_000_000));
+        let mut conn = self.conn.clone();
+        // EVALSHA, then EVAL (loading the script) if the server lacks it.
+        let wait_us: i64 =
+            match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
+                Ok(reply) => reply?,
+                Err(_elapsed) => return Err(StoreError::Timeout),
+            };
+        Ok(if wait_us > 0 {
+            Decision::Limited {
+                retry_after: Duration::from_micros(wait_us.unsigned_abs()),
+            }
+        } else {
+            Decision::Allowed
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

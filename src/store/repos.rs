@@ -13,6 +13,7 @@ use super::{Put, Store, StoreError, Swap};
 use crate::oauth::grace::GraceSeal;
 use crate::oauth::token::{AccessClaims, CodeRecord, RefreshRecord};
 use crate::oauth::types::Client;
+use crate::rate::{Decision, Quota};
 
 const CLIENT: &str = "kg:client:";
 const USER: &str = "kg:user:";
@@ -28,6 +29,8 @@ const SESSION: &str = "kg:sess:";
 const ORIGIN: &str = "kg:origin:";
 const CORS: &str = "kg:cors:";
 const ORIGINS_INDEXED: &str = "kg:meta:origins-indexed";
+const RATE_LOGIN: &str = "kg:rl:login:";
+const RATE_SIGNUP: &str = "kg:rl:signup:";
 
 /// Attempts of a compare-and-swap loop before [`StoreError::Contended`].
 const CAS_ATTEMPTS: usize = 16;
@@ -691,6 +694,36 @@ impl Repos {
     pub async fn delete_session(&self, sid: &str) -> Result<bool, StoreError> {
         self.store
             .delete(&format!("{SESSION}{}", secret_key(sid)))
+            .await
+    }
+
+    // ---- shared rate limits (crate::limits) ----------------------------
+
+    /// One step of the password-guess limiter shared by the login form and
+    /// the password grant: `client` is the client address key
+    /// (`limits::client_key`), `name` the normalised username
+    /// (`limits::login_name`), hashed here so that neither long nor odd
+    /// names reach the key and no username is stored in clear.
+    pub async fn rate_login(
+        &self,
+        client: &str,
+        name: &str,
+        quota: Quota,
+        cost: i64,
+    ) -> Result<Decision, StoreError> {
+        let key = format!("{RATE_LOGIN}{client}:{}", secret_key(name));
+        self.store.rate(&key, quota, cost).await
+    }
+
+    /// One step of the sign-up limiter for the client address key `client`.
+    pub async fn rate_signup(
+        &self,
+        client: &str,
+        quota: Quota,
+        cost: i64,
+    ) -> Result<Decision, StoreError> {
+        self.store
+            .rate(&format!("{RATE_SIGNUP}{client}"), quota, cost)
             .await
     }
 }

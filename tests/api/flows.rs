@@ -63,6 +63,7 @@ fn input(basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> TokenInput {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        peer: None,
     }
 }
 

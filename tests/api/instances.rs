@@ -3,7 +3,7 @@
 
 use keygate::tokens::keys::{generate_into, Alg};
 
-use crate::helpers::{pkce_pair, REDIRECT};
+use crate::helpers::{hidden_value, pkce_pair, REDIRECT};
 use crate::process::Keygate;
 use crate::redis_server::RedisServer;
 use crate::steps;
@@ -146,4 +146,54 @@ async fn two_processes_on_one_redis_act_as_one_server() {
         !steps::page(&browser, &a.base, "/").await.contains("carol"),
         "signed out at A"
     );
+}
+
+/// Issue 12 item 5: the failed-login limit lives in the store, so guesses
+/// spread over two instances are limited in total, not per instance.
+#[tokio::test]
+async fn login_failures_spread_over_two_instances_are_limited_in_total() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(&dir.path().join("keys"), Alg::ES256, 1).unwrap();
+    let url = redis.url();
+    let env = [
+        ("KEYGATE_SERVER_ISSUER", ISSUER),
+        ("KEYGATE_STORE_URL", url.as_str()),
+        ("KEYGATE_UI_SIGNUP", "true"),
+        ("KEYGATE_LIMITS_LOGIN_PER_MINUTE", "1"),
+        ("KEYGATE_LIMITS_LOGIN_BURST", "3"),
+    ];
+    let a = Keygate::start(dir.path(), &env);
+    let b = Keygate::start(dir.path(), &env);
+    let browser = steps::browser();
+    let resp = steps::sign_up(&browser, &a.base, "dave", "dave-password-123").await;
+    assert_eq!(resp.status(), 303);
+
+    let attempt = |at: &Keygate, password: &'static str| {
+        let base = at.base.clone();
+        async move {
+            // A fresh browser each time: only the limiter links the attempts.
+            let browser = steps::browser();
+            let csrf = hidden_value(&steps::page(&browser, &base, "/login").await, "csrf_token");
+            browser
+                .post(format!("{base}/login"))
+                .form(&[
+                    ("username", "dave"),
+                    ("password", password),
+                    ("csrf_token", &csrf),
+                    ("return_to", "/"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Three wrong guesses, alternating instances: each instance saw fewer
+    // than its burst, but together they spent it.
+    for at in [&a, &b, &a] {
+        assert_eq!(attempt(at, "wrong-password").await, 401);
+    }
+    assert_eq!(attempt(&b, "wrong-password").await, 429, "limited at B");
+    assert_eq!(attempt(&a, "dave-password-123").await, 429, "and at A");
 }

@@ -6,9 +6,11 @@
 //! Must not depend on the OAuth core or HTTP: it tests raw bytes under raw keys.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keygate::rate::{Decision, Quota};
 use keygate::store::memory::MemoryStore;
 use keygate::store::redis::RedisStore;
 use keygate::store::{KvStore, Store, StoreError};
@@ -35,7 +37,86 @@ pub async fn suite(store: Store) {
     put_new_writes_only_once(&store).await;
     swap_is_compare_and_set_with_side_writes(&store).await;
     concurrent_swap_has_one_winner(&store).await;
+    rate_is_gcra_with_refunds(&store).await;
+    concurrent_rate_admits_exactly_the_burst(&store).await;
     store.ping().await.unwrap();
+}
+
+fn quota(emission: Duration, burst: u32) -> Quota {
+    Quota {
+        emission,
+        burst: NonZeroU32::new(burst).unwrap(),
+    }
+}
+
+async fn allowed(store: &Store, key: &str, q: Quota, cost: i64) -> bool {
+    store.rate(key, q, cost).await.unwrap() == Decision::Allowed
+}
+
+/// `KvStore::rate`: `burst` units at once, then refusals that say how long
+/// to wait; refunds give a unit back but never beyond a full bucket; keys
+/// are independent; a key exists only while its bucket is not full.
+async fn rate_is_gcra_with_refunds(store: &Store) {
+    // One unit a minute: nothing refills while the test runs.
+    let slow = quota(Duration::from_secs(60), 3);
+    for _ in 0..3 {
+        assert!(allowed(store, "rl:a", slow, 1).await);
+    }
+    match store.rate("rl:a", slow, 1).await.unwrap() {
+        Decision::Limited { retry_after } => assert!(
+            retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60),
+            "{retry_after:?}"
+        ),
+        Decision::Allowed => panic!("a fourth unit within the burst of 3"),
+    }
+    // A refused cost of 2 takes nothing either.
+    assert!(!allowed(store, "rl:a", slow, 2).await);
+    // Another key has its own bucket.
+    assert!(allowed(store, "rl:b", slow, 1).await);
+    // A refund gives exactly one unit back.
+    assert!(allowed(store, "rl:a", slow, -1).await);
+    assert!(allowed(store, "rl:a", slow, 1).await);
+    assert!(!allowed(store, "rl:a", slow, 1).await);
+    // Refunds on a full bucket do not raise it above `burst`.
+    for _ in 0..5 {
+        assert!(allowed(store, "rl:c", slow, -1).await);
+    }
+    let mut taken = 0;
+    for _ in 0..6 {
+        taken += usize::from(allowed(store, "rl:c", slow, 1).await);
+    }
+    assert_eq!(taken, 3);
+    // Refunded back to full, the key is gone at once; otherwise it expires
+    // when its bucket has refilled.
+    assert!(allowed(store, "rl:d", slow, 1).await);
+    assert!(store.get("rl:d").await.unwrap().is_some());
+    assert!(allowed(store, "rl:d", slow, -1).await);
+    assert!(store.get("rl:d").await.unwrap().is_none());
+    let fast = quota(Duration::from_millis(100), 2);
+    assert!(allowed(store, "rl:e", fast, 1).await);
+    assert!(allowed(store, "rl:e", fast, 1).await);
+    assert!(store.get("rl:e").await.unwrap().is_some());
+    eventually("a refilled bucket's key expires", || async {
+        store.get("rl:e").await.unwrap().is_none()
+    })
+    .await;
+    assert!(allowed(store, "rl:e", fast, 1).await);
+}
+
+/// Concurrent takes on one key: exactly `burst` win, whatever the interleaving.
+async fn concurrent_rate_admits_exactly_the_burst(store: &Store) {
+    let q = quota(Duration::from_secs(60), 5);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { allowed(&store, "rl:race", q, 1).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 5, "exactly the burst passes");
 }
 
 async fn put_new_writes_only_once(store: &Store) {

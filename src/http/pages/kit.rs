@@ -281,13 +281,13 @@ impl PageError {
         )
     }
 
-    /// 429 with `Retry-After` for a rate-limited sign-in.
+    /// 429 with `Retry-After` for a rate-limited sign-in or sign-up.
     pub fn too_many_attempts(retry_after: u64) -> Self {
         Self::Page {
             status: StatusCode::TOO_MANY_REQUESTS,
             title: "Too many attempts".into(),
             message: format!(
-                "Too many sign-in attempts for this account. Wait {retry_after} seconds and try again."
+                "Too many attempts from here. Wait {retry_after} seconds and try again."
             )
             .into(),
             retry_after: Some(retry_after),
@@ -341,6 +341,9 @@ impl PageError {
 /// there once, with their cause chain.
 impl From<FlowError> for PageError {
     fn from(e: FlowError) -> Self {
+        if let FlowError::RateLimited(crate::limits::RetryAfter(secs)) = e {
+            return Self::too_many_attempts(secs);
+        }
         errors::log_fault(&e);
         Self::of_parts(errors::page_error(&e))
     }

@@ -1,6 +1,7 @@
 //! Sign-in and sign-up: the home page, the login and sign-up forms, logout.
 //! Handlers map the forms to `flows::users` and its answers to pages or the
-//! session cookie; rate limits are checked before any password hashing.
+//! session cookie; rate limits (`flows::users`) are checked before any
+//! password hashing.
 //! Must not depend on the other features' files (only on the kit).
 
 use askama::Template;
@@ -14,7 +15,6 @@ use super::kit::{
     Nav, NoFields, PageError, SESSION_COOKIE,
 };
 use crate::flows::users;
-use crate::limits::RetryAfter;
 use crate::state::AppState;
 
 /// `GET /`: a short welcome with links to the docs and discovery documents.
@@ -133,14 +133,10 @@ pub async fn login(
     let return_to = safe_return_to(&state.cfg.issuer, f.return_to.as_deref());
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
-    // Before argon2: a refused guess must cost (almost) nothing. The peer is
-    // the TCP peer; X-Forwarded-For is not trusted (README "Rate limits and slow clients").
+    // The TCP peer; X-Forwarded-For is not trusted (README "Rate limits and
+    // slow clients"). A refused guess is a 429 page, before argon2.
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    state
-        .limits
-        .check_login(peer, &username)
-        .map_err(|RetryAfter(secs)| PageError::too_many_attempts(secs))?;
-    let Some(user) = users::authenticate(&state, username.trim(), password).await? else {
+    let Some(user) = users::login(&state, peer, username.trim(), password).await? else {
         let error = Some("Incorrect username or password.".into());
         let page = login_page(&state, csrf, return_to, username, error);
         return Ok(render(&page, StatusCode::UNAUTHORIZED));
@@ -213,7 +209,8 @@ pub async fn signup(
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty());
     let password = f.password.unwrap_or_default();
-    let user = match users::create_user(&state, &username, email.clone(), password).await {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let user = match users::create_user(&state, peer, &username, email.clone(), password).await {
         Ok(u) => u,
         Err(users::SignupError::Flow(e)) => return Err(e.into()),
         Err(e) => {
