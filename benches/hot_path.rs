@@ -3,8 +3,8 @@
 //! Store round trips and HTTP are left out; the load benchmark covers those.
 //!
 //! Each `jwt::sign` benchmark has a `sign_raw` twin that signs the same signing
-//! input with the bare ring key, so the difference is keygate's own overhead
-//! (claims serialisation and base64url).
+//! input with the bare key (`SigningKey::sign_raw`, AWS-LC), so the difference
+//! is keygate's own overhead (claims serialisation and base64url).
 //!
 //! Run: `cargo bench --bench hot_path` (about a minute on 2 cores), or add
 //! `-- --quick` for a rougher, faster pass.

@@ -3,14 +3,16 @@
 //!
 //! The server runs pinned to one core (`taskset -c 0`), this load generator
 //! and redis-server to the other. In the same run, a child process pinned to
-//! the server's core measures the bare signature rate of ring over a signing
-//! input of the real token's length, with the key parsed once. Every figure
+//! the server's core measures the bare signature rate of AWS-LC (keygate's
+//! signer) and of ring over a signing input of the real token's length, with
+//! the key parsed once; the faster of the two is the reference. Every figure
 //! that is compared is a ratio of two measurements made minutes apart on the
 //! same core, because these machines are shared and noisy.
 //!
 //! ```text
 //! bench run [--quick] [--out target/bench] [--keygate target/release/keygate]
-//! bench sign <pkcs8.pem> <signing-input-bytes> <seconds>   (child: raw sign rate)
+//! bench sign <pkcs8.pem> <signing-input-bytes> <seconds> [--backend aws-lc-rs|ring]
+//!                                                           (child: raw sign rate)
 //! bench memory-child <kind> <n>                             (child: memory store)
 //! ```
 
@@ -26,8 +28,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
@@ -46,6 +46,9 @@ enum Cmd {
         key: PathBuf,
         input_len: usize,
         secs: f64,
+        /// `aws-lc-rs` or `ring`.
+        #[arg(long, default_value = "aws-lc-rs")]
+        backend: String,
     },
     /// (child) Memory per entry of the in-memory store.
     MemoryChild { args: Vec<String> },
@@ -89,6 +92,8 @@ pub struct RunArgs {
 /// What the signing child prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignRate {
+    /// The library measured (one of [`BACKENDS`]).
+    pub backend: String,
     /// Signatures per second on one thread.
     pub per_sec: f64,
     /// Microseconds per signature.
@@ -104,8 +109,9 @@ fn main() -> anyhow::Result<()> {
             key,
             input_len,
             secs,
+            backend,
         } => {
-            let rate = raw_sign_rate(&key, input_len, Duration::from_secs_f64(secs))?;
+            let rate = raw_sign_rate(&key, input_len, Duration::from_secs_f64(secs), &backend)?;
             println!("{}", serde_json::to_string(&rate)?);
             Ok(())
         }
@@ -121,21 +127,57 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// The limit: ring's own sign call, key parsed once, over `input_len` bytes,
-/// for `window` (and at most 1 M signatures).
+/// The signing libraries measured: keygate signs with AWS-LC; ring is what it
+/// used before and what jsonwebtoken verifies with. The reference of every
+/// ratio is the faster of the two on this core in this run.
+pub const BACKENDS: [&str; 2] = ["aws-lc-rs", "ring"];
+
+/// The limit: one library's own sign call, key parsed once, over
+/// `input_len` bytes, for `window` (and at most 1 M signatures).
 fn raw_sign_rate(
     key: &std::path::Path,
     input_len: usize,
     window: Duration,
+    backend: &str,
 ) -> anyhow::Result<SignRate> {
     let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
     let der = pem::parse(pem).context("parsing the PEM key")?;
     let der = der.contents();
-    let rng = SystemRandom::new();
     let message = vec![b'e'; input_len];
-    let mut sign: Box<dyn FnMut() -> anyhow::Result<()>> = if let Ok(k) =
-        RsaKeyPair::from_pkcs8(der)
-    {
+    let mut sign = match backend {
+        "ring" => ring_signer(der, message)?,
+        "aws-lc-rs" => aws_lc_signer(der, message)?,
+        other => bail!("unknown signing backend {other} ({BACKENDS:?})"),
+    };
+    // Warm up (caches, CPU frequency), then measure.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(300) {
+        sign()?;
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < 1_000_000 && (!n.is_multiple_of(16) || start.elapsed() < window) {
+        sign()?;
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(SignRate {
+        backend: backend.to_string(),
+        per_sec: n as f64 / secs,
+        us: secs * 1e6 / n as f64,
+        n,
+    })
+}
+
+type SignFn = Box<dyn FnMut() -> anyhow::Result<()>>;
+
+fn ring_signer(der: &[u8], message: Vec<u8>) -> anyhow::Result<SignFn> {
+    use ring::rand::SystemRandom;
+    use ring::signature::{
+        EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+    };
+    let rng = SystemRandom::new();
+    Ok(if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
         let mut sig = vec![0u8; k.public().modulus_len()];
         Box::new(move || {
             k.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
@@ -157,26 +199,43 @@ fn raw_sign_rate(
             Ok(())
         })
     } else {
-        bail!(
-            "{} is not an RSA, P-256 or Ed25519 PKCS#8 key",
-            key.display()
-        );
+        bail!("not an RSA, P-256 or Ed25519 PKCS#8 key");
+    })
+}
+
+fn aws_lc_signer(der: &[u8], message: Vec<u8>) -> anyhow::Result<SignFn> {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{
+        EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
     };
-    // Warm up (caches, CPU frequency), then measure.
-    let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(300) {
-        sign()?;
-    }
-    let start = Instant::now();
-    let mut n = 0u64;
-    while n < 1_000_000 && (!n.is_multiple_of(16) || start.elapsed() < window) {
-        sign()?;
-        n += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(SignRate {
-        per_sec: n as f64 / secs,
-        us: secs * 1e6 / n as f64,
-        n,
+    let rng = SystemRandom::new();
+    Ok(if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+        let mut sig = vec![0u8; k.public_modulus_len()];
+        Box::new(move || {
+            k.sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                &message,
+                &mut sig,
+            )
+            .map_err(|_| anyhow::anyhow!("RSA sign failed"))?;
+            std::hint::black_box(&sig);
+            Ok(())
+        })
+    } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+        Box::new(move || {
+            let sig = k
+                .sign(&rng, &message)
+                .map_err(|_| anyhow::anyhow!("ECDSA sign failed"))?;
+            std::hint::black_box(sig);
+            Ok(())
+        })
+    } else if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        Box::new(move || {
+            std::hint::black_box(k.sign(&message));
+            Ok(())
+        })
+    } else {
+        bail!("not an RSA, P-256 or Ed25519 PKCS#8 key");
     })
 }

@@ -100,9 +100,9 @@ fn category(dso: &str, symbol: &str) -> &'static str {
         || has("bigint")
         || has("limbs")
     {
-        "signature (ring)"
-    } else if has("sha256") || has("sha512") || has("ring::") {
-        "hashing and other ring"
+        "signature"
+    } else if has("sha256") || has("sha512") || has("ring::") || has("aws_lc") {
+        "hashing and other crypto"
     } else if has("malloc")
         || has("free")
         || has("alloc")
@@ -149,10 +149,10 @@ mod tests {
             "     4.94%  keygate            [.] ring_core_0_17_14__ecp_nistz256_ord_sqr_mont_adx",
         )
         .unwrap();
-        assert_eq!(category(dso, sym), "signature (ring)");
+        assert_eq!(category(dso, sym), "signature");
         let (_, dso, sym) =
             parse_line("  8.18%  keygate  [.] ring_core_0_17_14__fiat_curve25519_adx_mul").unwrap();
-        assert_eq!(category(dso, sym), "signature (ring)");
+        assert_eq!(category(dso, sym), "signature");
         let (_, dso, sym) = parse_line("     1.25%  libc.so.6          [.] malloc").unwrap();
         assert_eq!(category(dso, sym), "memory allocator");
         assert!(parse_line("# Samples: 12K of event 'cpu-clock'").is_none());

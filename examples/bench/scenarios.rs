@@ -145,11 +145,16 @@ async fn bench_alg(
         run.signing_input_len = setup.signing_input_len;
         let input_len = setup.signing_input_len;
         let samples = RefCell::new(vec![]);
+        // Both libraries, one after the other on the server's core; the
+        // faster is the reference for the scenario measured around it.
         let sign = || -> anyhow::Result<f64> {
-            let rate = sign_rate(cores, &key.path, input_len, timing.sign_secs)?;
-            let per_sec = rate.per_sec;
-            samples.borrow_mut().push(rate);
-            Ok(per_sec)
+            let mut best = 0.0f64;
+            for backend in crate::BACKENDS {
+                let rate = sign_rate(cores, &key.path, input_len, timing.sign_secs, backend)?;
+                best = best.max(rate.per_sec);
+                samples.borrow_mut().push(rate);
+            }
+            Ok(best)
         };
         let rows = server.scenarios(args, timing, setup, store, &sign).await?;
         run.sign_samples.extend(samples.take());
@@ -160,7 +165,13 @@ async fn bench_alg(
 }
 
 /// The raw signing rate, measured by a child process on the server's core.
-fn sign_rate(cores: Cores, key: &Path, input_len: usize, secs: f64) -> anyhow::Result<SignRate> {
+fn sign_rate(
+    cores: Cores,
+    key: &Path,
+    input_len: usize,
+    secs: f64,
+    backend: &str,
+) -> anyhow::Result<SignRate> {
     let me = std::env::current_exe()?;
     let out = procs::pinned(
         cores.server,
@@ -170,6 +181,8 @@ fn sign_rate(cores: Cores, key: &Path, input_len: usize, secs: f64) -> anyhow::R
             key.to_str().context("key path is not UTF-8")?,
             &input_len.to_string(),
             &secs.to_string(),
+            "--backend",
+            backend,
         ],
     )
     .output()

@@ -24,13 +24,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
 use serde_json::json;
 
 /// A JWS signing algorithm keygate can sign with.
@@ -145,15 +145,14 @@ impl SigningKey {
     pub fn from_pkcs8(der: &[u8], path: PathBuf, created: i64) -> Result<Self, String> {
         let rng = SystemRandom::new();
         let (signer, alg, public) = if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
-            let c: ring::rsa::PublicKeyComponents<Vec<u8>> = k.public().into();
+            let c: aws_lc_rs::signature::RsaPublicKeyComponents<Vec<u8>> = k.public_key().into();
             let public = BTreeMap::from([
                 ("e", B64.encode(&c.e)),
                 ("kty", "RSA".to_string()),
                 ("n", B64.encode(&c.n)),
             ]);
             (Signer::Rsa(k), Alg::RS256, public)
-        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
-        {
+        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
             let point = k.public_key().as_ref();
             let public = BTreeMap::from([
                 ("crv", "P-256".to_string()),
@@ -202,12 +201,12 @@ impl SigningKey {
     }
 
     /// Signs `message` (the JWS signing input) and returns the raw signature.
-    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
+    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
         match &self.signer {
             Signer::Rsa(k) => {
-                let mut sig = vec![0u8; k.public().modulus_len()];
+                let mut sig = vec![0u8; k.public_modulus_len()];
                 k.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                     &self.rng,
                     message,
                     &mut sig,
@@ -557,14 +556,13 @@ pub fn generate_pkcs8(alg: Alg) -> Result<Vec<u8>, String> {
     let rng = SystemRandom::new();
     match alg {
         Alg::RS256 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let mut os = rsa::rand_core::OsRng;
-            let key = rsa::RsaPrivateKey::new(&mut os, 2048).map_err(|e| e.to_string())?;
-            Ok(key
-                .to_pkcs8_der()
-                .map_err(|e| e.to_string())?
-                .as_bytes()
-                .to_vec())
+            use aws_lc_rs::encoding::AsDer;
+            let key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| "RSA key generation failed".to_string())?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = key
+                .as_der()
+                .map_err(|_| "RSA key encoding failed".to_string())?;
+            Ok(der.as_ref().to_vec())
         }
         Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map(|d| d.as_ref().to_vec())
