@@ -56,6 +56,19 @@ pub async fn approve(
     user_id: &str,
 ) -> Result<String, FlowError> {
     let issuer = &state.cfg.issuer;
+    // A session outlives a deleted user (sessions are not indexed by user):
+    // issue nothing for a user who no longer exists.
+    if super::users::find_by_id(state, user_id).await?.is_none() {
+        tracing::warn!(event = "consent_refused", user_id = %user_id, "the signed-in user no longer exists");
+        return Ok(error_redirect_url(
+            &req.target,
+            &OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the signed-in user no longer exists",
+            ),
+            issuer,
+        ));
+    }
     match req.response_type {
         ResponseType::Code => {
             let code = crate::ids::random_token(32);

@@ -230,4 +230,14 @@ async fn deleting_a_user_revokes_their_tokens(backend: Backend) {
         introspect(&app, &web, tokens["refresh_token"].as_str().unwrap()).await,
         json!({"active": false})
     );
+    // The browser's session outlives the user: it gets no new code.
+    let (_, challenge) = pkce_pair();
+    let path = format!(
+        "/oauth/authorize?{}",
+        steps::code_query(&web.id, "profile email", &challenge)
+    );
+    let to = steps::consent(&browser, &app.addr, &path, "allow").await;
+    let p = crate::helpers::params_of(&to, false);
+    assert_eq!(p["error"], "access_denied", "{to}");
+    assert!(!p.contains_key("code"), "{to}");
 }
