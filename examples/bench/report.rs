@@ -172,6 +172,8 @@ pub struct Report {
     pub memory: Vec<MemoryRow>,
     /// Criterion results of `benches/hot_path.rs` (`make bench` runs it first).
     pub micro: Vec<Micro>,
+    /// node-oidc-provider next to keygate (`--peers`).
+    pub peers: Option<crate::peer::PeerRun>,
     pub checks: Vec<Check>,
 }
 
@@ -257,6 +259,7 @@ impl Report {
             algs: vec![],
             memory: vec![],
             micro: vec![],
+            peers: None,
             checks: vec![],
         }
     }
@@ -336,6 +339,10 @@ impl Report {
                 ),
                 met: m.reclaimed,
             });
+        }
+        if let Some(peer) = &mut self.peers {
+            peer.compare(&self.algs);
+            checks.push(peer.check(self.concurrency));
         }
         self.checks = checks;
     }
@@ -434,6 +441,9 @@ impl Report {
                     m.reclaim_secs
                 );
             }
+        }
+        if let Some(peer) = &self.peers {
+            s.push_str(&peer.markdown());
         }
         let profiled: Vec<(&AlgRun, &Row)> = self
             .algs
@@ -690,6 +700,7 @@ mod tests {
             algs: vec![run],
             memory: vec![],
             micro: vec![],
+            peers: None,
             checks: vec![],
         };
         r.finish();
