@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::load::{drive, Outcome, Plan};
 use crate::procs::{self, Cores, Proc};
 use crate::report::{AlgRun, Check};
+use crate::SignRate;
 
 /// The peer's name in the report.
 pub const NAME: &str = "node-oidc-provider";
@@ -34,6 +35,8 @@ pub const NAME: &str = "node-oidc-provider";
 pub const GOAL: f64 = 2.0;
 const SCOPE: &str = "api:read";
 const CLIENT_ID: &str = "bench-peer";
+/// The unrecorded run before the peer's measurements (V8's JIT warms up).
+const JIT_WARMUP: Duration = Duration::from_secs(3);
 
 /// What the peer measured (or why it was not measured).
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +50,10 @@ pub struct PeerRun {
     pub setup: String,
     /// What the check of the first token found.
     pub first_token: String,
+    /// Node.js's bare RS256 signature rate (OpenSSL, `crypto.sign`, the
+    /// same key and signing input length, the same core), measured right
+    /// after the peer: its signing floor.
+    pub node_sign: Option<SignRate>,
     /// Set when the peer did not run (or did not finish): what to do about it.
     pub failed: Option<String>,
     pub rows: Vec<PeerRow>,
@@ -66,6 +73,10 @@ pub struct PeerRow {
     pub keygate: Option<KeygateSide>,
     /// keygate's req/s ÷ the peer's.
     pub keygate_over_peer: Option<f64>,
+    /// The most keygate ÷ peer could be if keygate spent nothing but its
+    /// signature (ring's, measured around keygate's row) on a token: the
+    /// peer's CPU per token ÷ one ring signature.
+    pub ceiling: Option<f64>,
 }
 
 /// keygate's figures next to the peer's.
@@ -76,6 +87,8 @@ pub struct KeygateSide {
     pub p99_us: f64,
     pub server_cpu_us: f64,
     pub errors: u64,
+    /// ring's raw RS256 rate measured around keygate's row (signatures/s).
+    pub sign_per_sec: Option<f64>,
 }
 
 impl PeerRun {
@@ -86,6 +99,7 @@ impl PeerRun {
             node: String::new(),
             setup: String::new(),
             first_token: String::new(),
+            node_sign: None,
             failed: None,
             rows: vec![],
         }
@@ -118,12 +132,18 @@ impl PeerRun {
                 p99_us: r.outcome.p99_us,
                 server_cpu_us: r.server_cpu_us,
                 errors: r.outcome.errors,
+                sign_per_sec: r.sign_per_sec,
             });
             row.keygate_over_peer = row
                 .keygate
                 .as_ref()
                 .filter(|_| row.outcome.per_sec > 0.0)
                 .map(|k| k.per_sec / row.outcome.per_sec);
+            row.ceiling = row
+                .keygate
+                .as_ref()
+                .and_then(|k| k.sign_per_sec)
+                .map(|sign| row.server_cpu_us * sign / 1e6);
         }
     }
 
@@ -138,8 +158,12 @@ impl PeerRun {
                     what,
                     target,
                     measured: format!(
-                        "{x:.2} (keygate {:.0}/s, {NAME} {:.0}/s)",
-                        k.per_sec, r.outcome.per_sec
+                        "{x:.2} (keygate {:.0}/s, {NAME} {:.0}/s{})",
+                        k.per_sec,
+                        r.outcome.per_sec,
+                        r.ceiling.map_or(String::new(), |c| format!(
+                            "; at most {c:.2} with ring's RS256 signature"
+                        ))
                     ),
                     met: x >= GOAL,
                 },
@@ -182,19 +206,19 @@ impl PeerRun {
             "{NAME} {} on Node.js {}: {}\n\nFirst token: {}\n",
             self.version, self.node, self.setup, self.first_token
         );
-        s.push_str("| server | c | req/s | p50 µs | p99 µs | server CPU µs/req | errors | keygate ÷ peer |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| server | c | req/s | p50 µs | p99 µs | server CPU µs/req | errors | keygate ÷ peer | ceiling with ring |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             if let Some(k) = &r.keygate {
                 let _ = writeln!(
                     s,
-                    "| keygate (RS256, memory store) | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | |",
+                    "| keygate (RS256, memory store) | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | | |",
                     r.concurrency, k.per_sec, k.p50_us, k.p99_us, k.server_cpu_us, k.errors
                 );
             }
             let o = &r.outcome;
             let _ = writeln!(
                 s,
-                "| {NAME} {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
+                "| {NAME} {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} |",
                 self.version,
                 r.concurrency,
                 o.per_sec,
@@ -204,7 +228,38 @@ impl PeerRun {
                 o.errors,
                 r.keygate_over_peer
                     .map_or("–".into(), |x| format!("**{x:.2}**")),
+                r.ceiling.map_or("–".into(), |x| format!("{x:.2}")),
             );
+        }
+        // What bounds the ratio: both servers' bare signatures.
+        let full = self.rows.iter().max_by_key(|r| r.concurrency);
+        if let Some((r, k)) = full.and_then(|r| Some((r, r.keygate.as_ref()?))) {
+            let ring = k.sign_per_sec.map(|x| 1e6 / x);
+            let node = self.node_sign.as_ref().map(|x| x.us);
+            let _ = write!(
+                s,
+                "\nOne RS256 signature on this core: {} with ring (keygate), {} with OpenSSL via Node.js `crypto.sign` (the peer). {NAME} spends {:.0} µs of CPU per token",
+                ring.map_or("not measured".into(), |x| format!("{x:.0} µs")),
+                node.map_or("not measured".into(), |x| format!("{x:.0} µs")),
+                r.server_cpu_us,
+            );
+            if let Some(node) = node {
+                let _ = write!(
+                    s,
+                    " ({:.0} µs besides its signature)",
+                    r.server_cpu_us - node
+                );
+            }
+            s.push_str(", keygate ");
+            let _ = write!(s, "{:.0} µs", k.server_cpu_us);
+            if let Some(ring) = ring {
+                let _ = write!(
+                    s,
+                    " ({:.0} µs besides its signature); ceiling = the peer's CPU per token ÷ one ring signature",
+                    k.server_cpu_us - ring
+                );
+            }
+            s.push_str(".\n");
         }
         s
     }
@@ -216,11 +271,12 @@ pub async fn run(
     dir: &Path,
     cores: Cores,
     plans: &[Plan],
+    sign_secs: f64,
     key: &SigningKey,
     work: &Path,
 ) -> PeerRun {
     let mut peer = PeerRun::empty();
-    if let Err(e) = measure(&mut peer, dir, cores, plans, key, work).await {
+    if let Err(e) = measure(&mut peer, dir, cores, plans, sign_secs, key, work).await {
         let why = format!("{e:#}");
         eprintln!("  {NAME}: {why}");
         peer.failed = Some(why);
@@ -233,6 +289,7 @@ async fn measure(
     dir: &Path,
     cores: Cores,
     plans: &[Plan],
+    sign_secs: f64,
     key: &SigningKey,
     work: &Path,
 ) -> anyhow::Result<()> {
@@ -279,11 +336,14 @@ async fn measure(
          pinned to {} like keygate; default in-memory adapter; one client \
          (`client_credentials`, `client_secret_basic`, scope `{SCOPE}`); \
          `features.resourceIndicators` with a default resource whose tokens are JWTs \
-         (`accessTokenFormat: 'jwt'`, RS256, keygate's RS256 key); nothing else changed \
-         but the keep-alive timeout (120 s, as the load generator keeps its connections).",
+         (`accessTokenFormat: 'jwt'`, RS256, keygate's RS256 key, 900 s like keygate's \
+         default `tokens.access_ttl`); defaults otherwise but the keep-alive timeout (120 s, \
+         as the load generator keeps its connections). Measured after an unrecorded {} s run \
+         at full concurrency (V8's JIT warms up).",
         cores
             .server
-            .map_or("no core (not pinned)".into(), |c| format!("core {c}"))
+            .map_or("no core (not pinned)".into(), |c| format!("core {c}")),
+        JIT_WARMUP.as_secs()
     );
 
     let http = reqwest::Client::builder()
@@ -324,30 +384,45 @@ async fn measure(
     // Every later token must carry the same (RS256, at+jwt, kid) header.
     let header = token[..=token.find('.').context("not a JWS")?].to_string();
 
+    let cc = move |_| {
+        let req = request();
+        let header = header.clone();
+        async move {
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = resp.bytes().await.map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+            }
+            let token = access_token(&body)?;
+            if !is_jws_with_header(token, &header) {
+                return Err(format!("not an RS256 at+jwt JWT: {token}"));
+            }
+            Ok(true)
+        }
+    };
+    // V8 compiles the hot path while it runs: an unrecorded run first, so
+    // the peer is measured warm, as a long-running server would be.
+    if let Some(plan) = plans.iter().max_by_key(|p| p.concurrency) {
+        let warm = drive(
+            Plan {
+                warmup: Duration::ZERO,
+                window: JIT_WARMUP,
+                max_requests: 50_000,
+                ..*plan
+            },
+            cc.clone(),
+        )
+        .await;
+        if let Some(e) = warm.first_error {
+            bail!("{NAME} failed while warming up: {e}");
+        }
+    }
     for plan in plans {
         proc.check_alive()?;
-        let request = request.clone();
-        let header = header.clone();
-        let cc = move |_| {
-            let req = request();
-            let header = header.clone();
-            async move {
-                let resp = req.send().await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                if status != 200 {
-                    return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-                }
-                let token = access_token(&body)?;
-                if !is_jws_with_header(token, &header) {
-                    return Err(format!("not an RS256 at+jwt JWT: {token}"));
-                }
-                Ok(true)
-            }
-        };
         let before = (proc.cpu_time(), procs::cpu_time("/proc/self/stat"));
         let wall = std::time::Instant::now();
-        let outcome = drive(*plan, cc).await;
+        let outcome = drive(*plan, cc.clone()).await;
         let wall = wall.elapsed().as_secs_f64();
         let after = (proc.cpu_time(), procs::cpu_time("/proc/self/stat"));
         let used = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
@@ -362,6 +437,7 @@ async fn measure(
             server_busy: server / wall,
             keygate: None,
             keygate_over_peer: None,
+            ceiling: None,
             outcome,
         };
         let o = &row.outcome;
@@ -375,6 +451,27 @@ async fn measure(
         }
         peer.rows.push(row);
     }
+    drop(proc);
+    let input_len = token.rfind('.').context("not a JWS")?;
+    let out = procs::pinned(
+        cores.server,
+        &node,
+        &[
+            &path(&dir.join("sign-rate.mjs"))?,
+            &path(&jwk_path)?,
+            &input_len.to_string(),
+            &sign_secs.to_string(),
+        ],
+    )
+    .output()
+    .context("running sign-rate.mjs")?;
+    if !out.status.success() {
+        bail!(
+            "sign-rate.mjs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    peer.node_sign = Some(serde_json::from_slice(&out.stdout)?);
     Ok(())
 }
 
@@ -719,6 +816,7 @@ mod tests {
             server_busy: 1.0,
             keygate: None,
             keygate_over_peer: None,
+            ceiling: None,
         }
     }
 
@@ -745,6 +843,8 @@ mod tests {
             Row::new("memory", "client_credentials", 16, m(2000.0)),
             Row::new("redis", "client_credentials", 16, m(100.0)),
         ];
+        // ring's rate around keygate's row: 1000 signatures/s (1000 µs each).
+        rs.rows[2].sign_per_sec = Some(1000.0);
         let mut es = AlgRun::new("ES256");
         es.rows = vec![Row::new("memory", "client_credentials", 16, m(90_000.0))];
         let algs = [es, rs];
@@ -762,17 +862,19 @@ mod tests {
             c.what,
             "keygate ≥ 2 × node-oidc-provider (RS256 client_credentials, c=16)"
         );
+        // The peer spends 1111 µs per token, one ring signature takes 1000 µs:
+        // keygate could be at most 1.11 × faster.
+        assert_eq!(peer.rows[1].ceiling, Some(1e6 / 900.0 * 1000.0 / 1e6));
+        assert_eq!(peer.rows[0].ceiling, None);
         let md = peer.markdown();
-        assert!(
-            md.contains("| keygate (RS256, memory store) | 16 | 2000 | 500 | 900 | 500.0 | 0 | |"),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| node-oidc-provider 9.13.3 | 16 | 900 | 1000 | 2000 | 1111.1 | 0 | **2.22** |"
-            ),
-            "{md}"
-        );
+        let rows = [
+            "| keygate (RS256, memory store) | 16 | 2000 | 500 | 900 | 500.0 | 0 | | |\n",
+            "| node-oidc-provider 9.13.3 | 16 | 900 | 1000 | 2000 | 1111.1 | 0 | **2.22** | 1.11 |\n",
+            "1000 µs with ring (keygate), not measured with OpenSSL",
+        ];
+        for row in rows {
+            assert!(md.contains(row), "{row} not in {md}");
+        }
 
         // Under 2 ×, or with failed peer requests, the goal is not met.
         peer.rows[1] = peer_row(16, 1100.0);

@@ -165,7 +165,9 @@ async fn bench_alg(
             // The peer on keygate's core, with the same key and plans, right
             // before keygate's own scenarios (keygate idles meanwhile).
             let plans = [timing.plan(1), timing.plan(args.concurrency)];
-            *peer = Some(crate::peer::run(&args.peer_dir, cores, &plans, &key, work).await);
+            *peer = Some(
+                crate::peer::run(&args.peer_dir, cores, &plans, timing.sign_secs, &key, work).await,
+            );
         }
         run.signing_input_len = setup.signing_input_len;
         let input_len = setup.signing_input_len;

@@ -60,12 +60,16 @@ const provider = new Provider(issuer, {
         return {
           scope,
           audience: resource,
-          accessTokenTTL: 3600,
+          // keygate's default tokens.access_ttl.
+          accessTokenTTL: 900,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
         };
       },
     },
+  },
+  ttl: {
+    ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 900,
   },
   // Not used by client_credentials; set so the provider does not warn.
   cookies: { keys: [clientSecret] },
