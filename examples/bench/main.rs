@@ -18,6 +18,7 @@
 
 mod load;
 mod memory;
+mod peer;
 mod procs;
 mod profile;
 mod report;
@@ -87,6 +88,15 @@ pub struct RunArgs {
     /// Stores to run, comma-separated.
     #[arg(long, default_value = "memory,redis", value_delimiter = ',')]
     pub stores: Vec<String>,
+    /// Also measure node-oidc-provider (RS256 JWT access tokens,
+    /// client_credentials) on keygate's core, next to keygate's RS256
+    /// memory client_credentials (`--peers false` leaves it out).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub peers: bool,
+    /// The peer's folder (package.json, package-lock.json, server.mjs); the
+    /// bench runs `npm ci --omit=dev` there when node_modules is stale.
+    #[arg(long, default_value = "bench/peers/oidc-provider")]
+    pub peer_dir: PathBuf,
 }
 
 /// What the signing child prints.

@@ -201,6 +201,8 @@ pub struct Report {
     pub memory: Vec<MemoryRow>,
     /// Criterion results of `benches/hot_path.rs` (`make bench` runs it first).
     pub micro: Vec<Micro>,
+    /// node-oidc-provider next to keygate (`--peers`).
+    pub peers: Option<crate::peer::PeerRun>,
     pub checks: Vec<Check>,
 }
 
@@ -286,6 +288,7 @@ impl Report {
             algs: vec![],
             memory: vec![],
             micro: vec![],
+            peers: None,
             checks: vec![],
         }
     }
@@ -365,6 +368,10 @@ impl Report {
                 ),
                 met: m.reclaimed,
             });
+        }
+        if let Some(peer) = &mut self.peers {
+            peer.compare(&self.algs);
+            checks.push(peer.check(self.concurrency));
         }
         self.checks = checks;
     }
@@ -478,6 +485,9 @@ impl Report {
                     m.reclaim_secs
                 );
             }
+        }
+        if let Some(peer) = &self.peers {
+            s.push_str(&peer.markdown());
         }
         let profiled: Vec<(&AlgRun, &Row)> = self
             .algs
@@ -737,6 +747,7 @@ mod tests {
             algs: vec![run],
             memory: vec![],
             micro: vec![],
+            peers: None,
             checks: vec![],
         };
         r.finish();

@@ -37,10 +37,22 @@ pub struct Measured {
 
 /// Windows of one scenario.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
-    warmup: Duration,
-    window: Duration,
-    sign_secs: f64,
+pub struct Timing {
+    pub warmup: Duration,
+    pub window: Duration,
+    pub sign_secs: f64,
+}
+
+impl Timing {
+    /// How each throughput scenario is driven at `concurrency`.
+    pub fn plan(self, concurrency: usize) -> Plan {
+        Plan {
+            concurrency,
+            warmup: self.warmup,
+            window: self.window,
+            max_requests: 2_000_000,
+        }
+    }
 }
 
 /// Runs the whole benchmark and writes the report.
@@ -88,9 +100,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut report = Report::new(&args, cores);
     for alg_name in &args.algs {
         let alg = Alg::parse(alg_name).with_context(|| format!("unknown algorithm {alg_name}"))?;
-        let run = bench_alg(&args, cores, timing, alg, &work).await?;
+        let run = bench_alg(&args, cores, timing, alg, &work, &mut report.peers).await?;
         report.algs.push(run);
         report.write(&out)?; // partial results survive a later failure
+    }
+    if args.peers && report.peers.is_none() {
+        report.peers = Some(crate::peer::PeerRun::not_run(
+            "it runs next to keygate's RS256 client_credentials on the memory store, which this run's --algs, --stores or --only leave out",
+        ));
     }
     let (n_mem, n_redis) = if args.quick {
         (100_000, 20_000)
@@ -118,6 +135,7 @@ async fn bench_alg(
     timing: Timing,
     alg: Alg,
     work: &Path,
+    peer: &mut Option<crate::peer::PeerRun>,
 ) -> anyhow::Result<AlgRun> {
     let keys = work.join(format!("keys-{}", alg.as_str()));
     std::fs::create_dir_all(&keys)?;
@@ -142,6 +160,15 @@ async fn bench_alg(
         };
         let server = Server::start(args, cores, &keys, &url, work, alg, store).await?;
         let setup = server.setup(args.concurrency).await?;
+        let want_cc = args.only.is_empty() || args.only.iter().any(|o| o == "client_credentials");
+        if args.peers && alg == Alg::RS256 && store == "memory" && want_cc {
+            // The peer on keygate's core, with the same key and plans, right
+            // before keygate's own scenarios (keygate idles meanwhile).
+            let plans = [timing.plan(1), timing.plan(args.concurrency)];
+            *peer = Some(
+                crate::peer::run(&args.peer_dir, cores, &plans, timing.sign_secs, &key, work).await,
+            );
+        }
         run.signing_input_len = setup.signing_input_len;
         let input_len = setup.signing_input_len;
         let samples = RefCell::new(vec![]);
@@ -565,12 +592,7 @@ email = "bench@example.com"
         sign: &dyn Fn() -> anyhow::Result<f64>,
     ) -> anyhow::Result<Vec<Row>> {
         let c = args.concurrency;
-        let plan = |concurrency: usize| Plan {
-            concurrency,
-            warmup: timing.warmup,
-            window: timing.window,
-            max_requests: 2_000_000,
-        };
+        let plan = |concurrency: usize| timing.plan(concurrency);
         let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
         let label = self.label.clone();
         let mut rows = vec![];
