@@ -3,11 +3,12 @@
 // client. One process, no cluster, the default in-memory adapter; the bench
 // starts it pinned to keygate's core (examples/bench/peer.rs).
 //
-//   node server.mjs <port> <issuer> <jwk.json> <client_id> <client_secret>
+//   node server.mjs <port> <issuer> <key.pem> <kid> <client_id> <client_secret>
 //
 // Every argument can also come from the environment (PEER_PORT, PEER_ISSUER,
-// PEER_JWK, PEER_CLIENT_ID, PEER_CLIENT_SECRET). Prints `listening <port>`.
+// PEER_KEY, PEER_KID, PEER_CLIENT_ID, PEER_CLIENT_SECRET). Prints `listening <port>`.
 
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 import Provider from 'oidc-provider';
@@ -15,17 +16,24 @@ import Provider from 'oidc-provider';
 const [
   port = process.env.PEER_PORT,
   issuer = process.env.PEER_ISSUER,
-  jwkPath = process.env.PEER_JWK,
+  keyPath = process.env.PEER_KEY,
+  kid = process.env.PEER_KID,
   clientId = process.env.PEER_CLIENT_ID,
   clientSecret = process.env.PEER_CLIENT_SECRET,
 ] = process.argv.slice(2);
-if (!port || !issuer || !jwkPath || !clientId || !clientSecret) {
-  console.error('usage: node server.mjs <port> <issuer> <jwk.json> <client_id> <client_secret>');
+if (!port || !issuer || !keyPath || !kid || !clientId || !clientSecret) {
+  console.error('usage: node server.mjs <port> <issuer> <key.pem> <kid> <client_id> <client_secret>');
   process.exit(2);
 }
 
-// The private RSA JWK (2048 bits) the bench generated, with its kid.
-const jwk = JSON.parse(readFileSync(jwkPath, 'utf8'));
+// keygate's own RS256 key (PKCS#8 PEM, 2048 bits) as the private JWK
+// oidc-provider reads, with keygate's kid.
+const jwk = {
+  ...createPrivateKey(readFileSync(keyPath)).export({ format: 'jwk' }),
+  kid,
+  alg: 'RS256',
+  use: 'sig',
+};
 // The one resource server: client_credentials requests without `resource`
 // get it (defaultResource), and its tokens are JWTs (RFC 9068, typ at+jwt).
 const resource = `${issuer}/api`;
