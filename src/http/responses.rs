@@ -5,6 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
+use super::payload::RawJson;
 use super::errors::{introspect_bad_request, revoke_bad_request, token_bad_request};
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -52,8 +53,9 @@ impl From<&OAuthError> for OAuthErrorBody {
     }
 }
 
-/// A successful token response (RFC 6749 §5.1, RFC 9068).
-#[derive(Debug, Clone, Object)]
+/// A successful token response (RFC 6749 §5.1, RFC 9068). Serialised with
+/// serde ([`RawJson::serialize`]); the `oai` attributes give its schema.
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(example)]
 pub struct TokenBody {
     /// The access token: a JWT signed with the key published at `jwks_uri`.
@@ -67,6 +69,7 @@ pub struct TokenBody {
     /// A refresh token (opaque), for clients registered for the refresh_token
     /// grant; rotated on every use.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
 
@@ -91,7 +94,7 @@ pub enum TokenResponse {
     /// Access token issued (RFC 6749 §5.1).
     #[oai(status = 200)]
     Ok(
-        Json<TokenBody>,
+        RawJson<TokenBody>,
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "Pragma")] String,
     ),
