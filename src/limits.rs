@@ -134,7 +134,9 @@ impl Limits {
         let now = Instant::now();
         match (&on.client, public) {
             (_, true) => on.public.take(client_ip_key(client_id, ip), now),
-            (Some(ceiling), false) => ceiling.take(bounded(client_id, MAX_KEYED_CLIENT_ID).to_string(), now),
+            (Some(ceiling), false) => {
+                ceiling.take(bounded(client_id, MAX_KEYED_CLIENT_ID).to_string(), now)
+            }
             (None, false) => Ok(()),
         }
     }

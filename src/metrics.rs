@@ -171,20 +171,6 @@ impl InstrumentedStore {
 
 use crate::store::{KvStore, StoreError};
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn method_labels_are_the_standard_methods_or_other() {
-        use poem::http::Method;
-        assert_eq!(method_label(&Method::POST), "POST");
-        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
-        let brew = Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(method_label(&brew), "other");
-    }
-}
-
 #[async_trait::async_trait]
 impl KvStore for InstrumentedStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -228,5 +214,19 @@ impl KvStore for InstrumentedStore {
         cost: i64,
     ) -> Result<crate::rate::Decision, StoreError> {
         self.count("rate", self.inner.rate(key, quota, cost).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_the_standard_methods_or_other() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&brew), "other");
     }
 }

@@ -5,8 +5,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
-use super::payload::RawJson;
 use super::errors::{introspect_bad_request, revoke_bad_request, token_bad_request};
+use super::payload::RawJson;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// `Cache-Control` of every token and error response (RFC 6749 §5.1).
