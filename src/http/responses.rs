@@ -53,8 +53,9 @@ impl From<&OAuthError> for OAuthErrorBody {
     }
 }
 
-/// A successful token response (RFC 6749 §5.1, RFC 9068). Serialised with
-/// serde ([`RawJson::serialize`]); the `oai` attributes give its schema.
+// Serialised with serde (`RawJson::serialize`); the `oai` attributes give its
+// schema, so the two must agree (the optional `refresh_token` is skipped by both).
+/// A successful token response (RFC 6749 §5.1, RFC 9068).
 #[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(example)]
 pub struct TokenBody {
