@@ -134,7 +134,9 @@ impl Limits {
         let now = Instant::now();
         match (&on.client, public) {
             (_, true) => on.public.take(client_ip_key(client_id, ip), now),
-            (Some(ceiling), false) => ceiling.take(bounded(client_id, MAX_KEYED_CLIENT_ID), now),
+            (Some(ceiling), false) => {
+                ceiling.take(bounded(client_id, MAX_KEYED_CLIENT_ID).to_string(), now)
+            }
             (None, false) => Ok(()),
         }
     }
@@ -204,17 +206,22 @@ pub fn login_name(username: &str) -> String {
     bounded(username.trim(), MAX_KEYED_USERNAME).to_lowercase()
 }
 
-fn bounded(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
+/// The first `max_chars` characters of `s` (a slice: no copy).
+fn bounded(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
 }
 
 fn client_ip_key(client_id: &str, ip: Option<IpAddr>) -> String {
     // The address part has no space, so the pair is unambiguous.
-    format!(
-        "{} {}",
-        client_key(ip),
-        bounded(client_id, MAX_KEYED_CLIENT_ID)
-    )
+    let id = bounded(client_id, MAX_KEYED_CLIENT_ID);
+    let mut key = client_key(ip);
+    key.reserve(1 + id.len());
+    key.push(' ');
+    key.push_str(id);
+    key
 }
 
 /// One in-process keyed GCRA limiter: the theoretical arrival time per key

@@ -13,10 +13,32 @@ pub struct RequestLabels {
     /// The route pattern from `http::routes` (e.g. `/clients/:id`): a bounded
     /// set; paths no route matches are `other`.
     pub route: &'static str,
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method ([`method_label`]).
+    pub method: &'static str,
     /// Response status code.
     pub status: u16,
+}
+
+/// The `method` label: the standard methods by name, any other `other`, so
+/// label cardinality stays bounded whatever clients send (and the label
+/// costs no allocation).
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("other", |(_, name)| name)
 }
 
 /// Labels of route-only metrics.
@@ -192,5 +214,19 @@ impl KvStore for InstrumentedStore {
         cost: i64,
     ) -> Result<crate::rate::Decision, StoreError> {
         self.count("rate", self.inner.rate(key, quota, cost).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_the_standard_methods_or_other() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&brew), "other");
     }
 }

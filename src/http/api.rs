@@ -278,18 +278,20 @@ impl Api {
             Ok(i) => i,
             Err(e) => return e.into(),
         };
-        match flows::token::exchange(&state, input).await {
-            Ok(t) => TokenResponse::Ok(
-                Json(TokenBody {
-                    access_token: t.access_token,
-                    token_type: "Bearer".into(),
-                    expires_in: t.expires_in,
-                    scope: t.scope,
-                    refresh_token: t.refresh_token,
-                }),
-                NO_STORE.into(),
-                "no-cache".into(),
-            ),
+        let issued = flows::token::exchange(&state, input).await.and_then(|t| {
+            // Serialised straight from the struct (poem-openapi's `Json`
+            // goes through a `serde_json::Value` first).
+            RawJson::serialize(&TokenBody {
+                access_token: t.access_token,
+                token_type: "Bearer".into(),
+                expires_in: t.expires_in,
+                scope: t.scope,
+                refresh_token: t.refresh_token,
+            })
+            .map_err(flows::FlowError::internal)
+        });
+        match issued {
+            Ok(body) => TokenResponse::Ok(body, NO_STORE.into(), "no-cache".into()),
             Err(e) => e.into(),
         }
     }

@@ -10,7 +10,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::errors::oauth_json_error;
 use super::routes::RouteTable;
-use crate::metrics::{RequestLabels, RouteLabels};
+use crate::metrics::{method_label, RequestLabels, RouteLabels};
 use crate::oauth::ErrorCode;
 use crate::state::AppState;
 
@@ -115,7 +115,7 @@ pub async fn observe<E: Endpoint>(
 ) -> poem::Result<Response> {
     let start = Instant::now();
     let route = table.label(req.uri().path());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let metrics = req.data::<AppState>().map(|s| s.metrics.clone());
     let mut resp = match ep.call(req).await {
         Ok(r) => r.into_response(),

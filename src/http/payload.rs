@@ -100,6 +100,13 @@ impl<T> RawJson<T> {
     }
 }
 
+impl<T: serde::Serialize> RawJson<T> {
+    /// Serialises `value` once, straight to bytes.
+    pub fn serialize(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(|v| Self::new(v.into()))
+    }
+}
+
 impl<T: Type> Payload for RawJson<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 

@@ -6,6 +6,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
 use super::errors::{introspect_bad_request, revoke_bad_request, token_bad_request};
+use super::payload::RawJson;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// `Cache-Control` of every token and error response (RFC 6749 §5.1).
@@ -52,8 +53,10 @@ impl From<&OAuthError> for OAuthErrorBody {
     }
 }
 
+// Serialised with serde (`RawJson::serialize`); the `oai` attributes give its
+// schema, so the two must agree (the optional `refresh_token` is skipped by both).
 /// A successful token response (RFC 6749 §5.1, RFC 9068).
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(example)]
 pub struct TokenBody {
     /// The access token: a JWT signed with the key published at `jwks_uri`.
@@ -67,6 +70,7 @@ pub struct TokenBody {
     /// A refresh token (opaque), for clients registered for the refresh_token
     /// grant; rotated on every use.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
 
@@ -91,7 +95,7 @@ pub enum TokenResponse {
     /// Access token issued (RFC 6749 §5.1).
     #[oai(status = 200)]
     Ok(
-        Json<TokenBody>,
+        RawJson<TokenBody>,
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "Pragma")] String,
     ),

@@ -3,6 +3,7 @@
 //! by the SHA-256 of the secret value, so the store never holds them in clear.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -48,9 +49,43 @@ fn ttl_secs(secs: i64) -> Option<Duration> {
 #[derive(Clone)]
 pub struct Repos {
     store: Store,
+    /// Clients decoded from the bytes last read for them (see [`ClientCache`]).
+    clients: Arc<ClientCache>,
     /// How long a revocation marker must outlive its write: the access-token
     /// lifetime, so every token issued before it has expired when it goes.
     revocation_ttl: Duration,
+}
+
+/// Most clients [`ClientCache`] holds; past it, it starts over.
+const CLIENT_CACHE_MAX: usize = 1024;
+
+/// Decoded clients by id, each with the exact bytes it was decoded from.
+///
+/// Every lookup still reads the store (so an update, a secret rotation or a
+/// deletion by any instance is seen at once); only the JSON decoding, which
+/// costs more than the rest of a memory-store token request but the
+/// signature, is skipped when the bytes read are the bytes decoded last time.
+/// Bounded: when full, it is emptied and fills again with the clients in use.
+#[derive(Default)]
+struct ClientCache {
+    by_id: dashmap::DashMap<String, Arc<(Vec<u8>, Client)>>,
+}
+
+impl ClientCache {
+    fn decode(&self, id: &str, bytes: Vec<u8>) -> Result<Client, StoreError> {
+        if let Some(hit) = self.by_id.get(id).map(|e| Arc::clone(e.value())) {
+            if hit.0 == bytes {
+                return Ok(hit.1.clone());
+            }
+        }
+        let client: Client = serde_json::from_slice(&bytes)?;
+        if self.by_id.len() >= CLIENT_CACHE_MAX {
+            self.by_id.clear();
+        }
+        self.by_id
+            .insert(id.to_string(), Arc::new((bytes, client.clone())));
+        Ok(client)
+    }
 }
 
 /// A stored value with the exact bytes it was read as, for compare-and-swap.
@@ -97,6 +132,7 @@ impl Repos {
     pub fn new(store: Store, access_ttl: Duration) -> Self {
         Self {
             store,
+            clients: Arc::new(ClientCache::default()),
             revocation_ttl: access_ttl.max(Duration::from_secs(1)),
         }
     }
@@ -134,7 +170,10 @@ impl Repos {
 
     /// Reads a client.
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        self.get_json(&format!("{CLIENT}{client_id}")).await
+        match self.store.get(&format!("{CLIENT}{client_id}")).await? {
+            Some(bytes) => Ok(Some(self.clients.decode(client_id, bytes)?)),
+            None => Ok(None),
+        }
     }
 
     /// Reads a client (when `client_id` is given) and the record under `key`
@@ -150,7 +189,7 @@ impl Repos {
         let client_key = format!("{CLIENT}{id}");
         let mut vals = self.store.get_many(&[&client_key, key]).await?.into_iter();
         let client = match vals.next().flatten() {
-            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            Some(bytes) => Some(self.clients.decode(id, bytes)?),
             None => None,
         };
         let record = match vals.next().flatten() {
@@ -725,5 +764,55 @@ impl Repos {
         self.store
             .rate(&format!("{RATE_SIGNUP}{client}"), quota, cost)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn repos() -> Repos {
+        let store = MemoryStore::with_limits(Duration::from_secs(60), 1000);
+        Repos::new(store, Duration::from_secs(60))
+    }
+
+    fn client(name: &str) -> Client {
+        Client {
+            client_id: "c1".into(),
+            client_name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_is_decoded_once_and_every_change_is_seen() {
+        let repos = repos();
+        let key = format!("{CLIENT}c1");
+        let put = |c: Client| {
+            let store = repos.store.clone();
+            let key = key.clone();
+            async move {
+                let bytes = serde_json::to_vec(&c).unwrap();
+                store.put(&key, &bytes, None).await.unwrap();
+            }
+        };
+        put(client("one")).await;
+        assert_eq!(repos.client("c1").await.unwrap(), Some(client("one")));
+        let first = repos.clients.by_id.get("c1").map(|e| Arc::clone(e.value()));
+        assert_eq!(repos.client("c1").await.unwrap(), Some(client("one")));
+        let again = repos.clients.by_id.get("c1").map(|e| Arc::clone(e.value()));
+        assert!(
+            Arc::ptr_eq(&first.unwrap(), &again.unwrap()),
+            "the same bytes are not decoded again"
+        );
+        // An update (e.g. a rotated secret) is read as the new client.
+        put(client("two")).await;
+        assert_eq!(repos.client("c1").await.unwrap(), Some(client("two")));
+        // A deleted client is gone, whatever the cache holds.
+        repos.store.delete(&key).await.unwrap();
+        assert_eq!(repos.client("c1").await.unwrap(), None);
+        let (c, _) = repos.client_and_code(Some("c1"), "code").await.unwrap();
+        assert_eq!(c, None);
     }
 }
