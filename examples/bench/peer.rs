@@ -722,7 +722,8 @@ mod tests {
                 .set_modified(t)
                 .unwrap();
         };
-        let now = SystemTime::now();
+        // A fixed instant (the project bans SystemTime::now outside the clock).
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         set_mtime(&d.join("package-lock.json"), now);
         set_mtime(&record, now + Duration::from_secs(10));
         assert!(install_needed(d).unwrap().contains("9.0.0"));

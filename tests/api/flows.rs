@@ -312,7 +312,25 @@ async fn a_token_whose_user_is_gone_is_refused_by_the_resource() {
         .unwrap_or_else(|e| panic!("alice's token: {e:?}"));
     assert_eq!(me.username, USER);
     assert_eq!(me.email.as_deref(), Some("alice@example.com"));
-    let ghost = tokens_for(&d, "no-such-user").await.access_token;
+    // No code is issued for a user who does not exist (flows::authorize::
+    // approve checks), so sign such a token as keygate would have.
+    let now = d.state.clock.now();
+    let grant = keygate::oauth::token::Grant {
+        subject: "no-such-user".into(),
+        client_id: "web-app".into(),
+        scope: keygate::oauth::types::ScopeSet::parse("profile").unwrap(),
+        family: None,
+    };
+    let claims = keygate::oauth::token::AccessClaims::new(
+        &d.state.cfg.issuer,
+        &d.state.cfg.audience,
+        &grant,
+        now,
+        600,
+        keygate::ids::jti(),
+    );
+    let keys = d.state.keys.current();
+    let ghost = keygate::tokens::jwt::sign(keys.signer_at(now), &claims).unwrap();
     match keygate::flows::resource::me(&d.state, Some(&ghost)).await {
         Err(keygate::flows::resource::BearerError::InvalidToken(why)) => {
             assert!(why.contains("user"), "{why}")
