@@ -526,7 +526,7 @@ impl Report {
             let met = self.checks.iter().filter(|c| c.met).count();
             let _ = writeln!(
                 s,
-                "\n## Targets (issue 6): {met} of {} checks met\n",
+                "\n## Targets (issues 6 and 13): {met} of {} checks met\n",
                 self.checks.len()
             );
             s.push_str(&self.targets_matrix());
