@@ -320,14 +320,7 @@ async fn oauth21_registers_no_client_for_a_grant_it_does_not_serve(backend: Back
         assert!(resp.text().await.unwrap().contains("oauth21"), "{legacy}");
         let body = serde_json::json!({"client_name": "Old app", "redirect_uris": [REDIRECT],
             "grant_types": [legacy], "response_types": []});
-        let resp = app
-            .http
-            .post(app.url("/oauth/register"))
-            .bearer_auth(IAT)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
         assert_eq!(resp.status(), 400, "{legacy}");
         let err: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(err["error"], "invalid_client_metadata", "{legacy}");

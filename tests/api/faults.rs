@@ -59,13 +59,13 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
 }
 
 async fn register(app: &TestApp) -> reqwest::Response {
-    app.http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(INITIAL)
-        .json(&serde_json::json!({"client_name": "x", "grant_types": ["client_credentials"]}))
-        .send()
-        .await
-        .unwrap()
+    crate::steps::post_registration(
+        &app.http,
+        &app.addr,
+        INITIAL,
+        &serde_json::json!({"client_name": "x", "grant_types": ["client_credentials"]}),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -23,14 +23,9 @@ async fn error_of(resp: reqwest::Response, status: u16) -> String {
 #[tokio::test]
 async fn registration_is_closed_without_initial_access_tokens() {
     let app = spawn_app(Backend::Memory).await;
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(IAT)
-        .json(&json!({"client_name": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        crate::steps::post_registration(&app.http, &app.addr, IAT, &json!({"client_name": "x"}))
+            .await;
     assert_eq!(error_of(resp, 401).await, "invalid_token");
     let m = app
         .get_json("/.well-known/oauth-authorization-server")
@@ -58,24 +53,10 @@ async fn register_use_read_update_delete(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(error_of(resp, 401).await, "invalid_token");
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth("wrong")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::post_registration(&app.http, &app.addr, "wrong", &body).await;
     assert_eq!(error_of(resp, 401).await, "invalid_token");
 
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(IAT)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let info: serde_json::Value = resp.json().await.unwrap();
@@ -233,14 +214,7 @@ async fn invalid_metadata_is_refused_with_rfc7591_codes() {
             "invalid_client_metadata",
         ),
     ] {
-        let resp = app
-            .http
-            .post(app.url("/oauth/register"))
-            .bearer_auth(IAT)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
         assert_eq!(error_of(resp, 400).await, code, "{body}");
     }
     let resp = app
@@ -269,14 +243,7 @@ async fn invalid_metadata_is_refused_with_rfc7591_codes() {
 async fn registered_public_client_runs_the_code_flow() {
     let app = open_app(Backend::Memory).await;
     let body = json!({"client_name": "SPA", "redirect_uris": [crate::helpers::REDIRECT], "grant_types": ["authorization_code"], "response_types": ["code"], "token_endpoint_auth_method": "none", "scope": "profile"});
-    let resp = app
-        .http
-        .post(app.url("/oauth/register"))
-        .bearer_auth(IAT)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
     assert_eq!(resp.status(), 201);
     let info: serde_json::Value = resp.json().await.unwrap();
     assert!(info.get("client_secret").is_none() && info.get("client_secret_expires_at").is_none());
@@ -315,14 +282,7 @@ async fn redirect_uris_are_accepted_by_allowlist(backend: Backend) {
     ] {
         // A confidential client may not use a private-use scheme either.
         let body = json!({"client_name": "a", "redirect_uris": [uri]});
-        let resp = app
-            .http
-            .post(app.url("/oauth/register"))
-            .bearer_auth(IAT)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
         assert_eq!(error_of(resp, 400).await, "invalid_redirect_uri", "{uri:?}");
     }
     assert_eq!(

@@ -246,15 +246,25 @@ pub async fn register(
     initial_token: &str,
     metadata: &serde_json::Value,
 ) -> serde_json::Value {
-    let resp = http
-        .post(format!("{base}/oauth/register"))
+    let resp = post_registration(http, base, initial_token, metadata).await;
+    assert_eq!(resp.status(), 201, "registration");
+    resp.json().await.unwrap()
+}
+
+/// `POST /oauth/register` (RFC 7591) of `metadata` with `initial_token` as
+/// the bearer; the answer, whatever it is.
+pub async fn post_registration(
+    http: &reqwest::Client,
+    base: &str,
+    initial_token: &str,
+    metadata: &serde_json::Value,
+) -> reqwest::Response {
+    http.post(format!("{base}/oauth/register"))
         .bearer_auth(initial_token)
         .json(metadata)
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "registration");
-    resp.json().await.unwrap()
+        .unwrap()
 }
 
 /// `GET /api/me` with `token` as the bearer.
