@@ -295,14 +295,7 @@ async fn token_and_revoke_answer_public_client_origins(backend: Backend) {
     let b = "https://spa.example.com";
     let mut update = public_spa(&format!("{b}/cb"));
     update["client_id"] = json!(id);
-    let resp = app
-        .http
-        .put(app.url(&format!("/oauth/register/{id}")))
-        .bearer_auth(&rat)
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::put_registration(&app.http, &app.addr, &id, &rat, &update).await;
     assert_eq!(resp.status(), 200);
     assert_origin(&app, a, false).await;
     assert_origin(&app, b, true).await;
@@ -327,14 +320,7 @@ async fn token_and_revoke_answer_public_client_origins(backend: Backend) {
     let mut update = public_spa(&format!("{a}/callback"));
     update["client_id"] = json!(id3);
     update["token_endpoint_auth_method"] = json!("client_secret_basic");
-    let resp = app
-        .http
-        .put(app.url(&format!("/oauth/register/{id3}")))
-        .bearer_auth(&rat3)
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::put_registration(&app.http, &app.addr, &id3, &rat3, &update).await;
     assert_eq!(resp.status(), 200);
     assert_origin(&app, a, false).await;
 }

@@ -327,14 +327,7 @@ async fn a_narrowed_client_scope_bounds_later_refreshes(backend: Backend) {
     // The client loses `email`.
     meta["client_id"] = json!(id);
     meta["scope"] = json!("profile");
-    let resp = app
-        .http
-        .put(app.url(&format!("/oauth/register/{id}")))
-        .bearer_auth(&rat)
-        .json(&meta)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::steps::put_registration(&app.http, &app.addr, &id, &rat, &meta).await;
     assert_eq!(resp.status(), 200);
     let token = tokens["refresh_token"].as_str().unwrap();
     let resp = crate::steps::refresh(&app.http, &app.addr, basic, token).await;

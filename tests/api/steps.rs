@@ -267,6 +267,23 @@ pub async fn post_registration(
         .unwrap()
 }
 
+/// `PUT /oauth/register/{client_id}` (RFC 7592 update) of `metadata` with
+/// the client's registration access token; the answer, whatever it is.
+pub async fn put_registration(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    registration_token: &str,
+    metadata: &serde_json::Value,
+) -> reqwest::Response {
+    http.put(format!("{base}/oauth/register/{client_id}"))
+        .bearer_auth(registration_token)
+        .json(metadata)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `GET /api/me` with `token` as the bearer.
 pub async fn me(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
     http.get(format!("{base}/api/me"))
