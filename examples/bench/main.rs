@@ -50,6 +50,10 @@ enum Cmd {
         /// `aws-lc-rs` or `ring`.
         #[arg(long, default_value = "aws-lc-rs")]
         backend: String,
+        /// Measure verification with the key's public half instead (the
+        /// public key parsed on every call, as jsonwebtoken does).
+        #[arg(long)]
+        verify: bool,
     },
     /// (child) Memory per entry of the in-memory store.
     MemoryChild { args: Vec<String> },
@@ -120,8 +124,10 @@ fn main() -> anyhow::Result<()> {
             input_len,
             secs,
             backend,
+            verify,
         } => {
-            let rate = raw_sign_rate(&key, input_len, Duration::from_secs_f64(secs), &backend)?;
+            let window = Duration::from_secs_f64(secs);
+            let rate = raw_sign_rate(&key, input_len, window, &backend, verify)?;
             println!("{}", serde_json::to_string(&rate)?);
             Ok(())
         }
@@ -137,27 +143,30 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// The signing libraries measured: keygate signs with AWS-LC; ring is what it
-/// used before and what jsonwebtoken verifies with. The reference of every
+/// The signing libraries measured: keygate signs and verifies with AWS-LC;
+/// ring is what it signed with before. The reference of every
 /// ratio is the faster of the two on this core in this run.
 pub const BACKENDS: [&str; 2] = ["aws-lc-rs", "ring"];
 
 /// The limit: one library's own sign call, key parsed once, over
-/// `input_len` bytes, for `window` (and at most 1 M signatures).
+/// `input_len` bytes, for `window` (and at most 1 M signatures). With
+/// `verify`, the library's verification of such a signature instead.
 fn raw_sign_rate(
     key: &std::path::Path,
     input_len: usize,
     window: Duration,
     backend: &str,
+    verify: bool,
 ) -> anyhow::Result<SignRate> {
     let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
     let der = pem::parse(pem).context("parsing the PEM key")?;
     let der = der.contents();
     let message = vec![b'e'; input_len];
-    let mut sign = match backend {
-        "ring" => ring_signer(der, message)?,
-        "aws-lc-rs" => aws_lc_signer(der, message)?,
-        other => bail!("unknown signing backend {other} ({BACKENDS:?})"),
+    let mut sign = match (backend, verify) {
+        ("ring", false) => ring_signer(der, message)?,
+        ("aws-lc-rs", false) => aws_lc_signer(der, message)?,
+        (b @ ("ring" | "aws-lc-rs"), true) => verifier(der, message, b)?,
+        (other, _) => bail!("unknown signing backend {other} ({BACKENDS:?})"),
     };
     // Warm up (caches, CPU frequency), then measure.
     let warm = Instant::now();
@@ -210,6 +219,55 @@ fn ring_signer(der: &[u8], message: Vec<u8>) -> anyhow::Result<SignFn> {
         })
     } else {
         bail!("not an RSA, P-256 or Ed25519 PKCS#8 key");
+    })
+}
+
+/// Verifies one AWS-LC signature of `message` with `backend`, parsing the
+/// public key on every call like jsonwebtoken (the JWT verifier keygate uses).
+fn verifier(der: &[u8], message: Vec<u8>, backend: &str) -> anyhow::Result<SignFn> {
+    use aws_lc_rs::signature::{self as lc, KeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    // (public key bytes, signature, which algorithm: 0 RSA, 1 P-256, 2 Ed25519)
+    let (public, sig, which) = if let Ok(k) = lc::RsaKeyPair::from_pkcs8(der) {
+        let mut sig = vec![0u8; k.public_modulus_len()];
+        k.sign(&lc::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
+            .map_err(|_| anyhow::anyhow!("RSA sign failed"))?;
+        (k.public_key().as_ref().to_vec(), sig, 0)
+    } else if let Ok(k) = lc::EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+        let sig = k
+            .sign(&rng, &message)
+            .map_err(|_| anyhow::anyhow!("ECDSA sign failed"))?;
+        (k.public_key().as_ref().to_vec(), sig.as_ref().to_vec(), 1)
+    } else if let Ok(k) = lc::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        let sig = k.sign(&message).as_ref().to_vec();
+        (k.public_key().as_ref().to_vec(), sig, 2)
+    } else {
+        bail!("not an RSA, P-256 or Ed25519 PKCS#8 key");
+    };
+    let failed = || anyhow::anyhow!("verification failed");
+    Ok(if backend == "ring" {
+        use ring::signature as r;
+        let alg: &'static dyn r::VerificationAlgorithm = match which {
+            0 => &r::RSA_PKCS1_2048_8192_SHA256,
+            1 => &r::ECDSA_P256_SHA256_FIXED,
+            _ => &r::ED25519,
+        };
+        Box::new(move || {
+            r::UnparsedPublicKey::new(alg, &public)
+                .verify(&message, &sig)
+                .map_err(|_| failed())
+        })
+    } else {
+        let alg: &'static dyn lc::VerificationAlgorithm = match which {
+            0 => &lc::RSA_PKCS1_2048_8192_SHA256,
+            1 => &lc::ECDSA_P256_SHA256_FIXED,
+            _ => &lc::ED25519,
+        };
+        Box::new(move || {
+            lc::UnparsedPublicKey::new(alg, &public)
+                .verify(&message, &sig)
+                .map_err(|_| failed())
+        })
     })
 }
 

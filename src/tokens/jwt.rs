@@ -1,5 +1,5 @@
-//! RFC 9068 JWT access tokens: signing with the cached ring key (one signature
-//! per token), verification with jsonwebtoken.
+//! RFC 9068 JWT access tokens: signing with the cached AWS-LC key (one signature
+//! per token), verification with jsonwebtoken (AWS-LC backend).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -179,7 +179,7 @@ mod tests {
                 ..Default::default()
             },
             &claims(now()),
-            &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()),
+            &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()).unwrap(),
         )
         .unwrap();
         assert!(verify(&set, &hs, "https://iss", "https://aud").is_err());
