@@ -8,6 +8,7 @@ use poem_openapi::auth::{Basic, Bearer};
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
+use super::errors;
 use super::payload::{FormPairs, RawJson};
 use super::responses::{
     IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody,
@@ -203,6 +204,41 @@ pub struct ServerMetadata {
     pub service_documentation: String,
 }
 
+/// Protected resource metadata (RFC 9728 §2) of keygate's own API (`/api/me`),
+/// whose resource identifier is `tokens.audience`.
+#[derive(Debug, Object)]
+pub struct ProtectedResourceMetadata {
+    /// The resource identifier: the `aud` of the tokens `/api/me` accepts.
+    pub resource: String,
+    /// The authorization servers that issue those tokens (keygate itself).
+    pub authorization_servers: Vec<String>,
+    /// Scopes `/api/me` understands: `profile`, and `email` for the address.
+    pub scopes_supported: Vec<String>,
+    /// How the token is sent: the `Authorization` header only.
+    pub bearer_methods_supported: Vec<String>,
+    /// A human-readable name.
+    pub resource_name: String,
+    /// Where the API is described.
+    pub resource_documentation: String,
+}
+
+/// Protected resource metadata responses.
+#[derive(ApiResponse)]
+pub enum ProtectedResourceResponse {
+    /// The metadata document.
+    #[oai(status = 200)]
+    Ok(
+        Json<ProtectedResourceMetadata>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+/// Where keygate publishes its own API's RFC 9728 metadata; `/api/me`'s
+/// `WWW-Authenticate` challenges name it in `resource_metadata`.
+pub fn protected_resource_metadata_url(issuer: &str) -> String {
+    format!("{issuer}/.well-known/oauth-protected-resource")
+}
+
 /// Liveness or readiness status.
 #[derive(Debug, Object)]
 pub struct Status {
@@ -377,8 +413,35 @@ impl Api {
                 }),
                 NO_STORE.into(),
             ),
-            Err(e) => e.into(),
+            Err(e) => {
+                errors::bearer_challenge(e, &protected_resource_metadata_url(&state.cfg.issuer))
+            }
         }
+    }
+
+    /// Protected resource metadata (RFC 9728) of `/api/me`.
+    ///
+    /// A client that gets a 401 from `/api/me` finds this document through the
+    /// `resource_metadata` parameter of the `WWW-Authenticate` challenge, and
+    /// from it the authorization server and the scopes to ask for.
+    #[oai(
+        path = "/.well-known/oauth-protected-resource",
+        method = "get",
+        tag = "ApiTags::Discovery"
+    )]
+    async fn protected_resource(&self, state: Data<&AppState>) -> ProtectedResourceResponse {
+        let issuer = &state.cfg.issuer;
+        ProtectedResourceResponse::Ok(
+            Json(ProtectedResourceMetadata {
+                resource: state.cfg.audience.clone(),
+                authorization_servers: vec![issuer.clone()],
+                scopes_supported: vec!["profile".into(), "email".into()],
+                bearer_methods_supported: vec!["header".into()],
+                resource_name: "keygate demo API (/api/me)".into(),
+                resource_documentation: format!("{issuer}/docs"),
+            }),
+            "public, max-age=3600".into(),
+        )
     }
 
     /// Authorization server metadata (RFC 8414).

@@ -247,36 +247,38 @@ token_action_errors!(IntrospectResponse, introspect_bad_request);
 // ---------------------------------------------------------------------------
 // Bearer-protected resources and registration.
 
-impl From<BearerError> for MeResponse {
-    fn from(e: BearerError) -> Self {
-        match e {
-            BearerError::Missing => Self::Unauthorized(
-                OAuthErrorBody::new(
-                    ErrorCode::InvalidRequest,
-                    "a Bearer access token is required",
-                ),
-                "Bearer realm=\"keygate\"".into(),
+/// The RFC 6750 §3 answer of a Bearer-protected resource; every challenge
+/// names the resource's RFC 9728 metadata (`resource_metadata`, RFC 9728 §5.1)
+/// so that a client can discover the authorization server from a 401.
+pub fn bearer_challenge(e: BearerError, resource_metadata: &str) -> MeResponse {
+    let rm = format!("resource_metadata=\"{resource_metadata}\"");
+    match e {
+        BearerError::Missing => MeResponse::Unauthorized(
+            OAuthErrorBody::new(
+                ErrorCode::InvalidRequest,
+                "a Bearer access token is required",
             ),
-            BearerError::InvalidToken(d) => Self::Unauthorized(
-                OAuthErrorBody::new(ErrorCode::InvalidToken, d),
-                format!(
-                    "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\""
-                ),
+            format!("Bearer realm=\"keygate\", {rm}"),
+        ),
+        BearerError::InvalidToken(d) => MeResponse::Unauthorized(
+            OAuthErrorBody::new(ErrorCode::InvalidToken, d),
+            format!(
+                "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\", {rm}"
             ),
-            BearerError::InsufficientScope(scope) => Self::Forbidden(
-                OAuthErrorBody::new(
-                    ErrorCode::InsufficientScope,
-                    format!("the `{scope}` scope is required"),
-                ),
-                format!(
-                    "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\""
-                ),
+        ),
+        BearerError::InsufficientScope(scope) => MeResponse::Forbidden(
+            OAuthErrorBody::new(
+                ErrorCode::InsufficientScope,
+                format!("the `{scope}` scope is required"),
             ),
-            // The only fault on this path is the deny-list lookup in the store.
-            BearerError::Flow(e) => {
-                let e = oauth_error(e);
-                Self::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
-            }
+            format!(
+                "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"{scope}\", {rm}"
+            ),
+        ),
+        // The only fault on this path is the deny-list lookup in the store.
+        BearerError::Flow(e) => {
+            let e = oauth_error(e);
+            MeResponse::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
         }
     }
 }

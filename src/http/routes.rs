@@ -61,6 +61,7 @@ pub const API_CORS: &[(&str, Cors)] = &[
     ("/.well-known/oauth-authorization-server", Cors::AnyOrigin),
     ("/.well-known/openid-configuration", Cors::AnyOrigin),
     ("/.well-known/jwks.json", Cors::AnyOrigin),
+    ("/.well-known/oauth-protected-resource", Cors::AnyOrigin),
     ("/oauth/token", Cors::PublicClients),
     ("/oauth/revoke", Cors::PublicClients),
 ];

@@ -1,6 +1,9 @@
 //! Metadata (RFC 8414), JWKS, health, readiness and metrics over real HTTP.
 
-use crate::helpers::{per_backend, spawn_app, verify_like_a_gateway, Backend, ISSUER, SECRET};
+use crate::helpers::{
+    per_backend, spawn_app, spawn_app_with, verify_like_a_gateway, Backend, ISSUER, SECRET,
+};
+use keygate::tokens::Alg;
 
 per_backend!(metadata_lists_only_what_works);
 async fn metadata_lists_only_what_works(backend: Backend) {
@@ -481,4 +484,81 @@ async fn metrics_can_move_to_their_own_listener_or_be_switched_off() {
         .expect_err("refused");
         assert!(err.to_string().contains(wanted), "{err}");
     }
+}
+
+/// RFC 9728: every `/api/me` challenge (401 without or with a bad token, 403
+/// for a missing scope) names the protected resource metadata, and that
+/// document names keygate as the authorization server for the audience
+/// `/api/me` accepts, so a client can go from a 401 to the right AS.
+#[tokio::test]
+async fn api_me_challenges_lead_to_its_protected_resource_metadata() {
+    let audience = "https://api.example.test/me";
+    let app = spawn_app_with(Backend::Memory, Alg::RS256, |s| {
+        s.tokens.audience = audience.into();
+    })
+    .await;
+    let want = format!("resource_metadata=\"{ISSUER}/.well-known/oauth-protected-resource\"");
+    let cc: serde_json::Value = app
+        .post_token(
+            Some(("basic-client", SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no_profile = format!("Bearer {}", cc["access_token"].as_str().unwrap());
+    for (auth, status) in [
+        (None, 401),
+        (Some("Bearer not-a-jwt".to_string()), 401),
+        (Some(no_profile), 403),
+    ] {
+        let mut req = app.http.get(app.url("/api/me"));
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{auth:?}");
+        let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains(&want),
+            "{challenge}"
+        );
+    }
+    let resp = app
+        .http
+        .get(app.url("/.well-known/oauth-protected-resource"))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"]
+            .to_str()
+            .unwrap(),
+        "*"
+    );
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(doc["resource"], audience);
+    assert_eq!(doc["authorization_servers"], serde_json::json!([ISSUER]));
+    assert_eq!(
+        doc["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["profile", "email"])
+    );
+    // The authorization server it names is this one.
+    let meta: serde_json::Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], ISSUER);
 }
