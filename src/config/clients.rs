@@ -7,11 +7,77 @@ use std::collections::HashSet;
 
 use secrecy::ExposeSecret;
 
-use super::{ConfigClient, ConfigError, ConfigUser};
+use super::{ConfigClient, ConfigError, ConfigResource, ConfigUser};
 use crate::oauth::client_meta::{
     parse, validate, ClientMetadata, Defaults, RawClientMetadata, Rules,
 };
-use crate::oauth::types::AuthMethod;
+use crate::oauth::resource::{Resource, ResourceId};
+use crate::oauth::types::{AuthMethod, ScopeSet};
+
+/// Checks every `[[resources]]` entry (RFC 8707) and returns them: the URI
+/// is a registrable identifier ([`ResourceId::parse_registered`]) and not a
+/// duplicate (compared normalised, so `https://a` and `https://a/` clash),
+/// the scopes are known (`oauth.scopes`) and not empty, and `client_id`
+/// names a confidential `[[clients]]` entry.
+pub(super) fn check_resources(
+    resources: &[ConfigResource],
+    known_scopes: &ScopeSet,
+    clients: &[ConfigClient],
+) -> Result<Vec<Resource>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for (i, r) in resources.iter().enumerate() {
+        let key = |field: &str| format!("resources[{i}].{field}");
+        let id = ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
+        if !seen.insert(id) {
+            return Err(ConfigError::new(
+                key("uri"),
+                "duplicate resource (URIs are compared normalised: a trailing `/` on the bare host, the case of scheme and host and a default port make no difference)",
+            ));
+        }
+        let scopes = resource_scopes(&r.scopes.join(" "), known_scopes)
+            .map_err(|m| ConfigError::new(key("scopes"), m))?;
+        if let Some(c) = &r.client_id {
+            let client = clients.iter().find(|k| &k.client_id == c);
+            match client {
+                None => {
+                    return Err(ConfigError::new(
+                        key("client_id"),
+                        format!("`{c}` is not a [[clients]] entry"),
+                    ))
+                }
+                Some(k) if k.client_secret.is_none() => {
+                    return Err(ConfigError::new(
+                        key("client_id"),
+                        format!("`{c}` is a public client; introspection needs a confidential one"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(Resource {
+            uri: r.uri.clone(),
+            scopes,
+            name: r.name.clone().filter(|n| !n.trim().is_empty()),
+            client_id: r.client_id.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The scopes of a resource being registered (config or CLI): a non-empty
+/// subset of the known scopes (a scope no client may be registered for
+/// could never reach the resource).
+pub fn resource_scopes(raw: &str, known: &ScopeSet) -> Result<ScopeSet, String> {
+    let scopes = ScopeSet::parse(raw).map_err(|e| e.description.to_string())?;
+    if scopes.is_empty() {
+        return Err("a resource must accept at least one scope".into());
+    }
+    if let Some(s) = scopes.iter().find(|s| !known.contains(s)) {
+        return Err(format!("`{s}` is not one of oauth.scopes"));
+    }
+    Ok(scopes)
+}
 
 /// Checks every config client: ids are unique, and each entry passes
 /// [`validate_config_client`].

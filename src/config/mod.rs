@@ -22,10 +22,11 @@ mod layering;
 mod tree;
 mod validate;
 
+pub use clients::resource_scopes;
 pub(crate) use clients::validate_config_client;
 pub use layering::{documented_keys, env_name};
 pub use tree::{
-    ConfigClient, ConfigUser, KeySettings, LimitSettings, LogSettings, MetricsSettings,
+    ConfigClient, ConfigResource, ConfigUser, KeySettings, LimitSettings, LogSettings, MetricsSettings,
     OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings, Settings, StoreSettings,
     TokenSettings, UiSettings,
 };

@@ -78,6 +78,12 @@ pub struct TokenRequestForm {
     pub username: Option<String>,
     /// `password`: the user's password.
     pub password: Option<String>,
+    /// RFC 8707 resource indicator: the absolute URI of a registered
+    /// resource the token is for (its `aud`); repeat the parameter for
+    /// several. `authorization_code` and `refresh_token` may only narrow the
+    /// set chosen at authorization. Unknown, or not accepting the scope:
+    /// `invalid_target`.
+    pub resource: Option<String>,
 }
 
 /// Form parameters of revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
@@ -348,7 +354,7 @@ impl Api {
                     iat: i.iat,
                     nbf: i.nbf,
                     sub: i.sub,
-                    aud: i.aud,
+                    aud: i.aud.and_then(|a| serde_json::to_value(a).ok()),
                     iss: i.iss,
                     jti: i.jti,
                 }),
