@@ -16,6 +16,7 @@ mod oauth_flows;
 mod openapi;
 mod process;
 mod races;
+mod resources;
 mod real_browser;
 mod redis_server;
 mod registration;
