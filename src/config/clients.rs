@@ -188,4 +188,40 @@ mod tests {
         .unwrap();
         assert_eq!(s.validate().unwrap_err().key, "clients[0].client_secret");
     }
+
+    const RS_CLIENT: &str = "[[clients]]\nclient_id = \"rs\"\nclient_secret = \"rs-secret-1\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n[[clients]]\nclient_id = \"spa\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\ntoken_endpoint_auth_method = \"none\"\n";
+
+    fn load(resources: &str) -> Result<crate::config::Validated, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, format!("{RS_CLIENT}{resources}")).unwrap();
+        Settings::load(Some(&path), vec![])?.validate()
+    }
+
+    #[test]
+    fn resources_are_checked_at_start() {
+        let ok = load(
+            "[[resources]]\nuri = \"https://api.example\"\nscopes = [\"profile\", \"email\"]\nname = \"API\"\nclient_id = \"rs\"\n[[resources]]\nuri = \"http://127.0.0.1:3001/mcp\"\nscopes = [\"profile\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.resources.len(), 2);
+        assert_eq!(ok.resources[0].uri, "https://api.example");
+        assert_eq!(ok.resources[0].scopes.to_string(), "email profile");
+        assert_eq!(ok.resources[0].client_id.as_deref(), Some("rs"));
+        assert_eq!(ok.resources[1].name, None);
+        for (toml, key) in [
+            ("uri = \"http://api.example/\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"https://api.example/#x\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"api.example\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"https://api.example/\"\nscopes = [\"admin\"]", "resources[0].scopes"),
+            ("uri = \"https://api.example/\"\nscopes = []", "resources[0].scopes"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\nclient_id = \"nobody\"", "resources[0].client_id"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\nclient_id = \"spa\"", "resources[0].client_id"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\naudience = \"x\"", "resources[0]"),
+            ("uri = \"https://api.example\"\nscopes = [\"profile\"]\n[[resources]]\nuri = \"https://API.example:443/\"\nscopes = [\"profile\"]", "resources[1].uri"),
+        ] {
+            let e = load(&format!("[[resources]]\n{toml}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{toml}: {e}");
+        }
+    }
 }

@@ -516,3 +516,90 @@ per_backend!(
     stored_resources_round_trip_and_config_shadows_them,
     password_grant_with_resource,
 );
+
+/// Runs `keygate` against `redis`; returns (exit code, stdout, stderr).
+fn keygate(dir: &std::path::Path, redis: &crate::redis_server::RedisServer, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = crate::process::command(dir)
+        .env("KEYGATE_STORE_URL", redis.url())
+        .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read,api:write")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `keygate resource add|list|remove` with `--json`, against the Redis a
+/// running server uses: every change takes effect there at once.
+#[tokio::test]
+async fn resource_cli_add_list_remove_on_a_running_server() {
+    let app = spawn(Backend::Redis).await;
+    let redis = app.redis.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let form = [("scope", "api:read"), ("resource", "https://cli.example/")];
+    assert_oauth_error(cc(&app, BASIC, &form).await, 400, "invalid_target").await;
+
+    let (code, out, err) = keygate(
+        d,
+        redis,
+        &["resource", "add", "https://cli.example", "--scope", "api:read api:write", "--name", "CLI API", "--json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        added,
+        json!({"uri": "https://cli.example", "scopes": ["api:read", "api:write"], "name": "CLI API"})
+    );
+    // At once, on the running server.
+    let body = ok_json(cc(&app, BASIC, &form).await).await;
+    assert_eq!(aud_of(&body), json!("https://cli.example"));
+
+    let (code, out, err) = keygate(
+        d,
+        redis,
+        &["resource", "add", "https://two.example/mcp", "--scope", "api:read", "--client-id", "tEsT", "--json"],
+    );
+    assert_eq!(code, Some(2), "an unknown client: {out}");
+    assert!(err.contains("--client-id"), "{err}");
+    let (id, _) = app.stored_client.clone();
+    let (code, out, err) = keygate(
+        d,
+        redis,
+        &["resource", "add", "https://two.example/mcp", "--scope", "api:read", "--client-id", &id, "--json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let two: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(two["client_id"], id.as_str());
+    assert_eq!(two["name"], Value::Null);
+
+    let (code, out, err) = keygate(d, redis, &["resource", "list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list, json!([added, two]));
+
+    // Refused: http on a public host, an unknown scope, no scope.
+    for args in [
+        vec!["resource", "add", "http://api.example/", "--scope", "api:read"],
+        vec!["resource", "add", "https://api.example/", "--scope", "admin"],
+        vec!["resource", "add", "https://api.example/", "--scope", ""],
+    ] {
+        let (code, _, err) = keygate(d, redis, &args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+    }
+
+    let (code, out, err) = keygate(d, redis, &["resource", "remove", "https://cli.example/", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let removed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(removed["removed"], true);
+    assert!(removed["note"].as_str().unwrap().contains("keep their audience"));
+    assert_oauth_error(cc(&app, BASIC, &form).await, 400, "invalid_target").await;
+    let (code, _, err) = keygate(d, redis, &["resource", "remove", "https://cli.example/"]);
+    assert_eq!(code, Some(2), "already gone");
+    assert!(err.contains("no such resource"), "{err}");
+    let (_, out, _) = keygate(d, redis, &["resource", "list"]);
+    assert_eq!(out, "https://two.example/mcp\tapi:read\t\n");
+}
