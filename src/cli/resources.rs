@@ -74,7 +74,11 @@ impl<'a> From<&'a Resource> for ResourceView<'a> {
 const STILL_BOUND: &str = "codes and refresh tokens already issued for it keep their audience until they expire or are revoked";
 
 /// Runs a `resource` command against the store.
-pub async fn run(ctx: &StoreContext, settings: &Settings, cmd: ResourceCommand) -> anyhow::Result<()> {
+pub async fn run(
+    ctx: &StoreContext,
+    settings: &Settings,
+    cmd: ResourceCommand,
+) -> anyhow::Result<()> {
     let repos = &ctx.repos;
     match cmd {
         ResourceCommand::Add {

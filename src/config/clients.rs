@@ -28,7 +28,8 @@ pub(super) fn check_resources(
     let mut out = vec![];
     for (i, r) in resources.iter().enumerate() {
         let key = |field: &str| format!("resources[{i}].{field}");
-        let id = ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
+        let id =
+            ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
         if !seen.insert(id) {
             return Err(ConfigError::new(
                 key("uri"),

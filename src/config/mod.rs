@@ -26,9 +26,9 @@ pub use clients::resource_scopes;
 pub(crate) use clients::validate_config_client;
 pub use layering::{documented_keys, env_name};
 pub use tree::{
-    ConfigClient, ConfigResource, ConfigUser, KeySettings, LimitSettings, LogSettings, MetricsSettings,
-    OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings, Settings, StoreSettings,
-    TokenSettings, UiSettings,
+    ConfigClient, ConfigResource, ConfigUser, KeySettings, LimitSettings, LogSettings,
+    MetricsSettings, OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings,
+    Settings, StoreSettings, TokenSettings, UiSettings,
 };
 pub use validate::{
     KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile, RegistrationOptions,

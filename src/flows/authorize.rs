@@ -8,8 +8,8 @@ use crate::oauth::authorize::{
     bind_resources, error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams,
     ResponseType, ValidRequest,
 };
-use crate::oauth::resource::{self, Target};
 use crate::oauth::error::ErrorCode;
+use crate::oauth::resource::{self, Target};
 use crate::oauth::token::{CodeRecord, Grant};
 use crate::oauth::types::Client;
 use crate::oauth::OAuthError;

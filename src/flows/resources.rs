@@ -100,7 +100,11 @@ pub async fn add(
             None => repos.client(c).await?.map(|k| k.is_confidential()),
         };
         match confidential {
-            None => return Err(ResourceError::Invalid(format!("--client-id: no client `{c}`"))),
+            None => {
+                return Err(ResourceError::Invalid(format!(
+                    "--client-id: no client `{c}`"
+                )))
+            }
             Some(false) => {
                 return Err(ResourceError::Invalid(format!(
                     "--client-id: `{c}` is a public client; introspection needs a confidential one"

@@ -30,8 +30,8 @@ use crate::oauth::introspection::require_client_secret;
 use crate::oauth::resource::{self, Resource, ResourceId, Target};
 use crate::oauth::token::{
     client_credentials, code_targets, grace_claims, grace_contents, grace_retry, granted_scope,
-    redeem_code, redeem_refresh, refresh_scope, refresh_targets, require_grant,
-    requested_resources, required, successor_is_live, AccessClaims, CodeRecord, Grant, Issuance,
+    redeem_code, redeem_refresh, refresh_scope, refresh_targets, requested_resources,
+    require_grant, required, successor_is_live, AccessClaims, CodeRecord, Grant, Issuance,
     RedeemError, RefreshRecord, TokenParams,
 };
 use crate::oauth::types::{AuthMethod, Client, GrantType};
@@ -193,7 +193,8 @@ async fn client_and_record(
             None => (find_stored(state, lookup).await?, Redeemable::Refresh(None)),
         },
         _ => {
-            let (c, found) = super::resources::client_and_resources(state, client_id, resources).await?;
+            let (c, found) =
+                super::resources::client_and_resources(state, client_id, resources).await?;
             return Ok((c, Redeemable::Nothing(found)));
         }
     };
@@ -432,7 +433,16 @@ async fn refresh(
     let claims = claims_for(state, &grant, &targets, now);
     let window = state.cfg.tokens.refresh_grace.as_secs();
     let seal = (window > 0)
-        .then(|| seal_grace(token, &stored.value.family, now, &next_token, &claims, &targets))
+        .then(|| {
+            seal_grace(
+                token,
+                &stored.value.family,
+                now,
+                &next_token,
+                &claims,
+                &targets,
+            )
+        })
         .flatten();
     let ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     if !state
@@ -481,8 +491,8 @@ fn seal_grace(
         now,
         &grace_contents(next_token, claims, targets),
     )
-        .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
-        .ok()
+    .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
+    .ok()
 }
 
 /// A rotated refresh token came back. Within the grace window, from its own

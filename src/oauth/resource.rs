@@ -157,7 +157,11 @@ fn accepted(targets: &[Target]) -> BTreeSet<&str> {
 /// target, else `invalid_target`; a default scope (not asked for, or inherited
 /// from a code or refresh family) is cut down to what the targets accept, and
 /// `invalid_target` if nothing of a non-empty scope remains.
-pub fn confine(scope: &ScopeSet, targets: &[Target], explicit: bool) -> Result<ScopeSet, OAuthError> {
+pub fn confine(
+    scope: &ScopeSet,
+    targets: &[Target],
+    explicit: bool,
+) -> Result<ScopeSet, OAuthError> {
     if targets.is_empty() {
         return Ok(scope.clone());
     }
@@ -310,7 +314,10 @@ mod tests {
             assert_ne!(id(other), base, "{other}");
         }
         // other paths are compared exactly, trailing slash included
-        assert_ne!(id("https://api.example/mcp"), id("https://api.example/mcp/"));
+        assert_ne!(
+            id("https://api.example/mcp"),
+            id("https://api.example/mcp/")
+        );
         assert_ne!(id("https://api.example/MCP"), id("https://api.example/mcp"));
     }
 
@@ -333,10 +340,7 @@ mod tests {
         let many: Vec<String> = (0..=MAX_PER_REQUEST)
             .map(|i| format!("https://r{i}.example"))
             .collect();
-        assert_eq!(
-            requested(&many).unwrap_err().code,
-            ErrorCode::InvalidTarget
-        );
+        assert_eq!(requested(&many).unwrap_err().code, ErrorCode::InvalidTarget);
         let dup = vec!["https://a.example".into(), "https://A.example/".into()];
         assert_eq!(requested(&dup).unwrap().len(), 1, "duplicates merged");
     }
@@ -415,7 +419,10 @@ mod tests {
         let b = Target::from(&resource("https://b.example", "read"));
         let json = |aud: Audience| serde_json::to_string(&aud).unwrap();
         assert_eq!(json(audience(&[], "https://as")), "\"https://as\"");
-        assert_eq!(json(audience(&[a.clone()], "x")), "\"https://a.example\"");
+        assert_eq!(
+            json(audience(std::slice::from_ref(&a), "x")),
+            "\"https://a.example\""
+        );
         assert_eq!(
             json(audience(&[a, b], "x")),
             "[\"https://a.example\",\"https://b.example\"]"

@@ -485,7 +485,11 @@ pub fn successor_is_live(
 /// What a rotation seals for grace retries: the successor refresh token and
 /// the access token claims that differ between tokens.
 /// `targets` are the resources the access token was narrowed to.
-pub fn grace_contents(next_token: &str, claims: &AccessClaims, targets: &[Target]) -> GraceContents {
+pub fn grace_contents(
+    next_token: &str,
+    claims: &AccessClaims,
+    targets: &[Target],
+) -> GraceContents {
     GraceContents {
         refresh_token: next_token.to_string(),
         jti: claims.jti.clone(),

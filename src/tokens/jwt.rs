@@ -245,12 +245,18 @@ mod tests {
         let t = sign(key, &c).unwrap();
         assert!(verify(&set, &t, "https://iss", "https://aud").is_err());
         assert!(verify(&set, &t, "https://iss", "https://api.example/").is_ok());
-        assert_eq!(verify_any_audience(&set, &t, "https://iss", true).unwrap(), c);
+        assert_eq!(
+            verify_any_audience(&set, &t, "https://iss", true).unwrap(),
+            c
+        );
         assert!(verify_any_audience(&set, &t, "https://other", true).is_err());
         c.aud = Audience::Many(vec!["https://a.example".into(), "https://b.example".into()]);
         let t = sign(key, &c).unwrap();
         assert!(verify(&set, &t, "https://iss", "https://b.example").is_ok());
         assert!(verify(&set, &t, "https://iss", "https://aud").is_err());
-        assert_eq!(verify_any_audience(&set, &t, "https://iss", true).unwrap(), c);
+        assert_eq!(
+            verify_any_audience(&set, &t, "https://iss", true).unwrap(),
+            c
+        );
     }
 }

@@ -14,8 +14,8 @@ use keygate::tokens::keys::Alg;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_oauth_error, config_client, location, params_of, per_backend, pkce_pair,
-    spawn_app_with, store_calls, urlencode, Backend, TestApp, ISSUER, SECRET,
+    assert_oauth_error, config_client, location, params_of, per_backend, pkce_pair, spawn_app_with,
+    store_calls, urlencode, Backend, TestApp, ISSUER, SECRET,
 };
 use crate::steps::{self, code_of, ok_json, redeem};
 
@@ -25,7 +25,12 @@ const BILLING: &str = "https://billing.example/v1";
 /// Registered only in the store, by the tests that need it.
 const STORED: &str = "https://store.example/api";
 
-fn resource(uri: &str, scopes: &[&str], name: Option<&str>, client: Option<&str>) -> ConfigResource {
+fn resource(
+    uri: &str,
+    scopes: &[&str],
+    name: Option<&str>,
+    client: Option<&str>,
+) -> ConfigResource {
     ConfigResource {
         uri: uri.into(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -85,7 +90,15 @@ async fn client_credentials_aud_is_the_resource(backend: Backend) {
     // One resource, named with a trailing slash, upper-case host and the
     // default port: the same resource; `aud` is the registered form.
     for spelling in [API, "https://api.example/", "https://API.example:443/"] {
-        let body = ok_json(cc(&app, BASIC, &[("scope", "api:write"), ("resource", spelling)]).await).await;
+        let body = ok_json(
+            cc(
+                &app,
+                BASIC,
+                &[("scope", "api:write"), ("resource", spelling)],
+            )
+            .await,
+        )
+        .await;
         assert_eq!(aud_of(&body), json!(API), "{spelling}");
         assert_eq!(body["scope"], "api:write");
     }
@@ -94,7 +107,11 @@ async fn client_credentials_aud_is_the_resource(backend: Backend) {
         cc(
             &app,
             BASIC,
-            &[("scope", "api:read"), ("resource", BILLING), ("resource", API)],
+            &[
+                ("scope", "api:read"),
+                ("resource", BILLING),
+                ("resource", API),
+            ],
         )
         .await,
     )
@@ -105,7 +122,11 @@ async fn client_credentials_aud_is_the_resource(backend: Backend) {
         cc(
             &app,
             BASIC,
-            &[("scope", "api:read api:write"), ("resource", BILLING), ("resource", API)],
+            &[
+                ("scope", "api:read api:write"),
+                ("resource", BILLING),
+                ("resource", API),
+            ],
         )
         .await,
     )
@@ -122,8 +143,14 @@ async fn client_credentials_aud_is_the_resource(backend: Backend) {
         vec![("resource", "https://unknown.example/")],
         vec![("scope", "api:write"), ("resource", BILLING)],
         vec![("scope", "api:read"), ("resource", "/relative")],
-        vec![("scope", "api:read"), ("resource", "https://api.example/#x")],
-        vec![("scope", "api:read"), ("resource", "https://billing.example/v1/")],
+        vec![
+            ("scope", "api:read"),
+            ("resource", "https://api.example/#x"),
+        ],
+        vec![
+            ("scope", "api:read"),
+            ("resource", "https://billing.example/v1/"),
+        ],
         vec![("scope", "api:read"), ("resource", "")],
     ] {
         assert_oauth_error(cc(&app, BASIC, &form).await, 400, "invalid_target").await;
@@ -144,7 +171,12 @@ async fn client_credentials_aud_is_the_resource(backend: Backend) {
     assert_oauth_error(resp, 400, "invalid_scope").await;
     // A bad resource reveals nothing before the client is authenticated.
     assert_oauth_error(
-        cc(&app, ("basic-client", "wrong-secret-000000"), &[("resource", "x")]).await,
+        cc(
+            &app,
+            ("basic-client", "wrong-secret-000000"),
+            &[("resource", "x")],
+        )
+        .await,
         401,
         "invalid_client",
     )
@@ -201,7 +233,9 @@ const WEB: (&str, &str) = ("web-app", SECRET);
 /// A code for `web-app` bound to `resources`; returns (code, verifier).
 async fn code_for(app: &TestApp, scope: &str, resources: &[&str]) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
-    let redirect = app.authorize(&query(scope, &challenge, resources), "allow").await;
+    let redirect = app
+        .authorize(&query(scope, &challenge, resources), "allow")
+        .await;
     (code_of(&redirect), verifier)
 }
 
@@ -220,11 +254,16 @@ async fn code_binds_and_token_requests_narrow(backend: Backend) {
     assert_eq!(aud_of(&body), json!([API, BILLING]));
     let rt = body["refresh_token"].as_str().unwrap().to_string();
     // Refresh: the family's set; a subset narrows this access token only.
-    let body = ok_json(refresh_with(&app, &rt, &[("resource", "https://api.example/")]).await).await;
+    let body =
+        ok_json(refresh_with(&app, &rt, &[("resource", "https://api.example/")]).await).await;
     assert_eq!(aud_of(&body), json!(API));
     let rt = body["refresh_token"].as_str().unwrap().to_string();
     let body = ok_json(refresh_with(&app, &rt, &[]).await).await;
-    assert_eq!(aud_of(&body), json!([API, BILLING]), "the successor keeps the whole set");
+    assert_eq!(
+        aud_of(&body),
+        json!([API, BILLING]),
+        "the successor keeps the whole set"
+    );
     let rt = body["refresh_token"].as_str().unwrap().to_string();
     // Widening is invalid_target, and nothing is spent: the token still works.
     for extra in [
@@ -249,7 +288,18 @@ async fn code_binds_and_token_requests_narrow(backend: Backend) {
         )
         .await;
     }
-    let body = ok_json(redeem(&app.http, &base, Some(WEB), &[("resource", BILLING)], &code, &v).await).await;
+    let body = ok_json(
+        redeem(
+            &app.http,
+            &base,
+            Some(WEB),
+            &[("resource", BILLING)],
+            &code,
+            &v,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(aud_of(&body), json!(BILLING));
     // The refresh family keeps the code's set.
     let rt = body["refresh_token"].as_str().unwrap();
@@ -258,11 +308,25 @@ async fn code_binds_and_token_requests_narrow(backend: Backend) {
 
     // Narrowing cuts the code's scope down to what the narrowed set accepts.
     let (code, v) = code_for(&app, "api:read profile", &[API, BILLING]).await;
-    let body = ok_json(redeem(&app.http, &base, Some(WEB), &[("resource", BILLING)], &code, &v).await).await;
+    let body = ok_json(
+        redeem(
+            &app.http,
+            &base,
+            Some(WEB),
+            &[("resource", BILLING)],
+            &code,
+            &v,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(body["scope"], "api:read");
     let rt = body["refresh_token"].as_str().unwrap();
     let body = ok_json(refresh_with(&app, rt, &[]).await).await;
-    assert_eq!(body["scope"], "api:read profile", "the family keeps the code's scope");
+    assert_eq!(
+        body["scope"], "api:read profile",
+        "the family keeps the code's scope"
+    );
 
     // A code without resources has nothing to narrow.
     let (code, v) = code_for(&app, "profile", &[]).await;
@@ -276,7 +340,12 @@ async fn code_binds_and_token_requests_narrow(backend: Backend) {
     assert_eq!(aud_of(&body), json!(ISSUER));
     // ... and neither has its refresh family.
     let rt = body["refresh_token"].as_str().unwrap();
-    assert_oauth_error(refresh_with(&app, rt, &[("resource", API)]).await, 400, "invalid_target").await;
+    assert_oauth_error(
+        refresh_with(&app, rt, &[("resource", API)]).await,
+        400,
+        "invalid_target",
+    )
+    .await;
 }
 
 /// A grace retry (same old token, within the window) must ask for the same
@@ -287,12 +356,18 @@ async fn grace_retry_must_name_the_same_resources(backend: Backend) {
     let body = ok_json(redeem(&app.http, &app.addr, Some(WEB), &[], &code, &v).await).await;
     let rt = body["refresh_token"].as_str().unwrap().to_string();
     let first = ok_json(refresh_with(&app, &rt, &[("resource", API)]).await).await;
-    let again = ok_json(refresh_with(&app, &rt, &[("resource", "https://api.example/")]).await).await;
+    let again =
+        ok_json(refresh_with(&app, &rt, &[("resource", "https://api.example/")]).await).await;
     assert_eq!(again["refresh_token"], first["refresh_token"]);
     assert_eq!(aud_of(&again), json!(API));
     assert_oauth_error(refresh_with(&app, &rt, &[]).await, 400, "invalid_grant").await;
     let successor = first["refresh_token"].as_str().unwrap();
-    assert_oauth_error(refresh_with(&app, successor, &[]).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        refresh_with(&app, successor, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
 }
 
 async fn authorize_refuses_with_invalid_target(backend: Backend) {
@@ -306,7 +381,10 @@ async fn authorize_refuses_with_invalid_target(backend: Backend) {
         ("api:read", vec![API, "https://api.example/#f"]),
     ] {
         let resp = http
-            .get(app.url(&format!("/oauth/authorize?{}", query(scope, &challenge, &resources))))
+            .get(app.url(&format!(
+                "/oauth/authorize?{}",
+                query(scope, &challenge, &resources)
+            )))
             .send()
             .await
             .unwrap();
@@ -319,7 +397,8 @@ async fn authorize_refuses_with_invalid_target(backend: Backend) {
         assert_eq!(p["iss"], ISSUER);
     }
     // An unknown client is still an error page, never a redirect.
-    let q = query("api:read", &challenge, &["https://unknown.example/"]).replace("web-app", "nobody");
+    let q =
+        query("api:read", &challenge, &["https://unknown.example/"]).replace("web-app", "nobody");
     let resp = http
         .get(app.url(&format!("/oauth/authorize?{q}")))
         .send()
@@ -332,16 +411,25 @@ async fn consent_page_names_the_resources(backend: Backend) {
     let app = spawn(backend).await;
     let (_, challenge) = pkce_pair();
     let browser = app.browser();
-    let path = format!("/oauth/authorize?{}", query("api:read", &challenge, &[API, BILLING]));
+    let path = format!(
+        "/oauth/authorize?{}",
+        query("api:read", &challenge, &[API, BILLING])
+    );
     assert_eq!(app.login(&browser, &path).await.status(), 303);
     let html = app.page(&browser, &path).await;
-    assert!(html.contains("<strong class=\"resource-name\">Example &#60;API&#62;</strong>"), "{html}");
+    assert!(
+        html.contains("<strong class=\"resource-name\">Example &#60;API&#62;</strong>"),
+        "{html}"
+    );
     assert!(html.contains("<code class=\"resource-uri\">https://api.example</code>"));
     assert!(html.contains("<code class=\"resource-uri\">https://billing.example/v1</code>"));
     assert!(!html.contains("Example <API>"));
     // Without `resource` there is no list.
     let plain = format!("/oauth/authorize?{}", query("api:read", &challenge, &[]));
-    assert!(!app.page(&browser, &plain).await.contains("class=\"resources\""));
+    assert!(!app
+        .page(&browser, &plain)
+        .await
+        .contains("class=\"resources\""));
 }
 
 async fn api_me_refuses_a_token_for_another_resource(backend: Backend) {
@@ -351,7 +439,10 @@ async fn api_me_refuses_a_token_for_another_resource(backend: Backend) {
     assert_eq!(aud_of(&body), json!(API));
     let resp = steps::me(&app.http, &app.addr, body["access_token"].as_str().unwrap()).await;
     assert_eq!(resp.status(), 401, "a token for another resource");
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.contains("invalid_token"), "{challenge}");
     // The same flow without `resource`: keygate's own audience, accepted.
     let (code, v) = code_for(&app, "profile", &[]).await;
@@ -362,7 +453,11 @@ async fn api_me_refuses_a_token_for_another_resource(backend: Backend) {
 
 async fn introspect(app: &TestApp, who: &str, token: &str) -> Value {
     let resp = app
-        .post_token_to("/oauth/introspect", Some((who, SECRET)), &[("token", token)])
+        .post_token_to(
+            "/oauth/introspect",
+            Some((who, SECRET)),
+            &[("token", token)],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
@@ -371,7 +466,8 @@ async fn introspect(app: &TestApp, who: &str, token: &str) -> Value {
 async fn resource_server_introspects_its_tokens(backend: Backend) {
     let app = spawn(backend).await;
     let token = |body: &Value| body["access_token"].as_str().unwrap().to_string();
-    let for_api = token(&ok_json(cc(&app, BASIC, &[("scope", "api:read"), ("resource", API)]).await).await);
+    let for_api =
+        token(&ok_json(cc(&app, BASIC, &[("scope", "api:read"), ("resource", API)]).await).await);
     // The token's own client, as before.
     let own = introspect(&app, "basic-client", &for_api).await;
     assert_eq!(own["active"], true);
@@ -382,10 +478,25 @@ async fn resource_server_introspects_its_tokens(backend: Backend) {
     assert_eq!(rs["client_id"], "basic-client");
     assert_eq!(rs["aud"], json!(API));
     // Another resource server sees nothing.
-    assert_eq!(introspect(&app, "rs-billing", &for_api).await, json!({"active": false}));
+    assert_eq!(
+        introspect(&app, "rs-billing", &for_api).await,
+        json!({"active": false})
+    );
     // A token for both: both resource servers see it, `aud` an array.
     let both = token(
-        &ok_json(cc(&app, BASIC, &[("scope", "api:read"), ("resource", API), ("resource", BILLING)]).await).await,
+        &ok_json(
+            cc(
+                &app,
+                BASIC,
+                &[
+                    ("scope", "api:read"),
+                    ("resource", API),
+                    ("resource", BILLING),
+                ],
+            )
+            .await,
+        )
+        .await,
     );
     for who in ["rs-api", "rs-billing"] {
         let v = introspect(&app, who, &both).await;
@@ -394,14 +505,23 @@ async fn resource_server_introspects_its_tokens(backend: Backend) {
     }
     // A default-audience token is no resource server's.
     let plain = token(&ok_json(cc(&app, BASIC, &[("scope", "api:read")]).await).await);
-    assert_eq!(introspect(&app, "rs-api", &plain).await, json!({"active": false}));
-    assert_eq!(introspect(&app, "basic-client", &plain).await["aud"], json!(ISSUER));
+    assert_eq!(
+        introspect(&app, "rs-api", &plain).await,
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&app, "basic-client", &plain).await["aud"],
+        json!(ISSUER)
+    );
     // The client can revoke its resource token; then no one sees it.
     let resp = app
         .post_token_to("/oauth/revoke", Some(BASIC), &[("token", &for_api)])
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(introspect(&app, "rs-api", &for_api).await, json!({"active": false}));
+    assert_eq!(
+        introspect(&app, "rs-api", &for_api).await,
+        json!({"active": false})
+    );
 }
 
 async fn stored_resources_take_effect_at_once(backend: Backend) {
@@ -438,26 +558,44 @@ async fn stored_resources_round_trip_and_config_shadows_them(backend: Backend) {
         name: None,
         client_id: Some("rs-api".into()),
     };
-    repos.put_resource(&put("https://b.example", "api:read")).await.unwrap();
-    repos.put_resource(&put("https://a.example/x?y=1", "api:write")).await.unwrap();
+    repos
+        .put_resource(&put("https://b.example", "api:read"))
+        .await
+        .unwrap();
+    repos
+        .put_resource(&put("https://a.example/x?y=1", "api:write"))
+        .await
+        .unwrap();
     // Replaced under any spelling of its URI.
-    repos.put_resource(&put("https://B.example:443/", "api:read api:write")).await.unwrap();
+    repos
+        .put_resource(&put("https://B.example:443/", "api:read api:write"))
+        .await
+        .unwrap();
     let list = repos.resources().await.unwrap();
     let uris: Vec<&str> = list.iter().map(|r| r.uri.as_str()).collect();
     assert_eq!(uris, ["https://B.example:443/", "https://a.example/x?y=1"]);
     let id = ResourceId::parse("https://b.example/").unwrap();
     let (client, found) = repos
-        .client_and_resources(Some(&app.stored_client.0), &[&id, &ResourceId::parse("https://c.example").unwrap()])
+        .client_and_resources(
+            Some(&app.stored_client.0),
+            &[&id, &ResourceId::parse("https://c.example").unwrap()],
+        )
         .await
         .unwrap();
     assert!(client.is_some());
-    assert_eq!(found[0].as_ref().unwrap().scopes.to_string(), "api:read api:write");
+    assert_eq!(
+        found[0].as_ref().unwrap().scopes.to_string(),
+        "api:read api:write"
+    );
     assert!(found[1].is_none());
     assert!(repos.delete_resource(&id).await.unwrap());
     assert!(!repos.delete_resource(&id).await.unwrap());
     assert_eq!(repos.resources().await.unwrap().len(), 1);
     // A config resource shadows a stored one with the same URI.
-    repos.put_resource(&put("https://api.example/", "api:write")).await.unwrap();
+    repos
+        .put_resource(&put("https://api.example/", "api:write"))
+        .await
+        .unwrap();
     let (_, found) = keygate::flows::resources::client_and_resources(
         &app.state,
         "basic-client",
@@ -465,7 +603,10 @@ async fn stored_resources_round_trip_and_config_shadows_them(backend: Backend) {
     )
     .await
     .unwrap();
-    assert!(found[0].as_ref().unwrap().scopes.contains("profile"), "the config entry");
+    assert!(
+        found[0].as_ref().unwrap().scopes.contains("profile"),
+        "the config entry"
+    );
 }
 
 async fn password_grant_with_resource(backend: Backend) {
@@ -500,7 +641,12 @@ async fn password_grant_with_resource(backend: Backend) {
         )
         .await;
     assert_eq!(aud_of(&ok_json(resp).await), json!(API));
-    assert_oauth_error(app.post_token(None, &form(BILLING)).await, 400, "invalid_target").await;
+    assert_oauth_error(
+        app.post_token(None, &form(BILLING)).await,
+        400,
+        "invalid_target",
+    )
+    .await;
 }
 
 per_backend!(
@@ -518,7 +664,11 @@ per_backend!(
 );
 
 /// Runs `keygate` against `redis`; returns (exit code, stdout, stderr).
-fn keygate(dir: &std::path::Path, redis: &crate::redis_server::RedisServer, args: &[&str]) -> (Option<i32>, String, String) {
+fn keygate(
+    dir: &std::path::Path,
+    redis: &crate::redis_server::RedisServer,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let out = crate::process::command(dir)
         .env("KEYGATE_STORE_URL", redis.url())
         .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read,api:write")
@@ -546,7 +696,16 @@ async fn resource_cli_add_list_remove_on_a_running_server() {
     let (code, out, err) = keygate(
         d,
         redis,
-        &["resource", "add", "https://cli.example", "--scope", "api:read api:write", "--name", "CLI API", "--json"],
+        &[
+            "resource",
+            "add",
+            "https://cli.example",
+            "--scope",
+            "api:read api:write",
+            "--name",
+            "CLI API",
+            "--json",
+        ],
     );
     assert_eq!(code, Some(0), "{err}");
     let added: Value = serde_json::from_str(&out).unwrap();
@@ -561,7 +720,16 @@ async fn resource_cli_add_list_remove_on_a_running_server() {
     let (code, out, err) = keygate(
         d,
         redis,
-        &["resource", "add", "https://two.example/mcp", "--scope", "api:read", "--client-id", "tEsT", "--json"],
+        &[
+            "resource",
+            "add",
+            "https://two.example/mcp",
+            "--scope",
+            "api:read",
+            "--client-id",
+            "tEsT",
+            "--json",
+        ],
     );
     assert_eq!(code, Some(2), "an unknown client: {out}");
     assert!(err.contains("--client-id"), "{err}");
@@ -569,7 +737,16 @@ async fn resource_cli_add_list_remove_on_a_running_server() {
     let (code, out, err) = keygate(
         d,
         redis,
-        &["resource", "add", "https://two.example/mcp", "--scope", "api:read", "--client-id", &id, "--json"],
+        &[
+            "resource",
+            "add",
+            "https://two.example/mcp",
+            "--scope",
+            "api:read",
+            "--client-id",
+            &id,
+            "--json",
+        ],
     );
     assert_eq!(code, Some(0), "{err}");
     let two: Value = serde_json::from_str(&out).unwrap();
@@ -583,19 +760,38 @@ async fn resource_cli_add_list_remove_on_a_running_server() {
 
     // Refused: http on a public host, an unknown scope, no scope.
     for args in [
-        vec!["resource", "add", "http://api.example/", "--scope", "api:read"],
-        vec!["resource", "add", "https://api.example/", "--scope", "admin"],
+        vec![
+            "resource",
+            "add",
+            "http://api.example/",
+            "--scope",
+            "api:read",
+        ],
+        vec![
+            "resource",
+            "add",
+            "https://api.example/",
+            "--scope",
+            "admin",
+        ],
         vec!["resource", "add", "https://api.example/", "--scope", ""],
     ] {
         let (code, _, err) = keygate(d, redis, &args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
     }
 
-    let (code, out, err) = keygate(d, redis, &["resource", "remove", "https://cli.example/", "--json"]);
+    let (code, out, err) = keygate(
+        d,
+        redis,
+        &["resource", "remove", "https://cli.example/", "--json"],
+    );
     assert_eq!(code, Some(0), "{err}");
     let removed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(removed["removed"], true);
-    assert!(removed["note"].as_str().unwrap().contains("keep their audience"));
+    assert!(removed["note"]
+        .as_str()
+        .unwrap()
+        .contains("keep their audience"));
     assert_oauth_error(cc(&app, BASIC, &form).await, 400, "invalid_target").await;
     let (code, _, err) = keygate(d, redis, &["resource", "remove", "https://cli.example/"]);
     assert_eq!(code, Some(2), "already gone");
