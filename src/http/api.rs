@@ -329,7 +329,9 @@ impl Api {
     ///
     /// Only confidential clients may introspect (a public client is
     /// `invalid_client`), and each sees only its own access and refresh
-    /// tokens: any other token is `{"active": false}`.
+    /// tokens, plus, for a resource server registered as an RFC 8707
+    /// resource's `client_id`, the access tokens whose `aud` names that
+    /// resource: any other token is `{"active": false}`.
     #[oai(path = "/oauth/introspect", method = "post", tag = "ApiTags::OAuth")]
     async fn introspect(
         &self,
