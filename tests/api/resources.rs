@@ -609,7 +609,8 @@ async fn stored_resources_round_trip_and_config_shadows_them(backend: Backend) {
     );
 }
 
-async fn password_grant_with_resource(backend: Backend) {
+/// The legacy profile's password and implicit grants honour `resource` too.
+async fn legacy_grants_with_resource(backend: Backend) {
     let app = spawn_app_with(backend, Alg::RS256, |s| {
         with_resources(s);
         s.oauth.profile = "legacy".into();
@@ -647,6 +648,16 @@ async fn password_grant_with_resource(backend: Backend) {
         "invalid_target",
     )
     .await;
+    // Implicit: the token in the fragment carries the resource as `aud`.
+    let q = format!(
+        "response_type=token&client_id=legacy-app&redirect_uri={}&scope=profile&state={}&resource={}",
+        urlencode(crate::helpers::REDIRECT),
+        steps::STATE,
+        urlencode(API)
+    );
+    let redirect = app.authorize(&q, "allow").await;
+    let token = params_of(&redirect, true).remove("access_token").unwrap();
+    assert_eq!(claims(&token)["aud"], json!(API));
 }
 
 per_backend!(
@@ -660,7 +671,7 @@ per_backend!(
     resource_server_introspects_its_tokens,
     stored_resources_take_effect_at_once,
     stored_resources_round_trip_and_config_shadows_them,
-    password_grant_with_resource,
+    legacy_grants_with_resource,
 );
 
 /// Runs `keygate` against `redis`; returns (exit code, stdout, stderr).
