@@ -263,6 +263,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         repos,
         store,
         config_origins: Arc::new(config_origins),
+        config_resources: Arc::new(cfg.resources.iter().map(|r| (r.id(), r.clone())).collect()),
         config_clients: Arc::new(config_clients),
         keys,
         clock,

@@ -23,6 +23,10 @@ pub struct AppState {
     pub repos: Repos,
     /// Clients from `[[clients]]` in the config file (looked up before the store).
     pub config_clients: Arc<HashMap<String, Client>>,
+    /// RFC 8707 resources from `[[resources]]` in the config file, by
+    /// normalised URI (looked up before the store, which they shadow).
+    pub config_resources:
+        Arc<HashMap<crate::oauth::resource::ResourceId, crate::oauth::resource::Resource>>,
     /// The CORS origins of the public clients in `config_clients` (stored
     /// clients' origins are indexed in the store).
     pub config_origins: Arc<BTreeSet<String>>,

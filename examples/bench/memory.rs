@@ -169,6 +169,7 @@ impl Writer {
                     pkce: Some(self.pkce.clone()),
                     expires_at,
                     redeemed: None,
+                    resources: vec![],
                 };
                 self.repos
                     .put_code(&code, &rec, ttl)
@@ -186,6 +187,7 @@ impl Writer {
                     expires_at,
                     rotated: false,
                     grace: None,
+                    resources: vec![],
                 };
                 self.repos
                     .put_refresh_family(&token, &rec, ttl)

@@ -1,5 +1,5 @@
 //! The command line: the clap definitions and the dispatch to one module per
-//! command group (`serve`, `openapi`, `keys`, `client`, `user`).
+//! command group (`serve`, `openapi`, `keys`, `client`, `user`, `resource`).
 //!
 //! Part of the binary: it uses only the library's public API, and it is the
 //! one place besides `startup` where `anyhow` errors are fine. The client and
@@ -9,6 +9,7 @@
 mod clients;
 mod keys;
 mod openapi;
+mod resources;
 mod serve;
 mod users;
 
@@ -54,6 +55,9 @@ enum Command {
     /// Manage users in the configured store.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Manage RFC 8707 resources (APIs) in the configured store.
+    #[command(subcommand)]
+    Resource(resources::ResourceCommand),
     /// Read a password on stdin and print its argon2id PHC string (for `[[users]]`).
     HashPassword,
 }
@@ -67,6 +71,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(config, cmd),
         Command::Client(cmd) => clients::run(&open_store(config).await?, cmd).await,
         Command::User(cmd) => users::run(&open_store(config).await?, cmd).await,
+        Command::Resource(cmd) => {
+            let settings = load_settings(config)?;
+            resources::run(&open_store(config).await?, &settings, cmd).await
+        }
         Command::HashPassword => users::hash_password(),
     }
 }

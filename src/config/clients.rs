@@ -7,11 +7,78 @@ use std::collections::HashSet;
 
 use secrecy::ExposeSecret;
 
-use super::{ConfigClient, ConfigError, ConfigUser};
+use super::{ConfigClient, ConfigError, ConfigResource, ConfigUser};
 use crate::oauth::client_meta::{
     parse, validate, ClientMetadata, Defaults, RawClientMetadata, Rules,
 };
-use crate::oauth::types::AuthMethod;
+use crate::oauth::resource::{Resource, ResourceId};
+use crate::oauth::types::{AuthMethod, ScopeSet};
+
+/// Checks every `[[resources]]` entry (RFC 8707) and returns them: the URI
+/// is a registrable identifier ([`ResourceId::parse_registered`]) and not a
+/// duplicate (compared normalised, so `https://a` and `https://a/` clash),
+/// the scopes are known (`oauth.scopes`) and not empty, and `client_id`
+/// names a confidential `[[clients]]` entry.
+pub(super) fn check_resources(
+    resources: &[ConfigResource],
+    known_scopes: &ScopeSet,
+    clients: &[ConfigClient],
+) -> Result<Vec<Resource>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for (i, r) in resources.iter().enumerate() {
+        let key = |field: &str| format!("resources[{i}].{field}");
+        let id =
+            ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
+        if !seen.insert(id) {
+            return Err(ConfigError::new(
+                key("uri"),
+                "duplicate resource (URIs are compared normalised: a trailing `/` on the bare host, the case of scheme and host and a default port make no difference)",
+            ));
+        }
+        let scopes = resource_scopes(&r.scopes.join(" "), known_scopes)
+            .map_err(|m| ConfigError::new(key("scopes"), m))?;
+        if let Some(c) = &r.client_id {
+            let client = clients.iter().find(|k| &k.client_id == c);
+            match client {
+                None => {
+                    return Err(ConfigError::new(
+                        key("client_id"),
+                        format!("`{c}` is not a [[clients]] entry"),
+                    ))
+                }
+                Some(k) if k.client_secret.is_none() => {
+                    return Err(ConfigError::new(
+                        key("client_id"),
+                        format!("`{c}` is a public client; introspection needs a confidential one"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(Resource {
+            uri: r.uri.clone(),
+            scopes,
+            name: r.name.clone().filter(|n| !n.trim().is_empty()),
+            client_id: r.client_id.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The scopes of a resource being registered (config or CLI): a non-empty
+/// subset of the known scopes (a scope no client may be registered for
+/// could never reach the resource).
+pub fn resource_scopes(raw: &str, known: &ScopeSet) -> Result<ScopeSet, String> {
+    let scopes = ScopeSet::parse(raw).map_err(|e| e.description.to_string())?;
+    if scopes.is_empty() {
+        return Err("a resource must accept at least one scope".into());
+    }
+    if let Some(s) = scopes.iter().find(|s| !known.contains(s)) {
+        return Err(format!("`{s}` is not one of oauth.scopes"));
+    }
+    Ok(scopes)
+}
 
 /// Checks every config client: ids are unique, and each entry passes
 /// [`validate_config_client`].
@@ -121,5 +188,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.validate().unwrap_err().key, "clients[0].client_secret");
+    }
+
+    const RS_CLIENT: &str = "[[clients]]\nclient_id = \"rs\"\nclient_secret = \"rs-secret-1\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n[[clients]]\nclient_id = \"spa\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\ntoken_endpoint_auth_method = \"none\"\n";
+
+    fn load(resources: &str) -> Result<crate::config::Validated, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, format!("{RS_CLIENT}{resources}")).unwrap();
+        Settings::load(Some(&path), vec![])?.validate()
+    }
+
+    #[test]
+    fn resources_are_checked_at_start() {
+        let ok = load(
+            "[[resources]]\nuri = \"https://api.example\"\nscopes = [\"profile\", \"email\"]\nname = \"API\"\nclient_id = \"rs\"\n[[resources]]\nuri = \"http://127.0.0.1:3001/mcp\"\nscopes = [\"profile\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.resources.len(), 2);
+        assert_eq!(ok.resources[0].uri, "https://api.example");
+        assert_eq!(ok.resources[0].scopes.to_string(), "email profile");
+        assert_eq!(ok.resources[0].client_id.as_deref(), Some("rs"));
+        assert_eq!(ok.resources[1].name, None);
+        for (toml, key) in [
+            ("uri = \"http://api.example/\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"https://api.example/#x\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"api.example\"\nscopes = [\"profile\"]", "resources[0].uri"),
+            ("uri = \"https://api.example/\"\nscopes = [\"admin\"]", "resources[0].scopes"),
+            ("uri = \"https://api.example/\"\nscopes = []", "resources[0].scopes"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\nclient_id = \"nobody\"", "resources[0].client_id"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\nclient_id = \"spa\"", "resources[0].client_id"),
+            ("uri = \"https://api.example/\"\nscopes = [\"profile\"]\naudience = \"x\"", "resources[0]"),
+            ("uri = \"https://api.example\"\nscopes = [\"profile\"]\n[[resources]]\nuri = \"https://API.example:443/\"\nscopes = [\"profile\"]", "resources[1].uri"),
+        ] {
+            let e = load(&format!("[[resources]]\n{toml}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{toml}: {e}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use toml::Value;
 
-use super::{ConfigClient, ConfigError, ConfigUser, Settings};
+use super::{ConfigClient, ConfigError, ConfigResource, ConfigUser, Settings};
 
 /// Environment variables with the `KEYGATE_` prefix that are tool switches,
 /// not settings (they are never treated as unknown keys).
@@ -42,6 +42,10 @@ impl Settings {
             .as_table_mut()
             .and_then(|t| t.remove("users"))
             .unwrap_or(Value::Array(vec![]));
+        let resources = merged
+            .as_table_mut()
+            .and_then(|t| t.remove("resources"))
+            .unwrap_or(Value::Array(vec![]));
         let mut settings: Settings = merged
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::new("config", one_line(e.message())))?;
@@ -59,6 +63,14 @@ impl Settings {
                     ConfigError::new(format!("users[{i}]"), one_line(e.message()))
                 })?;
                 settings.users.push(user);
+            }
+        }
+        if let Value::Array(list) = resources {
+            for (i, r) in list.into_iter().enumerate() {
+                let resource: ConfigResource = r.try_into().map_err(|e: toml::de::Error| {
+                    ConfigError::new(format!("resources[{i}]"), one_line(e.message()))
+                })?;
+                settings.resources.push(resource);
             }
         }
         Ok(settings)
@@ -91,7 +103,7 @@ fn merge_file(
         return Ok(());
     };
     for (section, value) in file {
-        if section == "clients" || section == "users" {
+        if section == "clients" || section == "users" || section == "resources" {
             if !value.is_array() {
                 let msg = format!("must be an array of tables `[[{section}]]`");
                 return Err(ConfigError::new(&section, msg));

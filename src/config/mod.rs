@@ -22,12 +22,13 @@ mod layering;
 mod tree;
 mod validate;
 
+pub use clients::resource_scopes;
 pub(crate) use clients::validate_config_client;
 pub use layering::{documented_keys, env_name};
 pub use tree::{
-    ConfigClient, ConfigUser, KeySettings, LimitSettings, LogSettings, MetricsSettings,
-    OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings, Settings, StoreSettings,
-    TokenSettings, UiSettings,
+    ConfigClient, ConfigResource, ConfigUser, KeySettings, LimitSettings, LogSettings,
+    MetricsSettings, OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings,
+    Settings, StoreSettings, TokenSettings, UiSettings,
 };
 pub use validate::{
     KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile, RegistrationOptions,

@@ -40,6 +40,9 @@ pub struct Settings {
     pub clients: Vec<ConfigClient>,
     /// `[[users]]`: users defined in the file (not overridable by env).
     pub users: Vec<ConfigUser>,
+    /// `[[resources]]`: RFC 8707 resources defined in the file (not
+    /// overridable by env; they shadow stored resources with the same URI).
+    pub resources: Vec<ConfigResource>,
 }
 
 /// `[session]`
@@ -123,6 +126,25 @@ impl Default for LimitSettings {
 pub struct UiSettings {
     /// Whether anyone may create an account at `/signup`.
     pub signup: bool,
+}
+
+/// An RFC 8707 resource (API, resource server) defined in the configuration
+/// file (`[[resources]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigResource {
+    /// The resource identifier: an https URI (http on a loopback host for
+    /// development), without fragment. Tokens for it carry it as `aud`.
+    pub uri: String,
+    /// The scopes the resource accepts (each one of `oauth.scopes`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Display name (consent page).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A confidential `[[clients]]` entry the resource server introspects with.
+    #[serde(default)]
+    pub client_id: Option<String>,
 }
 
 /// A user defined in the configuration file (`[[users]]`).

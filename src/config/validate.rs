@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::clients::{check_clients, check_users};
+use super::clients::{check_clients, check_resources, check_users};
 use super::{ConfigError, Settings};
 use crate::oauth::types::{is_loopback_url, ScopeSet};
 use crate::rate::Quota;
@@ -213,6 +213,8 @@ pub struct Validated {
     pub metrics: MetricsExposure,
     /// Dynamic client registration.
     pub registration: RegistrationOptions,
+    /// `[[resources]]` (RFC 8707), checked.
+    pub resources: Vec<crate::oauth::resource::Resource>,
 }
 
 impl Settings {
@@ -360,6 +362,7 @@ impl Settings {
             issuer_is_loopback,
         )?;
         check_users(&self.users)?;
+        let resources = check_resources(&self.resources, &client_rules.scopes, &self.clients)?;
         if self.session.ttl == 0 {
             return Err(ConfigError::new("session.ttl", "must be greater than 0"));
         }
@@ -458,6 +461,7 @@ impl Settings {
             registration: RegistrationOptions {
                 initial_access_tokens: self.registration.initial_access_tokens.clone(),
             },
+            resources,
         })
     }
 }

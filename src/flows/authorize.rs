@@ -5,10 +5,11 @@
 use super::token::issue_access_token;
 use super::FlowError;
 use crate::oauth::authorize::{
-    error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams, ResponseType,
-    ValidRequest,
+    bind_resources, error_redirect_url, redirect_url, validate, AuthorizeError, AuthorizeParams,
+    ResponseType, ValidRequest,
 };
 use crate::oauth::error::ErrorCode;
+use crate::oauth::resource::{self, Target};
 use crate::oauth::token::{CodeRecord, Grant};
 use crate::oauth::types::Client;
 use crate::oauth::OAuthError;
@@ -30,15 +31,21 @@ impl From<FlowError> for Refusal {
     }
 }
 
-/// Parses and validates the request (one client lookup).
+/// Parses and validates the request: one store round trip at most, for the
+/// client and the requested RFC 8707 resources together.
 pub async fn check(
     state: &AppState,
     pairs: &[(String, String)],
 ) -> Result<(ValidRequest, Client), Refusal> {
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let client_id = crate::oauth::authorize::client_id(&params).map_err(Refusal::Authorize)?;
-    let client = super::token::find_client(state, client_id).await?;
+    // A malformed `resource` is reported only once the client and redirect
+    // URI are trusted (an error redirect), so it looks nothing up.
+    let requested = resource::requested(&params.resource);
+    let ids = requested.as_deref().unwrap_or_default();
+    let (client, found) = super::resources::client_and_resources(state, client_id, ids).await?;
     let req = validate(&params, client.as_ref(), &state.policy).map_err(Refusal::Authorize)?;
+    let req = bind_resources(&params, req, requested, &found).map_err(Refusal::Authorize)?;
     match client {
         Some(c) => Ok((req, c)),
         None => Err(Refusal::Flow(FlowError::Internal(
@@ -82,6 +89,7 @@ pub async fn approve(
                 pkce: req.pkce.clone(),
                 expires_at: state.clock.now() + ttl,
                 redeemed: None,
+                resources: req.resources.iter().map(Target::from).collect(),
             };
             state.repos.put_code(&code, &rec, ttl).await?;
             tracing::info!(event = "code_issued", "authorization code issued");
@@ -94,7 +102,13 @@ pub async fn approve(
                 scope: req.scope.clone(),
                 family: None,
             };
-            let t = issue_access_token(state, &grant, crate::oauth::types::GrantType::Implicit)?;
+            let targets: Vec<Target> = req.resources.iter().map(Target::from).collect();
+            let t = issue_access_token(
+                state,
+                &grant,
+                &targets,
+                crate::oauth::types::GrantType::Implicit,
+            )?;
             let expires_in = t.expires_in.to_string();
             Ok(redirect_url(
                 &req.target,

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod clients;
 pub mod registration;
 pub mod resource;
+pub mod resources;
 pub mod revoke;
 pub mod token;
 pub mod users;

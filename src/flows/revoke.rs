@@ -2,7 +2,8 @@
 
 use super::token::{authenticated_client, confidential_client, TokenInput};
 use super::FlowError;
-use crate::oauth::introspection::may_see;
+use crate::oauth::introspection::{may_see, may_see_as_resource};
+use crate::oauth::resource::Audience;
 use crate::oauth::token::{required, AccessClaims};
 use crate::state::AppState;
 use crate::tokens::jwt;
@@ -38,19 +39,14 @@ pub async fn revoke(state: &AppState, input: TokenInput) -> Result<(), FlowError
     Ok(())
 }
 
-/// Verifies signature, issuer and audience, ignoring expiry (a revoked or
-/// introspected token may be expired).
+/// Verifies signature and issuer, ignoring expiry (a revoked token may be
+/// expired) and accepting any audience (keygate issues tokens for RFC 8707
+/// resources too).
 fn verified_access_token(state: &AppState, token: &str) -> Option<AccessClaims> {
     if token.matches('.').count() != 2 {
         return None;
     }
-    jwt::verify_allow_expired(
-        &state.keys.current(),
-        token,
-        &state.cfg.issuer,
-        &state.cfg.audience,
-    )
-    .ok()
+    jwt::verify_any_audience(&state.keys.current(), token, &state.cfg.issuer, false).ok()
 }
 
 /// What introspection reports (RFC 7662 §2.2).
@@ -74,8 +70,8 @@ pub struct Introspection {
     pub nbf: Option<i64>,
     /// `sub`
     pub sub: Option<String>,
-    /// `aud`
-    pub aud: Option<String>,
+    /// `aud`: a string, or an array for several RFC 8707 resources.
+    pub aud: Option<Audience>,
     /// `iss`
     pub iss: Option<String>,
     /// `jti`
@@ -96,16 +92,20 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
     }
     let now = state.clock.now();
     if token.matches('.').count() == 2 {
-        let Ok(claims) = jwt::verify(
-            &state.keys.current(),
-            token,
-            &state.cfg.issuer,
-            &state.cfg.audience,
-        ) else {
+        // Any audience: tokens for RFC 8707 resources are keygate's too.
+        let Ok(claims) =
+            jwt::verify_any_audience(&state.keys.current(), token, &state.cfg.issuer, true)
+        else {
             return Ok(Introspection::default());
         };
         if !may_see(&client, &claims.client_id) {
-            return Ok(Introspection::default());
+            // The resource server a token is for may see it (RFC 7662 §4):
+            // its registered client_id, looked up now (a removed resource,
+            // or one whose client changed, no longer sees it).
+            let resources = super::resources::for_audience(state, claims.aud.values()).await?;
+            if !may_see_as_resource(&client, &resources) {
+                return Ok(Introspection::default());
+            }
         }
         if state.repos.access_revoked(&claims).await? {
             return Ok(Introspection::default());

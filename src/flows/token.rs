@@ -1,8 +1,11 @@
 //! `POST /oauth/token` (RFC 6749 §3.2): parse → authenticate the client →
 //! grant-specific checks → persist atomically → sign one JWT.
 //!
-//! Store round trips: `client_credentials` 0–1 (the client lookup; none for
-//! config-file clients); `authorization_code` and `refresh_token` 2: one read
+//! Store round trips: `client_credentials` 0–1 (the client lookup, with the
+//! stored RFC 8707 resources it names in the same `MGET`; none for
+//! config-file clients and resources); `authorization_code` and
+//! `refresh_token` 2 (codes and refresh families carry their validated
+//! resource set, so narrowing it reads nothing): one read
 //! of the client and the code or refresh token together (`MGET`), and one
 //! atomic swap; `password` 1–2 more for the shared guess limit (reserve,
 //! and refund on success). A retry of a just-rotated refresh token (the
@@ -24,10 +27,12 @@ use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
 use crate::oauth::grace::{self, GraceSeal};
 use crate::oauth::introspection::require_client_secret;
+use crate::oauth::resource::{self, Resource, ResourceId, Target};
 use crate::oauth::token::{
-    client_credentials, grace_claims, grace_contents, grace_retry, granted_scope, redeem_code,
-    redeem_refresh, refresh_scope, require_grant, required, successor_is_live, AccessClaims,
-    CodeRecord, Grant, Issuance, RedeemError, RefreshRecord, TokenParams,
+    client_credentials, code_targets, grace_claims, grace_contents, grace_retry, granted_scope,
+    redeem_code, redeem_refresh, refresh_scope, refresh_targets, requested_resources,
+    require_grant, required, successor_is_live, AccessClaims, CodeRecord, Grant, Issuance,
+    RedeemError, RefreshRecord, TokenParams,
 };
 use crate::oauth::types::{AuthMethod, Client, GrantType};
 use crate::oauth::OAuthError;
@@ -148,9 +153,10 @@ fn check_client(
     })?)
 }
 
-/// What a code or refresh grant redeems, read in the same round trip as the client.
+/// What a code or refresh grant redeems, read in the same round trip as the
+/// client; for the other grants, the RFC 8707 resources the request names.
 enum Redeemable {
-    Nothing,
+    Nothing(Vec<Option<Resource>>),
     Code(Option<Versioned<CodeRecord>>),
     Refresh(Option<Versioned<RefreshRecord>>),
 }
@@ -162,6 +168,7 @@ async fn client_and_record(
     client_id: &str,
     grant_type: Option<GrantType>,
     params: &TokenParams,
+    resources: &[ResourceId],
 ) -> Result<(Option<Client>, Redeemable), FlowError> {
     let config_client = state.config_clients.get(client_id).cloned();
     // A config-file client needs no lookup; an over-long id cannot be stored.
@@ -185,7 +192,11 @@ async fn client_and_record(
             }
             None => (find_stored(state, lookup).await?, Redeemable::Refresh(None)),
         },
-        _ => (find_stored(state, lookup).await?, Redeemable::Nothing),
+        _ => {
+            let (c, found) =
+                super::resources::client_and_resources(state, client_id, resources).await?;
+            return Ok((c, Redeemable::Nothing(found)));
+        }
     };
     Ok((config_client.or(client), record))
 }
@@ -205,12 +216,16 @@ async fn find_stored(
 pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, FlowError> {
     let (params, creds) = parse(&input)?;
     let grant_type = params.grant(&supported_grants(&state.policy));
+    // RFC 8707: a malformed `resource` is reported after client
+    // authentication, and looks nothing up.
+    let requested = requested_resources(&params);
     admit(state, &creds, input.peer)?;
     let (client, record) = client_and_record(
         state,
         creds.client_id(),
         grant_type.as_ref().ok().copied(),
         &params,
+        requested.as_deref().unwrap_or_default(),
     )
     .await?;
     // The client is authenticated before any grant error is reported, so an
@@ -242,18 +257,21 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
     let issued = match record {
         Redeemable::Code(stored) => authorization_code(state, &params, &client, stored).await?,
         Redeemable::Refresh(stored) => refresh(state, &params, &client, stored).await?,
-        Redeemable::Nothing => match grant_type {
+        Redeemable::Nothing(found) => match grant_type {
             GrantType::ClientCredentials => {
                 let scope = client_credentials(&client, params.scope.as_deref())?;
+                let (targets, scope) = select(&params, requested?, &found, scope)?;
                 let grant = Grant {
                     subject: client.client_id.clone(),
                     client_id: client.client_id.clone(),
                     scope,
                     family: None,
                 };
-                issue_access_token(state, &grant, grant_type)?
+                issue_access_token(state, &grant, &targets, grant_type)?
             }
-            GrantType::Password => password(state, &params, &client, input.peer).await?,
+            GrantType::Password => {
+                password(state, &params, &client, input.peer, requested?, &found).await?
+            }
             _ => {
                 return Err(OAuthError::new(
                     crate::oauth::ErrorCode::UnsupportedGrantType,
@@ -265,6 +283,22 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
     };
     tracing::info!(event = "token_issued", "access token issued");
     Ok(issued)
+}
+
+/// RFC 8707 §2 for a new grant (`client_credentials`, `password`): the
+/// requested resources must be registered and accept the scope (an asked-for
+/// scope strictly, the client's default scope cut down).
+fn select(
+    params: &TokenParams,
+    requested: Vec<ResourceId>,
+    found: &[Option<Resource>],
+    scope: crate::oauth::types::ScopeSet,
+) -> Result<(Vec<Target>, crate::oauth::types::ScopeSet), OAuthError> {
+    if requested.is_empty() {
+        return Ok((vec![], scope));
+    }
+    let (chosen, scope) = resource::select(&requested, found, &scope, params.scope.is_some())?;
+    Ok((chosen.iter().map(Target::from).collect(), scope))
 }
 
 async fn authorization_code(
@@ -284,14 +318,25 @@ async fn authorization_code(
         Err(RedeemError::Refused(e)) => return Err(e.into()),
         Err(RedeemError::Replayed) => return Err(code_replayed(state, &stored.value).await),
     };
+    // RFC 8707: `resource` may narrow the code's set for this access token;
+    // the refresh family keeps the code's whole set and scope.
+    let (targets, scope) = code_targets(params, &stored.value)?;
     grant.family = client
         .allows(GrantType::RefreshToken)
         .then(|| crate::ids::random_token(16));
-    let claims = claims_for(state, &grant, now);
+    let claims = claims_for(
+        state,
+        &Grant {
+            scope,
+            ..grant.clone()
+        },
+        &targets,
+        now,
+    );
     let refresh = grant
         .family
         .is_some()
-        .then(|| new_refresh(state, &grant, now));
+        .then(|| new_refresh(state, &grant, &stored.value.resources, now));
     let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     let redeemed = CodeRecord {
         redeemed: Some(Issuance {
@@ -371,21 +416,33 @@ async fn refresh(
             return grace_retry_or_revoke(state, params, client, token, &stored.value).await
         }
     };
+    // RFC 8707: `resource` narrows the family's set for this access token
+    // only (widening is invalid_target); the successor keeps the whole set.
+    let (targets, scope) = refresh_targets(params, &stored.value, &scope)?;
     let family_grant = Grant {
         subject: stored.value.sub.clone(),
         client_id: client.client_id.clone(),
         scope: refresh_scope(&stored.value, client),
         family: Some(stored.value.family.clone()),
     };
-    let (next_token, next) = new_refresh(state, &family_grant, now);
+    let (next_token, next) = new_refresh(state, &family_grant, &stored.value.resources, now);
     let grant = Grant {
         scope,
         ..family_grant
     };
-    let claims = claims_for(state, &grant, now);
+    let claims = claims_for(state, &grant, &targets, now);
     let window = state.cfg.tokens.refresh_grace.as_secs();
     let seal = (window > 0)
-        .then(|| seal_grace(token, &stored.value.family, now, &next_token, &claims))
+        .then(|| {
+            seal_grace(
+                token,
+                &stored.value.family,
+                now,
+                &next_token,
+                &claims,
+                &targets,
+            )
+        })
         .flatten();
     let ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     if !state
@@ -426,10 +483,16 @@ fn seal_grace(
     now: i64,
     next_token: &str,
     claims: &AccessClaims,
+    targets: &[Target],
 ) -> Option<GraceSeal> {
-    grace::seal(old_token, family, now, &grace_contents(next_token, claims))
-        .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
-        .ok()
+    grace::seal(
+        old_token,
+        family,
+        now,
+        &grace_contents(next_token, claims, targets),
+    )
+    .inspect_err(|e| tracing::warn!(error = %e, "refresh grace seal failed"))
+    .ok()
 }
 
 /// A rotated refresh token came back. Within the grace window, from its own
@@ -484,11 +547,15 @@ async fn password(
     params: &TokenParams,
     client: &Client,
     peer: Option<IpAddr>,
+    requested: Vec<ResourceId>,
+    found: &[Option<Resource>],
 ) -> Result<Issued, FlowError> {
     require_grant(client, GrantType::Password)?;
     let username = required(&params.username, "username")?;
     let pw = required(&params.password, "password")?;
     let scope = granted_scope(client, params.scope.as_deref())?;
+    // Before the password is checked: an invalid_target spends no guess.
+    let (targets, scope) = select(params, requested, found, scope)?;
     let user = super::users::password_grant_user(state, peer, username, pw.to_string()).await?;
     let now = state.clock.now();
     let grant = Grant {
@@ -499,9 +566,9 @@ async fn password(
             .allows(GrantType::RefreshToken)
             .then(|| crate::ids::random_token(16)),
     };
-    let claims = claims_for(state, &grant, now);
+    let claims = claims_for(state, &grant, &targets, now);
     let refresh = if grant.family.is_some() {
-        let (t, rec) = new_refresh(state, &grant, now);
+        let (t, rec) = new_refresh(state, &grant, &targets, now);
         state
             .repos
             .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
@@ -514,8 +581,14 @@ async fn password(
     sign(state, claims, refresh)
 }
 
-/// A new refresh token of `grant`'s family (which must be set).
-fn new_refresh(state: &AppState, grant: &Grant, now: i64) -> (String, RefreshRecord) {
+/// A new refresh token of `grant`'s family (which must be set), bound to
+/// the RFC 8707 `resources`.
+fn new_refresh(
+    state: &AppState,
+    grant: &Grant,
+    resources: &[Target],
+    now: i64,
+) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
         family: grant.family.clone().unwrap_or_default(),
         client_id: grant.client_id.clone(),
@@ -524,14 +597,17 @@ fn new_refresh(state: &AppState, grant: &Grant, now: i64) -> (String, RefreshRec
         expires_at: now + state.cfg.tokens.refresh_ttl.as_secs() as i64,
         rotated: false,
         grace: None,
+        resources: resources.to_vec(),
     };
     (crate::ids::random_token(32), rec)
 }
 
-fn claims_for(state: &AppState, grant: &Grant, now: i64) -> AccessClaims {
+/// The access token claims for `grant`; `aud` is the resources' URIs, or
+/// `tokens.audience` without any (RFC 8707 §2, RFC 9068 §3).
+fn claims_for(state: &AppState, grant: &Grant, targets: &[Target], now: i64) -> AccessClaims {
     AccessClaims::new(
         &state.cfg.issuer,
-        &state.cfg.audience,
+        resource::audience(targets, &state.cfg.audience),
         grant,
         now,
         state.cfg.tokens.access_ttl.as_secs() as i64,
@@ -576,14 +652,15 @@ pub async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Cli
     Ok(state.repos.client(client_id).await?)
 }
 
-/// Builds and signs an access token for `grant` with the current key, and
-/// counts it under `grant_type`.
+/// Builds and signs an access token for `grant` (for the RFC 8707
+/// `targets`, if any) with the current key, and counts it under `grant_type`.
 pub fn issue_access_token(
     state: &AppState,
     grant: &Grant,
+    targets: &[Target],
     grant_type: GrantType,
 ) -> Result<Issued, FlowError> {
-    let claims = claims_for(state, grant, state.clock.now());
+    let claims = claims_for(state, grant, targets, state.clock.now());
     count(state, grant_type);
     sign(state, claims, None)
 }

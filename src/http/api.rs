@@ -79,6 +79,12 @@ pub struct TokenRequestForm {
     pub username: Option<String>,
     /// `password`: the user's password.
     pub password: Option<String>,
+    /// RFC 8707 resource indicator: the absolute URI of a registered
+    /// resource the token is for (its `aud`); repeat the parameter for
+    /// several. `authorization_code` and `refresh_token` may only narrow the
+    /// set chosen at authorization. Unknown, or not accepting the scope:
+    /// `invalid_target`.
+    pub resource: Option<String>,
 }
 
 /// Form parameters of revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
@@ -359,7 +365,9 @@ impl Api {
     ///
     /// Only confidential clients may introspect (a public client is
     /// `invalid_client`), and each sees only its own access and refresh
-    /// tokens: any other token is `{"active": false}`.
+    /// tokens, plus, for a resource server registered as an RFC 8707
+    /// resource's `client_id`, the access tokens whose `aud` names that
+    /// resource: any other token is `{"active": false}`.
     #[oai(path = "/oauth/introspect", method = "post", tag = "ApiTags::OAuth")]
     async fn introspect(
         &self,
@@ -384,7 +392,7 @@ impl Api {
                     iat: i.iat,
                     nbf: i.nbf,
                     sub: i.sub,
-                    aud: i.aud,
+                    aud: i.aud.and_then(|a| serde_json::to_value(a).ok()),
                     iss: i.iss,
                     jti: i.jti,
                 }),

@@ -238,9 +238,10 @@ pub struct IntrospectionBody {
     /// Subject.
     #[oai(skip_serializing_if_is_none)]
     pub sub: Option<String>,
-    /// Audience.
+    /// Audience: a string, or an array of strings for a token issued for
+    /// several RFC 8707 resources.
     #[oai(skip_serializing_if_is_none)]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
     /// Issuer.
     #[oai(skip_serializing_if_is_none)]
     pub iss: Option<String>,

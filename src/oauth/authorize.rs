@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use super::error::{ErrorCode, OAuthError};
 use super::pkce::{self, Challenge};
+use super::resource::{self, Resource, ResourceId};
 use super::types::{Client, GrantType, ScopeSet};
 
 /// What the server allows beyond the registration (from `oauth.profile`).
@@ -55,6 +56,8 @@ pub struct AuthorizeParams {
     pub response_mode: Option<String>,
     /// The first parameter seen more than once (RFC 6749 §3.1: MUST NOT repeat).
     pub duplicate: Option<&'static str>,
+    /// `resource` (RFC 8707 §2): the one parameter that may repeat.
+    pub resource: Vec<String>,
 }
 
 impl AuthorizeParams {
@@ -63,6 +66,10 @@ impl AuthorizeParams {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut p = Self::default();
         for (name, value) in pairs {
+            if name == "resource" {
+                p.resource.push(value.to_string());
+                continue;
+            }
             let (slot, name): (&mut Option<String>, &'static str) = match name {
                 "response_type" => (&mut p.response_type, "response_type"),
                 "client_id" => (&mut p.client_id, "client_id"),
@@ -130,6 +137,9 @@ pub struct ValidRequest {
     pub scope: ScopeSet,
     /// The PKCE challenge, if any.
     pub pkce: Option<Challenge>,
+    /// The RFC 8707 resources the token will be for (empty: the default
+    /// audience), as registered ([`bind_resources`]).
+    pub resources: Vec<Resource>,
 }
 
 fn show(title: &'static str, message: impl Into<Cow<'static, str>>) -> AuthorizeError {
@@ -319,7 +329,35 @@ pub fn validate(
         response_type,
         scope,
         pkce,
+        resources: vec![],
     })
+}
+
+/// Step 3 (RFC 8707 §2), after [`validate`]: `requested` is the parse of
+/// the `resource` values ([`resource::requested`]) and `found[i]` the
+/// registered resource for `requested[i]`. Every one must be registered and
+/// every scope must be accepted by one of them; an asked-for `scope`
+/// strictly, the client's default scope cut down. Errors go back to the
+/// client (`invalid_target`, with `state` and `iss`).
+pub fn bind_resources(
+    p: &AuthorizeParams,
+    mut req: ValidRequest,
+    requested: Result<Vec<ResourceId>, OAuthError>,
+    found: &[Option<Resource>],
+) -> Result<ValidRequest, AuthorizeError> {
+    let fail = |error| AuthorizeError::Redirect {
+        target: req.target.clone(),
+        error,
+    };
+    let requested = requested.map_err(fail)?;
+    if requested.is_empty() {
+        return Ok(req);
+    }
+    let (chosen, scope) =
+        resource::select(&requested, found, &req.scope, p.scope.is_some()).map_err(fail)?;
+    req.scope = scope;
+    req.resources = chosen;
+    Ok(req)
 }
 
 /// The URL to send the browser to: `params`, then `state` and `iss` (RFC 9207),

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     /// RFC 7591 §3.2.2: a client metadata field is invalid.
     InvalidClientMetadata,
+    /// RFC 8707 §2: the requested resource is invalid, unknown, or does not
+    /// accept the requested scope.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidTarget => "invalid_target",
         }
     }
 }

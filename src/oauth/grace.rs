@@ -57,6 +57,9 @@ pub struct GraceContents {
     pub exp: i64,
     /// The access token's `scope`.
     pub scope: String,
+    /// The access token's RFC 8707 resources (empty: the default audience).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aud: Vec<String>,
 }
 
 /// Sealing or opening failed: wrong token, tampered seal, or no randomness.
@@ -139,6 +142,7 @@ mod tests {
             iat: 1000,
             exp: 1900,
             scope: "email profile".into(),
+            aud: vec![],
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::client_auth::{ClientCredentials, AUTH_REQUIRED};
 use super::error::OAuthError;
+use super::resource::Resource;
 use super::types::Client;
 
 /// RFC 7662 §2.1: the endpoint MUST require authorization, and a `client_id`
@@ -19,10 +20,20 @@ pub fn require_client_secret(creds: &ClientCredentials) -> Result<(), OAuthError
 /// RFC 7662 §4: whether the authenticated `caller` may see the claims of a
 /// token issued to `token_client_id`. Only a confidential client, and only for
 /// its own tokens (access and refresh alike); every other token is reported as
-/// `{"active": false}`, as if unknown. (Once resource indicators exist, the
-/// resource server a token is for will be the other caller allowed here.)
+/// `{"active": false}`, as if unknown; the other caller allowed is the
+/// resource server the token is for ([`may_see_as_resource`]).
 pub fn may_see(caller: &Client, token_client_id: &str) -> bool {
     caller.is_confidential() && caller.client_id == token_client_id
+}
+
+/// RFC 7662 §4 with RFC 8707: a confidential `caller` registered as the
+/// `client_id` of one of `resources` (the registered resources the token's
+/// `aud` names) may see the token's claims.
+pub fn may_see_as_resource(caller: &Client, resources: &[Resource]) -> bool {
+    caller.is_confidential()
+        && resources
+            .iter()
+            .any(|r| r.client_id.as_deref() == Some(caller.client_id.as_str()))
 }
 
 #[cfg(test)]
@@ -67,5 +78,28 @@ mod tests {
             !may_see(&client("a", AuthMethod::None), "a"),
             "a public client sees nothing, not even its own tokens"
         );
+    }
+
+    #[test]
+    fn a_resource_server_sees_tokens_for_its_resource() {
+        let rs = |uri: &str, cid: Option<&str>| Resource {
+            uri: uri.into(),
+            scopes: crate::oauth::types::ScopeSet::parse("read").unwrap(),
+            name: None,
+            client_id: cid.map(str::to_string),
+        };
+        let a = client("rs-a", AuthMethod::ClientSecretBasic);
+        assert!(may_see_as_resource(&a, &[rs("https://a", Some("rs-a"))]));
+        assert!(may_see_as_resource(
+            &a,
+            &[rs("https://b", Some("rs-b")), rs("https://a", Some("rs-a"))]
+        ));
+        assert!(!may_see_as_resource(&a, &[rs("https://b", Some("rs-b"))]));
+        assert!(!may_see_as_resource(&a, &[rs("https://a", None)]));
+        assert!(!may_see_as_resource(&a, &[]));
+        assert!(!may_see_as_resource(
+            &client("rs-a", AuthMethod::None),
+            &[rs("https://a", Some("rs-a"))]
+        ));
     }
 }

@@ -10,6 +10,7 @@
 //! - RFC 6749 §5.2 error codes → [`error`]
 //! - RFC 7662 §2.1, §4 who may introspect which token → [`introspection`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
+//! - RFC 8707 resource indicators (`aud`, `invalid_target`) → [`resource`]
 //! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries →
 //!   [`token::redeem_refresh`], [`token::grace_retry`]; the seal that keeps the
 //!   successor pair for those retries → [`grace`] (crypto only: `token` depends on
@@ -22,6 +23,7 @@ pub mod error;
 pub mod grace;
 pub mod introspection;
 pub mod pkce;
+pub mod resource;
 pub mod token;
 pub mod types;
 

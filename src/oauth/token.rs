@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ErrorCode, OAuthError};
 use super::grace::{self, GraceContents, GraceSeal};
 use super::pkce::{self, Challenge};
+use super::resource::{self, Audience, ResourceId, Target};
 use super::types::{Client, GrantType, ScopeSet};
 
 /// The recognised token request parameters (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
@@ -41,6 +42,8 @@ pub struct TokenParams {
     pub token: Option<String>,
     /// `token_type_hint` (revocation, introspection)
     pub token_type_hint: Option<String>,
+    /// `resource` (RFC 8707 §2): may be repeated, in order.
+    pub resource: Vec<String>,
 }
 
 impl TokenParams {
@@ -51,6 +54,12 @@ impl TokenParams {
     ) -> Result<Self, OAuthError> {
         let mut p = TokenParams::default();
         for (name, value) in pairs {
+            if name == "resource" {
+                // RFC 8707 §2: repeatable; an empty value is still a value
+                // (and not an absolute URI: invalid_target).
+                p.resource.push(value.to_string());
+                continue;
+            }
             let slot = match name {
                 "grant_type" => &mut p.grant_type,
                 "scope" => &mut p.scope,
@@ -136,8 +145,8 @@ pub struct AccessClaims {
     pub iss: String,
     /// Subject: the user id, or the client id for client_credentials.
     pub sub: String,
-    /// Audience.
-    pub aud: String,
+    /// Audience: the configured default, or the RFC 8707 resource(s).
+    pub aud: Audience,
     /// Expiry (seconds since the epoch).
     pub exp: i64,
     /// Issued at.
@@ -176,7 +185,7 @@ impl AccessClaims {
     /// Builds claims valid from `now` for `ttl` seconds.
     pub fn new(
         issuer: &str,
-        audience: &str,
+        audience: impl Into<Audience>,
         grant: &Grant,
         now: i64,
         ttl: i64,
@@ -185,7 +194,7 @@ impl AccessClaims {
         Self {
             iss: issuer.to_string(),
             sub: grant.subject.clone(),
-            aud: audience.to_string(),
+            aud: audience.into(),
             exp: now + ttl,
             iat: now,
             nbf: now,
@@ -218,6 +227,10 @@ pub struct CodeRecord {
     pub expires_at: i64,
     /// `None` until redeemed; then what was issued from it, so a replay can revoke it.
     pub redeemed: Option<Issuance>,
+    /// The RFC 8707 resources chosen at authorization (empty: none named,
+    /// the default audience). The token request may only narrow them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Target>,
 }
 
 /// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
@@ -327,6 +340,11 @@ pub struct RefreshRecord {
     /// sealed under a key only the old token yields (see [`super::grace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace: Option<GraceSeal>,
+    /// The family's RFC 8707 resources (from its code or grant; empty: the
+    /// default audience). A refresh may narrow them for one access token;
+    /// the successor keeps them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Target>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -410,11 +428,46 @@ pub fn grace_retry(
         return None;
     }
     let contents = grace::open(token, &stored.family, seal).ok()?;
-    let requested = match params.scope.as_deref() {
-        None => stored.scope.to_string(),
-        Some(raw) => ScopeSet::parse(raw).ok()?.to_string(),
+    let (targets, scope) = refresh_targets(params, stored, &stored.scope).ok()?;
+    let aud: Vec<String> = targets.into_iter().map(|t| t.uri).collect();
+    (scope.to_string() == contents.scope && aud == contents.aud).then_some(contents)
+}
+
+/// RFC 8707 at a refresh: the `resource` values narrow the family's set for
+/// this access token (widening is `invalid_target`), and the scope must fit
+/// the narrowed set ([`resource::confine`]: an asked-for `scope` strictly,
+/// the inherited `scope` cut down). Returns the targets and the scope; with
+/// no resources bound and none named, `scope` unchanged.
+pub fn refresh_targets(
+    params: &TokenParams,
+    stored: &RefreshRecord,
+    scope: &ScopeSet,
+) -> Result<(Vec<Target>, ScopeSet), OAuthError> {
+    let requested = resource::requested(&params.resource)?;
+    let targets = resource::narrow(&stored.resources, &requested)?;
+    let scope = match params.scope.as_deref() {
+        Some(raw) => resource::confine(&ScopeSet::parse(raw)?, &targets, true)?,
+        None => resource::confine(scope, &targets, false)?,
     };
-    (requested == contents.scope).then_some(contents)
+    Ok((targets, scope))
+}
+
+/// RFC 8707 at code redemption: the `resource` values narrow the code's
+/// set (anything outside it is `invalid_target`); the code's scope is cut
+/// down to what the narrowed set accepts.
+pub fn code_targets(
+    params: &TokenParams,
+    stored: &CodeRecord,
+) -> Result<(Vec<Target>, ScopeSet), OAuthError> {
+    let requested = resource::requested(&params.resource)?;
+    let targets = resource::narrow(&stored.resources, &requested)?;
+    let scope = resource::confine(&stored.scope, &targets, false)?;
+    Ok((targets, scope))
+}
+
+/// The parsed `resource` values of a new grant's request.
+pub fn requested_resources(params: &TokenParams) -> Result<Vec<ResourceId>, OAuthError> {
+    resource::requested(&params.resource)
 }
 
 /// The successor may be handed out again only while it is unused (not
@@ -431,13 +484,19 @@ pub fn successor_is_live(
 
 /// What a rotation seals for grace retries: the successor refresh token and
 /// the access token claims that differ between tokens.
-pub fn grace_contents(next_token: &str, claims: &AccessClaims) -> GraceContents {
+/// `targets` are the resources the access token was narrowed to.
+pub fn grace_contents(
+    next_token: &str,
+    claims: &AccessClaims,
+    targets: &[Target],
+) -> GraceContents {
     GraceContents {
         refresh_token: next_token.to_string(),
         jti: claims.jti.clone(),
         iat: claims.iat,
         exp: claims.exp,
         scope: claims.scope.clone(),
+        aud: targets.iter().map(|t| t.uri.clone()).collect(),
     }
 }
 
@@ -450,10 +509,15 @@ pub fn grace_claims(
     rotated: &RefreshRecord,
     contents: &GraceContents,
 ) -> AccessClaims {
+    let aud = match contents.aud.as_slice() {
+        [] => Audience::One(audience.to_string()),
+        [one] => Audience::One(one.clone()),
+        many => Audience::Many(many.to_vec()),
+    };
     AccessClaims {
         iss: issuer.to_string(),
         sub: rotated.sub.clone(),
-        aud: audience.to_string(),
+        aud,
         exp: contents.exp,
         iat: contents.iat,
         nbf: contents.iat,
@@ -596,6 +660,7 @@ mod tests {
             }),
             expires_at: 100,
             redeemed: None,
+            resources: vec![],
         }
     }
 
@@ -679,6 +744,7 @@ mod tests {
             expires_at: 100,
             rotated: false,
             grace: None,
+            resources: vec![],
         };
         let c = code_client();
         assert_eq!(
@@ -732,6 +798,7 @@ mod tests {
             iat: 1000,
             exp: 1900,
             scope: "email profile".into(),
+            aud: vec![],
         }
     }
 
@@ -758,6 +825,7 @@ mod tests {
             expires_at: 5000,
             rotated: true,
             grace: Some(seal),
+            resources: vec![],
         }
     }
 
@@ -829,7 +897,7 @@ mod tests {
             family: Some("fam".into()),
         };
         let first = AccessClaims::new("https://i", "https://a", &g, 1000, 900, "j1".into());
-        let contents = grace_contents("successor-token", &first);
+        let contents = grace_contents("successor-token", &first, &[]);
         assert_eq!(contents.refresh_token, "successor-token");
         let rec = rotated(grace::seal(OLD, "fam", 1000, &contents).unwrap());
         assert_eq!(

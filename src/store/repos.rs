@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Put, Store, StoreError, Swap};
 use crate::oauth::grace::GraceSeal;
+use crate::oauth::resource::{Resource, ResourceId};
 use crate::oauth::token::{AccessClaims, CodeRecord, RefreshRecord};
 use crate::oauth::types::Client;
 use crate::rate::{Decision, Quota};
 
 const CLIENT: &str = "kg:client:";
+/// `kg:resource:<normalised URI>` ([`ResourceId`]); listed by prefix, like clients.
+const RESOURCE: &str = "kg:resource:";
 const USER: &str = "kg:user:";
 const USERNAME: &str = "kg:uname:";
 const CODE: &str = "kg:code:";
@@ -417,6 +420,83 @@ impl Repos {
         }
         self.store.put(ORIGINS_INDEXED, b"1", None).await?;
         Ok(true)
+    }
+
+    // ---- resources (RFC 8707) -------------------------------------------
+
+    /// Reads a client (when `client_id` is given) and the resources `ids`
+    /// in one round trip (`MGET`); no round trip when there is nothing to
+    /// read. The token and authorization endpoints use this, so naming
+    /// resources costs no extra round trip.
+    pub async fn client_and_resources(
+        &self,
+        client_id: Option<&str>,
+        ids: &[&ResourceId],
+    ) -> Result<(Option<Client>, Vec<Option<Resource>>), StoreError> {
+        if ids.is_empty() {
+            return match client_id {
+                Some(id) => Ok((self.client(id).await?, vec![])),
+                None => Ok((None, vec![])),
+            };
+        }
+        let mut keys: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{RESOURCE}{}", id.as_str()))
+            .collect();
+        if let Some(id) = client_id {
+            keys.push(format!("{CLIENT}{id}"));
+        }
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut vals = self.store.get_many(&refs).await?;
+        let client = match (client_id, vals.len() > ids.len()) {
+            (Some(id), true) => match vals.pop().flatten() {
+                Some(bytes) => Some(self.clients.decode(id, bytes)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let mut resources = Vec::with_capacity(ids.len());
+        for v in vals {
+            resources.push(match v {
+                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+                None => None,
+            });
+        }
+        Ok((client, resources))
+    }
+
+    /// Reads one stored resource.
+    pub async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>, StoreError> {
+        self.get_json(&format!("{RESOURCE}{}", id.as_str())).await
+    }
+
+    /// Creates or replaces a stored resource (keyed by its normalised URI).
+    pub async fn put_resource(&self, r: &Resource) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(r)?;
+        self.store
+            .put(&format!("{RESOURCE}{}", r.id().as_str()), &bytes, None)
+            .await
+    }
+
+    /// Deletes a stored resource; returns whether it existed. Codes and
+    /// refresh families already bound to it keep their audience until they
+    /// expire or are revoked (they carry their validated set).
+    pub async fn delete_resource(&self, id: &ResourceId) -> Result<bool, StoreError> {
+        self.store
+            .delete(&format!("{RESOURCE}{}", id.as_str()))
+            .await
+    }
+
+    /// Every stored resource, by URI.
+    pub async fn resources(&self) -> Result<Vec<Resource>, StoreError> {
+        let mut out = vec![];
+        for key in self.store.scan_prefix(RESOURCE).await? {
+            if let Some(r) = self.get_json::<Resource>(&key).await? {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.uri.cmp(&b.uri));
+        Ok(out)
     }
 
     /// Every stored client id.

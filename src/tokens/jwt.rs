@@ -46,24 +46,28 @@ pub fn verify(
     issuer: &str,
     audience: &str,
 ) -> Result<AccessClaims, VerifyError> {
-    verify_inner(keys, token, issuer, audience, true)
+    verify_inner(keys, token, issuer, Some(audience), true)
 }
 
-/// [`verify`] without the time checks (revocation of a token that may have expired).
-pub fn verify_allow_expired(
+/// Verifies a token keygate issued for any audience (the default one or an
+/// RFC 8707 resource): everything [`verify`] checks but `aud`, which must
+/// still be present. For keygate's own token endpoints (introspection,
+/// revocation), never for a resource; `check_time: false` skips `exp` and
+/// `nbf` (revocation of a token that may have expired).
+pub fn verify_any_audience(
     keys: &KeySet,
     token: &str,
     issuer: &str,
-    audience: &str,
+    check_time: bool,
 ) -> Result<AccessClaims, VerifyError> {
-    verify_inner(keys, token, issuer, audience, false)
+    verify_inner(keys, token, issuer, None, check_time)
 }
 
 fn verify_inner(
     keys: &KeySet,
     token: &str,
     issuer: &str,
-    audience: &str,
+    audience: Option<&str>,
     check_time: bool,
 ) -> Result<AccessClaims, VerifyError> {
     let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
@@ -89,7 +93,10 @@ fn verify_inner(
     }
     let mut v = Validation::new(key.alg.jwt_alg());
     v.set_issuer(&[issuer]);
-    v.set_audience(&[audience]);
+    match audience {
+        Some(a) => v.set_audience(&[a]),
+        None => v.validate_aud = false,
+    }
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     v.validate_nbf = check_time;
     v.validate_exp = check_time;
@@ -219,7 +226,37 @@ mod tests {
                 ),
                 "crit {crit}"
             );
-            assert!(verify_allow_expired(&set, &t, "https://iss", "https://aud").is_err());
+            assert!(verify_any_audience(&set, &t, "https://iss", false).is_err());
         }
+    }
+
+    /// RFC 8707: a token for a resource verifies for that resource (also
+    /// inside an `aud` array) and for keygate's own endpoints, never for
+    /// the default audience (`/api/me`).
+    #[test]
+    fn resource_audiences() {
+        use crate::oauth::resource::Audience;
+        let dir = tempfile::tempdir().unwrap();
+        generate_into(dir.path(), Alg::EdDSA, 0).unwrap();
+        let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
+        let key = set.signer_at(now());
+        let mut c = claims(now());
+        c.aud = Audience::One("https://api.example/".into());
+        let t = sign(key, &c).unwrap();
+        assert!(verify(&set, &t, "https://iss", "https://aud").is_err());
+        assert!(verify(&set, &t, "https://iss", "https://api.example/").is_ok());
+        assert_eq!(
+            verify_any_audience(&set, &t, "https://iss", true).unwrap(),
+            c
+        );
+        assert!(verify_any_audience(&set, &t, "https://other", true).is_err());
+        c.aud = Audience::Many(vec!["https://a.example".into(), "https://b.example".into()]);
+        let t = sign(key, &c).unwrap();
+        assert!(verify(&set, &t, "https://iss", "https://b.example").is_ok());
+        assert!(verify(&set, &t, "https://iss", "https://aud").is_err());
+        assert_eq!(
+            verify_any_audience(&set, &t, "https://iss", true).unwrap(),
+            c
+        );
     }
 }

@@ -61,7 +61,7 @@ impl Drop for TestApp {
     }
 }
 
-fn config_client(id: &str, method: &str, grants: &[&str], scope: &str) -> ConfigClient {
+pub fn config_client(id: &str, method: &str, grants: &[&str], scope: &str) -> ConfigClient {
     ConfigClient {
         client_id: id.into(),
         client_name: format!("{id} (test)"),

@@ -19,6 +19,7 @@ mod races;
 mod real_browser;
 mod redis_server;
 mod registration;
+mod resources;
 mod revocation;
 mod rotation;
 mod security;

@@ -46,6 +46,7 @@ async fn mint(app: &TestApp) -> (String, String) {
         expires_at: app.state.clock.now() + 3600,
         rotated: false,
         grace: None,
+        resources: vec![],
     };
     app.state
         .repos

@@ -34,6 +34,7 @@ pub async fn suite(store: Store) {
     scan_prefix_lists_live_keys(&store).await;
     scan_prefix_is_literal(&store).await;
     scan_prefix_walks_many_keys(&store).await;
+    uri_shaped_keys(&store).await;
     put_new_writes_only_once(&store).await;
     swap_is_compare_and_set_with_side_writes(&store).await;
     concurrent_swap_has_one_winner(&store).await;
@@ -479,6 +480,38 @@ async fn scan_prefix_walks_many_keys(store: &Store) {
     store.put("t:manyother", b"v", None).await.unwrap();
     expected.sort();
     assert_eq!(sorted_scan(store, "t:many:").await, expected);
+}
+
+/// RFC 8707 resources are stored under their normalised URI
+/// (`kg:resource:https://…`), read together with a client (`MGET`) and
+/// listed by prefix: keys with `:/?&%[]=` must round-trip, read in order
+/// and list exactly.
+async fn uri_shaped_keys(store: &Store) {
+    let keys = [
+        "t:res:https://api.example/",
+        "t:res:https://api.example/mcp?x=1&y=%20",
+        "t:res:http://[::1]:8080/",
+        "t:res:http://127.0.0.1:3001/mcp",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        store.put(k, format!("{i}").as_bytes(), None).await.unwrap();
+    }
+    store.put("t:resx", b"other", None).await.unwrap();
+    let got = store
+        .get_many(&[keys[3], "t:res:https://api.example", keys[0], "t:client:c"])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        [Some(b"3".to_vec()), None, Some(b"0".to_vec()), None],
+        "in order, absent as None"
+    );
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(sorted_scan(store, "t:res:").await, expected);
+    assert!(store.delete(keys[1]).await.unwrap());
+    assert_eq!(store.get(keys[1]).await.unwrap(), None);
+    assert_eq!(sorted_scan(store, "t:res:").await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,17 @@ pub struct ConsentPage {
     pub redirect_host: String,
     /// The requested scopes with descriptions; may be empty.
     pub scopes: Vec<ScopeView>,
+    /// The RFC 8707 resources the token will be for (empty: none named).
+    pub resources: Vec<ResourceView>,
+}
+
+/// One resource the client will reach, as shown on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceView {
+    /// The registered display name, if any (escaped).
+    pub name: Option<String>,
+    /// The registered URI (escaped).
+    pub uri: String,
 }
 
 /// This request's path and query: the consent form posts the authorization
@@ -116,6 +127,14 @@ fn consent_page(
             client_id: valid.client_id.clone(),
             redirect_host,
             scopes: valid.scope.iter().map(ScopeView::for_scope).collect(),
+            resources: valid
+                .resources
+                .iter()
+                .map(|r| ResourceView {
+                    name: r.name.clone(),
+                    uri: r.uri.clone(),
+                })
+                .collect(),
         },
         StatusCode::OK,
     )
@@ -202,6 +221,29 @@ mod tests {
         assert!(!html.contains(XSS));
         assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</span> wants to access"));
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn consent_names_the_resources_escaped() {
+        let mut page = consent("Demo App");
+        let html = page.render().unwrap();
+        assert!(!html.contains("class=\"resources\""), "none named: no list");
+        page.resources = vec![
+            ResourceView {
+                name: Some(XSS.into()),
+                uri: "https://api.example/mcp?a=<b>".into(),
+            },
+            ResourceView {
+                name: None,
+                uri: "https://billing.example/".into(),
+            },
+        ];
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script"));
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;</strong>"));
+        assert!(html.contains("https://api.example/mcp?a=&#60;b&#62;"));
+        assert!(html.contains("<code class=\"resource-uri\">https://billing.example/</code>"));
+        assert!(html.contains("these services only"));
     }
 
     #[test]

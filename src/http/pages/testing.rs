@@ -73,5 +73,6 @@ pub fn consent(client_name: &str) -> ConsentPage {
             ScopeView::for_scope("profile"),
             ScopeView::for_scope("email"),
         ],
+        resources: vec![],
     }
 }
