@@ -270,10 +270,12 @@ impl Settings {
         };
         let scopes = ScopeSet::parse(&self.oauth.scopes.join(" "))
             .map_err(|e| ConfigError::new("oauth.scopes", e.description.to_string()))?;
-        let open_scopes = ScopeSet::parse(&self.registration.open_scopes.join(" ")).map_err(|e| {
-            ConfigError::new("registration.open_scopes", e.description.to_string())
-        })?;
-        if let Some(unknown) = open_scopes.iter().find(|s| !scopes.contains(s)) {
+        let open_scopes = ScopeSet::parse(&self.registration.open_scopes.join(" "))
+            .map_err(|e| ConfigError::new("registration.open_scopes", e.description.to_string()))?;
+        // Checked only when open: the defaults must not stop a server whose
+        // `oauth.scopes` lack `profile` or `email` from starting closed.
+        let unknown = open_scopes.iter().find(|s| !scopes.contains(s));
+        if let Some(unknown) = unknown.filter(|_| self.registration.open) {
             return Err(ConfigError::new(
                 "registration.open_scopes",
                 format!("`{unknown}` is not one of oauth.scopes"),
@@ -585,7 +587,7 @@ mod tests {
             ("KEYGATE_TOKENS_ACCESS_TTL", "0", "tokens.access_ttl"),
             (
                 "KEYGATE_REGISTRATION_OPEN_SCOPES",
-                "profile admin",
+                "profile a\"b",
                 "registration.open_scopes",
             ),
             (
@@ -677,6 +679,14 @@ mod tests {
         assert_eq!(r.open_scopes.to_string(), "email profile");
         assert_eq!(r.open_client_ttl, 30 * 24 * 3600);
         assert_eq!(v.limits.registration.burst.get(), 5);
+        let mut s = Settings::default();
+        s.oauth.scopes = vec!["api".into()];
+        s.validate()
+            .expect("closed: the default open scopes do not matter");
+        s.registration.open = true;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "registration.open_scopes");
+        assert_eq!(e.message, "`email` is not one of oauth.scopes");
     }
 
     #[test]

@@ -85,7 +85,16 @@ pub async fn register(
     owner: Option<String>,
     with_registration_token: bool,
 ) -> Result<Registered, ClientError> {
-    store_new(repos, meta, rules, now, owner, with_registration_token, None).await
+    store_new(
+        repos,
+        meta,
+        rules,
+        now,
+        owner,
+        with_registration_token,
+        None,
+    )
+    .await
 }
 
 /// Like [`register`] for an anonymous RFC 7591 registration (open

@@ -844,7 +844,10 @@ mod tests {
             x.auth_method = AuthMethod::ClientSecretBasic;
             x.grant_types.push(g);
             let e = check_open_registration(&x, &open).unwrap_err();
-            assert_eq!((e.code, e.field), (ErrorCode::InvalidClientMetadata, "grant_types"));
+            assert_eq!(
+                (e.code, e.field),
+                (ErrorCode::InvalidClientMetadata, "grant_types")
+            );
             assert!(e.message.contains(g.as_str()), "{}", e.message);
         }
         for uri in [

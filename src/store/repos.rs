@@ -284,7 +284,11 @@ impl Repos {
     /// expires earlier; a deleted or expired client is never brought back,
     /// and a client that never expires is left alone. Returns whether it
     /// wrote.
-    pub async fn extend_client(&self, client_id: &str, expires_at: i64) -> Result<bool, StoreError> {
+    pub async fn extend_client(
+        &self,
+        client_id: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let key = format!("{CLIENT}{client_id}");
         for _ in 0..CAS_ATTEMPTS {
             let Some(old) = self.get_versioned::<Client>(&key).await? else {
@@ -908,6 +912,18 @@ mod tests {
             client_name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn origin_sets_are_read_in_both_forms() {
+        let old = decode_members(br#"["a","b"]"#).unwrap();
+        assert_eq!(old, Members::from([("a".into(), None), ("b".into(), None)]));
+        let new = decode_members(br#"{"a":null,"b":1700000000}"#).unwrap();
+        assert_eq!(
+            new,
+            Members::from([("a".into(), None), ("b".into(), Some(1_700_000_000))])
+        );
+        assert!(decode_members(b"7").is_err());
     }
 
     #[tokio::test]

@@ -472,7 +472,8 @@ async fn a_bad_authorization_header_is_never_taken_for_anonymous() {
     }
     assert_eq!(stored_clients(&app).await, before, "nothing was written");
     // the initial access token still gives what anonymous callers cannot get
-    let svc = json!({"client_name": "svc", "grant_types": ["client_credentials"], "scope": "api:read"});
+    let svc =
+        json!({"client_name": "svc", "grant_types": ["client_credentials"], "scope": "api:read"});
     let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &svc).await;
     assert_eq!(resp.status(), 201);
     let resp = crate::steps::post_registration(&app.http, &app.addr, None, &svc).await;
@@ -551,9 +552,15 @@ async fn anonymous_registration_is_limited() {
         crate::helpers::urlencode(redirect)
     );
     let code = crate::steps::code_of(&app.authorize(&q, "allow").await);
-    let resp =
-        crate::steps::redeem(&app.http, &app.addr, None, &[("client_id", id)], &code, &verifier)
-            .await;
+    let resp = crate::steps::redeem(
+        &app.http,
+        &app.addr,
+        None,
+        &[("client_id", id)],
+        &code,
+        &verifier,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
 
     // A confidential client gets a server-generated secret, never its own.
@@ -730,7 +737,10 @@ async fn an_anonymous_client_update_stays_within_limits(backend: Backend) {
     assert_eq!(updated["client_name"], "Renamed");
     assert_eq!(updated["scope"], "email profile", "the open scopes again");
     let stored = app.state.repos.client(id).await.unwrap().unwrap();
-    assert!(stored.expires_at.is_some(), "still anonymous, still expiring");
+    assert!(
+        stored.expires_at.is_some(),
+        "still anonymous, still expiring"
+    );
     // The management endpoint itself works as for any client.
     let resp = app
         .http
