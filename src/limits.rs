@@ -28,6 +28,8 @@
 //!   without hashing) and refunded when the password is right, so successes
 //!   cost nothing and N concurrent guesses cannot all pass.
 //! - *Sign-ups* per IP (each one runs argon2 and creates an account).
+//! - *Anonymous client registrations* per IP (`registration.open`; each one
+//!   stores a client until it expires unused), stepped by `flows::registration`.
 //!
 //! This module holds their quotas and builds their key parts
 //! ([`client_key`], [`login_name`]).
@@ -76,6 +78,7 @@ struct On {
     client: Option<Keyed>,
     login: Quota,
     signup: Quota,
+    registration: Quota,
 }
 
 impl Limits {
@@ -92,6 +95,7 @@ impl Limits {
                 client: s.client.map(Keyed::new),
                 login: s.login,
                 signup: s.signup,
+                registration: s.registration,
             }),
         }
     }
@@ -149,6 +153,11 @@ impl Limits {
     /// The sign-up quota (shared through the store), unless disabled.
     pub fn signup(&self) -> Option<Quota> {
         self.on.as_ref().map(|on| on.signup)
+    }
+
+    /// The anonymous-registration quota (shared through the store), unless disabled.
+    pub fn registration(&self) -> Option<Quota> {
+        self.on.as_ref().map(|on| on.registration)
     }
 
     /// Forgets keys whose bucket is full again (they behave exactly like new
@@ -296,6 +305,7 @@ mod tests {
             client: None,
             login: quota(Duration::from_secs(60), 2),
             signup: quota(Duration::from_secs(3600), 2),
+            registration: quota(Duration::from_secs(3600), 2),
             sweep_every: Duration::from_secs(60),
         }
     }
@@ -357,6 +367,7 @@ mod tests {
         }
         assert!(l.is_empty());
         assert_eq!((l.login(), l.signup()), (None, None));
+        assert_eq!(l.registration(), None);
     }
 
     #[test]

@@ -247,7 +247,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         &cfg.issuer,
         cfg.client_rules.scopes.iter().map(str::to_string).collect(),
         &policy,
-        !cfg.registration.initial_access_tokens.is_empty(),
+        cfg.registration.possible(),
     ))?
     .into();
     let config_users = config_users(&settings);
@@ -257,7 +257,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         .values()
         .flat_map(Client::cors_origins)
         .collect();
-    let repos = Repos::new(store.clone(), cfg.tokens.access_ttl);
+    let repos = Repos::new(store.clone(), cfg.tokens.access_ttl).with_clock(clock.clone());
     index_origins(&repos).await;
     let state = AppState {
         repos,

@@ -95,6 +95,11 @@ pub struct LimitSettings {
     pub signup_per_hour: u32,
     /// Sign-ups from one IP address before the rate applies.
     pub signup_burst: u32,
+    /// Anonymous client registrations (`registration.open`) per hour from
+    /// one IP address.
+    pub registration_per_hour: u32,
+    /// Anonymous client registrations from one IP address before the rate applies.
+    pub registration_burst: u32,
     /// Seconds between sweeps that forget idle in-process limiter keys (bounds memory).
     pub sweep_secs: u64,
 }
@@ -115,6 +120,8 @@ impl Default for LimitSettings {
             login_burst: 5,
             signup_per_hour: 10,
             signup_burst: 5,
+            registration_per_hour: 10,
+            registration_burst: 5,
             sweep_secs: 60,
         }
     }
@@ -320,13 +327,36 @@ impl Default for TokenSettings {
     }
 }
 
-/// `[registration]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[registration]`: closed (not `open`, no tokens), protected (initial
+/// access tokens) or open (anonymous RFC 7591 within limits; a request with
+/// a valid initial access token still gets full rights).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationSettings {
-    /// Initial access tokens for `POST /oauth/register`; empty = registration closed.
+    /// Initial access tokens for `POST /oauth/register`.
     #[serde(serialize_with = "redacted_list")]
     pub initial_access_tokens: Vec<SecretString>,
+    /// Accept anonymous registrations (no `Authorization` header), limited
+    /// to public clients and generated secrets, the code and refresh grants,
+    /// https / loopback / private-use redirect URIs and `open_scopes`.
+    pub open: bool,
+    /// The scopes an anonymous registration may ask for (and gets when it
+    /// asks for none).
+    pub open_scopes: Vec<String>,
+    /// Seconds an anonymously registered client lives unused; every use
+    /// (authorization, token) extends it.
+    pub open_client_ttl: u64,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            initial_access_tokens: vec![],
+            open: false,
+            open_scopes: vec!["profile".into(), "email".into()],
+            open_client_ttl: 30 * 24 * 3600,
+        }
+    }
 }
 
 /// Serialises a list of secrets without their values. The tree is serialised

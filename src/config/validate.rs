@@ -158,6 +158,8 @@ pub struct LimitOptions {
     pub login: Quota,
     /// Sign-ups per IP address, shared through the store.
     pub signup: Quota,
+    /// Anonymous client registrations per IP address, shared through the store.
+    pub registration: Quota,
     /// Period of the sweep that forgets idle in-process limiter keys.
     pub sweep_every: Duration,
 }
@@ -166,8 +168,23 @@ pub struct LimitOptions {
 #[derive(Debug, Clone)]
 pub struct RegistrationOptions {
     /// Initial access tokens for `POST /oauth/register` (each ≥ 16
-    /// characters); empty = registration closed.
+    /// characters).
     pub initial_access_tokens: Vec<SecretString>,
+    /// Anonymous registration (RFC 7591 without a token) within limits.
+    pub open: bool,
+    /// What an anonymous registration may ask for (⊆ `oauth.scopes`), and
+    /// gets when it asks for nothing.
+    pub open_scopes: crate::oauth::types::ScopeSet,
+    /// Lifetime of an unused anonymously registered client, in seconds.
+    pub open_client_ttl: i64,
+}
+
+impl RegistrationOptions {
+    /// Whether `POST /oauth/register` can succeed at all (and is advertised
+    /// in the metadata): open, or at least one initial access token.
+    pub fn possible(&self) -> bool {
+        self.open || !self.initial_access_tokens.is_empty()
+    }
 }
 
 /// Settings after validation, in the types the server uses.
@@ -255,6 +272,17 @@ impl Settings {
         };
         let scopes = ScopeSet::parse(&self.oauth.scopes.join(" "))
             .map_err(|e| ConfigError::new("oauth.scopes", e.description.to_string()))?;
+        let open_scopes = ScopeSet::parse(&self.registration.open_scopes.join(" "))
+            .map_err(|e| ConfigError::new("registration.open_scopes", e.description.to_string()))?;
+        // Checked only when open: the defaults must not stop a server whose
+        // `oauth.scopes` lack `profile` or `email` from starting closed.
+        let unknown = open_scopes.iter().find(|s| !scopes.contains(s));
+        if let Some(unknown) = unknown.filter(|_| self.registration.open) {
+            return Err(ConfigError::new(
+                "registration.open_scopes",
+                format!("`{unknown}` is not one of oauth.scopes"),
+            ));
+        }
         for (key, v) in [
             ("tokens.access_ttl", self.tokens.access_ttl),
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
@@ -299,6 +327,18 @@ impl Settings {
             ("limits.login_burst", self.limits.login_burst.into()),
             ("limits.signup_per_hour", self.limits.signup_per_hour.into()),
             ("limits.signup_burst", self.limits.signup_burst.into()),
+            (
+                "limits.registration_per_hour",
+                self.limits.registration_per_hour.into(),
+            ),
+            (
+                "limits.registration_burst",
+                self.limits.registration_burst.into(),
+            ),
+            (
+                "registration.open_client_ttl",
+                self.registration.open_client_ttl,
+            ),
             ("limits.sweep_secs", self.limits.sweep_secs),
         ] {
             if v == 0 {
@@ -456,10 +496,18 @@ impl Settings {
                     self.limits.login_burst,
                 ),
                 signup: quota(HOUR, self.limits.signup_per_hour, self.limits.signup_burst),
+                registration: quota(
+                    HOUR,
+                    self.limits.registration_per_hour,
+                    self.limits.registration_burst,
+                ),
                 sweep_every: seconds(self.limits.sweep_secs),
             },
             registration: RegistrationOptions {
                 initial_access_tokens: self.registration.initial_access_tokens.clone(),
+                open: self.registration.open,
+                open_scopes,
+                open_client_ttl: secs(self.registration.open_client_ttl),
             },
             resources,
         })
@@ -542,6 +590,21 @@ mod tests {
             ("KEYGATE_OAUTH_PROFILE", "oauth3", "oauth.profile"),
             ("KEYGATE_TOKENS_ACCESS_TTL", "0", "tokens.access_ttl"),
             (
+                "KEYGATE_REGISTRATION_OPEN_SCOPES",
+                "profile a\"b",
+                "registration.open_scopes",
+            ),
+            (
+                "KEYGATE_REGISTRATION_OPEN_CLIENT_TTL",
+                "0",
+                "registration.open_client_ttl",
+            ),
+            (
+                "KEYGATE_LIMITS_REGISTRATION_PER_HOUR",
+                "0",
+                "limits.registration_per_hour",
+            ),
+            (
                 "KEYGATE_KEYS_ACTIVATION_DELAY_SECS",
                 "299",
                 "keys.activation_delay_secs",
@@ -610,6 +673,24 @@ mod tests {
         let v = Settings::default().validate().unwrap();
         assert_eq!(v.keys.reload_every, Some(Duration::from_secs(60)));
         assert_eq!(v.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn registration_defaults_are_closed() {
+        let v = Settings::default().validate().unwrap();
+        let r = &v.registration;
+        assert!(!r.open && !r.possible());
+        assert_eq!(r.open_scopes.to_string(), "email profile");
+        assert_eq!(r.open_client_ttl, 30 * 24 * 3600);
+        assert_eq!(v.limits.registration.burst.get(), 5);
+        let mut s = Settings::default();
+        s.oauth.scopes = vec!["api".into()];
+        s.validate()
+            .expect("closed: the default open scopes do not matter");
+        s.registration.open = true;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "registration.open_scopes");
+        assert_eq!(e.message, "`email` is not one of oauth.scopes");
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub async fn check(
     let req = validate(&params, client.as_ref(), &state.policy).map_err(Refusal::Authorize)?;
     let req = bind_resources(&params, req, requested, &found).map_err(Refusal::Authorize)?;
     match client {
-        Some(c) => Ok((req, c)),
+        Some(c) => {
+            // An anonymously registered client in use lives on (no round trip here).
+            super::registration::keep_alive(state, &c);
+            Ok((req, c))
+        }
         None => Err(Refusal::Flow(FlowError::Internal(
             "validated request without a client".into(),
         ))),

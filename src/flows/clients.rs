@@ -64,6 +64,7 @@ pub fn build(
         client_uri: meta.client_uri,
         logo_uri: meta.logo_uri,
         registration_token_sha256: None,
+        expires_at: None,
     };
     Ok(Registered {
         client,
@@ -84,8 +85,45 @@ pub async fn register(
     owner: Option<String>,
     with_registration_token: bool,
 ) -> Result<Registered, ClientError> {
+    store_new(
+        repos,
+        meta,
+        rules,
+        now,
+        owner,
+        with_registration_token,
+        None,
+    )
+    .await
+}
+
+/// Like [`register`] for an anonymous RFC 7591 registration (open
+/// registration): a registration access token is issued, and the client
+/// expires at `expires_at` unless its use extends it
+/// (`flows::registration::keep_alive`).
+#[tracing::instrument(skip_all, fields(client_name = %meta.client_name))]
+pub async fn register_expiring(
+    repos: &Repos,
+    meta: ClientMetadata,
+    rules: &Rules,
+    now: i64,
+    expires_at: i64,
+) -> Result<Registered, ClientError> {
+    store_new(repos, meta, rules, now, None, true, Some(expires_at)).await
+}
+
+async fn store_new(
+    repos: &Repos,
+    meta: ClientMetadata,
+    rules: &Rules,
+    now: i64,
+    owner: Option<String>,
+    with_registration_token: bool,
+    expires_at: Option<i64>,
+) -> Result<Registered, ClientError> {
     let mut reg = build(meta, rules, now, None, None)?;
     reg.client.owner = owner;
+    reg.client.expires_at = expires_at;
     if with_registration_token {
         let token = crate::ids::random_token(32);
         reg.client.registration_token_sha256 = Some(hash_secret(&token));

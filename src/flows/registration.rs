@@ -1,14 +1,33 @@
 //! Dynamic client registration (RFC 7591) and its management endpoint
 //! (RFC 7592), guarded by initial access tokens from the config and by the
 //! per-client registration access token.
+//!
+//! The `[registration]` policy: *closed* (not `open`, no tokens: every
+//! request is refused), *protected* (an initial access token gives full
+//! rights) or *open* (a request without an `Authorization` header registers
+//! within the limits of [`check_open_registration`], spends the caller's
+//! address's budget `limits.registration_*`, and gets a client that expires
+//! when unused, `registration.open_client_ttl`). A request that carries an
+//! `Authorization` header is judged by it alone: a bad token is refused,
+//! never treated as anonymous.
+//!
+//! Expiry costs the token endpoint no round trip: the client record
+//! carries its expiry, and only a use in the second half of its life
+//! extends it ([`keep_alive`]), with a write off the response path.
+
+use std::net::IpAddr;
 
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::clients::{self, ClientError, Registered};
 use super::FlowError;
+use crate::limits::client_key;
 use crate::oauth::client_auth::hash_secret;
-use crate::oauth::client_meta::{parse, Defaults, MetadataError, RawClientMetadata};
+use crate::oauth::client_meta::{
+    check_open_registration, parse, validate, ClientMetadata, Defaults, MetadataError,
+    RawClientMetadata,
+};
 use crate::oauth::types::Client;
 use crate::state::AppState;
 
@@ -58,14 +77,21 @@ fn initial_token_ok(state: &AppState, token: Option<&str>) -> bool {
         })
 }
 
-/// `POST /oauth/register` (RFC 7591 §3).
+/// `POST /oauth/register` (RFC 7591 §3). `credential` is what the
+/// `Authorization` header carried (the bearer token, or the whole value
+/// when it is not a Bearer token), `None` without the header; `peer` is the
+/// TCP peer's address, which the anonymous-registration limit keys on.
 #[tracing::instrument(skip_all)]
 pub async fn register(
     state: &AppState,
-    initial_token: Option<&str>,
+    peer: Option<IpAddr>,
+    credential: Option<&str>,
     req: MetadataRequest,
 ) -> Result<Registered, RegistrationError> {
-    if !initial_token_ok(state, initial_token) {
+    if credential.is_none() && state.cfg.registration.open {
+        return register_anonymous(state, peer, req).await;
+    }
+    if !initial_token_ok(state, credential) {
         return Err(RegistrationError::Unauthorized);
     }
     let meta = parse(req.metadata, Defaults::rfc7591()).map_err(RegistrationError::Metadata)?;
@@ -78,6 +104,75 @@ pub async fn register(
         true,
     )
     .await?)
+}
+
+/// Parses metadata from an anonymous caller: a missing `scope` becomes
+/// `registration.open_scopes`; then the server rules and the open-
+/// registration limits apply.
+fn parse_open(state: &AppState, raw: RawClientMetadata) -> Result<ClientMetadata, MetadataError> {
+    let open_scopes = &state.cfg.registration.open_scopes;
+    let defaults = Defaults {
+        scope: open_scopes.clone(),
+        ..Defaults::rfc7591()
+    };
+    let meta = parse(raw, defaults)?;
+    check_open_registration(&meta, open_scopes)?;
+    validate(&meta, &state.cfg.client_rules)?;
+    Ok(meta)
+}
+
+/// An anonymous registration: metadata within limits first (a refused
+/// request is free), then one unit of the address's budget, then the
+/// client, which expires after `registration.open_client_ttl` unless used.
+async fn register_anonymous(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    req: MetadataRequest,
+) -> Result<Registered, RegistrationError> {
+    let meta = parse_open(state, req.metadata).map_err(RegistrationError::Metadata)?;
+    if let Some(quota) = state.limits.registration() {
+        let decision = state
+            .repos
+            .rate_registration(&client_key(peer), quota, 1)
+            .await
+            .map_err(|e| RegistrationError::Flow(e.into()))?;
+        super::users::limited("registration", decision).map_err(RegistrationError::Flow)?;
+    }
+    let now = state.clock.now();
+    let reg = clients::register_expiring(
+        &state.repos,
+        meta,
+        &state.cfg.client_rules,
+        now,
+        now + state.cfg.registration.open_client_ttl,
+    )
+    .await?;
+    tracing::info!(event = "client_registered_anonymously", client_id = %reg.client.client_id, "anonymous client registered");
+    Ok(reg)
+}
+
+/// Extends an anonymously registered client in use (a successful token
+/// request or authorization request) to a full `registration.open_client_ttl`
+/// from now, once at most half of it is left. The check reads only the
+/// client already in hand, so the common case costs nothing; the write
+/// happens in a task of its own, off the response path. Clients that never
+/// expire are left alone.
+pub fn keep_alive(state: &AppState, client: &Client) {
+    let Some(expires_at) = client.expires_at else {
+        return;
+    };
+    let ttl = state.cfg.registration.open_client_ttl;
+    let now = state.clock.now();
+    if (expires_at - now).saturating_mul(2) > ttl {
+        return;
+    }
+    let repos = state.repos.clone();
+    let client_id = client.client_id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = repos.extend_client(&client_id, now + ttl).await {
+            tracing::warn!(error = %e, client_id = %client_id, "could not extend an anonymously registered client");
+        }
+    });
 }
 
 async fn authorized(
@@ -107,14 +202,20 @@ pub async fn replace(
     token: Option<&str>,
     req: MetadataRequest,
 ) -> Result<Registered, RegistrationError> {
-    authorized(state, client_id, token).await?;
+    let client = authorized(state, client_id, token).await?;
     if req.client_id.as_deref() != Some(client_id) {
         return Err(RegistrationError::Metadata(MetadataError::invalid(
             "client_id",
             "the body's client_id must equal the client in the URL",
         )));
     }
-    let meta = parse(req.metadata, Defaults::rfc7591()).map_err(RegistrationError::Metadata)?;
+    // An anonymously registered client stays within the same limits.
+    let meta = if client.is_anonymous() {
+        parse_open(state, req.metadata)
+    } else {
+        parse(req.metadata, Defaults::rfc7591())
+    }
+    .map_err(RegistrationError::Metadata)?;
     Ok(clients::update(&state.repos, client_id, None, meta, &state.cfg.client_rules).await?)
 }
 

@@ -282,6 +282,8 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
         },
     };
     tracing::info!(event = "token_issued", "access token issued");
+    // An anonymously registered client in use lives on (no round trip here).
+    super::registration::keep_alive(state, &client);
     Ok(issued)
 }
 

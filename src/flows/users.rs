@@ -121,7 +121,7 @@ fn check_signup(username: &str, email: Option<&str>, password: &str) -> Result<(
 }
 
 /// A rate decision of the `limit` limiter as a flow result.
-fn limited(limit: &'static str, decision: Decision) -> Result<(), FlowError> {
+pub(super) fn limited(limit: &'static str, decision: Decision) -> Result<(), FlowError> {
     match decision {
         Decision::Allowed => Ok(()),
         Decision::Limited { retry_after } => {

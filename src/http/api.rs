@@ -202,7 +202,8 @@ pub struct ServerMetadata {
     pub code_challenge_methods_supported: Vec<String>,
     /// RFC 9207: every authorization response carries `iss`.
     pub authorization_response_iss_parameter_supported: bool,
-    /// RFC 7591 registration endpoint (only when initial access tokens are configured).
+    /// RFC 7591 registration endpoint (only when registration is possible:
+    /// `registration.open` or at least one initial access token).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_endpoint: Option<String>,
@@ -530,7 +531,7 @@ pub fn server_metadata(
     issuer: &str,
     scopes: Vec<String>,
     policy: &Policy,
-    registration_open: bool,
+    registration_possible: bool,
 ) -> ServerMetadata {
     let mut grants: Vec<String> = flows::token::supported_grants(policy)
         .iter()
@@ -571,7 +572,7 @@ pub fn server_metadata(
             .collect(),
         code_challenge_methods_supported: pkce,
         authorization_response_iss_parameter_supported: true,
-        registration_endpoint: registration_open.then(|| format!("{issuer}/oauth/register")),
+        registration_endpoint: registration_possible.then(|| format!("{issuer}/oauth/register")),
         service_documentation: format!("{issuer}/docs"),
     }
 }

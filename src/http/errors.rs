@@ -316,6 +316,16 @@ impl From<RegistrationError> for RegistrationResponse {
                 }),
                 NO_STORE.into(),
             ),
+            RegistrationError::Flow(FlowError::RateLimited(RetryAfter(secs))) => {
+                Self::TooManyRequests(
+                    OAuthErrorBody::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        format!("too many registrations from this address; retry after {secs} s"),
+                    ),
+                    secs.to_string(),
+                    NO_STORE.into(),
+                )
+            }
             RegistrationError::Flow(f) => {
                 let e = oauth_error(f);
                 let body = Json(OAuthErrorBody::from(&e));

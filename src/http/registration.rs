@@ -2,6 +2,7 @@
 //! as poem-openapi operations.
 
 use poem::web::Data;
+use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -153,6 +154,15 @@ pub enum RegistrationResponse {
         Json<OAuthErrorBody>,
         #[oai(header = "WWW-Authenticate")] String,
     ),
+    /// Too many anonymous registrations from this address
+    /// (`limits.registration_*`): `temporarily_unavailable` (RFC 7591 has
+    /// no rate-limit code); retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Retry-After")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// The store is unreachable; retry.
     #[oai(status = 503)]
     Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
@@ -166,6 +176,17 @@ fn token(auth: &BearerAuth) -> Option<&str> {
         BearerAuth::Bearer(BearerJwt(b)) => Some(b.token.as_str()),
         BearerAuth::Missing => None,
     }
+}
+
+/// The credential an `Authorization` header carries: its bearer token, or,
+/// for any other scheme, the whole value (which matches no token), so that
+/// a request with a header is never taken for an anonymous one.
+fn credential<'a>(auth: &'a BearerAuth, req: &'a Request) -> Option<&'a str> {
+    token(auth).or_else(|| {
+        req.headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default())
+    })
 }
 
 fn created(state: &AppState, reg: Registered) -> RegistrationResponse {
@@ -188,8 +209,13 @@ impl RegistrationApi {
     /// Dynamic client registration (RFC 7591).
     ///
     /// Send an initial access token from `registration.initial_access_tokens`
-    /// as `Authorization: Bearer`. The response carries the client secret and
-    /// a registration access token for the management endpoint, once.
+    /// as `Authorization: Bearer`; with `registration.open`, a request
+    /// without an `Authorization` header registers anonymously, within
+    /// limits (public clients or generated secrets, the code and refresh
+    /// grants, https / loopback / private-use redirect URIs,
+    /// `registration.open_scopes`), rate-limited per address, and the client
+    /// expires when unused. The response carries the client secret and a
+    /// registration access token for the management endpoint, once.
     #[oai(
         path = "/oauth/register",
         method = "post",
@@ -198,10 +224,13 @@ impl RegistrationApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        req: &Request,
         auth: BearerAuth,
         body: Json<ClientMetadataBody>,
     ) -> RegistrationResponse {
-        match registration::register(&state, token(&auth), body.0.into()).await {
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let credential = credential(&auth, req);
+        match registration::register(&state, peer, credential, body.0.into()).await {
             Ok(reg) => created(&state, reg),
             Err(e) => e.into(),
         }

@@ -198,6 +198,13 @@ pub struct Client {
     /// registered through `POST /oauth/register`.
     #[serde(default)]
     pub registration_token_sha256: Option<[u8; 32]>,
+    /// When an anonymously registered client (open registration) expires
+    /// unless used, seconds since the epoch; `None` for every other client
+    /// (config file, pages, CLI, initial access token), which never expire.
+    /// Its presence is what marks a client as anonymous: an RFC 7592 update
+    /// stays within the open-registration limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl Client {
@@ -208,6 +215,11 @@ impl Client {
     /// Whether the client may use `grant`.
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+    /// Whether the client was registered anonymously (open registration):
+    /// it is limited and expires when unused.
+    pub fn is_anonymous(&self) -> bool {
+        self.expires_at.is_some()
     }
     /// Whether the client is confidential (has a secret).
     pub fn is_confidential(&self) -> bool {
@@ -374,6 +386,7 @@ mod tests {
             client_uri: None,
             logo_uri: None,
             registration_token_sha256: None,
+            expires_at: None,
         }
     }
 

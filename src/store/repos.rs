@@ -2,7 +2,7 @@
 //! The flows never see raw keys. Codes, refresh tokens and sessions are keyed
 //! by the SHA-256 of the secret value, so the store never holds them in clear.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{Put, Store, StoreError, Swap};
+use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::oauth::grace::GraceSeal;
 use crate::oauth::resource::{Resource, ResourceId};
 use crate::oauth::token::{AccessClaims, CodeRecord, RefreshRecord};
@@ -35,6 +36,7 @@ const CORS: &str = "kg:cors:";
 const ORIGINS_INDEXED: &str = "kg:meta:origins-indexed";
 const RATE_LOGIN: &str = "kg:rl:login:";
 const RATE_SIGNUP: &str = "kg:rl:signup:";
+const RATE_REGISTER: &str = "kg:rl:register:";
 
 /// Attempts of a compare-and-swap loop before [`StoreError::Contended`].
 const CAS_ATTEMPTS: usize = 16;
@@ -57,6 +59,10 @@ pub struct Repos {
     /// How long a revocation marker must outlive its write: the access-token
     /// lifetime, so every token issued before it has expired when it goes.
     revocation_ttl: Duration,
+    /// Turns the absolute expiry of an expiring client
+    /// ([`Client::expires_at`]) into the store TTL of its key and of its
+    /// CORS origin entries.
+    clock: Arc<dyn Clock>,
 }
 
 /// Most clients [`ClientCache`] holds; past it, it starts over.
@@ -137,7 +143,23 @@ impl Repos {
             store,
             clients: Arc::new(ClientCache::default()),
             revocation_ttl: access_ttl.max(Duration::from_secs(1)),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Uses `clock` (the server's) instead of the system clock for the TTLs
+    /// of expiring clients.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store TTL of `client`'s key: until its expiry for an anonymously
+    /// registered client, none (never expires) for every other.
+    fn client_ttl(&self, client: &Client) -> Option<Duration> {
+        client
+            .expires_at
+            .and_then(|at| ttl_secs(at - self.clock.now()))
     }
 
     /// Writes a revocation marker for every access token carrying `key`'s
@@ -230,21 +252,23 @@ impl Repos {
     /// Creates or replaces a client, then updates the CORS origin index
     /// (see [`Repos::origin_allowed`]). The write is a compare-and-swap so
     /// that the client it replaced, whose origins may have to leave the
-    /// index, is known exactly.
+    /// index, is known exactly. A client with [`Client::expires_at`] is
+    /// stored with a TTL until then, and so are its origin entries.
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let key = format!("{CLIENT}{}", client.client_id);
         let bytes = serde_json::to_vec(client)?;
+        let ttl = self.client_ttl(client);
         let mut touched = client.cors_origins();
         for _ in 0..CAS_ATTEMPTS {
             let wrote = match self.get_versioned::<Client>(&key).await? {
-                None => self.store.put_new(&key, &bytes, None).await?,
+                None => self.store.put_new(&key, &bytes, ttl).await?,
                 Some(old) => {
                     touched.extend(old.value.cors_origins());
                     self.store
                         .swap(&Swap {
                             key: &key,
                             expected: &old.raw,
-                            new: Some((&bytes, None)),
+                            new: Some((&bytes, ttl)),
                             require: &[],
                             puts: &[],
                         })
@@ -253,6 +277,47 @@ impl Repos {
             };
             if wrote {
                 return self.sync_origins(&client.client_id, &touched).await;
+            }
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    /// Moves an expiring client's expiry forward to `expires_at` (its key's
+    /// TTL and its CORS origin entries' with it), if it still exists and
+    /// expires earlier; a deleted or expired client is never brought back,
+    /// and a client that never expires is left alone. Returns whether it
+    /// wrote.
+    pub async fn extend_client(
+        &self,
+        client_id: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{CLIENT}{client_id}");
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(old) = self.get_versioned::<Client>(&key).await? else {
+                return Ok(false);
+            };
+            if old.value.expires_at.is_none_or(|at| at >= expires_at) {
+                return Ok(false);
+            }
+            let client = Client {
+                expires_at: Some(expires_at),
+                ..old.value
+            };
+            let bytes = serde_json::to_vec(&client)?;
+            let extended = self
+                .store
+                .swap(&Swap {
+                    key: &key,
+                    expected: &old.raw,
+                    new: Some((&bytes, self.client_ttl(&client))),
+                    require: &[],
+                    puts: &[],
+                })
+                .await?;
+            if extended {
+                self.sync_origins(client_id, &client.cors_origins()).await?;
+                return Ok(true);
             }
         }
         Err(StoreError::Contended(key))
@@ -296,12 +361,23 @@ impl Repos {
     // allowed origins live in the store, next to the clients:
     //
     // - `kg:origin:<origin>`: the ids of the stored clients that have the
-    //   origin (a JSON array). Several clients may share an origin, so this is
+    //   origin, each with the expiry of an anonymously registered client or
+    //   `null` (a JSON object; older keygates wrote an array of ids, read as
+    //   never expiring). Several clients may share an origin, so this is
     //   a set rather than a flag: deleting one leaves the others' origin.
     // - `kg:cors:<origin>`: `1` while that set is non-empty, else `0`. It is
     //   written in the same compare-and-swap as the set, so it always agrees
     //   with it, and it is what a request reads: one small `GET` whatever the
     //   number of clients sharing the origin.
+    //
+    // Expiring clients vanish without a write (their key's TTL), so the
+    // index expires with them instead of being told: the set and its flag
+    // carry the TTL of their longest-lived member (none while any member
+    // never expires), a change drops memberships that have lapsed, and an
+    // emptied set is deleted with its flag. Extending a client
+    // ([`Repos::extend_client`]) extends its entries. So the index never
+    // holds an origin past the expiry of its last client, and open
+    // registration does not grow it without bound.
     //
     // Membership changes are idempotent set updates, never counts, which is
     // what makes the concurrent protocol of `sync_origins` converge.
@@ -341,12 +417,19 @@ impl Repos {
         let key = format!("{CLIENT}{client_id}");
         let mut seen = self.store.get(&key).await?;
         for _ in 0..CAS_ATTEMPTS {
-            let wanted = match &seen {
-                Some(raw) => serde_json::from_slice::<Client>(raw)?.cors_origins(),
-                None => BTreeSet::new(),
+            // origin → the membership's expiry (the client's)
+            let wanted: BTreeMap<String, Option<UnixTime>> = match &seen {
+                Some(raw) => {
+                    let c = serde_json::from_slice::<Client>(raw)?;
+                    c.cors_origins()
+                        .into_iter()
+                        .map(|o| (o, c.expires_at))
+                        .collect()
+                }
+                None => BTreeMap::new(),
             };
             for origin in touched {
-                self.set_origin_member(origin, client_id, wanted.contains(origin))
+                self.set_origin_member(origin, client_id, wanted.get(origin).copied())
                     .await?;
             }
             let again = self.store.get(&key).await?;
@@ -358,44 +441,58 @@ impl Repos {
         Err(StoreError::Contended(key))
     }
 
-    /// Adds `client_id` to (or removes it from) the clients of `origin`, and
-    /// sets the origin's flag in the same compare-and-swap. The set key is
-    /// created empty and never deleted, so every change is one swap.
+    /// Makes `client_id` a member of the clients of `origin` with the
+    /// expiry `member` (`Some(None)`: never expires), or no member (`None`),
+    /// drops lapsed memberships, and sets the origin's flag in the same
+    /// compare-and-swap, both with the TTL of the longest-lived member. A
+    /// missing set is created empty first; an emptied one is deleted (its
+    /// flag becomes `0` for a second), so every change is one swap.
     async fn set_origin_member(
         &self,
         origin: &str,
         client_id: &str,
-        member: bool,
+        member: Option<Option<UnixTime>>,
     ) -> Result<(), StoreError> {
         let key = format!("{ORIGIN}{origin}");
         let flag = format!("{CORS}{origin}");
+        let now = self.clock.now();
         for _ in 0..CAS_ATTEMPTS {
-            let Some(current) = self.get_versioned::<BTreeSet<String>>(&key).await? else {
-                if !member {
+            let Some(raw) = self.store.get(&key).await? else {
+                let Some(expiry) = member else {
                     return Ok(());
-                }
-                self.store.put_new(&key, b"[]", None).await?;
+                };
+                let ttl = expiry.and_then(|at| ttl_secs(at - now));
+                self.store.put_new(&key, b"{}", ttl).await?;
                 continue;
             };
-            let mut ids = current.value.clone();
-            let changed = if member {
-                ids.insert(client_id.to_string())
-            } else {
-                ids.remove(client_id)
+            let current = decode_members(&raw)?;
+            let mut ids = current.clone();
+            ids.retain(|_, expiry| expiry.is_none_or(|at| at > now));
+            match member {
+                Some(expiry) => ids.insert(client_id.to_string(), expiry),
+                None => ids.remove(client_id),
             };
-            if !changed {
+            if ids == current {
                 return Ok(());
             }
             let bytes = serde_json::to_vec(&ids)?;
-            let allowed: &[u8] = if ids.is_empty() { b"0" } else { b"1" };
+            let (new, allowed, ttl): (Option<&[u8]>, &[u8], _) = if ids.is_empty() {
+                (None, b"0", ttl_secs(1))
+            } else {
+                let ttl = match ids.values().try_fold(0, |max, e| e.map(|at| max.max(at))) {
+                    None => None, // a member that never expires
+                    Some(latest) => ttl_secs(latest - now),
+                };
+                (Some(bytes.as_slice()), b"1", ttl)
+            };
             if self
                 .store
                 .swap(&Swap {
                     key: &key,
-                    expected: &current.raw,
-                    new: Some((&bytes, None)),
+                    expected: &raw,
+                    new: new.map(|b| (b, ttl)),
                     require: &[],
-                    puts: &[(&flag, allowed, None)],
+                    puts: &[(&flag, allowed, ttl)],
                 })
                 .await?
             {
@@ -834,6 +931,19 @@ impl Repos {
         self.store.rate(&key, quota, cost).await
     }
 
+    /// One step of the anonymous-registration limiter for the client
+    /// address key `client`.
+    pub async fn rate_registration(
+        &self,
+        client: &str,
+        quota: Quota,
+        cost: i64,
+    ) -> Result<Decision, StoreError> {
+        self.store
+            .rate(&format!("{RATE_REGISTER}{client}"), quota, cost)
+            .await
+    }
+
     /// One step of the sign-up limiter for the client address key `client`.
     pub async fn rate_signup(
         &self,
@@ -845,6 +955,25 @@ impl Repos {
             .rate(&format!("{RATE_SIGNUP}{client}"), quota, cost)
             .await
     }
+}
+
+/// The clients of one origin in the CORS index: id → the expiry of an
+/// anonymously registered client, `None` for one that never expires.
+type Members = BTreeMap<String, Option<UnixTime>>;
+
+/// Reads an origin set, in either of its stored forms.
+fn decode_members(raw: &[u8]) -> Result<Members, StoreError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Members(Members),
+        /// Before expiring clients: an array of ids, none of which expires.
+        Ids(BTreeSet<String>),
+    }
+    Ok(match serde_json::from_slice(raw)? {
+        Stored::Members(m) => m,
+        Stored::Ids(ids) => ids.into_iter().map(|id| (id, None)).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -863,6 +992,18 @@ mod tests {
             client_name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn origin_sets_are_read_in_both_forms() {
+        let old = decode_members(br#"["a","b"]"#).unwrap();
+        assert_eq!(old, Members::from([("a".into(), None), ("b".into(), None)]));
+        let new = decode_members(br#"{"a":null,"b":1700000000}"#).unwrap();
+        assert_eq!(
+            new,
+            Members::from([("a".into(), None), ("b".into(), Some(1_700_000_000))])
+        );
+        assert!(decode_members(b"7").is_err());
     }
 
     #[tokio::test]

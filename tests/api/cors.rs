@@ -428,6 +428,7 @@ async fn clients_stored_before_the_index_get_their_origins(backend: Backend) {
         client_uri: None,
         logo_uri: None,
         registration_token_sha256: None,
+        expires_at: None,
     };
     app.state
         .store

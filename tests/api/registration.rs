@@ -1,9 +1,10 @@
 //! RFC 7591 registration and RFC 7592 management over HTTP, on both stores.
 
+use keygate::config::Settings;
 use keygate::tokens::keys::Alg;
 use serde_json::json;
 
-use crate::helpers::{per_backend, spawn_app, spawn_app_with, Backend, ISSUER};
+use crate::helpers::{per_backend, spawn_app, spawn_app_with, Backend, TestApp, ISSUER};
 
 const IAT: &str = "initial-access-token-for-tests";
 
@@ -399,4 +400,354 @@ async fn native_apps_redirect_to_any_loopback_port(backend: Backend) {
         assert_eq!(resp.status(), 400, "{redirect}");
         assert!(resp.headers().get("location").is_none(), "{redirect}");
     }
+}
+
+// ---- open registration (issue 14 item 2) -----------------------------------
+
+/// keygate with `registration.open` and `tweak` applied.
+async fn anonymous_app(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(backend, Alg::ES256, |s| {
+        s.registration.open = true;
+        tweak(s)
+    })
+    .await
+}
+
+/// A public native app as the MCP SDKs register it: no scope, loopback redirect.
+fn native_app(redirect: &str) -> serde_json::Value {
+    json!({"client_name": "Native", "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": "none"})
+}
+
+async fn stored_clients(app: &TestApp) -> usize {
+    app.state.repos.client_ids().await.unwrap().len()
+}
+
+/// Closed (the default), protected (initial access tokens) and open: only
+/// open accepts a request without `Authorization`, and the metadata names
+/// the endpoint exactly when registration is possible.
+#[tokio::test]
+async fn registration_endpoint_is_advertised_when_registration_is_possible() {
+    let closed = spawn_app(Backend::Memory).await;
+    let protected = open_app(Backend::Memory).await;
+    let open = anonymous_app(Backend::Memory, |_| {}).await;
+    for (app, possible, anonymous) in [
+        (&closed, false, 401),
+        (&protected, true, 401),
+        (&open, true, 201),
+    ] {
+        let m = app
+            .get_json("/.well-known/oauth-authorization-server")
+            .await;
+        let expected = possible.then(|| json!(format!("{ISSUER}/oauth/register")));
+        assert_eq!(m.get("registration_endpoint"), expected.as_ref());
+        let body = native_app(crate::helpers::REDIRECT);
+        let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+        assert_eq!(resp.status(), anonymous, "possible = {possible}");
+    }
+}
+
+/// With tokens configured too, a request carrying a bad token (Bearer or
+/// not) is refused as before, never treated as anonymous; a valid token
+/// keeps its full rights.
+#[tokio::test]
+async fn a_bad_authorization_header_is_never_taken_for_anonymous() {
+    let app = anonymous_app(Backend::Memory, |s| {
+        s.registration.initial_access_tokens = vec![IAT.into()]
+    })
+    .await;
+    let before = stored_clients(&app).await;
+    let body = native_app(crate::helpers::REDIRECT);
+    let resp = crate::steps::post_registration(&app.http, &app.addr, "wrong-token", &body).await;
+    assert_eq!(error_of(resp, 401).await, "invalid_token");
+    for header in ["Basic dXNlcjpwYXNz", "Bearer", "Token abc", ""] {
+        let resp = app
+            .http
+            .post(app.url("/oauth/register"))
+            .header("authorization", header)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(resp, 401).await, "invalid_token", "{header:?}");
+    }
+    assert_eq!(stored_clients(&app).await, before, "nothing was written");
+    // the initial access token still gives what anonymous callers cannot get
+    let svc =
+        json!({"client_name": "svc", "grant_types": ["client_credentials"], "scope": "api:read"});
+    let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &svc).await;
+    assert_eq!(resp.status(), 201);
+    let resp = crate::steps::post_registration(&app.http, &app.addr, None, &svc).await;
+    assert_eq!(error_of(resp, 400).await, "invalid_client_metadata");
+}
+
+/// What an anonymous registration may ask for; everything else is refused
+/// with the RFC 7591 §3.2.2 code and nothing is stored.
+#[tokio::test]
+async fn anonymous_registration_is_limited() {
+    // `legacy` serves implicit and password, so only the open-registration
+    // limits refuse them here.
+    let app = anonymous_app(Backend::Memory, |s| s.oauth.profile = "legacy".into()).await;
+    let before = stored_clients(&app).await;
+    let redirect = crate::helpers::REDIRECT;
+    for (body, code, about) in [
+        (
+            json!({"grant_types": ["client_credentials"], "scope": "profile"}),
+            "invalid_client_metadata",
+            "client_credentials",
+        ),
+        (
+            json!({"redirect_uris": [redirect], "grant_types": ["authorization_code", "password"], "token_endpoint_auth_method": "client_secret_post"}),
+            "invalid_client_metadata",
+            "password",
+        ),
+        (
+            json!({"redirect_uris": [redirect], "grant_types": ["implicit"], "response_types": ["token"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+            "implicit",
+        ),
+        (
+            json!({"redirect_uris": [redirect], "scope": "profile api:read"}),
+            "invalid_client_metadata",
+            "not api:read",
+        ),
+        (
+            json!({"redirect_uris": ["http://app.example/cb"], "token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+            "http://app.example/cb",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example/cb#x"], "token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+            "fragment",
+        ),
+        (
+            json!({"redirect_uris": ["myapp:/cb"], "token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+            "myapp:/cb",
+        ),
+    ] {
+        let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], code, "{body}");
+        let description = err["error_description"].as_str().unwrap();
+        assert!(description.contains(about), "{description}");
+    }
+    assert_eq!(stored_clients(&app).await, before, "nothing was written");
+
+    // What it may have: a public native app (any loopback port, private-use
+    // scheme), with the open scopes when it asks for none ...
+    let body = json!({"redirect_uris": ["http://127.0.0.1:3000/callback", "http://[::1]/cb", "com.example.app:/cb", "https://app.example/cb"], "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"});
+    let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(info["scope"], "email profile");
+    assert!(info.get("client_secret").is_none());
+    assert!(info["registration_access_token"].is_string());
+    // ... and it runs the code flow.
+    let id = info["client_id"].as_str().unwrap();
+    let (verifier, challenge) = crate::helpers::pkce_pair();
+    let q = format!(
+        "response_type=code&client_id={id}&redirect_uri={}&state=st&code_challenge={challenge}&code_challenge_method=S256&scope=profile",
+        crate::helpers::urlencode(redirect)
+    );
+    let code = crate::steps::code_of(&app.authorize(&q, "allow").await);
+    let resp = crate::steps::redeem(
+        &app.http,
+        &app.addr,
+        None,
+        &[("client_id", id)],
+        &code,
+        &verifier,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+
+    // A confidential client gets a server-generated secret, never its own.
+    let body = json!({"redirect_uris": ["https://app.example/cb"], "scope": "email", "token_endpoint_auth_method": "client_secret_post", "client_secret": "chosen-by-the-client"});
+    let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    let secret = info["client_secret"].as_str().unwrap();
+    assert_ne!(secret, "chosen-by-the-client");
+    assert!(secret.len() >= 43, "at least 256 bits");
+    assert_eq!(info["scope"], "email");
+}
+
+per_backend!(anonymous_registrations_are_rate_limited_per_address);
+/// `limits.registration_*` through the store-backed limiter: the burst
+/// passes, the next anonymous registration from the address gets 429 with
+/// `Retry-After`; refused metadata spends nothing, and a registration with
+/// an initial access token is not counted.
+async fn anonymous_registrations_are_rate_limited_per_address(backend: Backend) {
+    let app = anonymous_app(backend, |s| {
+        s.limits.enabled = true;
+        s.limits.registration_burst = 2;
+        s.limits.registration_per_hour = 1;
+        s.registration.initial_access_tokens = vec![IAT.into()];
+    })
+    .await;
+    let body = native_app(crate::helpers::REDIRECT);
+    let bad = json!({"grant_types": ["client_credentials"]});
+    for _ in 0..3 {
+        let resp = crate::steps::post_registration(&app.http, &app.addr, None, &bad).await;
+        assert_eq!(resp.status(), 400);
+    }
+    for _ in 0..2 {
+        let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+        assert_eq!(resp.status(), 201);
+    }
+    let before = stored_clients(&app).await;
+    let resp = crate::steps::post_registration(&app.http, &app.addr, None, &body).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let err: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(err["error"], "temporarily_unavailable");
+    assert!(err["error_description"].is_string());
+    assert_eq!(stored_clients(&app).await, before, "nothing was written");
+    let resp = crate::steps::post_registration(&app.http, &app.addr, IAT, &body).await;
+    assert_eq!(resp.status(), 201, "initial access tokens are not limited");
+}
+
+per_backend!(anonymous_clients_expire_unless_used);
+/// An anonymous client lives `registration.open_client_ttl` unless used; use
+/// (here: authorization requests) extends it; its CORS origin entries go
+/// with it; a client registered with an initial access token never expires.
+async fn anonymous_clients_expire_unless_used(backend: Backend) {
+    let app = anonymous_app(backend, |s| {
+        s.registration.open_client_ttl = 2;
+        s.registration.initial_access_tokens = vec![IAT.into()];
+    })
+    .await;
+    let register = |redirect: &'static str, token: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let resp =
+                crate::steps::post_registration(&app.http, &app.addr, token, &native_app(redirect))
+                    .await;
+            assert_eq!(resp.status(), 201);
+            let info: serde_json::Value = resp.json().await.unwrap();
+            let field = |k: &str| info[k].as_str().unwrap().to_string();
+            (field("client_id"), field("registration_access_token"))
+        }
+    };
+    let used = register("http://127.0.0.1:4711/cb", None).await;
+    let unused = register("http://127.0.0.1:4712/cb", None).await;
+    let protected = register("http://127.0.0.1:4713/cb", Some(IAT)).await;
+    let flag = |port: u16| format!("kg:cors:http://127.0.0.1:{port}");
+    let origin = |port: u16| format!("kg:origin:http://127.0.0.1:{port}");
+    let present = |key: String| {
+        let store = app.state.store.clone();
+        async move { store.get(&key).await.unwrap().is_some() }
+    };
+    for port in [4711, 4712, 4713] {
+        assert!(present(flag(port)).await && present(origin(port)).await);
+    }
+    let read = |(id, rat): &(String, String)| {
+        app.http
+            .get(app.url(&format!("/oauth/register/{id}")))
+            .bearer_auth(rat)
+            .send()
+    };
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&state=st&code_challenge={challenge}&code_challenge_method=S256",
+        used.0,
+        crate::helpers::urlencode("http://127.0.0.1:4711/cb")
+    );
+    // Poll, using one client, until the other is gone (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let resp = app.http.get(app.url(&authorize)).send().await.unwrap();
+        assert_eq!(resp.status(), 303, "the used client is still there");
+        if read(&unused).await.unwrap().status() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unused client never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(read(&used).await.unwrap().status(), 200);
+    assert_eq!(read(&protected).await.unwrap().status(), 200);
+    let ids = app.state.repos.client_ids().await.unwrap();
+    assert!(!ids.contains(&unused.0) && ids.contains(&used.0));
+    // The origin index forgets the expired client's origin (its entries
+    // carry its TTL), and keeps the others'.
+    while present(flag(4712)).await || present(origin(4712)).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired client's origin stayed in the index"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for port in [4711, 4713] {
+        assert!(present(flag(port)).await, "{port}");
+    }
+}
+
+per_backend!(an_anonymous_client_update_stays_within_limits);
+/// RFC 7592 works for an anonymous client, within the same limits.
+async fn an_anonymous_client_update_stays_within_limits(backend: Backend) {
+    let app = anonymous_app(backend, |s| {
+        s.registration.initial_access_tokens = vec![IAT.into()]
+    })
+    .await;
+    let resp = crate::steps::post_registration(
+        &app.http,
+        &app.addr,
+        None,
+        &json!({"redirect_uris": ["https://app.example/cb"], "scope": "profile"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    let id = info["client_id"].as_str().unwrap();
+    let rat = info["registration_access_token"].as_str().unwrap();
+    for (update, about) in [
+        (
+            json!({"client_id": id, "grant_types": ["client_credentials"], "scope": "profile"}),
+            "client_credentials",
+        ),
+        (
+            json!({"client_id": id, "redirect_uris": ["https://app.example/cb"], "scope": "api:read"}),
+            "api:read",
+        ),
+    ] {
+        let resp = crate::steps::put_registration(&app.http, &app.addr, id, rat, &update).await;
+        assert_eq!(resp.status(), 400, "{update}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_client_metadata");
+        assert!(
+            err["error_description"].as_str().unwrap().contains(about),
+            "{err}"
+        );
+    }
+    let update = json!({"client_id": id, "client_name": "Renamed", "redirect_uris": ["https://app.example/cb"]});
+    let resp = crate::steps::put_registration(&app.http, &app.addr, id, rat, &update).await;
+    assert_eq!(resp.status(), 200);
+    let updated: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(updated["client_name"], "Renamed");
+    assert_eq!(updated["scope"], "email profile", "the open scopes again");
+    let stored = app.state.repos.client(id).await.unwrap().unwrap();
+    assert!(
+        stored.expires_at.is_some(),
+        "still anonymous, still expiring"
+    );
+    // The management endpoint itself works as for any client.
+    let resp = app
+        .http
+        .delete(app.url(&format!("/oauth/register/{id}")))
+        .bearer_auth(rat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
 }

@@ -252,19 +252,22 @@ pub async fn register(
 }
 
 /// `POST /oauth/register` (RFC 7591) of `metadata` with `initial_token` as
-/// the bearer; the answer, whatever it is.
-pub async fn post_registration(
+/// the bearer, or anonymously (no `Authorization` header) for `None`; the
+/// answer, whatever it is.
+pub async fn post_registration<'a>(
     http: &reqwest::Client,
     base: &str,
-    initial_token: &str,
+    initial_token: impl Into<Option<&'a str>>,
     metadata: &serde_json::Value,
 ) -> reqwest::Response {
-    http.post(format!("{base}/oauth/register"))
-        .bearer_auth(initial_token)
-        .json(metadata)
-        .send()
-        .await
-        .unwrap()
+    let req = http.post(format!("{base}/oauth/register")).json(metadata);
+    match initial_token.into() {
+        Some(token) => req.bearer_auth(token),
+        None => req,
+    }
+    .send()
+    .await
+    .unwrap()
 }
 
 /// `PUT /oauth/register/{client_id}` (RFC 7592 update) of `metadata` with
