@@ -115,8 +115,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
     let global_unicast = (s[0] & 0xe000) == 0x2000; // 2000::/3
-    let special = (s[0] == 0x2001 && s[1] < 0x0200)     // 2001::/23 IETF (Teredo, ORCHID …)
-        || (s[0] == 0x2001 && s[1] == 0x0db8)           // documentation
+                                                    // 2001::/23 IETF assignments (Teredo, ORCHID …) and 2001:db8::/32 documentation.
+    let special = (s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8))
         || s[0] == 0x2002                               // 6to4
         || (s[0] & 0xfff0) == 0x3ff0; // 3fff::/20 documentation
     global_unicast && !special
