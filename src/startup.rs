@@ -248,8 +248,12 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         cfg.client_rules.scopes.iter().map(str::to_string).collect(),
         &policy,
         cfg.registration.possible(),
+        cfg.registration.documents.enabled,
     ))?
     .into();
+    let documents = Arc::new(crate::flows::client_documents::ClientDocuments::new(
+        cfg.registration.documents.clone(),
+    )?);
     let config_users = config_users(&settings);
     let store_for_key = store.clone();
     let limits = Limits::new(&cfg.limits);
@@ -274,6 +278,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         policy,
         csrf_key: shared_key(&store_for_key, "csrf").await,
         limits: Arc::new(limits),
+        documents,
     };
     Ok(state)
 }

@@ -48,4 +48,6 @@ pub struct AppState {
     pub csrf_key: [u8; 32],
     /// In-process rate limiters (`[limits]`).
     pub limits: Arc<Limits>,
+    /// Client ID metadata documents: the fetcher and its in-process cache.
+    pub documents: Arc<crate::flows::client_documents::ClientDocuments>,
 }

@@ -31,8 +31,9 @@ pub use tree::{
     Settings, StoreSettings, TokenSettings, UiSettings,
 };
 pub use validate::{
-    KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile, RegistrationOptions,
-    ServerOptions, SessionOptions, StoreBackend, StoreOptions, TokenOptions, UiOptions, Validated,
+    DocumentOptions, KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile,
+    RegistrationOptions, ServerOptions, SessionOptions, StoreBackend, StoreOptions, TokenOptions,
+    UiOptions, Validated,
 };
 
 /// A configuration problem, naming the key it is about.

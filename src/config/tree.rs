@@ -346,6 +346,19 @@ pub struct RegistrationSettings {
     /// Seconds an anonymously registered client lives unused; every use
     /// (authorization, token) extends it.
     pub open_client_ttl: u64,
+    /// Client ID metadata documents: an https URL used as `client_id` is
+    /// fetched and describes a public client (within the open-registration
+    /// limits and `open_scopes`).
+    pub metadata_documents: bool,
+    /// The longest a fetched document is used before it is fetched again,
+    /// in seconds (its `Cache-Control: max-age` is honoured up to this).
+    pub metadata_documents_max_cache_secs: u64,
+    /// Tests and development only: fetch documents from loopback, private
+    /// and other special-use addresses too (SSRF protection off).
+    pub metadata_documents_allow_private: bool,
+    /// Tests and development only: a PEM file of extra CA certificates
+    /// trusted when fetching documents (`""`: the built-in web roots only).
+    pub metadata_documents_ca_file: String,
 }
 
 impl Default for RegistrationSettings {
@@ -355,6 +368,10 @@ impl Default for RegistrationSettings {
             open: false,
             open_scopes: vec!["profile".into(), "email".into()],
             open_client_ttl: 30 * 24 * 3600,
+            metadata_documents: false,
+            metadata_documents_max_cache_secs: 86400,
+            metadata_documents_allow_private: false,
+            metadata_documents_ca_file: String::new(),
         }
     }
 }

@@ -177,6 +177,21 @@ pub struct RegistrationOptions {
     pub open_scopes: crate::oauth::types::ScopeSet,
     /// Lifetime of an unused anonymously registered client, in seconds.
     pub open_client_ttl: i64,
+    /// Client ID metadata documents (`registration.metadata_documents*`).
+    pub documents: DocumentOptions,
+}
+
+/// `registration.metadata_documents*` after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentOptions {
+    /// An https URL used as `client_id` is fetched as the client's metadata.
+    pub enabled: bool,
+    /// The longest a fetched document is used, in seconds (≥ 1).
+    pub max_cache_secs: u64,
+    /// Tests and development only: no SSRF address check.
+    pub allow_private: bool,
+    /// Tests and development only: extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RegistrationOptions {
@@ -277,7 +292,8 @@ impl Settings {
         // Checked only when open: the defaults must not stop a server whose
         // `oauth.scopes` lack `profile` or `email` from starting closed.
         let unknown = open_scopes.iter().find(|s| !scopes.contains(s));
-        if let Some(unknown) = unknown.filter(|_| self.registration.open) {
+        let uses_open_scopes = self.registration.open || self.registration.metadata_documents;
+        if let Some(unknown) = unknown.filter(|_| uses_open_scopes) {
             return Err(ConfigError::new(
                 "registration.open_scopes",
                 format!("`{unknown}` is not one of oauth.scopes"),
@@ -338,6 +354,10 @@ impl Settings {
             (
                 "registration.open_client_ttl",
                 self.registration.open_client_ttl,
+            ),
+            (
+                "registration.metadata_documents_max_cache_secs",
+                self.registration.metadata_documents_max_cache_secs,
             ),
             ("limits.sweep_secs", self.limits.sweep_secs),
         ] {
@@ -508,6 +528,14 @@ impl Settings {
                 open: self.registration.open,
                 open_scopes,
                 open_client_ttl: secs(self.registration.open_client_ttl),
+                documents: DocumentOptions {
+                    enabled: self.registration.metadata_documents,
+                    max_cache_secs: self.registration.metadata_documents_max_cache_secs,
+                    allow_private: self.registration.metadata_documents_allow_private,
+                    ca_file: Some(self.registration.metadata_documents_ca_file.trim())
+                        .filter(|f| !f.is_empty())
+                        .map(PathBuf::from),
+                },
             },
             resources,
         })
@@ -605,6 +633,11 @@ mod tests {
                 "limits.registration_per_hour",
             ),
             (
+                "KEYGATE_REGISTRATION_METADATA_DOCUMENTS_MAX_CACHE_SECS",
+                "0",
+                "registration.metadata_documents_max_cache_secs",
+            ),
+            (
                 "KEYGATE_KEYS_ACTIVATION_DELAY_SECS",
                 "299",
                 "keys.activation_delay_secs",
@@ -691,6 +724,17 @@ mod tests {
         let e = s.validate().unwrap_err();
         assert_eq!(e.key, "registration.open_scopes");
         assert_eq!(e.message, "`email` is not one of oauth.scopes");
+        // Metadata documents' clients get the open scopes too.
+        s.registration.open = false;
+        s.registration.metadata_documents = true;
+        assert_eq!(s.validate().unwrap_err().key, "registration.open_scopes");
+        let d = &Settings::default()
+            .validate()
+            .unwrap()
+            .registration
+            .documents;
+        assert!(!d.enabled && !d.allow_private && d.ca_file.is_none());
+        assert_eq!(d.max_cache_secs, 86400);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! code that touches both the store and the OAuth core. Must not depend on poem.
 
 pub mod authorize;
+pub mod client_documents;
 pub mod clients;
 pub mod registration;
 pub mod resource;
@@ -26,6 +27,11 @@ pub enum FlowError {
     /// Signing failed (→ 500 `server_error`).
     #[error(transparent)]
     Signing(#[from] SignError),
+    /// The client's metadata document (`client_id` is its URL) could not be
+    /// fetched or is invalid: an error page at the authorization endpoint
+    /// (never a redirect), `invalid_client` elsewhere.
+    #[error("client metadata document refused: {0}")]
+    ClientDocument(crate::oauth::client_document::DocumentError),
     /// A rate limit refused the request (→ 429 with `Retry-After`).
     #[error("rate limited; retry after {} s", .0 .0)]
     RateLimited(crate::limits::RetryAfter),

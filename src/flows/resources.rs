@@ -15,15 +15,19 @@ use crate::state::AppState;
 use crate::store::repos::Repos;
 use crate::store::StoreError;
 
-/// Looks up a client (config first, then the store; `None` for an over-long
-/// id) and the resources `ids` (config first, then the store) together: at
-/// most one store round trip, none when everything is in the config file.
+/// Looks up a client (config first, then a client ID metadata document,
+/// then the store; `None` for an over-long id) and the resources `ids`
+/// (config first, then the store) together: at most one store round trip,
+/// none when everything is in the config file.
 pub async fn client_and_resources(
     state: &AppState,
     client_id: &str,
     ids: &[ResourceId],
 ) -> Result<(Option<Client>, Vec<Option<Resource>>), FlowError> {
-    let config_client = state.config_clients.get(client_id).cloned();
+    let config_client = match state.config_clients.get(client_id) {
+        Some(c) => Some(c.clone()),
+        None => super::client_documents::resolve(state, client_id).await?,
+    };
     let lookup = (config_client.is_none() && client_id.len() <= 256).then_some(client_id);
     let (client, resources) = lookup_with(state, lookup, ids).await?;
     Ok((config_client.or(client), resources))

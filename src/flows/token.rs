@@ -86,7 +86,9 @@ pub async fn authenticated_client(
 ) -> Result<(TokenParams, Client, ClientCredentials), FlowError> {
     let (params, creds) = parse(input)?;
     admit(state, &creds, input.peer)?;
-    let client = find_client(state, creds.client_id()).await?;
+    let client = find_client(state, creds.client_id())
+        .await
+        .inspect_err(|e| document_refused(state, &creds, input.peer, e))?;
     let client = check_client(state, &creds, input.peer, client)?;
     Ok((params, client, creds))
 }
@@ -103,7 +105,8 @@ pub async fn confidential_client(
         tracing::info!(event = "client_auth_failed", "client authentication failed");
     })?;
     admit(state, &creds, input.peer)?;
-    let client = find_client(state, creds.client_id()).await?;
+    // A metadata document's client is public: never fetched here.
+    let client = find_registered(state, creds.client_id()).await?;
     let client = check_client(state, &creds, input.peer, client)?;
     Ok((params, client))
 }
@@ -153,6 +156,19 @@ fn check_client(
     })?)
 }
 
+/// A refused client metadata document spends failed-authentication budget,
+/// as an unknown client or a wrong secret does (each try costs a fetch).
+fn document_refused(
+    state: &AppState,
+    creds: &ClientCredentials,
+    peer: Option<IpAddr>,
+    e: &FlowError,
+) {
+    if matches!(e, FlowError::ClientDocument(_)) {
+        state.limits.client_auth_failed(creds.client_id(), peer);
+    }
+}
+
 /// What a code or refresh grant redeems, read in the same round trip as the
 /// client; for the other grants, the RFC 8707 resources the request names.
 enum Redeemable {
@@ -170,8 +186,18 @@ async fn client_and_record(
     params: &TokenParams,
     resources: &[ResourceId],
 ) -> Result<(Option<Client>, Redeemable), FlowError> {
-    let config_client = state.config_clients.get(client_id).cloned();
-    // A config-file client needs no lookup; an over-long id cannot be stored.
+    // Only the code and refresh grants read a record with the client; the
+    // others resolve the client with their resources (documents included).
+    let redeems = matches!(
+        grant_type,
+        Some(GrantType::AuthorizationCode | GrantType::RefreshToken)
+    );
+    let config_client = match state.config_clients.get(client_id) {
+        Some(c) => Some(c.clone()),
+        None if redeems => super::client_documents::resolve(state, client_id).await?,
+        None => None,
+    };
+    // A config-file or document client needs no lookup; an over-long id cannot be stored.
     let lookup = (config_client.is_none() && client_id.len() <= 256).then_some(client_id);
     // Over-long values cannot be one of ours: don't hash and look them up.
     fn short(v: &Option<String>) -> Option<&str> {
@@ -227,7 +253,8 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
         &params,
         requested.as_deref().unwrap_or_default(),
     )
-    .await?;
+    .await
+    .inspect_err(|e| document_refused(state, &creds, input.peer, e))?;
     // The client is authenticated before any grant error is reported, so an
     // unauthenticated caller learns nothing about which grants this server supports.
     let client = check_client(state, &creds, input.peer, client)?;
@@ -643,8 +670,21 @@ fn count(state: &AppState, grant: GrantType) {
         .inc();
 }
 
-/// Looks a client up: config-file clients first, then the store.
+/// Looks a client up: config-file clients first, then a client ID metadata
+/// document (when `client_id` names one), then the store.
 pub async fn find_client(state: &AppState, client_id: &str) -> Result<Option<Client>, FlowError> {
+    if let Some(c) = state.config_clients.get(client_id) {
+        return Ok(Some(c.clone()));
+    }
+    if let Some(c) = super::client_documents::resolve(state, client_id).await? {
+        return Ok(Some(c));
+    }
+    find_registered(state, client_id).await
+}
+
+/// Looks a registered client up: config-file clients first, then the store
+/// (never a metadata document).
+async fn find_registered(state: &AppState, client_id: &str) -> Result<Option<Client>, FlowError> {
     if let Some(c) = state.config_clients.get(client_id) {
         return Ok(Some(c.clone()));
     }

@@ -207,6 +207,12 @@ pub struct ServerMetadata {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_endpoint: Option<String>,
+    /// draft-ietf-oauth-client-id-metadata-document §6: an https URL may be
+    /// used as `client_id` (only present, `true`, when
+    /// `registration.metadata_documents` is on).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id_metadata_document_supported: Option<bool>,
     /// Where the API is described.
     pub service_documentation: String,
 }
@@ -532,6 +538,7 @@ pub fn server_metadata(
     scopes: Vec<String>,
     policy: &Policy,
     registration_possible: bool,
+    metadata_documents: bool,
 ) -> ServerMetadata {
     let mut grants: Vec<String> = flows::token::supported_grants(policy)
         .iter()
@@ -573,6 +580,7 @@ pub fn server_metadata(
         code_challenge_methods_supported: pkce,
         authorization_response_iss_parameter_supported: true,
         registration_endpoint: registration_possible.then(|| format!("{issuer}/oauth/register")),
+        client_id_metadata_document_supported: metadata_documents.then_some(true),
         service_documentation: format!("{issuer}/docs"),
     }
 }

@@ -59,7 +59,7 @@ impl fmt::Display for ErrorChain<'_> {
 /// response.
 pub fn log_fault(e: &FlowError) {
     match e {
-        FlowError::OAuth(_) | FlowError::RateLimited(_) => {}
+        FlowError::OAuth(_) | FlowError::RateLimited(_) | FlowError::ClientDocument(_) => {}
         FlowError::Store(_) => tracing::error!(error = %ErrorChain(e), "store unavailable"),
         FlowError::Signing(_) => tracing::error!(error = %ErrorChain(e), "signing failed"),
         FlowError::Internal(_) => tracing::error!(error = %ErrorChain(e), "internal error"),
@@ -72,6 +72,10 @@ pub fn oauth_error(e: FlowError) -> OAuthError {
     log_fault(&e);
     match e {
         FlowError::OAuth(e) => e,
+        FlowError::ClientDocument(e) => OAuthError::new(
+            ErrorCode::InvalidClient,
+            format!("the client's metadata document cannot be used: {e}"),
+        ),
         FlowError::Store(_) => OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "the authorization server's store is unavailable; retry shortly",
@@ -352,6 +356,14 @@ pub type PageErrorParts = (StatusCode, &'static str, Cow<'static, str>);
 pub fn page_error(e: &FlowError) -> PageErrorParts {
     match e {
         FlowError::Store(_) => store_page_error(),
+        // Like an unknown client: a page for the person, never a redirect.
+        FlowError::ClientDocument(d) => (
+            StatusCode::BAD_REQUEST,
+            "Unknown application",
+            Cow::Owned(format!(
+                "The application that sent you here describes itself in a metadata document that this server cannot use: {d}."
+            )),
+        ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong",

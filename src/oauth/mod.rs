@@ -11,6 +11,8 @@
 //! - RFC 7662 §2.1, §4 who may introspect which token → [`introspection`]
 //! - RFC 9068 access token claims → [`token::AccessClaims`]
 //! - RFC 8707 resource indicators (`aud`, `invalid_target`) → [`resource`]
+//! - client ID metadata documents (draft-ietf-oauth-client-id-metadata-document:
+//!   the URL, SSRF address, document and caching rules) → [`client_document`]
 //! - RFC 9700 §4.14.2 refresh token reuse, and its grace window for retries →
 //!   [`token::redeem_refresh`], [`token::grace_retry`]; the seal that keeps the
 //!   successor pair for those retries → [`grace`] (crypto only: `token` depends on
@@ -18,6 +20,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_document;
 pub mod client_meta;
 pub mod error;
 pub mod grace;

@@ -3,6 +3,7 @@
 
 mod chromium;
 mod cli;
+mod client_documents;
 mod client_pages;
 mod cors;
 mod demo_client;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::kit::{nav_for, render, see_other, signed_in, CsrfForm, Nav, PageError};
 use crate::flows::authorize::{approve, check, deny, Refusal};
+use crate::flows::client_documents::is_document_id;
 use crate::oauth::authorize::{error_redirect_url, AuthorizeError, ValidRequest};
 use crate::oauth::types::Client;
 use crate::state::AppState;
@@ -67,6 +68,10 @@ pub struct ConsentPage {
     pub scopes: Vec<ScopeView>,
     /// The RFC 8707 resources the token will be for (empty: none named).
     pub resources: Vec<ResourceView>,
+    /// For a client ID metadata document's client: the host of its URL,
+    /// shown next to the (self-asserted) name, since only the host is
+    /// vouched for (draft-ietf-oauth-client-id-metadata-document §8.5).
+    pub document_host: Option<String>,
 }
 
 /// One resource the client will reach, as shown on the consent page.
@@ -135,6 +140,10 @@ fn consent_page(
                     uri: r.uri.clone(),
                 })
                 .collect(),
+            document_host: is_document_id(state, &valid.client_id)
+                .then(|| url::Url::parse(&valid.client_id).ok())
+                .flatten()
+                .and_then(|u| u.host_str().map(str::to_string)),
         },
         StatusCode::OK,
     )
@@ -244,6 +253,23 @@ mod tests {
         assert!(html.contains("https://api.example/mcp?a=&#60;b&#62;"));
         assert!(html.contains("<code class=\"resource-uri\">https://billing.example/</code>"));
         assert!(html.contains("these services only"));
+    }
+
+    #[test]
+    fn consent_names_a_document_clients_host_escaped() {
+        let mut page = consent(XSS);
+        let html = page.render().unwrap();
+        assert!(
+            !html.contains("document-host"),
+            "registered client: no host"
+        );
+        page.document_host = Some("app.example<i>".into());
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script") && !html.contains("<i>"));
+        assert!(html.contains(
+            "&#60;/script&#62;</span> <span class=\"client-origin\">— from <strong class=\"document-host\">app.example&#60;i&#62;</strong></span> wants to access"
+        ));
+        assert!(html.contains("published at <strong>app.example&#60;i&#62;</strong>"));
     }
 
     #[test]

@@ -74,5 +74,6 @@ pub fn consent(client_name: &str) -> ConsentPage {
             ScopeView::for_scope("email"),
         ],
         resources: vec![],
+        document_host: None,
     }
 }
