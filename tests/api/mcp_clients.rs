@@ -250,6 +250,12 @@ fn client_end_to_end(program: &Path, script: &str) {
         out.status,
         context()
     );
+    // The session ends cleanly (the example server answers DELETE with 204).
+    assert!(
+        !stderr.contains("Session termination failed"),
+        "{}",
+        context()
+    );
     let report: serde_json::Value = stdout
         .lines()
         .rev()
