@@ -30,7 +30,29 @@ demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; 
 	echo; \
 	$(CARGO) run --release --quiet --example demo_client
 
-test: test-deps ## Install what the tests need (redis-server, Chromium, the OpenAPI validator), then run every test
+mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0.0.1:3001/mcp; Ctrl-C stops both
+	$(CARGO) build --release --bin keygate
+	$(CARGO) build --release -p keygate-mcp-example
+	@set -u; \
+	$(CARGO) run --release --quiet --bin keygate -- serve --config $(CONFIG) & kg=$$!; \
+	trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 1 150); do \
+	  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
+	  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
+	  sleep 0.2; \
+	done; \
+	echo; \
+	echo "  keygate      http://127.0.0.1:8080  (in-memory store, $(CONFIG), open registration)"; \
+	echo "  MCP server   http://127.0.0.1:3001/mcp  <- point an MCP client here (tools: whoami, add)"; \
+	echo "  sign in as   demo / demo-password"; \
+	echo "  a client     make mcp-deps && target/mcp-py2/bin/python tests/mcp/client.py http://127.0.0.1:3001/mcp demo demo-password 0"; \
+	echo "  Ctrl-C stops both."; \
+	echo; \
+	$(CARGO) run --release --quiet -p keygate-mcp-example -- --issuer http://127.0.0.1:8080
+
+test: test-deps mcp-deps ## Install what the tests need (redis-server, Chromium, the OpenAPI validator, the MCP clients), then run every test
+	$(CARGO) build -p keygate-mcp-example
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
@@ -53,6 +75,9 @@ test-deps: ## Install redis-server, chromium + chromium-driver (apt) and openapi
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || { \
 	  echo "installing openapi-spec-validator (pip)"; \
 	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore openapi-spec-validator; }
+
+mcp-deps: ## Install the pinned MCP SDK clients and conformance suite (pip into target/mcp-py*, npm ci in tests/mcp); skipped when current
+	@CARGO_TARGET_DIR="$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)" bash tests/mcp/setup.sh
 
 openapi-validate: ## Validate the committed OpenAPI document with openapi-spec-validator
 	python3 -m openapi_spec_validator openapi/openapi.json
@@ -132,4 +157,4 @@ redis: ## Run a foreground redis-server for manual testing (no persistence)
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo test test-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci
+.PHONY: help run demo mcp-demo test test-deps mcp-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci

@@ -157,7 +157,8 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "alice-password-1";
 pub const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 
-fn password_hash() -> &'static str {
+/// The Argon2 hash of [`PASSWORD`] (computed once).
+pub fn password_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| keygate::passwords::hash_blocking(PASSWORD).unwrap())
 }

@@ -13,6 +13,7 @@ mod flows;
 mod helpers;
 mod instances;
 mod limits;
+mod mcp_clients;
 mod oauth_flows;
 mod openapi;
 mod process;

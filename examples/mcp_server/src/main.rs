@@ -380,7 +380,15 @@ async fn main() -> anyhow::Result<()> {
                         Ok(claims) => {
                             let mut req = req;
                             req.extensions_mut().insert(claims);
-                            mcp.call(req).await
+                            let delete = req.method() == http::Method::DELETE;
+                            let mut resp = mcp.call(req).await?;
+                            // rmcp ends a session with 202; the Python SDK
+                            // expects 200 or 204 (and warns "Session
+                            // termination failed: 202"): answer 204.
+                            if delete && resp.status() == StatusCode::ACCEPTED {
+                                resp = text(StatusCode::NO_CONTENT, "");
+                            }
+                            Ok(resp)
                         }
                         Err(why) => Ok(app.refuse(why)),
                     }

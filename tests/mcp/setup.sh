@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the pinned MCP clients that tests/api/mcp_clients.rs runs:
+#   TARGET/mcp-py2, TARGET/mcp-py1  Python venvs from requirements-mcp2.txt / -mcp1.txt
+#   tests/mcp/node_modules          npm ci: @modelcontextprotocol/sdk, the conformance
+#                                   suite and node@22 (package-lock.json)
+# TARGET is $CARGO_TARGET_DIR or target/. Each install is skipped while its
+# stamp (a copy of the file it was installed from) is current, so a second run
+# is instant. Concurrent runs wait for each other (flock). Needs python3 (with
+# venv) and npm; installs nothing outside TARGET and tests/mcp/node_modules.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$target"
+
+missing=""
+command -v python3 >/dev/null 2>&1 || missing="$missing python3 python3-venv"
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+if [ -n "$missing" ]; then
+  echo "tests/mcp/setup.sh: missing:$missing; install them (Debian/Ubuntu:" \
+    "sudo apt-get install -y$missing) and run the tests again" >&2
+  exit 1
+fi
+
+exec 9>"$target/mcp-setup.lock"
+flock 9
+
+# venv DIR REQUIREMENTS: a venv with exactly REQUIREMENTS installed.
+venv() {
+  local dir="$1" req="$2" stamp="$1/.keygate-requirements"
+  if cmp -s "$req" "$stamp" 2>/dev/null && [ -x "$dir/bin/python" ]; then return; fi
+  echo "tests/mcp/setup.sh: installing $(grep '^mcp==' "$req") into $dir (pip)" >&2
+  rm -rf "$dir"
+  python3 -m venv "$dir" || {
+    echo "python3 -m venv failed: install python3-venv (Debian/Ubuntu: sudo apt-get install -y python3-venv)" >&2
+    exit 1
+  }
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2
+  cp "$req" "$stamp"
+}
+venv "$target/mcp-py2" "$here/requirements-mcp2.txt"
+venv "$target/mcp-py1" "$here/requirements-mcp1.txt"
+
+stamp="$here/node_modules/.keygate-package-lock.json"
+if ! cmp -s "$here/package-lock.json" "$stamp" 2>/dev/null; then
+  echo "tests/mcp/setup.sh: npm ci in tests/mcp (MCP TypeScript SDK, conformance suite, node@22)" >&2
+  rm -f "$stamp"
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  # node@22 fetches its binary in an install script (allowScripts in package.json).
+  "$here/node_modules/.bin/node" --version >/dev/null
+  cp "$here/package-lock.json" "$stamp"
+fi
