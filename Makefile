@@ -88,10 +88,11 @@ openapi: ## Regenerate the committed OpenAPI copies in openapi/
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check, clippy (warnings are errors), the core alone (no `server` feature), make deny
+lint: ## rustfmt check, clippy (warnings are errors), the core alone (no `server` feature), the example MCP server, make deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --no-default-features -- -D warnings
+	$(CARGO) clippy -p keygate-mcp-example --all-targets -- -D warnings
 	$(MAKE) --no-print-directory deny
 
 # cargo-deny, pinned: deny.toml is read by this version.

@@ -72,7 +72,9 @@ struct Claims {
 
 /// keygate's public keys, fetched from the JWKS its metadata names.
 struct Jwks {
-    fetched: Option<Instant>,
+    /// No fetch before this instant: 10 s after a success, 1 s after a
+    /// failure (keygate may still be starting).
+    next_fetch: Option<Instant>,
     keys: HashMap<String, (Algorithm, DecodingKey)>,
 }
 
@@ -117,16 +119,20 @@ impl App {
     }
 
     /// Fetches the JWKS (through keygate's RFC 8414 metadata) at most once
-    /// every 10 s, so an unknown `kid` cannot make this server hammer keygate.
+    /// every 10 s (every second while it fails), so an unknown `kid` cannot
+    /// make this server hammer keygate.
     async fn refresh_keys(&self) -> anyhow::Result<()> {
         let mut jwks = self.jwks.write().await;
-        if jwks
-            .fetched
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
-        {
+        if jwks.next_fetch.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
-        jwks.fetched = Some(Instant::now());
+        jwks.next_fetch = Some(Instant::now() + Duration::from_secs(1));
+        jwks.keys = self.fetch_keys().await?;
+        jwks.next_fetch = Some(Instant::now() + Duration::from_secs(10));
+        Ok(())
+    }
+
+    async fn fetch_keys(&self) -> anyhow::Result<HashMap<String, (Algorithm, DecodingKey)>> {
         let meta: serde_json::Value = self
             .http
             .get(format!(
@@ -162,8 +168,7 @@ impl App {
                 keys.insert(kid.clone(), (alg, key));
             }
         }
-        jwks.keys = keys;
-        Ok(())
+        Ok(keys)
     }
 
     /// Verifies a keygate access token the way RFC 9068 §4 asks.
@@ -327,7 +332,7 @@ async fn main() -> anyhow::Result<()> {
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         jwks: RwLock::new(Jwks {
-            fetched: None,
+            next_fetch: None,
             keys: HashMap::new(),
         }),
     });
