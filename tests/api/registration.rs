@@ -751,3 +751,78 @@ async fn an_anonymous_client_update_stays_within_limits(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 204);
 }
+
+per_backend!(an_anonymous_client_in_use_at_the_token_endpoint_lives_on);
+/// Tokens issued to an anonymous client extend its life: a public client
+/// refreshing for longer than `open_client_ttl` is still registered, while
+/// one registered at the same time and never used expires.
+async fn an_anonymous_client_in_use_at_the_token_endpoint_lives_on(backend: Backend) {
+    use crate::steps;
+    let app = anonymous_app(backend, |s| s.registration.open_client_ttl = 2).await;
+    let register = || async {
+        let resp = steps::post_registration(
+            &app.http,
+            &app.addr,
+            None,
+            &native_app(crate::helpers::REDIRECT),
+        )
+        .await;
+        assert_eq!(resp.status(), 201);
+        let info: serde_json::Value = resp.json().await.unwrap();
+        let field = |k: &str| info[k].as_str().unwrap().to_string();
+        (field("client_id"), field("registration_access_token"))
+    };
+    let (used, used_rat) = register().await;
+    let (unused, unused_rat) = register().await;
+    let (verifier, challenge) = crate::helpers::pkce_pair();
+    let back = app
+        .authorize(&steps::code_query(&used, "profile", &challenge), "allow")
+        .await;
+    let code = steps::code_of(&back);
+    let tokens = steps::ok_json(
+        steps::redeem(
+            &app.http,
+            &app.addr,
+            None,
+            &[("client_id", used.as_str())],
+            &code,
+            &verifier,
+        )
+        .await,
+    )
+    .await;
+    let mut refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let read = |id: &str, rat: &str| {
+        app.http
+            .get(app.url(&format!("/oauth/register/{id}")))
+            .bearer_auth(rat.to_string())
+            .send()
+    };
+    // Refresh (only the token endpoint uses the client) until the unused
+    // client has expired; bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let resp = steps::post_form(
+            &app.http,
+            &app.url("/oauth/token"),
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("client_id", &used),
+            ],
+        )
+        .await;
+        let body = steps::ok_json(resp).await;
+        refresh = body["refresh_token"].as_str().unwrap().to_string();
+        if read(&unused, &unused_rat).await.unwrap().status() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unused client never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(read(&used, &used_rat).await.unwrap().status(), 200);
+}
