@@ -3,21 +3,18 @@
 //! from a local **https** server whose test CA keygate trusts
 //! (`registration.metadata_documents_ca_file`; the CA and the server's
 //! certificate are made at test time with rcgen, the server is hyper behind
-//! tokio-rustls). The server counts the requests per path, so caching and
-//! "never fetched" are asserted on what it saw.
+//! tokio-rustls; tests/api/doc_server.rs). The server counts the requests per
+//! path, so caching and "never fetched" are asserted on what it saw.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use keygate::clock::TestClock;
 use keygate::config::Settings;
 use keygate::tokens::keys::Alg;
 use serde_json::{json, Value};
-use tokio_rustls::rustls;
 
+use crate::doc_server::{DocServer, Reply};
 use crate::helpers::{
     hidden_value, location, params_of, per_backend, pkce_pair, spawn_app_clocked, spawn_app_with,
     urlencode, Backend, TestApp, REDIRECT,
@@ -25,133 +22,9 @@ use crate::helpers::{
 use crate::steps::{self, code_of, ok_json, redeem};
 
 // ---------------------------------------------------------------------------
-// The document server.
-
-/// What the server answers on one path.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    /// Wait this long before answering (longer than keygate's timeout).
-    delay: Option<Duration>,
-}
-
-impl Reply {
-    /// A 200 JSON document with `Cache-Control: cache`.
-    fn doc(doc: &Value, cache: &str) -> Self {
-        Self {
-            status: 200,
-            headers: vec![
-                ("content-type", "application/json".into()),
-                ("cache-control", cache.into()),
-            ],
-            body: doc.to_string(),
-            delay: None,
-        }
-    }
-}
-
-type Routes = Arc<Mutex<HashMap<String, Reply>>>;
-
-/// An https server on 127.0.0.1 with a certificate from a test CA.
-struct DocServer {
-    addr: SocketAddr,
-    routes: Routes,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-    ca_file: tempfile::NamedTempFile,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for DocServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+// The document server (tests/api/doc_server.rs) and this module's documents.
 
 impl DocServer {
-    async fn start() -> Self {
-        // The test CA, and a leaf for 127.0.0.1 and localhost signed by it.
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "keygate test CA");
-        ca_params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
-        leaf_params.use_authority_key_identifier_extension = true;
-        leaf_params
-            .extended_key_usages
-            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let ca_file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(ca_file.path(), ca_cert.pem()).unwrap();
-
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let routes: Routes = Arc::default();
-        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let task = tokio::spawn({
-            let (routes, hits) = (routes.clone(), hits.clone());
-            async move {
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, routes, hits) = (acceptor.clone(), routes.clone(), hits.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let service = hyper::service::service_fn(move |req| {
-                            serve(req, routes.clone(), hits.clone())
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            }
-        });
-        Self {
-            addr,
-            routes,
-            hits,
-            ca_file,
-            task,
-        }
-    }
-
-    /// The https URL of `path` on this server.
-    fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.addr)
-    }
-
-    fn set(&self, path: &str, reply: Reply) {
-        self.routes.lock().unwrap().insert(path.into(), reply);
-    }
-
     /// Serves a valid document for the client at `path` (its URL is the
     /// client_id) with `Cache-Control: cache`; returns the client_id.
     fn serve_client(&self, path: &str, cache: &str) -> String {
@@ -159,34 +32,6 @@ impl DocServer {
         self.set(path, Reply::doc(&document(&id), cache));
         id
     }
-
-    fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
-}
-
-async fn serve(
-    req: hyper::Request<hyper::body::Incoming>,
-    routes: Routes,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-) -> Result<hyper::Response<String>, std::convert::Infallible> {
-    let path = req.uri().path().to_string();
-    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
-    let reply = routes.lock().unwrap().get(&path).cloned();
-    let Some(reply) = reply else {
-        return Ok(hyper::Response::builder()
-            .status(404)
-            .body(String::new())
-            .unwrap());
-    };
-    if let Some(d) = reply.delay {
-        tokio::time::sleep(d).await;
-    }
-    let mut resp = hyper::Response::builder().status(reply.status);
-    for (k, v) in &reply.headers {
-        resp = resp.header(*k, v);
-    }
-    Ok(resp.body(reply.body).unwrap())
 }
 
 /// A valid document for `client_id`: a public client with the test redirect

@@ -8,6 +8,7 @@ mod client_pages;
 mod cors;
 mod demo_client;
 mod discovery;
+mod doc_server;
 mod faults;
 mod flows;
 mod helpers;

@@ -2,15 +2,29 @@
 //! `keygate serve` (issue 14 item 6).
 //!
 //! Each client test starts keygate (issuer = its real loopback URL, open
-//! registration, the resource `http://127.0.0.1:<port>/mcp`, 2 s access
-//! tokens) and the example MCP server (`examples/mcp_server`, built by
-//! `make test`) on that port, then runs a pinned SDK client from
-//! `tests/mcp/`: it discovers keygate from the MCP server's 401 (RFC 9728),
-//! registers anonymously (RFC 7591), authorizes with PKCE and `resource`
-//! (RFC 8707; its "browser" fills the login and consent forms), calls
-//! `whoami`, waits past the access token's lifetime so that the SDK must
-//! refresh, and calls `whoami` again. The test checks what it reports and
-//! every access token it received (`aud` = the MCP URL).
+//! registration and client ID metadata documents, the resource
+//! `http://127.0.0.1:<port>/mcp`, 2 s access tokens) and the example MCP
+//! server (`examples/mcp_server`, built by `make test`) on that port, then
+//! runs a pinned SDK client from `tests/mcp/`: it discovers keygate from the
+//! MCP server's 401 (RFC 9728), gets a `client_id`, authorizes with PKCE and
+//! `resource` (RFC 8707; its "browser" fills the login and consent forms),
+//! calls `whoami`, waits past the access token's lifetime so that the SDK
+//! must refresh, and calls `whoami` again. The test checks what it reports,
+//! every access token it received (`aud` = the MCP URL) and keygate's log.
+//!
+//! Two ways to the `client_id`, each tested with every SDK:
+//! - `..._registers_...`: anonymous RFC 7591 registration (open registration);
+//! - `..._uses_a_client_id_metadata_document_...`: the client script is
+//!   given an https URL (its last argument: Python `OAuthClientProvider(...,
+//!   client_metadata_url=...)`, TypeScript `OAuthClientProvider.clientMetadataUrl`)
+//!   and uses it as its `client_id` because keygate advertises
+//!   `client_id_metadata_document_supported`; keygate fetches the document
+//!   from a local https server with a test CA (tests/api/doc_server.rs;
+//!   keygate trusts the CA through `registration.metadata_documents_ca_file`,
+//!   `metadata_documents_allow_private` lets it reach 127.0.0.1). No client
+//!   is registered although open registration is on. Every SDK tested
+//!   supports CIMD: Python `mcp` 2.3.0 and 1.30.0, TypeScript
+//!   `@modelcontextprotocol/sdk` 1.32.2.
 //!
 //! The clients are installed by `tests/mcp/setup.sh` (Python venvs under the
 //! target directory, `npm ci` in tests/mcp; stamp files make a second run
@@ -25,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::doc_server::{DocServer, Reply};
 use crate::helpers::{password_hash, PASSWORD, USER};
 use crate::process::{command, Keygate};
 use crate::steps;
@@ -96,10 +111,20 @@ impl Drop for Killed {
     }
 }
 
-/// keygate (issuer = its URL, `alice` as the one user, open registration,
-/// the resource `resource` accepting `mcp:tools`) with `extra` TOML on top.
-fn start_keygate(dir: &Path, resource: &str, extra: &str) -> Keygate {
+/// keygate (issuer = its URL, `alice` as the one user, open registration
+/// and client ID metadata documents, the resource `resource` accepting
+/// `mcp:tools`) with `extra` TOML on top. With `documents_ca`, documents may
+/// come from loopback servers with a certificate from that CA (PEM file).
+fn start_keygate(dir: &Path, resource: &str, documents_ca: Option<&Path>, extra: &str) -> Keygate {
     let port = free_port();
+    let documents_ca = documents_ca
+        .map(|ca| {
+            format!(
+                "metadata_documents_allow_private = true\nmetadata_documents_ca_file = {:?}\n",
+                ca.display().to_string()
+            )
+        })
+        .unwrap_or_default();
     let base = format!("http://127.0.0.1:{port}");
     let config = format!(
         r#"[server]
@@ -117,7 +142,8 @@ access_ttl = {ACCESS_TTL}
 [registration]
 open = true
 open_scopes = ["profile", "mcp:tools"]
-
+metadata_documents = true
+{documents_ca}
 [[users]]
 username = "{USER}"
 password_hash = "{hash}"
@@ -149,11 +175,11 @@ struct Stack {
     _dir: tempfile::TempDir,
 }
 
-fn start_stack() -> Stack {
+fn start_stack(documents_ca: Option<&Path>) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let keygate = start_keygate(dir.path(), &mcp_url, "");
+    let keygate = start_keygate(dir.path(), &mcp_url, documents_ca, "");
     let bin = Path::new(env!("CARGO_BIN_EXE_keygate")).with_file_name("keygate-mcp-example");
     assert!(
         bin.exists(),
@@ -222,19 +248,59 @@ fn claims(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// How the SDK client gets its `client_id`.
+#[derive(Clone, Copy, PartialEq)]
+enum ClientId {
+    /// Anonymous RFC 7591 registration.
+    Registered,
+    /// An https URL: a client ID metadata document.
+    MetadataDocument,
+}
+
+/// The callback URL of tests/mcp/client.py and client.mjs.
+const SDK_REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+
 /// Runs one SDK client (`program` + `script`) against a fresh stack and
-/// checks its report.
-fn client_end_to_end(program: &Path, script: &str) {
+/// checks its report and keygate's log.
+fn client_end_to_end(program: &Path, script: &str, how: ClientId) {
     setup();
-    let stack = start_stack();
-    let out = run_bounded(
-        Command::new(program)
-            .arg(root().join("tests/mcp").join(script))
-            .args([&stack.mcp_url, USER, PASSWORD])
-            .arg((ACCESS_TTL + 1).to_string())
-            .current_dir(root().join("tests/mcp")),
-        Duration::from_secs(120),
-    );
+    // The document server runs on a runtime of its own while this thread
+    // waits for the client.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let documents = (how == ClientId::MetadataDocument).then(|| {
+        let server = runtime.block_on(DocServer::start());
+        let url = server.url("/mcp-client.json");
+        server.set(
+            "/mcp-client.json",
+            Reply::doc(
+                &serde_json::json!({
+                    "client_id": url,
+                    "client_name": format!("keygate test: {script}"),
+                    "redirect_uris": [SDK_REDIRECT_URI],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "token_endpoint_auth_method": "none",
+                    "scope": "mcp:tools",
+                }),
+                "max-age=300",
+            ),
+        );
+        (server, url)
+    });
+    let stack = start_stack(documents.as_ref().map(|(s, _)| s.ca_file.path()));
+    let mut cmd = Command::new(program);
+    cmd.arg(root().join("tests/mcp").join(script))
+        .args([&stack.mcp_url, USER, PASSWORD])
+        .arg((ACCESS_TTL + 1).to_string())
+        .current_dir(root().join("tests/mcp"));
+    if let Some((_, url)) = &documents {
+        cmd.arg(url);
+    }
+    let out = run_bounded(&mut cmd, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let context = || {
@@ -262,9 +328,50 @@ fn client_end_to_end(program: &Path, script: &str) {
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON report: {}", context()));
 
-    // Registered anonymously: a client keygate made for it.
     let client_id = report["client_id"].as_str().unwrap_or_default();
-    assert!(!client_id.is_empty(), "no client registered: {}", context());
+    let logged = |event: &str| {
+        stack
+            .keygate
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&format!("event=\"{event}\"")) && l.contains(client_id))
+    };
+    let registered = stack
+        .keygate
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("event=\"client_registered_anonymously\""));
+    match &documents {
+        None => {
+            // Registered anonymously: a client keygate made for it.
+            assert!(!client_id.is_empty(), "no client registered: {}", context());
+            assert!(
+                logged("client_registered_anonymously"),
+                "keygate logged no registration: {}",
+                context()
+            );
+        }
+        Some((server, url)) => {
+            // The URL is the client_id; keygate fetched the document and
+            // registered nothing (open registration is on all the same).
+            assert_eq!(client_id, url, "{}", context());
+            assert!(
+                !registered,
+                "a client was registered (RFC 7591): {}",
+                context()
+            );
+            assert!(
+                logged("client_document_fetched"),
+                "keygate logged no document fetch: {}",
+                context()
+            );
+            assert!(server.hits("/mcp-client.json") >= 1, "{}", context());
+        }
+    }
     // One trip through the login and consent pages, for both calls.
     assert_eq!(report["authorizations"], 1, "{}", context());
 
@@ -317,24 +424,39 @@ fn node() -> PathBuf {
 
 #[test]
 fn python_sdk_2_discovers_registers_authorizes_calls_and_refreshes() {
-    client_end_to_end(&python("mcp-py2"), "client.py");
+    client_end_to_end(&python("mcp-py2"), "client.py", ClientId::Registered);
 }
 
 #[test]
 fn python_sdk_1_discovers_registers_authorizes_calls_and_refreshes() {
-    client_end_to_end(&python("mcp-py1"), "client.py");
+    client_end_to_end(&python("mcp-py1"), "client.py", ClientId::Registered);
 }
 
 #[test]
 fn typescript_sdk_discovers_registers_authorizes_calls_and_refreshes() {
-    client_end_to_end(&node(), "client.mjs");
+    client_end_to_end(&node(), "client.mjs", ClientId::Registered);
+}
+
+#[test]
+fn python_sdk_2_uses_a_client_id_metadata_document_authorizes_calls_and_refreshes() {
+    client_end_to_end(&python("mcp-py2"), "client.py", ClientId::MetadataDocument);
+}
+
+#[test]
+fn python_sdk_1_uses_a_client_id_metadata_document_authorizes_calls_and_refreshes() {
+    client_end_to_end(&python("mcp-py1"), "client.py", ClientId::MetadataDocument);
+}
+
+#[test]
+fn typescript_sdk_uses_a_client_id_metadata_document_authorizes_calls_and_refreshes() {
+    client_end_to_end(&node(), "client.mjs", ClientId::MetadataDocument);
 }
 
 /// `conformance authorization` (both authorization-server scenarios) with a
 /// public client and `--resource`; the test is the browser for the
-/// authorization-code scenario. Every check must be SUCCESS: the one
-/// tolerated WARNING is `authorization-server-metadata-cimd` while keygate
-/// does not advertise client ID metadata documents (then it must pass).
+/// authorization-code scenario. Every check must be SUCCESS, including
+/// `authorization-server-metadata-cimd` (keygate advertises client ID
+/// metadata documents).
 #[tokio::test]
 async fn conformance_authorization_server_scenarios_pass() {
     setup();
@@ -344,6 +466,7 @@ async fn conformance_authorization_server_scenarios_pass() {
     let keygate = start_keygate(
         dir.path(),
         resource,
+        None,
         &format!(
             r#"
 [[clients]]
@@ -442,14 +565,6 @@ token_endpoint_auth_method = "none"
     );
     assert!(status.success(), "conformance failed ({status}): {out}");
 
-    let metadata: serde_json::Value =
-        reqwest::get(keygate.url("/.well-known/oauth-authorization-server"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let cimd = metadata["client_id_metadata_document_supported"] == true;
     let mut scenarios = vec![];
     let mut checks = vec![];
     for entry in std::fs::read_dir(&results).unwrap() {
@@ -465,15 +580,16 @@ token_endpoint_auth_method = "none"
         "both scenarios ran: {scenarios:?}\n{out}"
     );
     let ids: Vec<&str> = checks.iter().filter_map(|c| c["id"].as_str()).collect();
-    for id in ["authorization-server-metadata", "authorization-code-grant"] {
+    for id in [
+        "authorization-server-metadata",
+        "authorization-server-metadata-cimd",
+        "authorization-code-grant",
+    ] {
         assert!(ids.contains(&id), "{id} missing: {checks:#?}");
     }
     for check in &checks {
-        let tolerated = check["id"] == "authorization-server-metadata-cimd"
-            && check["status"] == "WARNING"
-            && !cimd;
-        assert!(
-            check["status"] == "SUCCESS" || tolerated,
+        assert_eq!(
+            check["status"], "SUCCESS",
             "conformance check not passed: {check:#}\n{out}"
         );
     }

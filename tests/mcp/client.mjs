@@ -1,12 +1,15 @@
 // The official TypeScript MCP SDK client (@modelcontextprotocol/sdk) against
 // an MCP server protected by keygate: run by tests/api/mcp_clients.rs.
 //
-//     node client.mjs MCP_URL USERNAME PASSWORD WAIT_SECONDS
+//     node client.mjs MCP_URL USERNAME PASSWORD WAIT_SECONDS [CLIENT_METADATA_URL]
 //
 // Unmodified SDK usage: the transport's `authProvider` (the SDK's own
 // `OAuthClientProvider` interface, kept in memory as in the SDK's example)
 // discovers the authorization server from the MCP server's 401 (RFC 9728),
-// registers (RFC 7591), authorizes with PKCE and `resource` (RFC 8707),
+// registers (RFC 7591) — or, given CLIENT_METADATA_URL (the provider's
+// `clientMetadataUrl`), uses that https URL as its `client_id` (a client ID
+// metadata document, which the authorization server fetches; no
+// registration) —, authorizes with PKCE and `resource` (RFC 8707),
 // exchanges the code (`finishAuth`) and refreshes the token on a 401. The
 // only custom part is the "browser" (`authorizeInBrowser`): it follows the
 // authorization URL, fills keygate's login form and allows the consent form
@@ -22,7 +25,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
-const [mcpUrl, username, password, wait] = process.argv.slice(2);
+const [mcpUrl, username, password, wait, clientMetadataUrl] = process.argv.slice(2);
 const REDIRECT_URI = 'http://127.0.0.1:9/callback'; // never contacted: the browser stops at it
 
 /** The forms of a page: action, and inputs and buttons by name. */
@@ -90,6 +93,7 @@ const redirects = [];
 // The SDK's OAuthClientProvider interface, in memory (as the SDK's
 // simpleOAuthClientProvider example).
 const provider = {
+  clientMetadataUrl,
   get redirectUrl() {
     return REDIRECT_URI;
   },

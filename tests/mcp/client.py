@@ -1,11 +1,14 @@
 """The official Python MCP SDK client (`mcp` 1.x or 2.x) against an MCP server
 protected by keygate: run by tests/api/mcp_clients.rs.
 
-    client.py MCP_URL USERNAME PASSWORD WAIT_SECONDS
+    client.py MCP_URL USERNAME PASSWORD WAIT_SECONDS [CLIENT_METADATA_URL]
 
 Unmodified SDK usage: `OAuthClientProvider` discovers the authorization server
-from the MCP server's 401 (RFC 9728), registers (RFC 7591), authorizes with
-PKCE and `resource` (RFC 8707), exchanges the code and refreshes the token.
+from the MCP server's 401 (RFC 9728), registers (RFC 7591) — or, given
+CLIENT_METADATA_URL (`client_metadata_url=`, in mcp 1.30.0 and 2.x), uses
+that https URL as its `client_id` (a client ID metadata document, which the
+authorization server fetches; no registration) —, authorizes with PKCE and
+`resource` (RFC 8707), exchanges the code and refreshes the token.
 The only custom part is the "browser" (`Browser`): it follows the
 authorization URL, fills keygate's login form and allows the consent form
 over an HTTP session with cookies, and hands `code`, `state` (and `iss`,
@@ -133,7 +136,7 @@ class Memory(TokenStorage):
         self.client = client_info
 
 
-async def main(mcp_url, username, password, wait):
+async def main(mcp_url, username, password, wait, client_metadata_url=None):
     browser = Browser(username, password)
     storage = Memory()
     redirects = []
@@ -165,6 +168,7 @@ async def main(mcp_url, username, password, wait):
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
+        client_metadata_url=client_metadata_url,
     )
     calls = []
     async with httpx.AsyncClient(auth=auth, timeout=30) as http:
@@ -191,4 +195,4 @@ async def main(mcp_url, username, password, wait):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+    asyncio.run(main(*sys.argv[1:4], float(sys.argv[4]), *sys.argv[5:6]))
