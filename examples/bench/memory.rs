@@ -170,6 +170,8 @@ impl Writer {
                     expires_at,
                     redeemed: None,
                     resources: vec![],
+                    nonce: None,
+                    auth_time: None,
                 };
                 self.repos
                     .put_code(&code, &rec, ttl)
@@ -188,6 +190,7 @@ impl Writer {
                     rotated: false,
                     grace: None,
                     resources: vec![],
+                    auth_time: None,
                 };
                 self.repos
                     .put_refresh_family(&token, &rec, ttl)

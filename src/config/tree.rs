@@ -290,7 +290,7 @@ impl Default for OAuthSettings {
     fn default() -> Self {
         Self {
             profile: "oauth21".into(),
-            scopes: vec!["profile".into(), "email".into()],
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
             allow_plain_pkce: false,
             http_loopback_redirects: true,
         }

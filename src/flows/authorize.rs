@@ -59,12 +59,15 @@ pub async fn check(
 }
 
 /// The user allowed the request: returns the redirect URL carrying the code
-/// (or the implicit token in the fragment), `state` and `iss`.
+/// (or the implicit token in the fragment), `state` and `iss`. `auth_time`
+/// is when the user signed in (the login session's), bound into the code
+/// with the request's `nonce` for the OpenID Connect ID token.
 #[tracing::instrument(skip_all, fields(client_id = %req.client_id))]
 pub async fn approve(
     state: &AppState,
     req: &ValidRequest,
     user_id: &str,
+    auth_time: i64,
 ) -> Result<String, FlowError> {
     let issuer = &state.cfg.issuer;
     // A session outlives a deleted user (sessions are not indexed by user):
@@ -94,6 +97,8 @@ pub async fn approve(
                 expires_at: state.clock.now() + ttl,
                 redeemed: None,
                 resources: req.resources.iter().map(Target::from).collect(),
+                nonce: req.nonce.clone(),
+                auth_time: Some(auth_time),
             };
             state.repos.put_code(&code, &rec, ttl).await?;
             tracing::info!(event = "code_issued", "authorization code issued");

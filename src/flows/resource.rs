@@ -1,6 +1,7 @@
-//! The protected demo resource `/api/me`: Bearer JWT verified locally
-//! (signature by `kid`, `iss`, `aud`, `exp`, deny-list) and a scope check
-//! (RFC 6750).
+//! keygate's own protected resources, the demo `/api/me` and the OpenID
+//! Connect UserInfo endpoint: Bearer JWT verified locally (signature by
+//! `kid`, `iss`, `aud` = `tokens.audience`, `exp`, deny-list) and a scope
+//! check (RFC 6750).
 
 use super::FlowError;
 use crate::oauth::token::AccessClaims;
@@ -78,6 +79,42 @@ pub async fn me(state: &AppState, token: Option<&str>) -> Result<Me, BearerError
     Ok(Me {
         sub: user.id,
         username: user.username,
+        email,
+    })
+}
+
+/// The UserInfo answer (OpenID Connect Core §5.3.2): only claims keygate
+/// has for the user, by the token's scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The user id: the `sub` of the access and ID tokens.
+    pub sub: String,
+    /// The username (scope `profile`).
+    pub preferred_username: Option<String>,
+    /// The email address (scope `email`, when the user has one).
+    pub email: Option<String>,
+    /// Whether the address was verified (with `email`): keygate verifies
+    /// none, so always `false`.
+    pub email_verified: Option<bool>,
+}
+
+/// `GET|POST /oauth/userinfo` (OpenID Connect Core §5.3): a token for
+/// keygate's own audience with scope `openid`; `profile` adds
+/// `preferred_username`, `email` adds `email` and `email_verified`.
+pub async fn userinfo(state: &AppState, token: Option<&str>) -> Result<UserInfo, BearerError> {
+    let claims = authorize(state, token, crate::oauth::id_token::OPENID).await?;
+    let user = super::users::find_by_id(state, &claims.sub)
+        .await
+        .map_err(BearerError::Flow)?
+        .ok_or(BearerError::InvalidToken(
+            "the access token does not belong to a user",
+        ))?;
+    let has = |s: &str| claims.scope.split(' ').any(|x| x == s);
+    let email = if has("email") { user.email } else { None };
+    Ok(UserInfo {
+        sub: user.id,
+        preferred_username: has("profile").then_some(user.username),
+        email_verified: email.as_ref().map(|_| false),
         email,
     })
 }

@@ -26,6 +26,7 @@ use crate::metrics::GrantLabels;
 use crate::oauth::authorize::Policy;
 use crate::oauth::client_auth::{authenticate, select_credentials, ClientCredentials};
 use crate::oauth::grace::{self, GraceSeal};
+use crate::oauth::id_token::{wants_id_token, IdClaims, IdGrant};
 use crate::oauth::introspection::require_client_secret;
 use crate::oauth::resource::{self, Resource, ResourceId, Target};
 use crate::oauth::token::{
@@ -64,6 +65,8 @@ pub struct Issued {
     pub scope: String,
     /// A new refresh token, when the client is registered for them.
     pub refresh_token: Option<String>,
+    /// The OpenID Connect ID token (scope `openid`, code and refresh grants).
+    pub id_token: Option<String>,
 }
 
 /// The raw inputs of a token, revocation or introspection request.
@@ -362,10 +365,15 @@ async fn authorization_code(
         &targets,
         now,
     );
-    let refresh = grant
-        .family
-        .is_some()
-        .then(|| new_refresh(state, &grant, &stored.value.resources, now));
+    let refresh = grant.family.is_some().then(|| {
+        new_refresh(
+            state,
+            &grant,
+            &stored.value.resources,
+            now,
+            stored.value.auth_time,
+        )
+    });
     let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
     let redeemed = CodeRecord {
         redeemed: Some(Issuance {
@@ -400,7 +408,12 @@ async fn authorization_code(
         });
     }
     count(state, GrantType::AuthorizationCode);
-    sign(state, claims, refresh.map(|(t, _)| t))
+    // OpenID Connect Core §3.1.3.3: the code's scope asks for an ID token.
+    let oidc = wants_id_token(&stored.value.scope).then_some(Oidc {
+        auth_time: stored.value.auth_time,
+        nonce: stored.value.nonce.as_deref(),
+    });
+    sign(state, claims, refresh.map(|(t, _)| t), oidc)
 }
 
 /// RFC 6749 §4.1.2: a code used twice is refused and what it issued is revoked.
@@ -454,7 +467,14 @@ async fn refresh(
         scope: refresh_scope(&stored.value, client),
         family: Some(stored.value.family.clone()),
     };
-    let (next_token, next) = new_refresh(state, &family_grant, &stored.value.resources, now);
+    let (next_token, next) = new_refresh(
+        state,
+        &family_grant,
+        &stored.value.resources,
+        now,
+        stored.value.auth_time,
+    );
+    let oidc = refresh_oidc(&next);
     let grant = Grant {
         scope,
         ..family_grant
@@ -501,7 +521,7 @@ async fn refresh(
         return Err(refresh_replayed(state, &stored.value).await);
     }
     count(state, GrantType::RefreshToken);
-    sign(state, claims, Some(next_token))
+    sign(state, claims, Some(next_token), oidc)
 }
 
 /// Seals the successor pair for grace retries (one HKDF, one AES-GCM seal).
@@ -552,7 +572,7 @@ async fn grace_retry_or_revoke(
     // access token is byte-identical (with an unchanged signing key); ES256
     // signs the same claims with a fresh signature.
     let claims = grace_claims(&state.cfg.issuer, &state.cfg.audience, rec, &c);
-    let mut issued = sign(state, claims, Some(c.refresh_token))?;
+    let mut issued = sign(state, claims, Some(c.refresh_token), refresh_oidc(rec))?;
     issued.expires_in = u64::try_from(c.exp - now).unwrap_or(0);
     Ok(issued)
 }
@@ -597,7 +617,8 @@ async fn password(
     };
     let claims = claims_for(state, &grant, &targets, now);
     let refresh = if grant.family.is_some() {
-        let (t, rec) = new_refresh(state, &grant, &targets, now);
+        // Not an OpenID Connect sign-in: no `auth_time`, so no ID token on refresh.
+        let (t, rec) = new_refresh(state, &grant, &targets, now, None);
         state
             .repos
             .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
@@ -607,16 +628,18 @@ async fn password(
         None
     };
     count(state, GrantType::Password);
-    sign(state, claims, refresh)
+    sign(state, claims, refresh, None)
 }
 
 /// A new refresh token of `grant`'s family (which must be set), bound to
-/// the RFC 8707 `resources`.
+/// the RFC 8707 `resources`, with the OpenID Connect `auth_time` of the
+/// sign-in that started the family (none for the password grant).
 fn new_refresh(
     state: &AppState,
     grant: &Grant,
     resources: &[Target],
     now: i64,
+    auth_time: Option<i64>,
 ) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
         family: grant.family.clone().unwrap_or_default(),
@@ -627,6 +650,7 @@ fn new_refresh(
         rotated: false,
         grace: None,
         resources: resources.to_vec(),
+        auth_time,
     };
     (crate::ids::random_token(32), rec)
 }
@@ -644,19 +668,59 @@ fn claims_for(state: &AppState, grant: &Grant, targets: &[Target], now: i64) -> 
     )
 }
 
+/// What an ID token needs beyond the access token's claims.
+#[derive(Debug, Clone, Copy)]
+struct Oidc<'a> {
+    auth_time: Option<i64>,
+    nonce: Option<&'a str>,
+}
+
+/// OpenID Connect Core §12.2: a refresh of a family whose scope has
+/// `openid` and that began with a sign-in (it has an `auth_time`) answers
+/// with an ID token: same `sub` and `auth_time`, no `nonce`.
+fn refresh_oidc(rec: &RefreshRecord) -> Option<Oidc<'static>> {
+    (wants_id_token(&rec.scope) && rec.auth_time.is_some()).then_some(Oidc {
+        auth_time: rec.auth_time,
+        nonce: None,
+    })
+}
+
+/// Signs the access token and, for `oidc`, the ID token that goes with it,
+/// both with the key that signs at the token's issue time (rotation: see
+/// tokens::keys). The ID token lives as long as the access token
+/// (`tokens.access_ttl`); its `sub`, `iss` and `iat` are the access token's,
+/// its `aud` and `azp` the client id, its `at_hash` this access token's.
 fn sign(
     state: &AppState,
     claims: AccessClaims,
     refresh_token: Option<String>,
+    oidc: Option<Oidc<'_>>,
 ) -> Result<Issued, FlowError> {
     let keys = state.keys.current();
-    // The key that signs at the token's issue time (rotation: see tokens::keys).
-    let access_token = jwt::sign(keys.signer_at(claims.iat), &claims)?;
+    let key = keys.signer_at(claims.iat);
+    let access_token = jwt::sign(key, &claims)?;
+    let id_token = match oidc {
+        None => None,
+        Some(o) => {
+            let grant = IdGrant {
+                issuer: &claims.iss,
+                subject: &claims.sub,
+                client_id: &claims.client_id,
+                auth_time: o.auth_time,
+                nonce: o.nonce,
+            };
+            let ttl = state.cfg.tokens.access_ttl.as_secs() as i64;
+            let id = IdClaims::new(grant, claims.iat, ttl, key.alg.as_str(), &access_token)
+                .ok_or(jwt::SignError)?;
+            Some(jwt::sign_id_token(key, &id)?)
+        }
+    };
     Ok(Issued {
         access_token,
         expires_in: state.cfg.tokens.access_ttl.as_secs(),
         scope: claims.scope,
         refresh_token,
+        id_token,
     })
 }
 
@@ -704,5 +768,5 @@ pub fn issue_access_token(
 ) -> Result<Issued, FlowError> {
     let claims = claims_for(state, grant, targets, state.clock.now());
     count(state, grant_type);
-    sign(state, claims, None)
+    sign(state, claims, None, None)
 }

@@ -12,7 +12,7 @@ use super::errors;
 use super::payload::{FormPairs, RawJson};
 use super::responses::{
     IntrospectResponse, IntrospectionBody, MeBody, MeResponse, RevokeResponse, TokenBody,
-    TokenResponse, NO_STORE,
+    TokenResponse, UserInfoBody, UserInfoResponse, NO_STORE,
 };
 use crate::config::MetricsExposure;
 use crate::flows;
@@ -259,6 +259,97 @@ pub struct Status {
     pub status: String,
 }
 
+/// The fields OpenID Connect Discovery 1.0 §3 adds to the RFC 8414 document
+/// (REQUIRED ones and those that apply), advertising only what works.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct OpenIdFields {
+    /// The UserInfo endpoint (Core §5.3), `GET` and `POST`.
+    pub userinfo_endpoint: String,
+    /// `public` only: `sub` is the user id for every client.
+    pub subject_types_supported: Vec<String>,
+    /// The algorithms of the published keys (ID tokens are signed like
+    /// access tokens, by the active key).
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// The claims keygate can return in ID tokens and from UserInfo.
+    pub claims_supported: Vec<String>,
+    /// Request objects (`request`) are refused: `request_not_supported`.
+    pub request_parameter_supported: bool,
+    /// `request_uri` is refused: `request_uri_not_supported`.
+    pub request_uri_parameter_supported: bool,
+    /// The `claims` request parameter is not supported (ignored).
+    pub claims_parameter_supported: bool,
+}
+
+/// The OpenID Connect discovery document: the RFC 8414 document plus
+/// [`OpenIdFields`] (a schema only: it is served as merged JSON).
+#[derive(Debug, Object)]
+pub struct OpenIdConfiguration {
+    /// Everything of the RFC 8414 document, with the same values.
+    #[oai(flatten)]
+    pub oauth: ServerMetadata,
+    /// The OpenID Connect fields.
+    #[oai(flatten)]
+    pub openid: OpenIdFields,
+}
+
+/// The claims of [`OpenIdFields::claims_supported`].
+pub const CLAIMS_SUPPORTED: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "azp",
+    "preferred_username",
+    "email",
+    "email_verified",
+];
+
+/// The OpenID Connect discovery document: `metadata` (the RFC 8414 JSON)
+/// with the fields of [`OpenIdFields`], the signing algorithms read from
+/// the keys published now (`algs`, in order, duplicates dropped).
+pub fn openid_configuration(
+    metadata: &[u8],
+    issuer: &str,
+    algs: impl IntoIterator<Item = &'static str>,
+) -> bytes::Bytes {
+    let mut signing: Vec<String> = Vec::new();
+    for a in algs {
+        if !signing.iter().any(|s| s == a) {
+            signing.push(a.to_string());
+        }
+    }
+    let fields = OpenIdFields {
+        userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
+        subject_types_supported: vec!["public".into()],
+        id_token_signing_alg_values_supported: signing,
+        claims_supported: CLAIMS_SUPPORTED.iter().map(|c| c.to_string()).collect(),
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        claims_parameter_supported: false,
+    };
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(metadata).unwrap_or_default();
+    if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(&fields) {
+        doc.extend(extra);
+    }
+    serde_json::to_vec(&doc).unwrap_or_default().into()
+}
+
+/// OpenID Connect discovery responses.
+#[derive(ApiResponse)]
+pub enum OpenIdConfigurationResponse {
+    /// The discovery document.
+    #[oai(status = 200)]
+    Ok(
+        RawJson<OpenIdConfiguration>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
 /// Discovery document responses.
 #[derive(ApiResponse)]
 pub enum MetadataResponse {
@@ -336,6 +427,7 @@ impl Api {
                 expires_in: t.expires_in,
                 scope: t.scope,
                 refresh_token: t.refresh_token,
+                id_token: t.id_token,
             })
             .map_err(flows::FlowError::internal)
         });
@@ -434,6 +526,24 @@ impl Api {
         }
     }
 
+    /// OpenID Connect UserInfo (Core §5.3).
+    ///
+    /// Send `Authorization: Bearer <access token>`: a token for keygate's own
+    /// audience with scope `openid`. Returns `sub`; `profile` adds
+    /// `preferred_username`, `email` adds `email` and `email_verified`.
+    /// Errors follow RFC 6750 §3.
+    #[oai(path = "/oauth/userinfo", method = "get", tag = "ApiTags::OAuth")]
+    async fn userinfo_get(&self, state: Data<&AppState>, auth: BearerAuth) -> UserInfoResponse {
+        userinfo(&state, &auth).await
+    }
+
+    /// OpenID Connect UserInfo (Core §5.3) by `POST`: the same as `GET`
+    /// (the token in the `Authorization` header; a body is ignored).
+    #[oai(path = "/oauth/userinfo", method = "post", tag = "ApiTags::OAuth")]
+    async fn userinfo_post(&self, state: Data<&AppState>, auth: BearerAuth) -> UserInfoResponse {
+        userinfo(&state, &auth).await
+    }
+
     /// Protected resource metadata (RFC 9728) of `/api/me`.
     ///
     /// A client that gets a 401 from `/api/me` finds this document through the
@@ -472,14 +582,25 @@ impl Api {
         )
     }
 
-    /// The same metadata at the OpenID Connect discovery location.
+    /// OpenID Connect Discovery 1.0: the RFC 8414 metadata plus the OpenID
+    /// Provider fields (`userinfo_endpoint`, `subject_types_supported`,
+    /// `id_token_signing_alg_values_supported`, …). Cached as long as the
+    /// JWKS, since it names the published keys' algorithms.
     #[oai(
         path = "/.well-known/openid-configuration",
         method = "get",
         tag = "ApiTags::Discovery"
     )]
-    async fn openid_configuration(&self, state: Data<&AppState>) -> MetadataResponse {
-        self.metadata(state).await
+    async fn openid_configuration(&self, state: Data<&AppState>) -> OpenIdConfigurationResponse {
+        let keys = state.keys.current();
+        OpenIdConfigurationResponse::Ok(
+            RawJson::new(openid_configuration(
+                &state.metadata,
+                &state.cfg.issuer,
+                keys.all().iter().map(|k| k.alg.as_str()),
+            )),
+            format!("public, max-age={}", state.cfg.keys.jwks_max_age.as_secs()),
+        )
     }
 
     /// Public signing keys (RFC 7517 JWK Set) for verifying access tokens offline.
@@ -527,6 +648,28 @@ impl Api {
             MetricsResponse::Ok(PlainText(state.metrics.render()))
         } else {
             MetricsResponse::NotFound
+        }
+    }
+}
+
+/// The UserInfo answer for either method.
+async fn userinfo(state: &AppState, auth: &BearerAuth) -> UserInfoResponse {
+    let token = match auth {
+        BearerAuth::Bearer(BearerJwt(b)) => Some(b.token.as_str()),
+        BearerAuth::Missing => None,
+    };
+    match flows::resource::userinfo(state, token).await {
+        Ok(u) => UserInfoResponse::Ok(
+            Json(UserInfoBody {
+                sub: u.sub,
+                preferred_username: u.preferred_username,
+                email: u.email,
+                email_verified: u.email_verified,
+            }),
+            NO_STORE.into(),
+        ),
+        Err(e) => {
+            errors::userinfo_challenge(e, &protected_resource_metadata_url(&state.cfg.issuer))
         }
     }
 }

@@ -17,7 +17,8 @@ use poem_openapi::payload::Json;
 
 use super::registration::RegistrationResponse;
 use super::responses::{
-    IntrospectResponse, MeResponse, OAuthErrorBody, RevokeResponse, TokenResponse, NO_STORE,
+    IntrospectResponse, MeResponse, OAuthErrorBody, RevokeResponse, TokenResponse,
+    UserInfoResponse, NO_STORE,
 };
 use crate::flows::clients::ClientError;
 use crate::flows::registration::RegistrationError;
@@ -255,22 +256,47 @@ token_action_errors!(IntrospectResponse, introspect_bad_request);
 /// names the resource's RFC 9728 metadata (`resource_metadata`, RFC 9728 §5.1)
 /// so that a client can discover the authorization server from a 401.
 pub fn bearer_challenge(e: BearerError, resource_metadata: &str) -> MeResponse {
+    match bearer_refusal(e, resource_metadata) {
+        Refusal::Unauthorized(body, h) => MeResponse::Unauthorized(body, h),
+        Refusal::Forbidden(body, h) => MeResponse::Forbidden(body, h),
+        Refusal::Unavailable(body, h) => MeResponse::Unavailable(body, h),
+    }
+}
+
+/// [`bearer_challenge`] for the OpenID Connect UserInfo endpoint (Core
+/// §5.3.3: RFC 6750 errors), which is keygate's own resource too.
+pub fn userinfo_challenge(e: BearerError, resource_metadata: &str) -> UserInfoResponse {
+    match bearer_refusal(e, resource_metadata) {
+        Refusal::Unauthorized(body, h) => UserInfoResponse::Unauthorized(body, h),
+        Refusal::Forbidden(body, h) => UserInfoResponse::Forbidden(body, h),
+        Refusal::Unavailable(body, h) => UserInfoResponse::Unavailable(body, h),
+    }
+}
+
+/// The error answers of a Bearer-protected resource, whichever it is.
+enum Refusal {
+    Unauthorized(Json<OAuthErrorBody>, String),
+    Forbidden(Json<OAuthErrorBody>, String),
+    Unavailable(Json<OAuthErrorBody>, String),
+}
+
+fn bearer_refusal(e: BearerError, resource_metadata: &str) -> Refusal {
     let rm = format!("resource_metadata=\"{resource_metadata}\"");
     match e {
-        BearerError::Missing => MeResponse::Unauthorized(
+        BearerError::Missing => Refusal::Unauthorized(
             OAuthErrorBody::new(
                 ErrorCode::InvalidRequest,
                 "a Bearer access token is required",
             ),
             format!("Bearer realm=\"keygate\", {rm}"),
         ),
-        BearerError::InvalidToken(d) => MeResponse::Unauthorized(
+        BearerError::InvalidToken(d) => Refusal::Unauthorized(
             OAuthErrorBody::new(ErrorCode::InvalidToken, d),
             format!(
                 "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\", {rm}"
             ),
         ),
-        BearerError::InsufficientScope(scope) => MeResponse::Forbidden(
+        BearerError::InsufficientScope(scope) => Refusal::Forbidden(
             OAuthErrorBody::new(
                 ErrorCode::InsufficientScope,
                 format!("the `{scope}` scope is required"),
@@ -282,7 +308,7 @@ pub fn bearer_challenge(e: BearerError, resource_metadata: &str) -> MeResponse {
         // The only fault on this path is the deny-list lookup in the store.
         BearerError::Flow(e) => {
             let e = oauth_error(e);
-            MeResponse::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
+            Refusal::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
         }
     }
 }

@@ -72,6 +72,12 @@ pub struct TokenBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect ID token (a JWT with header `typ: JWT`, signed with the
+    /// same key), when the grant's scope has `openid` (authorization code
+    /// and refresh grants).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl Example for TokenBody {
@@ -84,6 +90,7 @@ impl Example for TokenBody {
             expires_in: 900,
             scope: "profile".into(),
             refresh_token: Some("5bV3Yq2kQx0y3ZlV0yq1dQ".into()),
+            id_token: None,
         }
     }
 }
@@ -260,6 +267,47 @@ pub struct MeBody {
     /// The email address (scope `email` only).
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+}
+
+/// The OpenID Connect UserInfo response (Core §5.3.2): `sub` always, the
+/// other claims by the token's scopes and only when the user has them.
+#[derive(Debug, Object)]
+pub struct UserInfoBody {
+    /// The user id: the same `sub` as the ID token's.
+    pub sub: String,
+    /// The username (scope `profile`).
+    #[oai(skip_serializing_if_is_none)]
+    pub preferred_username: Option<String>,
+    /// The email address (scope `email`, when the user has one).
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+    /// With `email`: whether the address was verified (keygate verifies
+    /// none yet: `false`).
+    #[oai(skip_serializing_if_is_none)]
+    pub email_verified: Option<bool>,
+}
+
+/// Responses of the UserInfo endpoint (Core §5.3, RFC 6750 §3 errors).
+#[derive(ApiResponse)]
+pub enum UserInfoResponse {
+    /// The claims of the token's user.
+    #[oai(status = 200)]
+    Ok(Json<UserInfoBody>, #[oai(header = "Cache-Control")] String),
+    /// No token, or an invalid, expired or revoked one.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The token lacks the `openid` scope.
+    #[oai(status = 403)]
+    Forbidden(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The store is unreachable (revocation cannot be checked); retry.
+    #[oai(status = 503)]
+    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
 }
 
 /// Responses of a Bearer-protected resource (RFC 6750 §3).

@@ -54,6 +54,12 @@ pub struct AuthorizeParams {
     pub code_challenge_method: Option<String>,
     /// `response_mode` (OAuth 2.0 Multiple Response Type Encoding Practices §2.1)
     pub response_mode: Option<String>,
+    /// `nonce` (OpenID Connect Core §3.1.2.1): echoed in the ID token.
+    pub nonce: Option<String>,
+    /// `request` (Core §6.1): not supported, refused with `request_not_supported`.
+    pub request: Option<String>,
+    /// `request_uri` (Core §6.2): not supported, refused with `request_uri_not_supported`.
+    pub request_uri: Option<String>,
     /// The first parameter seen more than once (RFC 6749 §3.1: MUST NOT repeat).
     pub duplicate: Option<&'static str>,
     /// `resource` (RFC 8707 §2): the one parameter that may repeat.
@@ -79,6 +85,9 @@ impl AuthorizeParams {
                 "code_challenge" => (&mut p.code_challenge, "code_challenge"),
                 "code_challenge_method" => (&mut p.code_challenge_method, "code_challenge_method"),
                 "response_mode" => (&mut p.response_mode, "response_mode"),
+                "nonce" => (&mut p.nonce, "nonce"),
+                "request" => (&mut p.request, "request"),
+                "request_uri" => (&mut p.request_uri, "request_uri"),
                 _ => continue,
             };
             if slot.is_some() {
@@ -140,6 +149,8 @@ pub struct ValidRequest {
     /// The RFC 8707 resources the token will be for (empty: the default
     /// audience), as registered ([`bind_resources`]).
     pub resources: Vec<Resource>,
+    /// The OpenID Connect `nonce`, bound into the code for the ID token.
+    pub nonce: Option<String>,
 }
 
 fn show(title: &'static str, message: impl Into<Cow<'static, str>>) -> AuthorizeError {
@@ -247,6 +258,20 @@ pub fn validate(
             )),
         });
     }
+    // OpenID Connect Core §3.1.2.6: request objects are not supported (and
+    // Discovery says so); refused before anything else about the request.
+    if p.request.is_some() {
+        return Err(fail(
+            ErrorCode::RequestNotSupported,
+            "the request parameter (request object) is not supported",
+        ));
+    }
+    if p.request_uri.is_some() {
+        return Err(fail(
+            ErrorCode::RequestUriNotSupported,
+            "the request_uri parameter is not supported",
+        ));
+    }
     match p.response_type.as_deref() {
         None => {
             return Err(fail(
@@ -301,6 +326,12 @@ pub fn validate(
             }
         },
     };
+    let nonce = super::id_token::check_nonce(p.nonce.as_deref()).map_err(|error| {
+        AuthorizeError::Redirect {
+            target: target.clone(),
+            error,
+        }
+    })?;
     let pkce = match response_type {
         ResponseType::Token => None,
         ResponseType::Code => {
@@ -330,6 +361,7 @@ pub fn validate(
         scope,
         pkce,
         resources: vec![],
+        nonce,
     })
 }
 
@@ -482,6 +514,32 @@ mod tests {
             }
             other => panic!("{q}: {other:?}"),
         }
+    }
+
+    /// OpenID Connect Core §3.1.2.6: `request` and `request_uri` are
+    /// refused with their own codes once the client and redirect URI are
+    /// trusted (an unknown client still gets the page); a `nonce` is bound
+    /// into the request, an over-long one is `invalid_request`.
+    #[test]
+    fn request_objects_are_refused_and_the_nonce_is_kept() {
+        let jwt = "&request=eyJhbGciOiJub25lIn0.e30.";
+        assert_eq!(
+            redirected_code(&code_q(jwt), &POLICY),
+            ErrorCode::RequestNotSupported
+        );
+        assert_eq!(
+            redirected_code(&code_q("&request_uri=https://app.example/r.jwt"), &POLICY),
+            ErrorCode::RequestUriNotSupported
+        );
+        let r = validate(&params(&format!("client_id=nobody{jwt}")), None, &POLICY);
+        assert!(matches!(r, Err(AuthorizeError::ShowToUser { .. })));
+        let ok = validate(&params(&code_q("&nonce=n-0S6")), Some(&client()), &POLICY).unwrap();
+        assert_eq!(ok.nonce.as_deref(), Some("n-0S6"));
+        let long = format!("&nonce={}", "n".repeat(513));
+        assert_eq!(
+            redirected_code(&code_q(&long), &POLICY),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

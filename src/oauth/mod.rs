@@ -17,6 +17,9 @@
 //!   [`token::redeem_refresh`], [`token::grace_retry`]; the seal that keeps the
 //!   successor pair for those retries → [`grace`] (crypto only: `token` depends on
 //!   `grace`, never the reverse)
+//! - OpenID Connect Core 1.0 §2, §3.1.3.6, §12.2 ID token claims, `at_hash`,
+//!   `nonce` → [`id_token`]; §3.1.2.1 request rules (`nonce`, `request`,
+//!   `request_uri`) → [`authorize`]
 
 pub mod authorize;
 pub mod client_auth;
@@ -24,6 +27,7 @@ pub mod client_document;
 pub mod client_meta;
 pub mod error;
 pub mod grace;
+pub mod id_token;
 pub mod introspection;
 pub mod pkce;
 pub mod resource;

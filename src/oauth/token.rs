@@ -231,6 +231,13 @@ pub struct CodeRecord {
     /// the default audience). The token request may only narrow them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<Target>,
+    /// OpenID Connect: the authorization request's `nonce`, for the ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// OpenID Connect: when the user signed in (the login session's
+    /// `auth_time`), for the ID token's `auth_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
@@ -345,6 +352,10 @@ pub struct RefreshRecord {
     /// the successor keeps them all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<Target>,
+    /// OpenID Connect: when the user signed in, carried from the code so
+    /// the ID token of a refresh keeps it (Core §12.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -661,6 +672,8 @@ mod tests {
             expires_at: 100,
             redeemed: None,
             resources: vec![],
+            auth_time: None,
+            nonce: None,
         }
     }
 
@@ -745,6 +758,7 @@ mod tests {
             rotated: false,
             grace: None,
             resources: vec![],
+            auth_time: None,
         };
         let c = code_client();
         assert_eq!(
@@ -826,6 +840,7 @@ mod tests {
             rotated: true,
             grace: Some(seal),
             resources: vec![],
+            auth_time: None,
         }
     }
 

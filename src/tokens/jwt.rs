@@ -1,11 +1,13 @@
-//! RFC 9068 JWT access tokens: signing with the cached AWS-LC key (one signature
-//! per token), verification with jsonwebtoken (AWS-LC backend).
+//! RFC 9068 JWT access tokens and OpenID Connect ID tokens: signing with the
+//! cached AWS-LC key (one signature per token), verification with
+//! jsonwebtoken (AWS-LC backend).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use jsonwebtoken::{decode, decode_header, Validation};
 
 use super::keys::{KeySet, SigningKey};
+use crate::oauth::id_token::IdClaims;
 use crate::oauth::token::AccessClaims;
 
 /// Signing failed (the key or the RNG refused); never expected in practice.
@@ -15,9 +17,23 @@ pub struct SignError;
 
 /// Serialises `claims` and signs them as a compact JWS with `key`'s cached header.
 pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String, SignError> {
+    sign_with(key, &key.header_b64, claims)
+}
+
+/// Signs an OpenID Connect ID token with `key` (header `typ: JWT`, `alg`,
+/// `kid`, cached like the access token's).
+pub fn sign_id_token(key: &SigningKey, claims: &IdClaims) -> Result<String, SignError> {
+    sign_with(key, &key.id_header_b64, claims)
+}
+
+fn sign_with(
+    key: &SigningKey,
+    header_b64: &str,
+    claims: &impl serde::Serialize,
+) -> Result<String, SignError> {
     let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
-    let mut out = String::with_capacity(key.header_b64.len() + payload.len() * 4 / 3 + 400);
-    out.push_str(&key.header_b64);
+    let mut out = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
+    out.push_str(header_b64);
     out.push('.');
     B64.encode_string(&payload, &mut out);
     let sig = key.sign_raw(out.as_bytes()).map_err(|_| SignError)?;
@@ -160,6 +176,44 @@ mod tests {
             assert!(verify(&set, &forged, "https://iss", "https://aud").is_err());
             let expired = sign(key, &claims(now() - 10_000)).unwrap();
             assert!(verify(&set, &expired, "https://iss", "https://aud").is_err());
+        }
+    }
+
+    /// OpenID Connect: an ID token of every alg has header `typ: JWT` with
+    /// the key's `alg` and `kid`, verifies with the key, and carries the
+    /// `at_hash` of its alg (SHA-512 for EdDSA); an access token verifier
+    /// refuses it (`typ`), so one can never pass for the other.
+    #[test]
+    fn id_tokens_of_every_alg() {
+        use crate::oauth::id_token::{at_hash, IdGrant};
+        let dir = tempfile::tempdir().unwrap();
+        for (i, alg) in [Alg::RS256, Alg::ES256, Alg::EdDSA].into_iter().enumerate() {
+            generate_into(dir.path(), alg, i as i64).unwrap();
+            let set = KeySet::load_dir(dir.path(), Rotation::IMMEDIATE).unwrap();
+            let key = set.signer_at(now());
+            let access = sign(key, &claims(now())).unwrap();
+            let grant = IdGrant {
+                issuer: "https://iss",
+                subject: "svc",
+                client_id: "rp",
+                auth_time: Some(now() - 5),
+                nonce: Some("n-1"),
+            };
+            let c = IdClaims::new(grant, now(), 600, alg.as_str(), &access).unwrap();
+            let t = sign_id_token(key, &c).unwrap();
+            let h = decode_header(&t).unwrap();
+            assert_eq!(h.typ.as_deref(), Some("JWT"));
+            assert_eq!(h.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(h.alg, alg.jwt_alg());
+            let mut v = Validation::new(alg.jwt_alg());
+            v.set_issuer(&["https://iss"]);
+            v.set_audience(&["rp"]);
+            let got = decode::<IdClaims>(&t, &key.decoding, &v).unwrap().claims;
+            assert_eq!(got, c);
+            let half = if alg == Alg::EdDSA { 32 } else { 16 };
+            assert_eq!(B64.decode(&got.at_hash).unwrap().len(), half, "{alg}");
+            assert_eq!(Some(got.at_hash), at_hash(alg.as_str(), &access));
+            assert!(verify_any_audience(&set, &t, "https://iss", true).is_err());
         }
     }
 

@@ -125,6 +125,8 @@ pub struct SigningKey {
     pub jwk: serde_json::Value,
     /// Base64url of the JWS header `{"alg","typ":"at+jwt","kid"}`, encoded once.
     pub(crate) header_b64: String,
+    /// Base64url of the ID token header `{"alg","typ":"JWT","kid"}`, encoded once.
+    pub(crate) id_header_b64: String,
     pub(crate) decoding: DecodingKey,
     signer: Signer,
     rng: SystemRandom,
@@ -186,6 +188,8 @@ impl SigningKey {
         jwk["use"] = json!("sig");
         let header = json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid});
         let header_b64 = B64.encode(serde_json::to_vec(&header).map_err(|e| e.to_string())?);
+        let id_header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
+        let id_header_b64 = B64.encode(serde_json::to_vec(&id_header).map_err(|e| e.to_string())?);
         Ok(Self {
             kid,
             alg,
@@ -194,6 +198,7 @@ impl SigningKey {
             modified: None,
             jwk,
             header_b64,
+            id_header_b64,
             decoding,
             signer,
             rng,

@@ -16,6 +16,7 @@ mod instances;
 mod limits;
 mod mcp_clients;
 mod oauth_flows;
+mod oidc;
 mod openapi;
 mod process;
 mod races;

@@ -47,6 +47,7 @@ async fn mint(app: &TestApp) -> (String, String) {
         rotated: false,
         grace: None,
         resources: vec![],
+        auth_time: None,
     };
     app.state
         .repos
