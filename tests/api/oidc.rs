@@ -432,3 +432,23 @@ async fn request_objects_are_refused_with_their_codes(backend: Backend) {
         assert_eq!(p["iss"], ISSUER);
     }
 }
+
+/// A refresh retried within the grace window gets the same answer, ID token
+/// included (RS256 signs the same claims to the same bytes): a client whose
+/// first answer was lost still gets its ID token. The clock stands still,
+/// so the retry is inside the window however slow the machine.
+#[tokio::test]
+async fn a_grace_retry_repeats_the_id_token() {
+    let clock = std::sync::Arc::new(keygate::clock::TestClock::new(SystemClock.now()));
+    let app = crate::helpers::spawn_app_clocked(Backend::Memory, Alg::RS256, oidc, clock).await;
+    let t = code_flow(&app, "openid", "").await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let first = steps::ok_json(steps::refresh(&app.http, &app.addr, (RP, SECRET), rt).await).await;
+    let again = steps::ok_json(steps::refresh(&app.http, &app.addr, (RP, SECRET), rt).await).await;
+    assert_eq!(again["refresh_token"], first["refresh_token"]);
+    let id = again["id_token"]
+        .as_str()
+        .expect("an id_token on the retry");
+    assert_eq!(again["id_token"], first["id_token"]);
+    verify_like_an_rp(&app, id, again["access_token"].as_str().unwrap(), None).await;
+}
