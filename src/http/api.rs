@@ -280,8 +280,8 @@ pub struct OpenIdFields {
     pub claims_parameter_supported: bool,
 }
 
-/// The OpenID Connect discovery document: the RFC 8414 document plus
-/// [`OpenIdFields`] (a schema only: it is served as merged JSON).
+/// The OpenID Connect discovery document: the RFC 8414 document plus the
+/// OpenID Provider fields (a schema only: it is served as merged JSON).
 #[derive(Debug, Object)]
 pub struct OpenIdConfiguration {
     /// Everything of the RFC 8414 document, with the same values.
