@@ -58,16 +58,41 @@ pub async fn check(
     }
 }
 
+/// The consent id under which `user_id` already allowed everything `req`
+/// asks for (scope and resources), if they did ([`crate::oauth::consent`]).
+pub async fn remembered(
+    state: &AppState,
+    user_id: &str,
+    req: &ValidRequest,
+) -> Result<Option<String>, FlowError> {
+    let apps = state.repos.allowed_apps(user_id).await?;
+    Ok(apps
+        .get(&req.client_id)
+        .filter(|app| app.covers(&req.scope, req.resources.iter().map(|r| r.uri.as_str())))
+        .map(|app| app.id.clone()))
+}
+
+/// How the user's consent to a request was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consent {
+    /// On the consent page just now: remember it.
+    Given,
+    /// Before (the consent id [`remembered`] found): nothing to ask.
+    Remembered(String),
+}
+
 /// The user allowed the request: returns the redirect URL carrying the code
 /// (or the implicit token in the fragment), `state` and `iss`. `auth_time`
 /// is when the user signed in (the login session's), bound into the code
-/// with the request's `nonce` for the OpenID Connect ID token.
+/// with the request's `nonce` for the OpenID Connect ID token; the code
+/// names the consent, so revoking the app revokes what the code issues.
 #[tracing::instrument(skip_all, fields(client_id = %req.client_id))]
 pub async fn approve(
     state: &AppState,
     req: &ValidRequest,
     user_id: &str,
     auth_time: i64,
+    consent: Consent,
 ) -> Result<String, FlowError> {
     let issuer = &state.cfg.issuer;
     // A session outlives a deleted user (sessions are not indexed by user):
@@ -83,6 +108,22 @@ pub async fn approve(
             issuer,
         ));
     }
+    let consent = match consent {
+        Consent::Remembered(id) => id,
+        Consent::Given => {
+            let resources: Vec<String> = req.resources.iter().map(|r| r.uri.clone()).collect();
+            state
+                .repos
+                .remember_consent(
+                    user_id,
+                    &req.client_id,
+                    &req.scope,
+                    &resources,
+                    &crate::ids::random_token(16),
+                )
+                .await?
+        }
+    };
     match req.response_type {
         ResponseType::Code => {
             let code = crate::ids::random_token(32);
@@ -99,6 +140,7 @@ pub async fn approve(
                 resources: req.resources.iter().map(Target::from).collect(),
                 nonce: req.nonce.clone(),
                 auth_time: Some(auth_time),
+                consent: Some(consent),
             };
             state.repos.put_code(&code, &rec, ttl).await?;
             tracing::info!(event = "code_issued", "authorization code issued");

@@ -135,7 +135,7 @@ pub async fn introspect(state: &AppState, input: TokenInput) -> Result<Introspec
     if r.rotated
         || r.expires_at <= now
         || !may_see(&client, &r.client_id)
-        || !state.repos.family_alive(&r.family).await?
+        || !state.repos.refresh_alive(&r).await?
     {
         return Ok(Introspection::default());
     }

@@ -371,7 +371,10 @@ async fn authorization_code(
             &grant,
             &stored.value.resources,
             now,
-            stored.value.auth_time,
+            Started {
+                auth_time: stored.value.auth_time,
+                consent: stored.value.consent.clone(),
+            },
         )
     });
     let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
@@ -472,7 +475,10 @@ async fn refresh(
         &family_grant,
         &stored.value.resources,
         now,
-        stored.value.auth_time,
+        Started {
+            auth_time: stored.value.auth_time,
+            consent: stored.value.consent.clone(),
+        },
     );
     let oidc = refresh_oidc(&next);
     let grant = Grant {
@@ -562,7 +568,7 @@ async fn grace_retry_or_revoke(
     };
     let (successor, family_alive) = state
         .repos
-        .refresh_and_family(&c.refresh_token, &rec.family)
+        .refresh_and_family(&c.refresh_token, rec)
         .await?;
     if !successor_is_live(successor.as_ref(), &rec.family, family_alive, now) {
         return Err(refresh_replayed(state, rec).await);
@@ -618,7 +624,7 @@ async fn password(
     let claims = claims_for(state, &grant, &targets, now);
     let refresh = if grant.family.is_some() {
         // Not an OpenID Connect sign-in: no `auth_time`, so no ID token on refresh.
-        let (t, rec) = new_refresh(state, &grant, &targets, now, None);
+        let (t, rec) = new_refresh(state, &grant, &targets, now, Started::default());
         state
             .repos
             .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
@@ -631,15 +637,24 @@ async fn password(
     sign(state, claims, refresh, None)
 }
 
+/// What a refresh family keeps from the authorization that started it
+/// (nothing for the password grant).
+#[derive(Debug, Clone, Default)]
+struct Started {
+    /// The OpenID Connect `auth_time` of the sign-in.
+    auth_time: Option<i64>,
+    /// The remembered consent the code was issued under.
+    consent: Option<String>,
+}
+
 /// A new refresh token of `grant`'s family (which must be set), bound to
-/// the RFC 8707 `resources`, with the OpenID Connect `auth_time` of the
-/// sign-in that started the family (none for the password grant).
+/// the RFC 8707 `resources`, with what the family keeps from its start.
 fn new_refresh(
     state: &AppState,
     grant: &Grant,
     resources: &[Target],
     now: i64,
-    auth_time: Option<i64>,
+    started: Started,
 ) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
         family: grant.family.clone().unwrap_or_default(),
@@ -650,7 +665,8 @@ fn new_refresh(
         rotated: false,
         grace: None,
         resources: resources.to_vec(),
-        auth_time,
+        auth_time: started.auth_time,
+        consent: started.consent,
     };
     (crate::ids::random_token(32), rec)
 }

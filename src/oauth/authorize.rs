@@ -60,6 +60,12 @@ pub struct AuthorizeParams {
     pub request: Option<String>,
     /// `request_uri` (Core §6.2): not supported, refused with `request_uri_not_supported`.
     pub request_uri: Option<String>,
+    /// `prompt` (Core §3.1.2.1): `none`, `login`, `consent`, `select_account`.
+    pub prompt: Option<String>,
+    /// `max_age` (Core §3.1.2.1): the longest time since sign-in, in seconds.
+    pub max_age: Option<String>,
+    /// `login_hint` (Core §3.1.2.1): prefills the login form's username.
+    pub login_hint: Option<String>,
     /// The first parameter seen more than once (RFC 6749 §3.1: MUST NOT repeat).
     pub duplicate: Option<&'static str>,
     /// `resource` (RFC 8707 §2): the one parameter that may repeat.
@@ -88,6 +94,9 @@ impl AuthorizeParams {
                 "nonce" => (&mut p.nonce, "nonce"),
                 "request" => (&mut p.request, "request"),
                 "request_uri" => (&mut p.request_uri, "request_uri"),
+                "prompt" => (&mut p.prompt, "prompt"),
+                "max_age" => (&mut p.max_age, "max_age"),
+                "login_hint" => (&mut p.login_hint, "login_hint"),
                 _ => continue,
             };
             if slot.is_some() {
@@ -151,6 +160,164 @@ pub struct ValidRequest {
     pub resources: Vec<Resource>,
     /// The OpenID Connect `nonce`, bound into the code for the ID token.
     pub nonce: Option<String>,
+    /// `prompt` (OpenID Connect Core §3.1.2.1).
+    pub prompt: Prompt,
+    /// The longest time since the user signed in, in seconds: the request's
+    /// `max_age`, else the client's registered `default_max_age`.
+    pub max_age: Option<i64>,
+    /// `login_hint`, when it could be a username (prefills the login form).
+    pub login_hint: Option<String>,
+}
+
+/// The `prompt` values of a request (OpenID Connect Core §3.1.2.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prompt {
+    /// `none`: answer without showing any page, or with an error.
+    pub none: bool,
+    /// `login`: sign the user in again.
+    pub login: bool,
+    /// `consent`: ask again even if the user allowed it before.
+    pub consent: bool,
+    /// `select_account`: let the user choose the account (keygate keeps one
+    /// session per browser, so the login form is shown to pick it).
+    pub select_account: bool,
+}
+
+impl Prompt {
+    /// Parses the space-separated values; an unknown value, or `none` with
+    /// another value (Core §3.1.2.1), is `invalid_request`.
+    pub fn parse(raw: Option<&str>) -> Result<Self, OAuthError> {
+        let mut p = Self::default();
+        for value in raw.unwrap_or_default().split(' ').filter(|v| !v.is_empty()) {
+            match value {
+                "none" => p.none = true,
+                "login" => p.login = true,
+                "consent" => p.consent = true,
+                "select_account" => p.select_account = true,
+                _ => {
+                    return Err(OAuthError::invalid_request(
+                        "unsupported prompt value: use none, login, consent or select_account",
+                    ))
+                }
+            }
+        }
+        if p.none && (p.login || p.consent || p.select_account) {
+            return Err(OAuthError::invalid_request(
+                "prompt=none cannot be combined with other prompt values",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// The longest `max_age` accepted: ten years (anything longer means "any
+/// sign-in will do" just as well).
+const MAX_MAX_AGE: i64 = 10 * 366 * 24 * 3600;
+
+/// Parses `max_age`: a non-negative decimal integer of seconds.
+fn parse_max_age(raw: Option<&str>) -> Result<Option<i64>, OAuthError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.is_empty() || raw.len() > 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(OAuthError::invalid_request(
+            "max_age must be a non-negative number of seconds",
+        ));
+    }
+    Ok(Some(
+        raw.parse::<i64>().unwrap_or(MAX_MAX_AGE).min(MAX_MAX_AGE),
+    ))
+}
+
+/// A `login_hint` worth prefilling: a plausible username (1–64 visible
+/// characters); anything else is ignored, as Core allows for hints.
+fn login_hint(raw: Option<&str>) -> Option<String> {
+    raw.map(str::trim)
+        .filter(|h| (1..=64).contains(&h.chars().count()))
+        .filter(|h| !h.chars().any(char::is_control))
+        .map(str::to_string)
+}
+
+/// What the authorization endpoint does with a valid request, given the
+/// browser's login session (OpenID Connect Core §3.1.2.3, §3.1.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Show the login form, then come back ([`after_sign_in`]).
+    SignIn,
+    /// Show the consent page.
+    Consent,
+    /// Issue the code (or token) now: the user is signed in recently enough
+    /// and allowed this client these scopes before.
+    Issue,
+}
+
+/// The browser's situation at the authorization endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Situation {
+    /// When the session's user signed in; `None`: nobody is signed in.
+    pub auth_time: Option<i64>,
+    /// Now (seconds since the epoch).
+    pub now: i64,
+    /// The user allowed this client this scope (and these resources) before.
+    pub remembered: bool,
+}
+
+/// Decides the next step: sign in when there is no session, when
+/// `prompt=login` or `select_account` asks for it, or when the sign-in is
+/// older than `max_age`; consent unless it is remembered (and
+/// `prompt=consent` does not ask again). With `prompt=none` a needed page
+/// is an error redirect instead: `login_required` or `consent_required`.
+pub fn next_step(req: &ValidRequest, s: Situation) -> Result<Step, AuthorizeError> {
+    let fail = |code: ErrorCode, d: &'static str| AuthorizeError::Redirect {
+        target: req.target.clone(),
+        error: OAuthError::new(code, d),
+    };
+    let too_old = |at: i64| req.max_age.is_some_and(|max| s.now - at > max);
+    let sign_in = match s.auth_time {
+        None => true,
+        Some(at) => req.prompt.login || req.prompt.select_account || too_old(at),
+    };
+    if sign_in {
+        return if req.prompt.none {
+            Err(fail(
+                ErrorCode::LoginRequired,
+                "the user must sign in (prompt=none)",
+            ))
+        } else {
+            Ok(Step::SignIn)
+        };
+    }
+    if req.prompt.consent || !s.remembered {
+        return if req.prompt.none {
+            Err(fail(
+                ErrorCode::ConsentRequired,
+                "the user has not allowed this client these scopes (prompt=none)",
+            ))
+        } else {
+            Ok(Step::Consent)
+        };
+    }
+    Ok(Step::Issue)
+}
+
+/// The authorization request to come back to once the user has signed in:
+/// the same parameters without what the sign-in just satisfied (`prompt`'s
+/// `login` and `select_account`, `max_age`), so the request does not send
+/// the user to the login form again. The ID token's `auth_time` tells the
+/// client when the sign-in happened.
+pub fn after_sign_in(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k != "max_age")
+        .filter_map(|(k, v)| {
+            if k != "prompt" {
+                return Some((k.clone(), v.clone()));
+            }
+            let rest: Vec<&str> = v
+                .split(' ')
+                .filter(|p| !p.is_empty() && *p != "login" && *p != "select_account")
+                .collect();
+            (!rest.is_empty()).then(|| (k.clone(), rest.join(" ")))
+        })
+        .collect()
 }
 
 fn show(title: &'static str, message: impl Into<Cow<'static, str>>) -> AuthorizeError {
@@ -332,6 +499,15 @@ pub fn validate(
             error,
         }
     })?;
+    let prompt = Prompt::parse(p.prompt.as_deref()).map_err(|error| AuthorizeError::Redirect {
+        target: target.clone(),
+        error,
+    })?;
+    let max_age =
+        parse_max_age(p.max_age.as_deref()).map_err(|error| AuthorizeError::Redirect {
+            target: target.clone(),
+            error,
+        })?;
     let pkce = match response_type {
         ResponseType::Token => None,
         ResponseType::Code => {
@@ -362,6 +538,9 @@ pub fn validate(
         pkce,
         resources: vec![],
         nonce,
+        prompt,
+        max_age,
+        login_hint: login_hint(p.login_hint.as_deref()),
     })
 }
 

@@ -40,6 +40,16 @@ pub enum ErrorCode {
     RequestNotSupported,
     /// OpenID Connect Core §3.1.2.6: the `request_uri` parameter is not supported.
     RequestUriNotSupported,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and the user must sign in.
+    LoginRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and the user must consent.
+    ConsentRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and the user must choose
+    /// an account.
+    AccountSelectionRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and some other interaction
+    /// is needed.
+    InteractionRequired,
 }
 
 impl ErrorCode {
@@ -63,6 +73,10 @@ impl ErrorCode {
             Self::InvalidTarget => "invalid_target",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::AccountSelectionRequired => "account_selection_required",
+            Self::InteractionRequired => "interaction_required",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod client_document;
 pub mod client_meta;
+pub mod consent;
 pub mod error;
 pub mod grace;
 pub mod id_token;

@@ -238,6 +238,10 @@ pub struct CodeRecord {
     /// `auth_time`), for the ID token's `auth_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The remembered consent it was issued under ([`super::consent`]):
+    /// redeemable only while the user still allows the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
 }
 
 /// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
@@ -356,6 +360,10 @@ pub struct RefreshRecord {
     /// the ID token of a refresh keeps it (Core §12.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The remembered consent of the code that started the family
+    /// ([`super::consent`]): it rotates only while the user allows the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -673,6 +681,7 @@ mod tests {
             redeemed: None,
             resources: vec![],
             auth_time: None,
+            consent: None,
             nonce: None,
         }
     }
@@ -759,6 +768,7 @@ mod tests {
             grace: None,
             resources: vec![],
             auth_time: None,
+            consent: None,
         };
         let c = code_client();
         assert_eq!(
@@ -841,6 +851,7 @@ mod tests {
             grace: Some(seal),
             resources: vec![],
             auth_time: None,
+            consent: None,
         }
     }
 

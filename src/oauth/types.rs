@@ -34,6 +34,10 @@ impl ScopeSet {
     pub fn is_subset(&self, other: &ScopeSet) -> bool {
         self.0.is_subset(&other.0)
     }
+    /// The scopes in either set.
+    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.union(&other.0).cloned().collect())
+    }
     /// The scopes in both sets.
     pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
         ScopeSet(self.0.intersection(&other.0).cloned().collect())

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Put, Store, StoreError, Swap};
 use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::oauth::consent::{self, AllowedApps};
 use crate::oauth::grace::GraceSeal;
 use crate::oauth::resource::{Resource, ResourceId};
 use crate::oauth::token::{AccessClaims, CodeRecord, RefreshRecord};
-use crate::oauth::types::Client;
+use crate::oauth::types::{Client, ScopeSet};
 use crate::rate::{Decision, Quota};
 
 const CLIENT: &str = "kg:client:";
@@ -31,6 +32,14 @@ const REVOKED_GRANT: &str = "kg:revoked:grant:";
 const REVOKED_CLIENT: &str = "kg:revoked:client:";
 const REVOKED_SUB: &str = "kg:revoked:sub:";
 const SESSION: &str = "kg:sess:";
+/// `kg:apps:<user id>`: the apps the user allowed ([`AllowedApps`]), no TTL.
+const APPS: &str = "kg:apps:";
+/// `kg:consent:<consent id>`: exists while the user allows the app; codes
+/// and refresh families issued under the consent require it.
+const CONSENT: &str = "kg:consent:";
+/// `kg:revoked:app:<sub> <client id>`: when the user revoked the app (its
+/// access tokens issued until then are revoked), for the access-token lifetime.
+const REVOKED_APP: &str = "kg:revoked:app:";
 const ORIGIN: &str = "kg:origin:";
 const CORS: &str = "kg:cors:";
 const ORIGINS_INDEXED: &str = "kg:meta:origins-indexed";
@@ -706,6 +715,13 @@ impl Repos {
         refresh: Option<(&str, &RefreshRecord, i64)>,
     ) -> Result<bool, StoreError> {
         let code_key = format!("{CODE}{}", secret_key(code));
+        // A code issued under a consent the user has since revoked is dead.
+        let consent_key = current
+            .value
+            .consent
+            .as_ref()
+            .map(|id| format!("{CONSENT}{id}"));
+        let require: Vec<&str> = consent_key.iter().map(String::as_str).collect();
         let new = serde_json::to_vec(redeemed)?;
         let mut owned: Vec<(String, Vec<u8>, Option<Duration>)> = vec![];
         if let Some((token, rec, ttl)) = refresh {
@@ -729,7 +745,7 @@ impl Repos {
                 key: &code_key,
                 expected: &current.raw,
                 new: Some((&new, ttl_secs(keep_secs))),
-                require: &[],
+                require: &require,
                 puts: &puts,
             })
             .await
@@ -775,6 +791,21 @@ impl Repos {
             .is_some())
     }
 
+    /// Whether a refresh token's family is alive (not revoked, not expired)
+    /// and, for a family started under a consent, the user still allows the
+    /// app: what rotation requires, in one round trip.
+    pub async fn refresh_alive(&self, rec: &RefreshRecord) -> Result<bool, StoreError> {
+        let mut keys = vec![format!("{FAMILY}{}", rec.family)];
+        keys.extend(rec.consent.iter().map(|id| format!("{CONSENT}{id}")));
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .store
+            .get_many(&keys)
+            .await?
+            .iter()
+            .all(Option::is_some))
+    }
+
     /// Atomically: if `old` is unchanged, its family alive and (when
     /// `stored_user`: the subject is a store user, not a config-file one) the
     /// user still exists, mark it rotated (keeping `grace`, the sealed
@@ -794,11 +825,13 @@ impl Repos {
         let old_key = format!("{REFRESH}{}", secret_key(old_token));
         let fam_key = format!("{FAMILY}{}", next.family);
         let user_key = format!("{USER}{}", next.sub);
-        let require: &[&str] = if stored_user {
-            &[&fam_key, &user_key]
-        } else {
-            &[&fam_key]
-        };
+        let consent_key = next.consent.as_ref().map(|id| format!("{CONSENT}{id}"));
+        let mut require: Vec<&str> = vec![&fam_key];
+        if stored_user {
+            require.push(&user_key);
+        }
+        // A family started under a consent the user has since revoked is dead.
+        require.extend(consent_key.as_deref());
         let next_key = format!("{REFRESH}{}", secret_key(next_token));
         let mut rotated = current.value.clone();
         rotated.rotated = true;
@@ -812,7 +845,7 @@ impl Repos {
                 key: &old_key,
                 expected: &current.raw,
                 new: Some((&rotated, keep)),
-                require,
+                require: &require,
                 puts: &[
                     (&next_key, &next_bytes, ttl_secs(ttl)),
                     (&fam_key, b"1", ttl_secs(ttl)),
@@ -821,21 +854,26 @@ impl Repos {
             .await
     }
 
-    /// Reads a refresh token record and whether `family` is alive, in one
-    /// round trip (the grace-retry check of a successor).
+    /// Reads a refresh token record and whether the family of `rec` is
+    /// alive (as [`Repos::family_alive`]), in one round trip (the
+    /// grace-retry check of a successor).
     pub async fn refresh_and_family(
         &self,
         token: &str,
-        family: &str,
+        rec: &RefreshRecord,
     ) -> Result<(Option<RefreshRecord>, bool), StoreError> {
-        let rt_key = format!("{REFRESH}{}", secret_key(token));
-        let fam_key = format!("{FAMILY}{family}");
-        let mut vals = self.store.get_many(&[&rt_key, &fam_key]).await?.into_iter();
+        let mut keys = vec![
+            format!("{REFRESH}{}", secret_key(token)),
+            format!("{FAMILY}{}", rec.family),
+        ];
+        keys.extend(rec.consent.iter().map(|id| format!("{CONSENT}{id}")));
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut vals = self.store.get_many(&keys).await?.into_iter();
         let record = match vals.next().flatten() {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
             None => None,
         };
-        Ok((record, vals.next().flatten().is_some()))
+        Ok((record, vals.all(|v| v.is_some())))
     }
 
     /// Revokes a whole refresh family and the access tokens issued from it
@@ -866,10 +904,12 @@ impl Repos {
     }
 
     /// Whether an access token is revoked, in one round trip: its own `jti`,
-    /// the refresh family it came from (`grant_id`), its client (deleted) or
-    /// its subject (a deleted user).
+    /// the refresh family it came from (`grant_id`), its client (deleted),
+    /// its subject (a deleted user), or the user revoked the app after it
+    /// was issued (`/account/apps`).
     pub async fn access_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError> {
         let mut keys = vec![
+            format!("{REVOKED_APP}{} {}", claims.sub, claims.client_id),
             format!("{DENY}{}", claims.jti),
             format!("{REVOKED_CLIENT}{}", claims.client_id),
             format!("{REVOKED_SUB}{}", claims.sub),
@@ -878,12 +918,16 @@ impl Repos {
             keys.push(format!("{REVOKED_GRANT}{grant}"));
         }
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        Ok(self
-            .store
-            .get_many(&keys)
-            .await?
-            .iter()
-            .any(Option::is_some))
+        let mut found = self.store.get_many(&keys).await?.into_iter();
+        // The app marker holds the revocation time: a token issued in the
+        // same second or before is revoked, a later one (allowed again) not.
+        let app_revoked = found.next().flatten().is_some_and(|at| {
+            std::str::from_utf8(&at)
+                .ok()
+                .and_then(|at| at.parse::<i64>().ok())
+                .is_none_or(|at| claims.iat <= at)
+        });
+        Ok(app_revoked || found.any(|v| v.is_some()))
     }
 
     // ---- sessions ------------------------------------------------------
@@ -911,6 +955,99 @@ impl Repos {
         self.store
             .delete(&format!("{SESSION}{}", secret_key(sid)))
             .await
+    }
+
+    // ---- remembered consent (oauth::consent) ---------------------------
+
+    /// The apps `user_id` allowed, by client id.
+    pub async fn allowed_apps(&self, user_id: &str) -> Result<AllowedApps, StoreError> {
+        Ok(self
+            .get_json(&format!("{APPS}{user_id}"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Records that `user_id` allowed `client_id` the `scope` and
+    /// `resources` ([`consent::allow`]; `new_id` is the consent id if the
+    /// app is new) and keeps its consent marker; returns the consent id.
+    pub async fn remember_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &ScopeSet,
+        resources: &[String],
+        new_id: &str,
+    ) -> Result<String, StoreError> {
+        let key = format!("{APPS}{user_id}");
+        let now = self.clock.now();
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(raw) = self.store.get(&key).await? else {
+                self.store.put_new(&key, b"{}", None).await?;
+                continue;
+            };
+            let apps: AllowedApps = serde_json::from_slice(&raw)?;
+            let next = consent::allow(&apps, client_id, scope, resources, now, || {
+                new_id.to_string()
+            });
+            let id = next[client_id].id.clone();
+            let bytes = serde_json::to_vec(&next)?;
+            let marker = format!("{CONSENT}{id}");
+            if self
+                .store
+                .swap(&Swap {
+                    key: &key,
+                    expected: &raw,
+                    new: Some((&bytes, None)),
+                    require: &[],
+                    puts: &[(&marker, b"1", None)],
+                })
+                .await?
+            {
+                return Ok(id);
+            }
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    /// Forgets that `user_id` allowed `client_id`: first the consent marker
+    /// goes (so no code or refresh family issued under it can be used
+    /// again) and the access tokens issued to the app until now are
+    /// revoked, then the app leaves the list. Returns whether it was there.
+    pub async fn forget_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let key = format!("{APPS}{user_id}");
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(raw) = self.store.get(&key).await? else {
+                return Ok(false);
+            };
+            let mut apps: AllowedApps = serde_json::from_slice(&raw)?;
+            let Some(app) = apps.remove(client_id) else {
+                return Ok(false);
+            };
+            self.store.delete(&format!("{CONSENT}{}", app.id)).await?;
+            let now = self.clock.now().to_string();
+            self.store
+                .put(
+                    &format!("{REVOKED_APP}{user_id} {client_id}"),
+                    now.as_bytes(),
+                    Some(self.revocation_ttl),
+                )
+                .await?;
+            let bytes = serde_json::to_vec(&apps)?;
+            if self
+                .store
+                .swap(&Swap {
+                    key: &key,
+                    expected: &raw,
+                    new: Some((&bytes, None)),
+                    require: &[],
+                    puts: &[],
+                })
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contended(key))
     }
 
     // ---- shared rate limits (crate::limits) ----------------------------

@@ -78,9 +78,15 @@ async fn code_for(d: &Direct, user: &str) -> (String, String) {
         .await
         .unwrap_or_else(|e| panic!("the request is valid: {e:?}"));
     assert_eq!(client.client_id, "web-app");
-    let to = keygate::flows::authorize::approve(&d.state, &req, user, d.state.clock.now())
-        .await
-        .unwrap();
+    let to = keygate::flows::authorize::approve(
+        &d.state,
+        &req,
+        user,
+        d.state.clock.now(),
+        keygate::flows::authorize::Consent::Given,
+    )
+    .await
+    .unwrap();
     (steps::code_of(&to), verifier)
 }
 
@@ -362,7 +368,15 @@ async fn a_full_memory_store_refuses_new_codes_and_keeps_serving_reads() {
     let (req, _) = keygate::flows::authorize::check(&d.state, &pairs)
         .await
         .unwrap_or_else(|e| panic!("checking reads only: {e:?}"));
-    match keygate::flows::authorize::approve(&d.state, &req, ALICE, 0).await {
+    match keygate::flows::authorize::approve(
+        &d.state,
+        &req,
+        ALICE,
+        0,
+        keygate::flows::authorize::Consent::Given,
+    )
+    .await
+    {
         Err(FlowError::Store(StoreError::Full(cap))) => assert_eq!(cap as u64, CAP),
         other => panic!("expected a full store, got {other:?}"),
     }

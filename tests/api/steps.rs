@@ -155,8 +155,26 @@ pub async fn decide(
 }
 
 /// With a signed-in `browser`: GET the consent page and post `decision`.
+/// When the user allowed the client this before (remembered consent, the
+/// request answers at once with a redirect), `allow` is that redirect and
+/// `deny` asks again with `prompt=consent`.
 pub async fn consent(browser: &reqwest::Client, base: &str, path: &str, decision: &str) -> String {
-    let csrf = consent_page(browser, base, path).await;
+    let resp = browser.get(format!("{base}{path}")).send().await.unwrap();
+    if resp.status() == 303 {
+        let to = location(&resp);
+        assert!(
+            !to.starts_with('/'),
+            "a remembered consent redirects to the client: {to}"
+        );
+        if decision == "allow" {
+            return to;
+        }
+        let again = format!("{path}&prompt=consent");
+        let csrf = consent_page(browser, base, &again).await;
+        return decide(browser, base, &again, &csrf, decision).await;
+    }
+    assert_eq!(resp.status(), 200, "consent page");
+    let csrf = hidden_value(&resp.text().await.unwrap(), "csrf_token");
     decide(browser, base, path, &csrf, decision).await
 }
 

@@ -6,14 +6,15 @@
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{CsrfToken, Data};
+use poem::web::{CsrfToken, CsrfVerifier, Data, Form};
 use poem::{handler, Request, Response};
-use serde::Deserialize;
 
-use super::kit::{nav_for, render, see_other, signed_in, CsrfForm, Nav, PageError};
-use crate::flows::authorize::{approve, check, deny, Refusal};
+use super::kit::{current_session, nav_for, render, see_other, signed_in, Nav, PageError};
+use crate::flows::authorize::{approve, check, deny, remembered, Consent, Refusal};
 use crate::flows::client_documents::is_document_id;
-use crate::oauth::authorize::{error_redirect_url, AuthorizeError, ValidRequest};
+use crate::oauth::authorize::{
+    after_sign_in, error_redirect_url, next_step, AuthorizeError, Situation, Step, ValidRequest,
+};
 use crate::oauth::types::Client;
 use crate::state::AppState;
 use crate::store::repos::Session;
@@ -83,39 +84,56 @@ pub struct ResourceView {
     pub uri: String,
 }
 
-/// This request's path and query: the consent form posts the authorization
-/// request back unchanged.
-fn here(req: &Request) -> String {
-    match req.uri().query() {
-        Some(q) => format!("/oauth/authorize?{q}"),
-        None => "/oauth/authorize".into(),
+/// The authorization endpoint's URL with `pairs` as its query: where the
+/// consent form posts the request back, and where the login form returns.
+fn authorize_url(pairs: &[(String, String)]) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    if query.is_empty() {
+        "/oauth/authorize".into()
+    } else {
+        format!("/oauth/authorize?{query}")
     }
 }
 
-/// The authorization request of the query string, checked; a refusal is an
-/// error page for problems with the client or redirect URI (never a
-/// redirect), a redirect to the client otherwise (RFC 6749 §4.1.2.1).
-async fn checked(state: &AppState, req: &Request) -> Result<(ValidRequest, Client), PageError> {
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    check(state, &pairs).await.map_err(|r| match r {
-        Refusal::Authorize(AuthorizeError::ShowToUser { title, message }) => {
-            PageError::new(StatusCode::BAD_REQUEST, title, message)
-        }
-        Refusal::Authorize(AuthorizeError::Redirect { target, error }) => {
-            PageError::Redirect(error_redirect_url(&target, &error, &state.cfg.issuer))
-        }
+/// The query string's decoded pairs.
+fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The authorization request `pairs`, checked; a refusal is an error page
+/// for problems with the client or redirect URI (never a redirect), a
+/// redirect to the client otherwise (RFC 6749 §4.1.2.1).
+async fn checked(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<(ValidRequest, Client), PageError> {
+    check(state, pairs).await.map_err(|r| match r {
+        Refusal::Authorize(e) => refused(state, e),
         Refusal::Flow(e) => e.into(),
     })
 }
 
+/// The page or redirect of a protocol error.
+fn refused(state: &AppState, e: AuthorizeError) -> PageError {
+    match e {
+        AuthorizeError::ShowToUser { title, message } => {
+            PageError::new(StatusCode::BAD_REQUEST, title, message)
+        }
+        AuthorizeError::Redirect { target, error } => {
+            PageError::Redirect(error_redirect_url(&target, &error, &state.cfg.issuer))
+        }
+    }
+}
+
 fn consent_page(
     state: &AppState,
-    req: &Request,
     csrf: &CsrfToken,
     session: &Session,
+    pairs: &[(String, String)],
     valid: &ValidRequest,
     client_name: &str,
 ) -> Response {
@@ -127,7 +145,7 @@ fn consent_page(
         &ConsentPage {
             nav: nav_for(state, Some(session), csrf),
             csrf_token: csrf.0.clone(),
-            action: here(req),
+            action: authorize_url(pairs),
             client_name: client_name.to_string(),
             client_id: valid.client_id.clone(),
             redirect_host,
@@ -149,6 +167,62 @@ fn consent_page(
     )
 }
 
+/// The login form, coming back to the request once the user has signed in
+/// (without the `prompt`/`max_age` the sign-in satisfies), its username
+/// prefilled with `login_hint`.
+fn sign_in_first(pairs: &[(String, String)], valid: &ValidRequest) -> Response {
+    let mut to = form_urlencoded::Serializer::new(String::new());
+    to.append_pair("return_to", &authorize_url(&after_sign_in(pairs)));
+    if let Some(hint) = &valid.login_hint {
+        to.append_pair("login_hint", hint);
+    }
+    see_other(&format!("/login?{}", to.finish()))
+}
+
+/// The authorization request `pairs` (from the query, or a `POST` body
+/// turned into one): sign in, consent, or the code at once (OpenID Connect
+/// Core §3.1.2.3–4: `prompt`, `max_age`, remembered consent).
+async fn authorize(
+    state: &AppState,
+    req: &Request,
+    csrf: &CsrfToken,
+    pairs: &[(String, String)],
+) -> Result<Response, PageError> {
+    let (valid, client) = checked(state, pairs).await?;
+    let session = current_session(state, req).await?;
+    let remembered = match &session {
+        Some(s) if !valid.prompt.consent => remembered(state, &s.user_id, &valid).await?,
+        _ => None,
+    };
+    let situation = Situation {
+        auth_time: session.as_ref().map(|s| s.auth_time),
+        now: state.clock.now(),
+        remembered: remembered.is_some(),
+    };
+    let step = next_step(&valid, situation).map_err(|e| refused(state, e))?;
+    match (step, session, remembered) {
+        (Step::Consent, Some(session), _) => Ok(consent_page(
+            state,
+            csrf,
+            &session,
+            pairs,
+            &valid,
+            &client.client_name,
+        )),
+        (Step::Issue, Some(session), Some(consent)) => Ok(see_other(
+            &approve(
+                state,
+                &valid,
+                &session.user_id,
+                session.auth_time,
+                Consent::Remembered(consent),
+            )
+            .await?,
+        )),
+        _ => Ok(sign_in_first(pairs, &valid)),
+    }
+}
+
 /// `GET /oauth/authorize` (RFC 6749 §3.1): validate, then login or consent.
 #[handler]
 pub async fn authorize_get(
@@ -156,37 +230,48 @@ pub async fn authorize_get(
     req: &Request,
     csrf: &CsrfToken,
 ) -> Result<Response, PageError> {
-    let (valid, client) = checked(&state, req).await?;
-    let session = signed_in(&state, req).await?;
-    Ok(consent_page(
-        &state,
-        req,
-        csrf,
-        &session,
-        &valid,
-        &client.client_name,
-    ))
+    authorize(&state, req, csrf, &query_pairs(req)).await
 }
 
-/// The consent form (SPEC.md form contract; `csrf_token` is checked by
-/// [`CsrfForm`]).
-#[derive(Deserialize)]
-pub struct ConsentForm {
-    decision: Option<String>,
-}
-
-/// `POST /oauth/authorize`: the consent decision.
+/// `POST /oauth/authorize`: the consent form (SPEC.md form contract:
+/// `csrf_token` and `decision=allow|deny`, the request in the query), or
+/// an authorization request sent by `POST` (OpenID Connect Core
+/// §3.1.2.1: the parameters in the form body, no `csrf_token`).
+///
+/// A `POST` request is answered with a `303` to the same request by `GET`:
+/// the login session cookie is `SameSite=Lax`, so a browser sends it with
+/// a cross-site top-level `GET` but never with the client's cross-site
+/// form `POST`, and the user would look signed out.
 #[handler]
 pub async fn authorize_post(
     state: Data<&AppState>,
     req: &Request,
-    CsrfForm(f): CsrfForm<ConsentForm>,
+    verifier: &CsrfVerifier,
+    Form(body): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
-    let (valid, _) = checked(&state, req).await?;
+    let field = |name: &str| {
+        body.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if field("csrf_token").is_none() && field("decision").is_none() {
+        return Ok(see_other(&authorize_url(&body)));
+    }
+    if !field("csrf_token").is_some_and(|t| verifier.is_valid(t)) {
+        return Err(PageError::csrf_failed());
+    }
+    let (valid, _) = checked(&state, &query_pairs(req)).await?;
     let session = signed_in(&state, req).await?;
-    match f.decision.as_deref() {
+    match field("decision") {
         Some("allow") => Ok(see_other(
-            &approve(&state, &valid, &session.user_id, session.auth_time).await?,
+            &approve(
+                &state,
+                &valid,
+                &session.user_id,
+                session.auth_time,
+                Consent::Given,
+            )
+            .await?,
         )),
         Some("deny") => Ok(see_other(&deny(&state, &valid))),
         _ => Err(PageError::new(

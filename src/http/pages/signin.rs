@@ -78,10 +78,12 @@ pub async fn home(state: Data<&AppState>, req: &Request, csrf: &CsrfToken) -> Re
     )
 }
 
-/// `?return_to=` on the login and sign-up pages.
+/// `?return_to=` on the login and sign-up pages, and `login_hint` on the
+/// login page (an authorization request's, OpenID Connect Core §3.1.2.1).
 #[derive(Debug, Deserialize)]
 pub struct ReturnTo {
     return_to: Option<String>,
+    login_hint: Option<String>,
 }
 
 /// The login page with `username` filled in and `error` above the form.
@@ -109,7 +111,8 @@ pub async fn login_form(
     Query(q): Query<ReturnTo>,
 ) -> Response {
     let return_to = safe_return_to(&state.cfg.issuer, q.return_to.as_deref());
-    let page = login_page(&state, csrf, return_to, String::new(), None);
+    let hint: String = q.login_hint.unwrap_or_default().chars().take(64).collect();
+    let page = login_page(&state, csrf, return_to, hint, None);
     render(&page, StatusCode::OK)
 }
 
