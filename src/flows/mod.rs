@@ -1,6 +1,7 @@
 //! Async orchestration: load → call the pure core → persist → sign. The only
 //! code that touches both the store and the OAuth core. Must not depend on poem.
 
+pub mod apps;
 pub mod authorize;
 pub mod client_documents;
 pub mod clients;

@@ -111,6 +111,13 @@ pub const ROUTES: &[RouteDef] = &[
         ]),
     },
     RouteDef {
+        path: "/account/apps",
+        serve: Serve::Page(&[
+            (Get, || ep(pages::apps::list)),
+            (Post, || ep(pages::apps::revoke)),
+        ]),
+    },
+    RouteDef {
         path: "/clients",
         serve: Serve::Page(&[
             (Get, || ep(pages::clients::list)),

@@ -834,4 +834,107 @@ mod tests {
             "https://app.example/cb#error=access_denied&error_description=no&iss=https%3A%2F%2Fi"
         );
     }
+
+    fn valid(q: &str) -> ValidRequest {
+        validate(&params(q), Some(&client()), &LEGACY).unwrap()
+    }
+
+    #[test]
+    fn prompt_values_parse_and_none_stands_alone() {
+        let p = Prompt::parse(Some("login consent")).unwrap();
+        assert!(p.login && p.consent && !p.none && !p.select_account);
+        assert_eq!(Prompt::parse(None).unwrap(), Prompt::default());
+        assert!(Prompt::parse(Some("none")).unwrap().none);
+        for bad in ["none login", "none consent", "sometimes", "LOGIN"] {
+            assert_eq!(
+                Prompt::parse(Some(bad)).unwrap_err().code,
+                ErrorCode::InvalidRequest,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_age_is_a_non_negative_integer() {
+        assert_eq!(parse_max_age(Some("0")).unwrap(), Some(0));
+        assert_eq!(parse_max_age(Some("3600")).unwrap(), Some(3600));
+        assert_eq!(
+            parse_max_age(Some("999999999999")).unwrap(),
+            Some(MAX_MAX_AGE)
+        );
+        for bad in ["-1", "1.5", "1e3", " 1", "9999999999999"] {
+            assert!(parse_max_age(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_step_follows_the_session_prompt_max_age_and_consent() {
+        let at = |auth_time, remembered| Situation {
+            auth_time,
+            now: 1000,
+            remembered,
+        };
+        let base = "response_type=code&client_id=app&code_challenge=".to_string()
+            + CH
+            + "&code_challenge_method=S256&state=s";
+        let step = |extra: &str, s| next_step(&valid(&format!("{base}{extra}")), s);
+        assert_eq!(step("", at(None, false)), Ok(Step::SignIn));
+        assert_eq!(step("", at(Some(900), false)), Ok(Step::Consent));
+        assert_eq!(step("", at(Some(900), true)), Ok(Step::Issue));
+        assert_eq!(
+            step("&prompt=consent", at(Some(900), true)),
+            Ok(Step::Consent)
+        );
+        assert_eq!(step("&prompt=login", at(Some(900), true)), Ok(Step::SignIn));
+        assert_eq!(
+            step("&prompt=select_account", at(Some(900), true)),
+            Ok(Step::SignIn)
+        );
+        assert_eq!(step("&max_age=100", at(Some(900), true)), Ok(Step::Issue));
+        assert_eq!(step("&max_age=99", at(Some(900), true)), Ok(Step::SignIn));
+        assert_eq!(step("&max_age=0", at(Some(1000), true)), Ok(Step::Issue));
+        let error = |extra: &str, s| match step(extra, s) {
+            Err(AuthorizeError::Redirect { target, error }) => {
+                assert_eq!(target.state.as_deref(), Some("s"));
+                error.code
+            }
+            other => panic!("{extra}: {other:?}"),
+        };
+        assert_eq!(
+            error("&prompt=none", at(None, true)),
+            ErrorCode::LoginRequired
+        );
+        assert_eq!(
+            error("&prompt=none&max_age=5", at(Some(900), true)),
+            ErrorCode::LoginRequired
+        );
+        assert_eq!(
+            error("&prompt=none", at(Some(900), false)),
+            ErrorCode::ConsentRequired
+        );
+        assert_eq!(step("&prompt=none", at(Some(900), true)), Ok(Step::Issue));
+    }
+
+    #[test]
+    fn the_way_back_from_sign_in_drops_what_the_sign_in_satisfied() {
+        let pairs = |q: &str| -> Vec<(String, String)> {
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+        };
+        assert_eq!(
+            after_sign_in(&pairs("client_id=a&prompt=login+consent&max_age=0&state=s")),
+            pairs("client_id=a&prompt=consent&state=s")
+        );
+        assert_eq!(
+            after_sign_in(&pairs("client_id=a&prompt=select_account")),
+            pairs("client_id=a")
+        );
+    }
+
+    #[test]
+    fn login_hints_are_kept_only_when_they_could_be_a_username() {
+        assert_eq!(login_hint(Some(" alice ")), Some("alice".into()));
+        assert_eq!(login_hint(Some("")), None);
+        assert_eq!(login_hint(Some("a\u{1}b")), None);
+        assert_eq!(login_hint(Some(&"x".repeat(65))), None);
+    }
 }

@@ -5,6 +5,7 @@ mod chromium;
 mod cli;
 mod client_documents;
 mod client_pages;
+mod consent;
 mod cors;
 mod demo_client;
 mod discovery;

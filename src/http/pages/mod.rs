@@ -4,6 +4,7 @@
 //! - [`signin`]: home, login, sign-up, logout;
 //! - [`authorize`]: the authorization endpoint and its consent form;
 //! - [`clients`]: the "My clients" pages;
+//! - [`apps`]: "Apps you allowed" (remembered consent, revocable);
 //! - [`kit`]: what they share: the [`Nav`](kit::Nav) bar, [`render`](kit::render)
 //!   and the security headers, the stylesheet, the session cookie, and the
 //!   extractors [`SignedIn`] and [`CsrfForm`] with the [`PageError`] that
@@ -24,6 +25,7 @@
 //! directly; template structs hold display strings only, so templates never
 //! see domain types.
 
+pub mod apps;
 pub mod authorize;
 pub mod clients;
 pub mod kit;
