@@ -4,6 +4,7 @@
 //! - [`signin`]: home, login, sign-up, logout;
 //! - [`authorize`]: the authorization endpoint and its consent form;
 //! - [`clients`]: the "My clients" pages;
+//! - [`account`]: the signed-in user's profile (`/account`);
 //! - [`kit`]: what they share: the [`Nav`](kit::Nav) bar, [`render`](kit::render)
 //!   and the security headers, the stylesheet, the session cookie, and the
 //!   extractors [`SignedIn`] and [`CsrfForm`] with the [`PageError`] that
@@ -18,12 +19,14 @@
 //! `csrf_token` and `decision=allow|deny`.
 //! The client form posts `client_name`, `redirect_uris`, `grant_types`,
 //! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri` and
-//! `csrf_token` (see [`clients::ClientFormPage`]).
+//! `csrf_token` (see [`clients::ClientFormPage`]). The account form posts
+//! `csrf_token`, `name` and `email`.
 //!
 //! Handlers call flows, never the store or the protocol core's rules
 //! directly; template structs hold display strings only, so templates never
 //! see domain types.
 
+pub mod account;
 pub mod authorize;
 pub mod clients;
 pub mod kit;
