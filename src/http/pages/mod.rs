@@ -56,6 +56,19 @@ mod tests {
             .unwrap(),
             login(Some("x"), "a").render().unwrap(),
             consent("Demo").render().unwrap(),
+            super::account::AccountPage {
+                nav: nav_in("alice"),
+                csrf_token: "tok-123".into(),
+                username: "alice".into(),
+                name: "Alice".into(),
+                email: "alice@example.com".into(),
+                email_verified: false,
+                read_only: false,
+                error: None,
+                notice: None,
+            }
+            .render()
+            .unwrap(),
         ];
         for html in pages {
             assert!(!html.contains("<script"));
