@@ -320,6 +320,18 @@ pub async fn open_store_only(settings: &Settings) -> anyhow::Result<StoreContext
     })
 }
 
+/// The default id (`sub`) of a `[[users]]` entry without `id`: `cfg-` and
+/// the first 22 characters of base64url(SHA-256("keygate-config-user:" +
+/// lower-cased username)). Stable for a name, and the name cannot be read
+/// back from it.
+pub fn config_user_id(username: &str) -> String {
+    use base64::Engine;
+    let input = format!("keygate-config-user:{}", username.to_lowercase());
+    let digest = ring::digest::digest(&ring::digest::SHA256, input.as_bytes());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    format!("cfg-{}", &b64[..22])
+}
+
 /// `[[users]]` from the config file, by lower-case username.
 fn config_users(settings: &Settings) -> HashMap<String, User> {
     settings
@@ -327,11 +339,17 @@ fn config_users(settings: &Settings) -> HashMap<String, User> {
         .iter()
         .map(|u| {
             let user = User {
-                id: format!("cfg-{}", u.username.to_lowercase()),
+                id: u.id.clone().unwrap_or_else(|| config_user_id(&u.username)),
                 username: u.username.clone(),
                 email: u.email.clone(),
                 password_hash: u.password_hash.clone(),
                 created_at: 0,
+                name: u
+                    .name
+                    .as_deref()
+                    .and_then(|n| crate::flows::users::clean_name(n).ok().flatten()),
+                email_verified: false,
+                updated_at: 0,
             };
             (u.username.to_lowercase(), user)
         })
@@ -537,4 +555,25 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_user_id;
+
+    #[test]
+    fn a_config_users_default_id_hides_the_username_and_is_stable() {
+        let id = config_user_id("Alice");
+        assert_eq!(
+            id,
+            config_user_id("alice"),
+            "case-insensitive like the name"
+        );
+        assert_ne!(id, config_user_id("bob"));
+        assert!(id.starts_with("cfg-") && id.len() == 26, "{id}");
+        assert!(!id.to_lowercase().contains("alice"), "{id}");
+        assert!(id[4..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
 }

@@ -17,9 +17,30 @@ pub enum UserCommand {
         /// Read the password from stdin (required: passwords never go on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
-        /// Email address.
+        /// Email address (unverified).
         #[arg(long)]
         email: Option<String>,
+        /// Full name (OpenID Connect claim `name`).
+        #[arg(long = "name", value_name = "FULL NAME")]
+        full_name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a stored user's profile. A new email is unverified unless
+    /// `--email-verified true` is given too; an empty value clears a field.
+    Set {
+        /// Login name.
+        name: String,
+        /// New email address (`""` clears it).
+        #[arg(long)]
+        email: Option<String>,
+        /// New full name (`""` clears it).
+        #[arg(long = "name", value_name = "FULL NAME")]
+        full_name: Option<String>,
+        /// Whether the (new or current) email address is verified.
+        #[arg(long, value_name = "true|false")]
+        email_verified: Option<bool>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -53,7 +74,15 @@ pub enum UserCommand {
 
 /// A user as `--json` prints it (never the password hash).
 fn user_json(u: &User) -> serde_json::Value {
-    serde_json::json!({"id": u.id, "username": u.username, "email": u.email, "created_at": u.created_at})
+    serde_json::json!({
+        "id": u.id,
+        "username": u.username,
+        "name": u.name,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    })
 }
 
 /// Runs a `user` command against the store.
@@ -63,6 +92,7 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
             name,
             password_stdin: _,
             email,
+            full_name,
             json,
         } => {
             let password = super::read_password()?;
@@ -72,6 +102,7 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
                 SystemClock.now(),
                 &name,
                 email,
+                full_name,
                 password,
             )
             .await
@@ -80,6 +111,46 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{}", user_json(&user));
             } else {
                 println!("created user {} (id {})", user.username, user.id);
+            }
+        }
+        UserCommand::Set {
+            name,
+            email,
+            full_name,
+            email_verified,
+            json,
+        } => {
+            let change = users::ProfileChange {
+                name: full_name,
+                email,
+                email_verified,
+            };
+            if change == users::ProfileChange::default() {
+                anyhow::bail!("nothing to change: give --email, --name or --email-verified");
+            }
+            let user = users::update_profile_by_name(
+                &ctx.repos,
+                &ctx.config_users,
+                &name,
+                &change,
+                SystemClock.now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if json {
+                println!("{}", user_json(&user));
+            } else {
+                println!(
+                    "updated user {}: name {}, email {} ({})",
+                    user.username,
+                    user.name.as_deref().unwrap_or("-"),
+                    user.email.as_deref().unwrap_or("-"),
+                    if user.email_verified {
+                        "verified"
+                    } else {
+                        "unverified"
+                    }
+                );
             }
         }
         UserCommand::List { json } => {

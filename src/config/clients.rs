@@ -100,15 +100,41 @@ pub(super) fn check_clients(
 }
 
 /// Checks every config user: usernames are non-empty and unique (ignoring
-/// case), and password hashes are argon2 PHC strings.
+/// case), ids (when given) well-formed and unique, names bounded, and
+/// password hashes are argon2 PHC strings.
 pub(super) fn check_users(users: &[ConfigUser]) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
+    let mut ids = HashSet::new();
     for (i, u) in users.iter().enumerate() {
         let key = format!("users[{i}]");
         if u.username.trim().is_empty() || !names.insert(u.username.to_lowercase()) {
             return Err(ConfigError::new(
                 key,
                 "username must be non-empty and unique",
+            ));
+        }
+        if let Some(id) = &u.id {
+            let ok = (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(ConfigError::new(
+                    format!("{key}.id"),
+                    "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+                ));
+            }
+            if !ids.insert(id.clone()) {
+                return Err(ConfigError::new(format!("{key}.id"), "must be unique"));
+            }
+        }
+        if u.name
+            .as_deref()
+            .is_some_and(|n| crate::flows::users::clean_name(n).is_err())
+        {
+            return Err(ConfigError::new(
+                format!("{key}.name"),
+                "must be at most 200 characters, without control characters",
             ));
         }
         if !crate::passwords::is_valid_phc(&u.password_hash) {
@@ -170,6 +196,43 @@ pub(crate) fn validate_config_client(
 mod tests {
     use crate::config::test_env as env;
     use crate::config::Settings;
+
+    #[test]
+    fn config_user_ids_are_checked() {
+        const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ypBRGiWwYWKo8qiG/nyCog$4oY5jXa63kjYgFquHi33MTBbXwF8fS8BFNwP7kfr/40";
+        let check = |users: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("k.toml");
+            std::fs::write(&path, users.replace("HASH", HASH)).unwrap();
+            Settings::load(Some(&path), vec![])
+                .unwrap()
+                .validate()
+                .map(|_| ())
+                .map_err(|e| e.key)
+        };
+        let user = |name: &str, extra: &str| {
+            format!("[[users]]\nusername = \"{name}\"\npassword_hash = \"HASH\"\n{extra}")
+        };
+        assert_eq!(
+            check(&user("a", "id = \"u-1.A_z\"\nname = \"A Person\"\n")),
+            Ok(())
+        );
+        for bad in ["", "has space", "slash/", &"x".repeat(65)] {
+            assert_eq!(
+                check(&user("a", &format!("id = \"{bad}\"\n"))),
+                Err("users[0].id".into()),
+                "{bad:?}"
+            );
+        }
+        let twice = format!(
+            "{}{}",
+            user("a", "id = \"same\"\n"),
+            user("b", "id = \"same\"\n")
+        );
+        assert_eq!(check(&twice), Err("users[1].id".into()));
+        let long_name = format!("name = \"{}\"\n", "n".repeat(201));
+        assert_eq!(check(&user("a", &long_name)), Err("users[0].name".into()));
+    }
 
     #[test]
     fn plaintext_client_secret_needs_loopback_issuer() {

@@ -165,6 +165,15 @@ pub struct ConfigUser {
     /// Optional email.
     #[serde(default)]
     pub email: Option<String>,
+    /// Optional stable id (the `sub` of the user's tokens): 1–64 characters
+    /// of `A-Za-z0-9._-`. Unset: `cfg-` and 22 characters derived from the
+    /// lower-cased username (never the username itself). Setting it pins
+    /// `sub` across renames.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Optional full name (claim `name`).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `[server]`

@@ -30,6 +30,8 @@ pub struct Me {
     pub username: String,
     /// The email, only with scope `email`.
     pub email: Option<String>,
+    /// The full name, when the user gave one.
+    pub name: Option<String>,
 }
 
 /// Verifies a bearer token (from `Authorization: Bearer`, RFC 6750 §2.1) and requires `scope`.
@@ -80,6 +82,7 @@ pub async fn me(state: &AppState, token: Option<&str>) -> Result<Me, BearerError
         sub: user.id,
         username: user.username,
         email,
+        name: user.name,
     })
 }
 
@@ -89,18 +92,24 @@ pub async fn me(state: &AppState, token: Option<&str>) -> Result<Me, BearerError
 pub struct UserInfo {
     /// The user id: the `sub` of the access and ID tokens.
     pub sub: String,
+    /// The full name (scope `profile`, when the user gave one).
+    pub name: Option<String>,
     /// The username (scope `profile`).
     pub preferred_username: Option<String>,
+    /// When the profile last changed (scope `profile`, when known).
+    pub updated_at: Option<i64>,
     /// The email address (scope `email`, when the user has one).
     pub email: Option<String>,
-    /// Whether the address was verified (with `email`): keygate verifies
-    /// none, so always `false`.
+    /// Whether the address was verified (with `email`): only an operator
+    /// marks it so (`keygate user set --email-verified true`).
     pub email_verified: Option<bool>,
 }
 
 /// `GET|POST /oauth/userinfo` (OpenID Connect Core §5.3): a token for
-/// keygate's own audience with scope `openid`; `profile` adds
-/// `preferred_username`, `email` adds `email` and `email_verified`.
+/// keygate's own audience with scope `openid`; claims by scope (§5.4):
+/// `profile` adds `name` (when set), `preferred_username` and `updated_at`
+/// (when known), `email` adds `email` and `email_verified` (when the user
+/// has an address). Every claim here is in `claims_supported`.
 pub async fn userinfo(state: &AppState, token: Option<&str>) -> Result<UserInfo, BearerError> {
     let claims = authorize(state, token, crate::oauth::id_token::OPENID).await?;
     let user = super::users::find_by_id(state, &claims.sub)
@@ -110,11 +119,14 @@ pub async fn userinfo(state: &AppState, token: Option<&str>) -> Result<UserInfo,
             "the access token does not belong to a user",
         ))?;
     let has = |s: &str| claims.scope.split(' ').any(|x| x == s);
+    let profile = has("profile");
     let email = if has("email") { user.email } else { None };
     Ok(UserInfo {
         sub: user.id,
-        preferred_username: has("profile").then_some(user.username),
-        email_verified: email.as_ref().map(|_| false),
+        name: user.name.filter(|_| profile),
+        preferred_username: profile.then_some(user.username),
+        updated_at: (profile && user.updated_at > 0).then_some(user.updated_at),
+        email_verified: email.as_ref().map(|_| user.email_verified),
         email,
     })
 }

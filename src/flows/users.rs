@@ -65,6 +65,7 @@ pub async fn create_user(
         state.clock.now(),
         username,
         email,
+        None,
         password,
     )
     .await
@@ -79,9 +80,11 @@ pub async fn create_user_in(
     now: i64,
     username: &str,
     email: Option<String>,
+    name: Option<String>,
     password: String,
 ) -> Result<User, SignupError> {
     check_signup(username, email.as_deref(), &password)?;
+    let name = clean_name(name.as_deref().unwrap_or("")).map_err(SignupError::Invalid)?;
     if config_users.contains_key(&username.to_lowercase()) {
         return Err(SignupError::Taken);
     }
@@ -94,6 +97,9 @@ pub async fn create_user_in(
         email,
         password_hash,
         created_at: now,
+        name,
+        email_verified: false,
+        updated_at: now,
     };
     if !repos.create_user(&user).await.map_err(FlowError::from)? {
         return Err(SignupError::Taken);
@@ -112,12 +118,151 @@ fn check_signup(username: &str, email: Option<&str>, password: &str) -> Result<(
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(SignupError::Invalid("passwords need 8 to 1024 characters"));
     }
-    if email.is_some_and(|e| !e.contains('@') || e.len() > 254) {
-        return Err(SignupError::Invalid(
-            "that email address does not look right",
-        ));
+    if email.is_some_and(|e| !valid_email(e)) {
+        return Err(SignupError::Invalid(BAD_EMAIL));
     }
     Ok(())
+}
+
+const BAD_EMAIL: &str = "that email address does not look right";
+
+/// The sign-up check of an email address: an `@`, at most 254 bytes.
+fn valid_email(e: &str) -> bool {
+    e.contains('@') && e.len() <= 254
+}
+
+/// A full name as stored: trimmed, empty = none; at most 200 characters
+/// and no control characters.
+pub fn clean_name(raw: &str) -> Result<Option<String>, &'static str> {
+    let name = raw.trim();
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err("names are at most 200 characters, without control characters");
+    }
+    Ok((!name.is_empty()).then(|| name.to_string()))
+}
+
+/// A profile edit (account page, `keygate user set`); `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    /// The full name; empty clears it.
+    pub name: Option<String>,
+    /// The email address; empty clears it.
+    pub email: Option<String>,
+    /// Marks the (new or current) email verified or not.
+    pub email_verified: Option<bool>,
+}
+
+/// Applies `change` to `user` at `now`: a new email address is unverified
+/// unless `change` says it is verified, a cleared one is never verified;
+/// `updated_at` moves only when something changed. The error is a sentence
+/// for the user.
+pub fn apply_profile(user: &User, change: &ProfileChange, now: i64) -> Result<User, &'static str> {
+    let mut next = user.clone();
+    if let Some(raw) = &change.name {
+        next.name = clean_name(raw)?;
+    }
+    if let Some(raw) = &change.email {
+        let email = raw.trim();
+        if email.is_empty() {
+            next.email = None;
+        } else if !valid_email(email) || email.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(BAD_EMAIL);
+        } else {
+            next.email = Some(email.to_string());
+        }
+        if next.email != user.email {
+            next.email_verified = false;
+        }
+    }
+    if let Some(verified) = change.email_verified {
+        if verified && next.email.is_none() {
+            return Err("there is no email address to mark verified");
+        }
+        next.email_verified = verified;
+    }
+    if next.email.is_none() {
+        next.email_verified = false;
+    }
+    if next != *user {
+        next.updated_at = now;
+    }
+    Ok(next)
+}
+
+/// Why a profile edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// A value is not acceptable (a sentence for the user).
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// No such stored user.
+    #[error("no such user in the store")]
+    Unknown,
+    /// The user comes from the config file's `[[users]]`.
+    #[error("this user is defined in the config file ([[users]]); edit the profile there")]
+    ConfigUser,
+    /// Store failure.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}
+
+/// Edits a stored user's profile, found by id (account page). Config-file
+/// users cannot be edited here.
+pub async fn update_profile(
+    state: &AppState,
+    user_id: &str,
+    change: &ProfileChange,
+) -> Result<User, ProfileError> {
+    if is_config_user(state, user_id) {
+        return Err(ProfileError::ConfigUser);
+    }
+    if user_id.len() > 64 {
+        return Err(ProfileError::Unknown);
+    }
+    let user = state
+        .repos
+        .user(user_id)
+        .await
+        .map_err(FlowError::from)?
+        .ok_or(ProfileError::Unknown)?;
+    save_profile(&state.repos, &user, change, state.clock.now()).await
+}
+
+/// Edits a stored user's profile, found by username (CLI `user set`).
+pub async fn update_profile_by_name(
+    repos: &Repos,
+    config_users: &HashMap<String, User>,
+    username: &str,
+    change: &ProfileChange,
+    now: i64,
+) -> Result<User, ProfileError> {
+    if config_users.contains_key(&username.to_lowercase()) {
+        return Err(ProfileError::ConfigUser);
+    }
+    if !valid_username(username) {
+        return Err(ProfileError::Unknown);
+    }
+    let user = repos
+        .user_by_name(username)
+        .await
+        .map_err(FlowError::from)?
+        .ok_or(ProfileError::Unknown)?;
+    save_profile(repos, &user, change, now).await
+}
+
+async fn save_profile(
+    repos: &Repos,
+    user: &User,
+    change: &ProfileChange,
+    now: i64,
+) -> Result<User, ProfileError> {
+    let next = apply_profile(user, change, now).map_err(ProfileError::Invalid)?;
+    if next != *user {
+        repos.put_user(&next).await.map_err(FlowError::from)?;
+        tracing::info!(event = "user_profile_changed", user_id = %next.id, "profile changed");
+    }
+    Ok(next)
 }
 
 /// A rate decision of the `limit` limiter as a flow result.
@@ -289,4 +434,72 @@ pub async fn delete_user(repos: &Repos, username: &str) -> Result<User, SignupEr
     repos.delete_user(&user).await.map_err(FlowError::from)?;
     tracing::info!(event = "user_deleted", user_id = %user.id, "user deleted");
     Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            username: "bob".into(),
+            email: Some("bob@example.com".into()),
+            password_hash: "$argon2id$x".into(),
+            created_at: 100,
+            name: None,
+            email_verified: true,
+            updated_at: 100,
+        }
+    }
+
+    fn change(name: Option<&str>, email: Option<&str>, verified: Option<bool>) -> ProfileChange {
+        ProfileChange {
+            name: name.map(Into::into),
+            email: email.map(Into::into),
+            email_verified: verified,
+        }
+    }
+
+    #[test]
+    fn names_are_bounded_and_free_of_control_characters() {
+        assert_eq!(clean_name("  Bob Example "), Ok(Some("Bob Example".into())));
+        assert_eq!(clean_name("  "), Ok(None));
+        assert_eq!(clean_name(&"é".repeat(200)), Ok(Some("é".repeat(200))));
+        assert!(clean_name(&"a".repeat(201)).is_err());
+        assert!(clean_name("Bob\nExample").is_err());
+        assert!(clean_name("Bob\u{7f}").is_err());
+    }
+
+    #[test]
+    fn a_new_email_is_unverified_unless_said_otherwise() {
+        let u = user();
+        let same = apply_profile(&u, &change(None, Some("bob@example.com"), None), 200).unwrap();
+        assert_eq!(same, u, "no change: verified kept, updated_at kept");
+        let new = apply_profile(&u, &change(None, Some("b@example.org"), None), 200).unwrap();
+        assert_eq!(new.email.as_deref(), Some("b@example.org"));
+        assert!(!new.email_verified);
+        assert_eq!(new.updated_at, 200);
+        let vouched =
+            apply_profile(&u, &change(None, Some("b@example.org"), Some(true)), 200).unwrap();
+        assert!(vouched.email_verified);
+        let cleared = apply_profile(&u, &change(None, Some(""), None), 200).unwrap();
+        assert_eq!(
+            (cleared.email.clone(), cleared.email_verified),
+            (None, false)
+        );
+        assert!(apply_profile(&cleared, &change(None, None, Some(true)), 200).is_err());
+        assert!(apply_profile(&u, &change(None, Some("nope"), None), 200).is_err());
+        assert!(apply_profile(&u, &change(None, Some("a b@example.com"), None), 200).is_err());
+    }
+
+    #[test]
+    fn an_empty_name_clears_it() {
+        let named = apply_profile(&user(), &change(Some("Bob"), None, None), 300).unwrap();
+        assert_eq!(named.name.as_deref(), Some("Bob"));
+        assert_eq!(named.updated_at, 300);
+        let cleared = apply_profile(&named, &change(Some(""), None, None), 400).unwrap();
+        assert_eq!(cleared.name, None);
+        assert!(apply_profile(&user(), &change(Some("x\u{0}"), None, None), 1).is_err());
+    }
 }

@@ -303,7 +303,9 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "nonce",
     "at_hash",
     "azp",
+    "name",
     "preferred_username",
+    "updated_at",
     "email",
     "email_verified",
 ];
@@ -517,6 +519,7 @@ impl Api {
                     sub: me.sub,
                     username: me.username,
                     email: me.email,
+                    name: me.name,
                 }),
                 NO_STORE.into(),
             ),
@@ -529,8 +532,9 @@ impl Api {
     /// OpenID Connect UserInfo (Core §5.3).
     ///
     /// Send `Authorization: Bearer <access token>`: a token for keygate's own
-    /// audience with scope `openid`. Returns `sub`; `profile` adds
-    /// `preferred_username`, `email` adds `email` and `email_verified`.
+    /// audience with scope `openid`. Returns `sub`; `profile` adds `name`
+    /// (when set), `preferred_username` and `updated_at`, `email` adds
+    /// `email` and `email_verified` (when the user has an address).
     /// Errors follow RFC 6750 §3.
     #[oai(path = "/oauth/userinfo", method = "get", tag = "ApiTags::OAuth")]
     async fn userinfo_get(&self, state: Data<&AppState>, auth: BearerAuth) -> UserInfoResponse {
@@ -662,7 +666,9 @@ async fn userinfo(state: &AppState, auth: &BearerAuth) -> UserInfoResponse {
         Ok(u) => UserInfoResponse::Ok(
             Json(UserInfoBody {
                 sub: u.sub,
+                name: u.name,
                 preferred_username: u.preferred_username,
+                updated_at: u.updated_at,
                 email: u.email,
                 email_verified: u.email_verified,
             }),

@@ -23,6 +23,7 @@ use super::responses::{
 use crate::flows::clients::ClientError;
 use crate::flows::registration::RegistrationError;
 use crate::flows::resource::BearerError;
+use crate::flows::users::ProfileError;
 use crate::flows::FlowError;
 use crate::limits::RetryAfter;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -427,6 +428,28 @@ pub fn client_page_error(e: &ClientError) -> PageErrorParts {
             "Invalid client",
             Cow::Owned(m.to_string()),
         ),
+    }
+}
+
+/// The error page for a refused profile edit (account page) that the page
+/// does not show in its form. Pure, like [`page_error`]; a store failure
+/// goes through [`page_error`].
+pub fn profile_page_error(e: &ProfileError) -> PageErrorParts {
+    match e {
+        ProfileError::Unknown => (
+            StatusCode::NOT_FOUND,
+            "Account not found",
+            Cow::Borrowed("Your account no longer exists. Sign out and sign in again."),
+        ),
+        ProfileError::ConfigUser => (
+            StatusCode::FORBIDDEN,
+            "Profile set by the operator",
+            Cow::Borrowed(
+                "Your account is defined in this server's configuration file, so only its operator can change your profile.",
+            ),
+        ),
+        ProfileError::Invalid(m) => (StatusCode::BAD_REQUEST, "Invalid profile", Cow::Borrowed(m)),
+        ProfileError::Flow(f) => page_error(f),
     }
 }
 

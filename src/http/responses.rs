@@ -267,6 +267,9 @@ pub struct MeBody {
     /// The email address (scope `email` only).
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+    /// The full name, when the user gave one.
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
 }
 
 /// The OpenID Connect UserInfo response (Core §5.3.2): `sub` always, the
@@ -275,14 +278,21 @@ pub struct MeBody {
 pub struct UserInfoBody {
     /// The user id: the same `sub` as the ID token's.
     pub sub: String,
+    /// The full name (scope `profile`, when the user gave one).
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
     /// The username (scope `profile`).
     #[oai(skip_serializing_if_is_none)]
     pub preferred_username: Option<String>,
+    /// When the profile last changed, seconds since the epoch (scope
+    /// `profile`, when known).
+    #[oai(skip_serializing_if_is_none)]
+    pub updated_at: Option<i64>,
     /// The email address (scope `email`, when the user has one).
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
-    /// With `email`: whether the address was verified (keygate verifies
-    /// none yet: `false`).
+    /// With `email`: whether the address was verified (only an operator
+    /// marks it so; a changed address is unverified).
     #[oai(skip_serializing_if_is_none)]
     pub email_verified: Option<bool>,
 }

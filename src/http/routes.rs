@@ -147,6 +147,13 @@ pub const ROUTES: &[RouteDef] = &[
         ]),
     },
     RouteDef {
+        path: "/account",
+        serve: Serve::Page(&[
+            (Get, || ep(pages::account::show)),
+            (Post, || ep(pages::account::update)),
+        ]),
+    },
+    RouteDef {
         path: "/static/style.css",
         serve: Serve::Plain(&[(Get, || ep(pages::stylesheet))]),
     },

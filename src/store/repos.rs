@@ -115,10 +115,16 @@ pub struct Versioned<T> {
     pub raw: Vec<u8>,
 }
 
-/// A user account.
+/// A user account, with the profile behind the OpenID Connect claims
+/// (Core §5.1: `name`, `email`, `email_verified`, `updated_at`).
+///
+/// Records written before the profile fields existed still parse: no
+/// `name`, `email_verified: false`, and `updated_at` = `created_at` (the
+/// profile has not changed since the account was made).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredUser")]
 pub struct User {
-    /// Stable id: the `sub` of the user's tokens.
+    /// Stable id: the `sub` of the user's tokens (never the username).
     pub id: String,
     /// Login name (unique, compared case-insensitively).
     pub username: String,
@@ -128,6 +134,45 @@ pub struct User {
     pub password_hash: String,
     /// Creation time.
     pub created_at: i64,
+    /// Full name (claim `name`), when the user gave one.
+    pub name: Option<String>,
+    /// Whether `email` was verified (claim `email_verified`); set only by an
+    /// operator (`keygate user set --email-verified`), reset by a new email.
+    pub email_verified: bool,
+    /// When the profile last changed (claim `updated_at`; 0 = unknown).
+    pub updated_at: i64,
+}
+
+/// A [`User`] as stored, with the profile fields optional (older records).
+#[derive(Deserialize)]
+struct StoredUser {
+    id: String,
+    username: String,
+    #[serde(default)]
+    email: Option<String>,
+    password_hash: String,
+    created_at: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+    #[serde(default)]
+    updated_at: Option<i64>,
+}
+
+impl From<StoredUser> for User {
+    fn from(u: StoredUser) -> Self {
+        Self {
+            updated_at: u.updated_at.unwrap_or(u.created_at),
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            password_hash: u.password_hash,
+            created_at: u.created_at,
+            name: u.name,
+            email_verified: u.email_verified,
+        }
+    }
 }
 
 /// A login session (cookie value hashed in the key).
@@ -1129,6 +1174,28 @@ mod tests {
             client_name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn user_records_without_profile_fields_still_parse() {
+        let old = br#"{"id":"u1","username":"bob","email":"bob@example.com","password_hash":"$argon2id$x","created_at":1700000000}"#;
+        let u: User = serde_json::from_slice(old).unwrap();
+        assert_eq!(u.name, None);
+        assert!(!u.email_verified);
+        assert_eq!(
+            u.updated_at, 1_700_000_000,
+            "updated_at falls back to created_at"
+        );
+        assert_eq!(u.email.as_deref(), Some("bob@example.com"));
+        // And a record with every field round-trips.
+        let full = User {
+            name: Some("Bob Example".into()),
+            email_verified: true,
+            updated_at: 1_700_000_500,
+            ..u
+        };
+        let back: User = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
     }
 
     #[test]

@@ -615,3 +615,111 @@ async fn client_and_user_commands_create_no_keys_and_no_csrf_secret() {
         .unwrap();
     assert!(csrf.is_none(), "no CSRF secret was written");
 }
+
+/// `user add --name` and `user set` (issue 15 item 2): profile fields in
+/// `--json`, a new email unverified unless `--email-verified true` comes
+/// with it, `""` clears, clear refusals (unknown user, bad values, nothing
+/// to change, config-file users).
+#[test]
+fn user_profile_fields_through_the_cli() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let json = |out: &str| -> serde_json::Value { serde_json::from_str(out).unwrap() };
+    let (code, out, err) = run_with(
+        d,
+        &redis,
+        &[
+            "user",
+            "add",
+            "erin",
+            "--password-stdin",
+            "--email",
+            "erin@example.com",
+            "--name",
+            "Erin Example",
+            "--json",
+        ],
+        Some("erin-password\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let u = json(&out);
+    assert_eq!(u["name"], "Erin Example");
+    assert_eq!(u["email"], "erin@example.com");
+    assert_eq!(u["email_verified"], false);
+    assert_eq!(u["updated_at"], u["created_at"]);
+
+    let set = |args: &[&str]| {
+        let mut all = vec!["user", "set", "erin"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        run_with(d, &redis, &all, None)
+    };
+    let (code, out, err) = set(&["--email-verified", "true"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["email_verified"], true);
+    // A new address is unverified…
+    let (code, out, err) = set(&["--email", "erin@example.org"]);
+    assert_eq!(code, Some(0), "{err}");
+    let u = json(&out);
+    assert_eq!(
+        (&u["email"], &u["email_verified"]),
+        (&"erin@example.org".into(), &false.into())
+    );
+    // …unless the operator vouches for it in the same command.
+    let (code, out, err) = set(&["--email", "erin@example.net", "--email-verified", "true"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["email_verified"], true);
+    let (code, out, err) = set(&["--name", ""]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["name"], serde_json::Value::Null);
+
+    let (_, out, _) = run_with(d, &redis, &["user", "list", "--json"], None);
+    let list = json(&out);
+    assert_eq!(list[0]["username"], "erin");
+    assert_eq!(list[0]["email"], "erin@example.net");
+    assert_eq!(list[0]["email_verified"], true);
+    assert_eq!(list[0]["name"], serde_json::Value::Null);
+    assert!(list[0]["updated_at"].as_i64().unwrap() >= list[0]["created_at"].as_i64().unwrap());
+
+    for (args, says) in [
+        (&["--email", "not-an-address"][..], "email address"),
+        (&["--name", "two\u{7}bells"][..], "control characters"),
+        (&["--email-verified", "maybe"][..], "invalid value"),
+        (&[][..], "nothing to change"),
+    ] {
+        let (code, _, err) = set(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, _, err) = run_with(d, &redis, &["user", "set", "nobody", "--name", "N"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such user"), "{err}");
+
+    // A `[[users]]` user is edited in the config file, and says so.
+    let config = d.join("users.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[users]]\nusername = \"zed\"\npassword_hash = \"{}\"\n",
+            crate::helpers::password_hash()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "user",
+            "set",
+            "zed",
+            "--name",
+            "Zed",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("config file"), "{err}");
+}

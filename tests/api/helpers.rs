@@ -145,6 +145,10 @@ pub fn test_settings(keys_dir: &std::path::Path, store_url: &str) -> Settings {
         username: USER.into(),
         password_hash: password_hash().into(),
         email: Some("alice@example.com".into()),
+        // Pinned, so tests can name alice's `sub` (the default is derived
+        // from a hash of the username, see tests/api/profile.rs).
+        id: Some("cfg-alice".into()),
+        name: None,
     }];
     s.ui.signup = true;
     // Tests send bursts far above any sane production rate; tests/api/limits.rs

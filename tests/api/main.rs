@@ -20,6 +20,7 @@ mod oauth_flows;
 mod oidc;
 mod openapi;
 mod process;
+mod profile;
 mod races;
 mod real_browser;
 mod redis_server;

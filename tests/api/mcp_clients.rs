@@ -43,6 +43,7 @@ use crate::doc_server::{DocServer, Reply};
 use crate::helpers::{password_hash, PASSWORD, USER};
 use crate::process::{command, Keygate};
 use crate::steps;
+use keygate::startup::config_user_id;
 
 /// Access-token lifetime in the clients' keygate; each client waits one
 /// second longer between its two calls, so the second needs a refresh.
@@ -379,7 +380,7 @@ fn client_end_to_end(program: &Path, script: &str, how: ClientId) {
     let calls = report["whoami"].as_array().unwrap();
     assert_eq!(calls.len(), 2, "{}", context());
     for call in calls {
-        assert_eq!(call["sub"], format!("cfg-{USER}"), "{}", context());
+        assert_eq!(call["sub"], config_user_id(USER), "{}", context());
         assert_eq!(call["client_id"], client_id, "{}", context());
         assert_eq!(call["scope"], "mcp:tools", "{}", context());
     }
@@ -396,7 +397,7 @@ fn client_end_to_end(program: &Path, script: &str, how: ClientId) {
     for t in &tokens {
         assert_eq!(t["aud"], stack.mcp_url.as_str(), "aud: {}", context());
         assert_eq!(t["iss"], stack.keygate.base.as_str());
-        assert_eq!(t["sub"], format!("cfg-{USER}"));
+        assert_eq!(t["sub"], config_user_id(USER));
         assert_eq!(t["client_id"], client_id);
         assert_eq!(t["grant_id"], tokens[0]["grant_id"], "one grant, refreshed");
     }

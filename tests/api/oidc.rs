@@ -383,7 +383,9 @@ async fn discovery_lists_every_openid_field() {
             "nonce",
             "at_hash",
             "azp",
+            "name",
             "preferred_username",
+            "updated_at",
             "email",
             "email_verified"
         ])

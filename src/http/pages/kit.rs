@@ -358,6 +358,15 @@ impl From<ClientError> for PageError {
     }
 }
 
+impl From<users::ProfileError> for PageError {
+    fn from(e: users::ProfileError) -> Self {
+        if let users::ProfileError::Flow(cause) = e {
+            return cause.into();
+        }
+        Self::of_parts(errors::profile_page_error(&e))
+    }
+}
+
 /// Lets a handler return `Result<Response, PageError>`. Outside
 /// [`error_pages`] (a route wired without it) the page would lack the
 /// sign-up link and sign-out token of the request, so every page route is

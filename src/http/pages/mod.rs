@@ -4,6 +4,7 @@
 //! - [`signin`]: home, login, sign-up, logout;
 //! - [`authorize`]: the authorization endpoint and its consent form;
 //! - [`clients`]: the "My clients" pages;
+//! - [`account`]: the signed-in user's profile (`/account`);
 //! - [`apps`]: "Apps you allowed" (remembered consent, revocable);
 //! - [`kit`]: what they share: the [`Nav`](kit::Nav) bar, [`render`](kit::render)
 //!   and the security headers, the stylesheet, the session cookie, and the
@@ -19,12 +20,14 @@
 //! `csrf_token` and `decision=allow|deny`.
 //! The client form posts `client_name`, `redirect_uris`, `grant_types`,
 //! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri` and
-//! `csrf_token` (see [`clients::ClientFormPage`]).
+//! `csrf_token` (see [`clients::ClientFormPage`]). The account form posts
+//! `csrf_token`, `name` and `email`.
 //!
 //! Handlers call flows, never the store or the protocol core's rules
 //! directly; template structs hold display strings only, so templates never
 //! see domain types.
 
+pub mod account;
 pub mod apps;
 pub mod authorize;
 pub mod clients;
@@ -55,6 +58,19 @@ mod tests {
             .unwrap(),
             login(Some("x"), "a").render().unwrap(),
             consent("Demo").render().unwrap(),
+            super::account::AccountPage {
+                nav: nav_in("alice"),
+                csrf_token: "tok-123".into(),
+                username: "alice".into(),
+                name: "Alice".into(),
+                email: "alice@example.com".into(),
+                email_verified: false,
+                read_only: false,
+                error: None,
+                notice: None,
+            }
+            .render()
+            .unwrap(),
         ];
         for html in pages {
             assert!(!html.contains("<script"));
