@@ -23,7 +23,8 @@
 //! RFC 7591 with `post_logout_redirect_uris`. The Node and Python clients are
 //! installed by tests/oidc/setup.sh (stamp files make a second run instant);
 //! Apache and mod_auth_openidc by `make test-deps` (apt). A missing tool fails
-//! the test with install instructions, never a skip.
+//! the test with install instructions, never a skip. Must not depend on
+//! keygate's internals or `TestApp`: everything goes over HTTP to the process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -348,7 +349,8 @@ impl Apache {
         } else {
             ""
         };
-        let passphrase = crate::helpers::urlencode(&format!("{:?}", Instant::now()));
+        // Encrypts its state and session cookies; any value will do here.
+        let passphrase = format!("keygate-test-{port}-{}", std::process::id());
         let config = format!(
             r#"ServerRoot "{d}"
 ServerName 127.0.0.1
