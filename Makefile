@@ -51,17 +51,19 @@ mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0
 	echo; \
 	$(CARGO) run --release --quiet -p keygate-mcp-example -- --issuer http://127.0.0.1:8080
 
-test: test-deps mcp-deps ## Install what the tests need (redis-server, Chromium, the OpenAPI validator, the MCP clients), then run every test
+test: test-deps mcp-deps oidc-deps ## Install what the tests need (redis-server, Chromium, Apache + mod_auth_openidc, the OpenAPI validator, the MCP and OpenID Connect clients), then run every test
 	$(CARGO) build -p keygate-mcp-example
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
-test-deps: ## Install redis-server, chromium + chromium-driver (apt) and openapi-spec-validator (pip) when missing
+test-deps: ## Install redis-server, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc (apt) and openapi-spec-validator (pip) when missing
 	@pkgs=""; \
 	command -v redis-server >/dev/null 2>&1 || pkgs="$$pkgs redis-server"; \
 	chromium="$${KEYGATE_TEST_CHROMIUM:-/usr/bin/chromium}"; \
 	driver="$${KEYGATE_TEST_CHROMEDRIVER:-$$(command -v chromedriver || echo /usr/bin/chromedriver)}"; \
 	{ [ -x "$$chromium" ] && [ -x "$$driver" ]; } || pkgs="$$pkgs chromium chromium-driver"; \
+	[ -x /usr/sbin/apache2 ] || pkgs="$$pkgs apache2"; \
+	[ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || pkgs="$$pkgs libapache2-mod-auth-openidc"; \
 	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$pkgs (apt-get)"; \
@@ -78,6 +80,9 @@ test-deps: ## Install redis-server, chromium + chromium-driver (apt) and openapi
 
 mcp-deps: ## Install the pinned MCP SDK clients and conformance suite (pip into target/mcp-py*, npm ci in tests/mcp); skipped when current
 	@CARGO_TARGET_DIR="$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)" bash tests/mcp/setup.sh
+
+oidc-deps: ## Install the pinned OpenID Connect relying parties (Authlib: pip into target/oidc-py; openid-client: npm ci in tests/oidc); skipped when current
+	@CARGO_TARGET_DIR="$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)" bash tests/oidc/setup.sh
 
 openapi-validate: ## Validate the committed OpenAPI document with openapi-spec-validator
 	python3 -m openapi_spec_validator openapi/openapi.json
@@ -158,4 +163,4 @@ redis: ## Run a foreground redis-server for manual testing (no persistence)
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo mcp-demo test test-deps mcp-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci
+.PHONY: help run demo mcp-demo test test-deps mcp-deps oidc-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci

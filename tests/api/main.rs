@@ -25,6 +25,7 @@ mod races;
 mod real_browser;
 mod redis_server;
 mod registration;
+mod relying_parties;
 mod resources;
 mod revocation;
 mod rotation;

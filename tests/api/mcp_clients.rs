@@ -49,12 +49,12 @@ use keygate::startup::config_user_id;
 /// second longer between its two calls, so the second needs a refresh.
 const ACCESS_TTL: u64 = 2;
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The target directory this test binary was built in (holds the venvs).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     // CARGO_BIN_EXE_keygate is <target>/<profile>/keygate.
     Path::new(env!("CARGO_BIN_EXE_keygate"))
         .parent()
@@ -94,7 +94,7 @@ fn setup() {
 
 /// A loopback port that was free a moment ago (keygate's issuer and the MCP
 /// server's resource URL must be known before they start).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -218,7 +218,7 @@ fn start_stack(documents_ca: Option<&Path>) -> Stack {
 }
 
 /// Runs `cmd` to completion, killed after `limit`; its output.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
