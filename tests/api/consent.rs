@@ -377,3 +377,38 @@ async fn revoking_an_app_revokes_what_it_holds(backend: Backend) {
     .await;
     assert_eq!(ok.status(), 200);
 }
+
+/// OIDF `oidcc-prompt-none-logged-in`, `oidcc-id-token-hint`,
+/// `oidcc-display-*`, `oidcc-ui-locales`, `oidcc-claims-locales`,
+/// `oidcc-login-hint`, `oidcc-ensure-request-with-acr-values-succeeds`,
+/// `oidcc-ensure-request-with-unknown-parameter-succeeds`: a signed-in user
+/// who allowed the client gets a code at once with `prompt=none` and the
+/// previous ID token as `id_token_hint`; the parameters keygate does not act
+/// on are ignored, never an error; the new ID token has the same `sub` and
+/// `auth_time`.
+#[tokio::test]
+async fn hints_locales_display_acr_values_and_unknown_parameters_are_ignored() {
+    let app = spawn_app_with(Backend::Memory, Alg::RS256, rp).await;
+    let browser = app.browser();
+    let (path, verifier) = request("openid profile", "");
+    sign_in(&app, &browser, &path).await;
+    let to = steps::consent(&browser, &app.addr, &path, "allow").await;
+    let first = redeem(&app, &steps::code_of(&to), &verifier).await;
+    let first_token = first["id_token"].as_str().unwrap();
+    let first = id_claims(first_token);
+    for display in ["page", "popup"] {
+        let extra = format!(
+            "&prompt=none&id_token_hint={first_token}&display={display}&ui_locales=fr-CA%20fr&claims_locales=de\
+             &acr_values=urn%3Amace%3Aincommon%3Aiap%3Asilver&login_hint=alice&extra=foobar&nonce=n-2"
+        );
+        let (path, verifier) = request("openid profile", &extra);
+        let (status, to) = get(&app, &browser, &path).await;
+        assert_eq!(status, 303, "{display}");
+        assert!(to.starts_with(REDIRECT), "{display}: {to}");
+        let again = redeem(&app, &steps::code_of(&to), &verifier).await;
+        let again = id_claims(again["id_token"].as_str().unwrap());
+        assert_eq!(again["sub"], first["sub"]);
+        assert_eq!(again["auth_time"], first["auth_time"]);
+        assert_eq!(again["nonce"], "n-2");
+    }
+}
