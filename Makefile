@@ -11,17 +11,23 @@ help: ## List the targets
 run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
 	$(CARGO) run --release -- serve --config $(CONFIG)
 
+# Starts keygate (dev config, release build) in the background, waits for
+# its port, and stops it when the recipe's shell exits (Ctrl-C included).
+define start_keygate
+set -u; \
+$(CARGO) run --release --quiet --bin keygate -- serve --config $(CONFIG) & kg=$$!; \
+trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
+trap 'exit 130' INT TERM; \
+for _ in $$(seq 1 150); do \
+  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
+  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
+  sleep 0.2; \
+done
+endef
+
 demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; Ctrl-C stops both
 	$(CARGO) build --release --bin keygate --example demo_client
-	@set -u; \
-	$(CARGO) run --release --quiet -- serve --config $(CONFIG) & kg=$$!; \
-	trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
-	trap 'exit 130' INT TERM; \
-	for _ in $$(seq 1 150); do \
-	  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
-	  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
-	  sleep 0.2; \
-	done; \
+	@$(start_keygate); \
 	echo; \
 	echo "  keygate      http://127.0.0.1:8080  (in-memory store, $(CONFIG))"; \
 	echo "  demo client  http://127.0.0.1:3000  <- open this"; \
@@ -33,15 +39,7 @@ demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; 
 mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0.0.1:3001/mcp; Ctrl-C stops both
 	$(CARGO) build --release --bin keygate
 	$(CARGO) build --release -p keygate-mcp-example
-	@set -u; \
-	$(CARGO) run --release --quiet --bin keygate -- serve --config $(CONFIG) & kg=$$!; \
-	trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
-	trap 'exit 130' INT TERM; \
-	for _ in $$(seq 1 150); do \
-	  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
-	  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
-	  sleep 0.2; \
-	done; \
+	@$(start_keygate); \
 	echo; \
 	echo "  keygate      http://127.0.0.1:8080  (in-memory store, $(CONFIG), open registration)"; \
 	echo "  MCP server   http://127.0.0.1:3001/mcp  <- point an MCP client here (tools: whoami, add)"; \
