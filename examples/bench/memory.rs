@@ -172,6 +172,7 @@ impl Writer {
                     resources: vec![],
                     nonce: None,
                     auth_time: None,
+                    sid: None,
                 };
                 self.repos
                     .put_code(&code, &rec, ttl)
@@ -191,6 +192,7 @@ impl Writer {
                     grace: None,
                     resources: vec![],
                     auth_time: None,
+                    sid: None,
                 };
                 self.repos
                     .put_refresh_family(&token, &rec, ttl)

@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod client_documents;
 pub mod clients;
+pub mod logout;
 pub mod registration;
 pub mod resource;
 pub mod resources;

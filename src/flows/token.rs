@@ -372,6 +372,7 @@ async fn authorization_code(
             &stored.value.resources,
             now,
             stored.value.auth_time,
+            stored.value.sid.clone(),
         )
     });
     let refresh_ttl = state.cfg.tokens.refresh_ttl.as_secs() as i64;
@@ -412,6 +413,8 @@ async fn authorization_code(
     let oidc = wants_id_token(&stored.value.scope).then_some(Oidc {
         auth_time: stored.value.auth_time,
         nonce: stored.value.nonce.as_deref(),
+        sid: stored.value.sid.as_deref(),
+        alg: client.id_token_signed_response_alg.as_deref(),
     });
     sign(state, claims, refresh.map(|(t, _)| t), oidc)
 }
@@ -473,8 +476,9 @@ async fn refresh(
         &stored.value.resources,
         now,
         stored.value.auth_time,
+        stored.value.sid.clone(),
     );
-    let oidc = refresh_oidc(&next);
+    let oidc = refresh_oidc(&next, client);
     let grant = Grant {
         scope,
         ..family_grant
@@ -572,7 +576,12 @@ async fn grace_retry_or_revoke(
     // access token is byte-identical (with an unchanged signing key); ES256
     // signs the same claims with a fresh signature.
     let claims = grace_claims(&state.cfg.issuer, &state.cfg.audience, rec, &c);
-    let mut issued = sign(state, claims, Some(c.refresh_token), refresh_oidc(rec))?;
+    let mut issued = sign(
+        state,
+        claims,
+        Some(c.refresh_token),
+        refresh_oidc(rec, client),
+    )?;
     issued.expires_in = u64::try_from(c.exp - now).unwrap_or(0);
     Ok(issued)
 }
@@ -618,7 +627,7 @@ async fn password(
     let claims = claims_for(state, &grant, &targets, now);
     let refresh = if grant.family.is_some() {
         // Not an OpenID Connect sign-in: no `auth_time`, so no ID token on refresh.
-        let (t, rec) = new_refresh(state, &grant, &targets, now, None);
+        let (t, rec) = new_refresh(state, &grant, &targets, now, None, None);
         state
             .repos
             .put_refresh_family(&t, &rec, state.cfg.tokens.refresh_ttl.as_secs() as i64)
@@ -640,6 +649,7 @@ fn new_refresh(
     resources: &[Target],
     now: i64,
     auth_time: Option<i64>,
+    sid: Option<String>,
 ) -> (String, RefreshRecord) {
     let rec = RefreshRecord {
         family: grant.family.clone().unwrap_or_default(),
@@ -651,6 +661,7 @@ fn new_refresh(
         grace: None,
         resources: resources.to_vec(),
         auth_time,
+        sid,
     };
     (crate::ids::random_token(32), rec)
 }
@@ -673,15 +684,21 @@ fn claims_for(state: &AppState, grant: &Grant, targets: &[Target], now: i64) -> 
 struct Oidc<'a> {
     auth_time: Option<i64>,
     nonce: Option<&'a str>,
+    /// The login session's public id (`sid`).
+    sid: Option<&'a str>,
+    /// The client's `id_token_signed_response_alg`.
+    alg: Option<&'a str>,
 }
 
 /// OpenID Connect Core §12.2: a refresh of a family whose scope has
 /// `openid` and that began with a sign-in (it has an `auth_time`) answers
 /// with an ID token: same `sub` and `auth_time`, no `nonce`.
-fn refresh_oidc(rec: &RefreshRecord) -> Option<Oidc<'static>> {
+fn refresh_oidc<'a>(rec: &'a RefreshRecord, client: &'a Client) -> Option<Oidc<'a>> {
     (wants_id_token(&rec.scope) && rec.auth_time.is_some()).then_some(Oidc {
         auth_time: rec.auth_time,
         nonce: None,
+        sid: rec.sid.as_deref(),
+        alg: client.id_token_signed_response_alg.as_deref(),
     })
 }
 
@@ -708,11 +725,23 @@ fn sign(
                 client_id: &claims.client_id,
                 auth_time: o.auth_time,
                 nonce: o.nonce,
+                sid: o.sid,
+            };
+            // Registration §2 `id_token_signed_response_alg`: a key of that
+            // alg (checked at registration); the access token's key else.
+            let id_key = match o.alg {
+                Some(alg) if alg != key.alg.as_str() => {
+                    keys.signer_for_alg(alg, claims.iat).unwrap_or_else(|| {
+                        tracing::warn!(event = "id_token_alg_unavailable", client_id = %claims.client_id, alg = %alg, "no published key of the client's id_token_signed_response_alg: signing with the active key");
+                        key
+                    })
+                }
+                _ => key,
             };
             let ttl = state.cfg.tokens.access_ttl.as_secs() as i64;
-            let id = IdClaims::new(grant, claims.iat, ttl, key.alg.as_str(), &access_token)
+            let id = IdClaims::new(grant, claims.iat, ttl, id_key.alg.as_str(), &access_token)
                 .ok_or(jwt::SignError)?;
-            Some(jwt::sign_id_token(key, &id)?)
+            Some(jwt::sign_id_token(id_key, &id)?)
         }
     };
     Ok(Issued {

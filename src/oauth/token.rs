@@ -238,6 +238,11 @@ pub struct CodeRecord {
     /// `auth_time`), for the ID token's `auth_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// OpenID Connect: the public id (`sid`) of the login session that
+    /// approved the code, for the ID token's `sid` (Back-Channel Logout 1.0
+    /// §2.1) and the refresh family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
@@ -356,6 +361,10 @@ pub struct RefreshRecord {
     /// the ID token of a refresh keeps it (Core §12.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// OpenID Connect: the login session's `sid`, carried from the code so
+    /// the ID token of a refresh keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -674,6 +683,7 @@ mod tests {
             resources: vec![],
             auth_time: None,
             nonce: None,
+            sid: None,
         }
     }
 
@@ -759,6 +769,7 @@ mod tests {
             grace: None,
             resources: vec![],
             auth_time: None,
+            sid: None,
         };
         let c = code_client();
         assert_eq!(
@@ -841,6 +852,7 @@ mod tests {
             grace: Some(seal),
             resources: vec![],
             auth_time: None,
+            sid: None,
         }
     }
 

@@ -78,9 +78,10 @@ async fn code_for(d: &Direct, user: &str) -> (String, String) {
         .await
         .unwrap_or_else(|e| panic!("the request is valid: {e:?}"));
     assert_eq!(client.client_id, "web-app");
-    let to = keygate::flows::authorize::approve(&d.state, &req, user, d.state.clock.now())
-        .await
-        .unwrap();
+    let to =
+        keygate::flows::authorize::approve(&d.state, &req, &session_of(user, d.state.clock.now()))
+            .await
+            .unwrap();
     (steps::code_of(&to), verifier)
 }
 
@@ -362,7 +363,7 @@ async fn a_full_memory_store_refuses_new_codes_and_keeps_serving_reads() {
     let (req, _) = keygate::flows::authorize::check(&d.state, &pairs)
         .await
         .unwrap_or_else(|e| panic!("checking reads only: {e:?}"));
-    match keygate::flows::authorize::approve(&d.state, &req, ALICE, 0).await {
+    match keygate::flows::authorize::approve(&d.state, &req, &session_of(ALICE, 0)).await {
         Err(FlowError::Store(StoreError::Full(cap))) => assert_eq!(cap as u64, CAP),
         other => panic!("expected a full store, got {other:?}"),
     }
@@ -385,4 +386,15 @@ async fn over_long_codes_and_refresh_tokens_are_refused_without_a_lookup() {
         before,
         "no store call for values that cannot be ours"
     );
+}
+
+/// A login session of `user` signed in at `auth_time` (for `approve`).
+fn session_of(user: &str, auth_time: i64) -> keygate::store::repos::Session {
+    keygate::store::repos::Session {
+        user_id: user.into(),
+        username: user.into(),
+        auth_time,
+        expires_at: auth_time + 3600,
+        sid: "sid-1".into(),
+    }
 }

@@ -48,6 +48,7 @@ async fn mint(app: &TestApp) -> (String, String) {
         grace: None,
         resources: vec![],
         auth_time: None,
+        sid: None,
     };
     app.state
         .repos

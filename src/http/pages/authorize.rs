@@ -185,9 +185,7 @@ pub async fn authorize_post(
     let (valid, _) = checked(&state, req).await?;
     let session = signed_in(&state, req).await?;
     match f.decision.as_deref() {
-        Some("allow") => Ok(see_other(
-            &approve(&state, &valid, &session.user_id, session.auth_time).await?,
-        )),
+        Some("allow") => Ok(see_other(&approve(&state, &valid, &session).await?)),
         Some("deny") => Ok(see_other(&deny(&state, &valid))),
         _ => Err(PageError::new(
             StatusCode::BAD_REQUEST,

@@ -27,13 +27,15 @@
 pub mod authorize;
 pub mod clients;
 pub mod kit;
+pub mod logout;
 pub mod signin;
 #[cfg(test)]
 mod testing;
 
 pub use authorize::{authorize_get, authorize_post};
 pub use kit::{error_pages, stylesheet, CsrfForm, PageError, SignedIn, SESSION_COOKIE};
-pub use signin::{home, login, login_form, logout, signup, signup_form};
+pub use logout::{logout_get, logout_post, sign_out};
+pub use signin::{home, login, login_form, signup, signup_form};
 
 #[cfg(test)]
 mod tests {
