@@ -264,6 +264,10 @@ fn flag_error(m: MetadataError) -> anyhow::Error {
         "redirect_uris" => "redirect-uri",
         "grant_types" => "grant-type",
         "token_endpoint_auth_method" => "auth-method",
+        "post_logout_redirect_uris" => "post-logout-redirect-uri",
+        "backchannel_logout_uri" => "backchannel-logout-uri",
+        "default_max_age" => "default-max-age",
+        "id_token_signed_response_alg" => "id-token-alg",
         other => other,
     };
     anyhow::anyhow!("--{flag}: {}", m.message)
