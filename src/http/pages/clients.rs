@@ -671,6 +671,7 @@ mod tests {
         assert_eq!(
             got,
             [
+                "backchannel_logout_uri",
                 "client_name",
                 "client_uri",
                 "csrf_token",
@@ -678,6 +679,7 @@ mod tests {
                 "grant_types",
                 "grant_types",
                 "logo_uri",
+                "post_logout_redirect_uris",
                 "redirect_uris",
                 "scope",
                 "token_endpoint_auth_method",
@@ -691,6 +693,8 @@ mod tests {
             "token_endpoint_auth_method",
             "client_uri",
             "logo_uri",
+            "post_logout_redirect_uris",
+            "backchannel_logout_uri",
         ] {
             let tag = tag_with_id(f, field);
             assert!(tag.contains(&format!("name=\"{field}\"")), "{tag}");

@@ -1,7 +1,8 @@
 //! Server-rendered HTML pages, one file per feature, each holding its
 //! handlers and the askama template structs they fill:
 //!
-//! - [`signin`]: home, login, sign-up, logout;
+//! - [`signin`]: home, login, sign-up;
+//! - [`logout`]: `/oauth/logout` (RP-initiated logout) and `POST /logout`;
 //! - [`authorize`]: the authorization endpoint and its consent form;
 //! - [`clients`]: the "My clients" pages;
 //! - [`kit`]: what they share: the [`Nav`](kit::Nav) bar, [`render`](kit::render)
@@ -17,8 +18,11 @@
 //! surface"): login posts `username`, `password`, `csrf_token`; consent posts
 //! `csrf_token` and `decision=allow|deny`.
 //! The client form posts `client_name`, `redirect_uris`, `grant_types`,
-//! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri` and
-//! `csrf_token` (see [`clients::ClientFormPage`]).
+//! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri`,
+//! `post_logout_redirect_uris`, `backchannel_logout_uri` and `csrf_token`
+//! (see [`clients::ClientFormPage`]). The logout confirmation page
+//! ([`logout`]) posts `csrf_token` and `decision=logout` or
+//! `decision=cancel` with the request's parameters.
 //!
 //! Handlers call flows, never the store or the protocol core's rules
 //! directly; template structs hold display strings only, so templates never
