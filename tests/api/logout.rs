@@ -59,6 +59,18 @@ async fn relying_party(app: &TestApp, backchannel: Option<String>) -> (String, S
 /// Signs alice in with `browser` through `client`, consents and redeems the
 /// code; returns the ID token.
 async fn sign_in(app: &TestApp, browser: &reqwest::Client, client: &(String, String)) -> String {
+    sign_in_tokens(app, browser, client).await["id_token"]
+        .as_str()
+        .expect("an ID token")
+        .to_string()
+}
+
+/// [`sign_in`], returning the whole token response.
+async fn sign_in_tokens(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    client: &(String, String),
+) -> serde_json::Value {
     let (verifier, challenge) = pkce_pair();
     let path = format!(
         "/oauth/authorize?{}",
@@ -67,7 +79,7 @@ async fn sign_in(app: &TestApp, browser: &reqwest::Client, client: &(String, Str
     assert_eq!(app.login(browser, &path).await.status(), 303);
     let to = steps::consent(browser, &app.addr, &path, "allow").await;
     let code = steps::code_of(&to);
-    let tokens = steps::ok_json(
+    steps::ok_json(
         steps::redeem(
             &app.http,
             &app.addr,
@@ -78,11 +90,7 @@ async fn sign_in(app: &TestApp, browser: &reqwest::Client, client: &(String, Str
         )
         .await,
     )
-    .await;
-    tokens["id_token"]
-        .as_str()
-        .expect("an ID token")
-        .to_string()
+    .await
 }
 
 fn payload(jwt: &str) -> serde_json::Value {
@@ -388,14 +396,30 @@ per_backend!(a_valid_hint_logs_out_and_redirects_with_state);
 /// user and a registered `post_logout_redirect_uri` log out without asking:
 /// 303 to the URI with `state`, the session gone (the next authorization
 /// request sends to the login page). The ID token carries the session's
-/// `sid`.
+/// `sid`, and so does the ID token of a refresh.
 async fn a_valid_hint_logs_out_and_redirects_with_state(backend: Backend) {
     let app = spawn_app_with(backend, Alg::RS256, oidc).await;
     let rp = relying_party(&app, None).await;
     let browser = app.browser();
-    let id_token = sign_in(&app, &browser, &rp).await;
+    let tokens = sign_in_tokens(&app, &browser, &rp).await;
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
     let sid = payload(&id_token)["sid"].as_str().unwrap().to_string();
     assert!(sid.len() >= 16);
+    let refreshed = steps::ok_json(
+        steps::refresh(
+            &app.http,
+            &app.addr,
+            (&rp.0, &rp.1),
+            tokens["refresh_token"].as_str().unwrap(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        payload(refreshed["id_token"].as_str().unwrap())["sid"],
+        sid.as_str(),
+        "a refresh keeps the sid"
+    );
     assert!(signed_in(&app, &browser, &rp.0).await);
     let resp = browser
         .get(app.url(&logout_query(Some(&id_token), None, Some(BYE))))

@@ -189,3 +189,56 @@ pub async fn sign_out(
     }
     Ok(see_other("/"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::pages::testing::{form, names, nav_in, XSS};
+
+    fn confirm_page(value: &str) -> LogoutPage {
+        LogoutPage {
+            nav: nav_in("alice"),
+            confirm: true,
+            csrf_token: "tok-123".into(),
+            id_token_hint: value.into(),
+            client_id: value.into(),
+            post_logout_redirect_uri: value.into(),
+            state: value.into(),
+        }
+    }
+
+    /// SPEC.md: the confirmation form posts the hidden `csrf_token` and
+    /// `decision=logout` or `decision=cancel`, with the request echoed,
+    /// escaped, in hidden fields.
+    #[test]
+    fn confirmation_form_contract_and_escaping() {
+        let html = confirm_page(XSS).render().unwrap();
+        let f = form(&html, "<form method=\"post\" action=\"/oauth/logout\"");
+        let mut got = names(f);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "client_id",
+                "csrf_token",
+                "decision",
+                "decision",
+                "id_token_hint",
+                "post_logout_redirect_uri",
+                "state"
+            ]
+        );
+        assert!(f.contains("value=\"tok-123\""));
+        assert!(f.contains("name=\"decision\" value=\"logout\""));
+        assert!(f.contains("name=\"decision\" value=\"cancel\""));
+        assert!(!html.contains(XSS));
+        let out = LogoutPage {
+            confirm: false,
+            ..confirm_page("")
+        }
+        .render()
+        .unwrap();
+        assert!(out.contains("You are signed out"));
+        assert!(!out.contains("action=\"/oauth/logout\""));
+    }
+}
