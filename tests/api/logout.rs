@@ -703,3 +703,27 @@ async fn the_sign_out_button_also_sends_the_logout_token() {
     assert_eq!(claims["sid"], payload(&id_token)["sid"]);
     assert!(!signed_in(&app, &browser, &rp.0).await);
 }
+
+/// RP-Initiated Logout §2: the RP may send the request by `POST` (form
+/// serialisation, no CSRF token: the hint is what authorises it).
+#[tokio::test]
+async fn an_rp_may_post_the_logout_request() {
+    let app = spawn_app_with(Backend::Memory, Alg::RS256, oidc).await;
+    let rp = relying_party(&app, None).await;
+    let browser = app.browser();
+    let id_token = sign_in(&app, &browser, &rp).await;
+    let resp = browser
+        .post(app.url("/oauth/logout"))
+        .form(&[
+            ("id_token_hint", id_token.as_str()),
+            ("post_logout_redirect_uri", BYE),
+            ("state", "s-1"),
+            ("ui_locales", "fr"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), format!("{BYE}?state=s-1"));
+    assert!(!signed_in(&app, &browser, &rp.0).await);
+}
