@@ -72,6 +72,8 @@ pub struct Metrics {
     pub store_calls: Family<StoreOpLabels, Counter>,
     /// Store calls that failed.
     pub store_errors: Counter,
+    /// Back-channel logout deliveries abandoned after their last try.
+    pub backchannel_logout_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,12 @@ impl Metrics {
         let tokens_issued = Family::<GrantLabels, Counter>::default();
         let store_calls = Family::<StoreOpLabels, Counter>::default();
         let store_errors = Counter::default();
+        let backchannel_logout_failures = Counter::default();
+        registry.register(
+            "backchannel_logout_failures",
+            "Back-channel logout tokens not delivered after every try",
+            backchannel_logout_failures.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -123,6 +131,7 @@ impl Metrics {
             tokens_issued,
             store_calls,
             store_errors,
+            backchannel_logout_failures,
         }
     }
 

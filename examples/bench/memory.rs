@@ -173,6 +173,7 @@ impl Writer {
                     nonce: None,
                     auth_time: None,
                     consent: None,
+                    sid: None,
                 };
                 self.repos
                     .put_code(&code, &rec, ttl)
@@ -193,6 +194,7 @@ impl Writer {
                     resources: vec![],
                     auth_time: None,
                     consent: None,
+                    sid: None,
                 };
                 self.repos
                     .put_refresh_family(&token, &rec, ttl)

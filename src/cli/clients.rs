@@ -7,6 +7,7 @@ use keygate::clock::{Clock, SystemClock};
 use keygate::flows::clients::{self, ClientError, Registered};
 use keygate::oauth::client_meta::{parse, ClientView, Defaults, MetadataError, RawClientMetadata};
 use keygate::startup::StoreContext;
+use keygate::tokens::keys::KeySet;
 
 /// `keygate client …`
 #[derive(Subcommand)]
@@ -30,6 +31,21 @@ pub enum ClientCommand {
         #[arg(long = "auth-method", default_value = "client_secret_basic",
               value_parser = ["client_secret_basic", "client_secret_post", "none"])]
         auth_method: String,
+        /// Post-logout redirect URI (repeatable; OpenID Connect RP-Initiated Logout).
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// Back-channel logout URI (https, or http on a loopback host).
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
+        /// `default_max_age` in seconds (at most one year).
+        #[arg(long = "default-max-age")]
+        default_max_age: Option<u64>,
+        /// Set `require_auth_time`.
+        #[arg(long = "require-auth-time")]
+        require_auth_time: bool,
+        /// `id_token_signed_response_alg`: the algorithm of a key in `keys.dir`.
+        #[arg(long = "id-token-alg")]
+        id_token_alg: Option<String>,
         /// Print one JSON object with RFC 7591 field names.
         #[arg(long)]
         json: bool,
@@ -69,6 +85,21 @@ pub enum ClientCommand {
         /// Change the auth method.
         #[arg(long = "auth-method", value_parser = ["client_secret_basic", "client_secret_post", "none"])]
         auth_method: Option<String>,
+        /// Replace the post-logout redirect URIs (repeatable).
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Option<Vec<String>>,
+        /// Change the back-channel logout URI.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
+        /// Change `default_max_age` (seconds).
+        #[arg(long = "default-max-age")]
+        default_max_age: Option<u64>,
+        /// Change `require_auth_time` (true or false).
+        #[arg(long = "require-auth-time")]
+        require_auth_time: Option<bool>,
+        /// Change `id_token_signed_response_alg`.
+        #[arg(long = "id-token-alg")]
+        id_token_alg: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -96,7 +127,12 @@ pub enum ClientCommand {
 /// Runs a `client` command against the store.
 pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
     let repos = &ctx.repos;
-    let rules = &ctx.cfg.client_rules;
+    // `id_token_signed_response_alg` must be the algorithm of a published
+    // key: the keys of `keys.dir`, when they can be read.
+    let rules = &match KeySet::load_dir(&ctx.cfg.keys_dir, ctx.cfg.rotation) {
+        Ok(set) => clients::rules_with_keys(&ctx.cfg.client_rules, &set),
+        Err(_) => ctx.cfg.client_rules.clone(),
+    };
     match cmd {
         ClientCommand::Create {
             name,
@@ -104,6 +140,11 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
             grant_types,
             scope,
             auth_method,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            default_max_age,
+            require_auth_time,
+            id_token_alg,
             json,
         } => {
             let raw = RawClientMetadata {
@@ -112,6 +153,11 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
                 grant_types: Some(grant_types),
                 scope: Some(scope),
                 token_endpoint_auth_method: Some(auth_method),
+                post_logout_redirect_uris: Some(post_logout_redirect_uris),
+                backchannel_logout_uri,
+                default_max_age,
+                require_auth_time: Some(require_auth_time),
+                id_token_signed_response_alg: id_token_alg,
                 ..RawClientMetadata::default()
             };
             let meta = parse(raw, Defaults::rfc7591()).map_err(flag_error)?;
@@ -159,6 +205,11 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
             grant_types,
             scope,
             auth_method,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            default_max_age,
+            require_auth_time,
+            id_token_alg,
             json,
         } => {
             let old = clients::get(repos, &client_id, None)
@@ -170,6 +221,11 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
                 grant_types,
                 scope,
                 token_endpoint_auth_method: auth_method,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
+                default_max_age,
+                require_auth_time,
+                id_token_signed_response_alg: id_token_alg,
                 ..RawClientMetadata::default()
             };
             let meta = parse(raw, Defaults::from_client(&old)).map_err(flag_error)?;
@@ -208,6 +264,10 @@ fn flag_error(m: MetadataError) -> anyhow::Error {
         "redirect_uris" => "redirect-uri",
         "grant_types" => "grant-type",
         "token_endpoint_auth_method" => "auth-method",
+        "post_logout_redirect_uris" => "post-logout-redirect-uri",
+        "backchannel_logout_uri" => "backchannel-logout-uri",
+        "default_max_age" => "default-max-age",
+        "id_token_signed_response_alg" => "id-token-alg",
         other => other,
     };
     anyhow::anyhow!("--{flag}: {}", m.message)

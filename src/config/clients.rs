@@ -177,8 +177,7 @@ pub(crate) fn validate_config_client(
         response_types: None,
         scope: Some(c.scope.clone()),
         token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
-        client_uri: None,
-        logo_uri: None,
+        ..RawClientMetadata::default()
     };
     let defaults = Defaults::config(&c.client_id, c.client_secret.is_some());
     let meta = parse(raw, defaults).map_err(|e| (e.field, e.message))?;

@@ -415,6 +415,7 @@ impl Settings {
             scopes,
             http_loopback_redirects: self.oauth.http_loopback_redirects,
             legacy_grants: profile == Profile::Legacy,
+            signing_algs: vec![],
         };
         check_clients(
             &self.clients,

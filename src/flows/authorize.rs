@@ -14,6 +14,7 @@ use crate::oauth::token::{CodeRecord, Grant};
 use crate::oauth::types::Client;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
+use crate::store::repos::Session;
 
 /// Why the authorization request cannot proceed.
 #[derive(Debug)]
@@ -90,10 +91,11 @@ pub enum Consent {
 pub async fn approve(
     state: &AppState,
     req: &ValidRequest,
-    user_id: &str,
-    auth_time: i64,
+    session: &Session,
     consent: Consent,
 ) -> Result<String, FlowError> {
+    let user_id = session.user_id.as_str();
+    let auth_time = session.auth_time;
     let issuer = &state.cfg.issuer;
     // A session outlives a deleted user (sessions are not indexed by user):
     // issue nothing for a user who no longer exists.
@@ -141,8 +143,10 @@ pub async fn approve(
                 nonce: req.nonce.clone(),
                 auth_time: Some(auth_time),
                 consent: Some(consent),
+                sid: (!session.sid.is_empty()).then(|| session.sid.clone()),
             };
             state.repos.put_code(&code, &rec, ttl).await?;
+            super::logout::record_client(state, session, &req.client_id).await?;
             tracing::info!(event = "code_issued", "authorization code issued");
             Ok(redirect_url(&req.target, &[("code", &code)], issuer))
         }

@@ -9,6 +9,7 @@ use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError, Rules};
 use crate::oauth::types::{AuthMethod, Client};
 use crate::store::repos::Repos;
 use crate::store::StoreError;
+use crate::tokens::keys::KeySet;
 
 /// A client with the secrets shown once (never stored in clear).
 #[derive(Debug)]
@@ -38,6 +39,23 @@ pub enum ClientError {
     Store(#[from] StoreError),
 }
 
+/// `rules` with the algorithms of the keys published now
+/// ([`Rules::signing_algs`]), for a change to a client's metadata: an
+/// `id_token_signed_response_alg` must name one of them.
+pub fn rules_with_keys(rules: &Rules, keys: &KeySet) -> Rules {
+    let mut algs: Vec<String> = keys
+        .all()
+        .iter()
+        .map(|k| k.alg.as_str().to_string())
+        .collect();
+    algs.sort_unstable();
+    algs.dedup();
+    Rules {
+        signing_algs: algs,
+        ..rules.clone()
+    }
+}
+
 /// Builds a client (id, secret, hash) from metadata after validating it.
 pub fn build(
     meta: ClientMetadata,
@@ -65,7 +83,10 @@ pub fn build(
         logo_uri: meta.logo_uri,
         registration_token_sha256: None,
         expires_at: None,
+        ..Client::default()
     };
+    let mut client = client;
+    meta.oidc.apply_to(&mut client);
     Ok(Registered {
         client,
         secret,
@@ -176,7 +197,7 @@ pub async fn update(
             Some(h)
         }
     };
-    let client = Client {
+    let mut client = Client {
         client_name: meta.client_name,
         secret_sha256,
         auth_method: meta.auth_method,
@@ -187,6 +208,7 @@ pub async fn update(
         logo_uri: meta.logo_uri,
         ..old
     };
+    meta.oidc.apply_to(&mut client);
     repos.put_client(&client).await?;
     tracing::info!(event = "client_changed", action = "updated", client_id = %client.client_id, "client updated");
     Ok(Registered {

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod authorize;
 pub mod client_documents;
 pub mod clients;
+pub mod logout;
 pub mod registration;
 pub mod resource;
 pub mod resources;

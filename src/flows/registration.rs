@@ -98,7 +98,7 @@ pub async fn register(
     Ok(clients::register(
         &state.repos,
         meta,
-        &state.cfg.client_rules,
+        &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
         state.clock.now(),
         None,
         true,
@@ -117,7 +117,10 @@ fn parse_open(state: &AppState, raw: RawClientMetadata) -> Result<ClientMetadata
     };
     let meta = parse(raw, defaults)?;
     check_open_registration(&meta, open_scopes)?;
-    validate(&meta, &state.cfg.client_rules)?;
+    validate(
+        &meta,
+        &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
+    )?;
     Ok(meta)
 }
 
@@ -142,7 +145,7 @@ async fn register_anonymous(
     let reg = clients::register_expiring(
         &state.repos,
         meta,
-        &state.cfg.client_rules,
+        &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
         now,
         now + state.cfg.registration.open_client_ttl,
     )
@@ -216,7 +219,14 @@ pub async fn replace(
         parse(req.metadata, Defaults::rfc7591())
     }
     .map_err(RegistrationError::Metadata)?;
-    Ok(clients::update(&state.repos, client_id, None, meta, &state.cfg.client_rules).await?)
+    Ok(clients::update(
+        &state.repos,
+        client_id,
+        None,
+        meta,
+        &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
+    )
+    .await?)
 }
 
 /// `DELETE /oauth/register/{client_id}` (RFC 7592 §2.3).

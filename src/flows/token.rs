@@ -374,6 +374,7 @@ async fn authorization_code(
             Started {
                 auth_time: stored.value.auth_time,
                 consent: stored.value.consent.clone(),
+                sid: stored.value.sid.clone(),
             },
         )
     });
@@ -415,6 +416,8 @@ async fn authorization_code(
     let oidc = wants_id_token(&stored.value.scope).then_some(Oidc {
         auth_time: stored.value.auth_time,
         nonce: stored.value.nonce.as_deref(),
+        sid: stored.value.sid.as_deref(),
+        alg: client.id_token_signed_response_alg.as_deref(),
     });
     sign(state, claims, refresh.map(|(t, _)| t), oidc)
 }
@@ -478,9 +481,10 @@ async fn refresh(
         Started {
             auth_time: stored.value.auth_time,
             consent: stored.value.consent.clone(),
+            sid: stored.value.sid.clone(),
         },
     );
-    let oidc = refresh_oidc(&next);
+    let oidc = refresh_oidc(&next, client);
     let grant = Grant {
         scope,
         ..family_grant
@@ -578,7 +582,12 @@ async fn grace_retry_or_revoke(
     // access token is byte-identical (with an unchanged signing key); ES256
     // signs the same claims with a fresh signature.
     let claims = grace_claims(&state.cfg.issuer, &state.cfg.audience, rec, &c);
-    let mut issued = sign(state, claims, Some(c.refresh_token), refresh_oidc(rec))?;
+    let mut issued = sign(
+        state,
+        claims,
+        Some(c.refresh_token),
+        refresh_oidc(rec, client),
+    )?;
     issued.expires_in = u64::try_from(c.exp - now).unwrap_or(0);
     Ok(issued)
 }
@@ -645,6 +654,8 @@ struct Started {
     auth_time: Option<i64>,
     /// The remembered consent the code was issued under.
     consent: Option<String>,
+    /// The login session's public id, for the ID token's `sid`.
+    sid: Option<String>,
 }
 
 /// A new refresh token of `grant`'s family (which must be set), bound to
@@ -667,6 +678,7 @@ fn new_refresh(
         resources: resources.to_vec(),
         auth_time: started.auth_time,
         consent: started.consent,
+        sid: started.sid,
     };
     (crate::ids::random_token(32), rec)
 }
@@ -689,15 +701,21 @@ fn claims_for(state: &AppState, grant: &Grant, targets: &[Target], now: i64) -> 
 struct Oidc<'a> {
     auth_time: Option<i64>,
     nonce: Option<&'a str>,
+    /// The login session's public id (`sid`).
+    sid: Option<&'a str>,
+    /// The client's `id_token_signed_response_alg`.
+    alg: Option<&'a str>,
 }
 
 /// OpenID Connect Core §12.2: a refresh of a family whose scope has
 /// `openid` and that began with a sign-in (it has an `auth_time`) answers
 /// with an ID token: same `sub` and `auth_time`, no `nonce`.
-fn refresh_oidc(rec: &RefreshRecord) -> Option<Oidc<'static>> {
+fn refresh_oidc<'a>(rec: &'a RefreshRecord, client: &'a Client) -> Option<Oidc<'a>> {
     (wants_id_token(&rec.scope) && rec.auth_time.is_some()).then_some(Oidc {
         auth_time: rec.auth_time,
         nonce: None,
+        sid: rec.sid.as_deref(),
+        alg: client.id_token_signed_response_alg.as_deref(),
     })
 }
 
@@ -724,11 +742,23 @@ fn sign(
                 client_id: &claims.client_id,
                 auth_time: o.auth_time,
                 nonce: o.nonce,
+                sid: o.sid,
+            };
+            // Registration §2 `id_token_signed_response_alg`: a key of that
+            // alg (checked at registration); the access token's key else.
+            let id_key = match o.alg {
+                Some(alg) if alg != key.alg.as_str() => {
+                    keys.signer_for_alg(alg, claims.iat).unwrap_or_else(|| {
+                        tracing::warn!(event = "id_token_alg_unavailable", client_id = %claims.client_id, alg = %alg, "no published key of the client's id_token_signed_response_alg: signing with the active key");
+                        key
+                    })
+                }
+                _ => key,
             };
             let ttl = state.cfg.tokens.access_ttl.as_secs() as i64;
-            let id = IdClaims::new(grant, claims.iat, ttl, key.alg.as_str(), &access_token)
+            let id = IdClaims::new(grant, claims.iat, ttl, id_key.alg.as_str(), &access_token)
                 .ok_or(jwt::SignError)?;
-            Some(jwt::sign_id_token(key, &id)?)
+            Some(jwt::sign_id_token(id_key, &id)?)
         }
     };
     Ok(Issued {

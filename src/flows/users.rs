@@ -367,6 +367,7 @@ pub async fn start_session(state: &AppState, user: &User) -> Result<String, Flow
         username: user.username.clone(),
         auth_time: now,
         expires_at: now + ttl,
+        sid: crate::ids::random_token(16),
     };
     state.repos.put_session(&sid, &s, ttl).await?;
     Ok(sid)

@@ -278,6 +278,13 @@ pub struct OpenIdFields {
     pub request_uri_parameter_supported: bool,
     /// The `claims` request parameter is not supported (ignored).
     pub claims_parameter_supported: bool,
+    /// RP-Initiated Logout 1.0 §2.1: `GET|POST /oauth/logout`.
+    pub end_session_endpoint: String,
+    /// Back-Channel Logout 1.0 §2.1: logout tokens are POSTed to the
+    /// clients' `backchannel_logout_uri`.
+    pub backchannel_logout_supported: bool,
+    /// Back-Channel Logout 1.0 §2.1: logout tokens and ID tokens carry `sid`.
+    pub backchannel_logout_session_supported: bool,
 }
 
 /// The OpenID Connect discovery document: the RFC 8414 document plus the
@@ -304,6 +311,7 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "at_hash",
     "azp",
     "name",
+    "sid",
     "preferred_username",
     "updated_at",
     "email",
@@ -332,6 +340,9 @@ pub fn openid_configuration(
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
         claims_parameter_supported: false,
+        end_session_endpoint: format!("{issuer}/oauth/logout"),
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
     };
     let mut doc: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(metadata).unwrap_or_default();

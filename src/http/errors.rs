@@ -399,6 +399,21 @@ pub fn page_error(e: &FlowError) -> PageErrorParts {
     }
 }
 
+/// The error page of a refused RP-initiated logout (OpenID Connect
+/// RP-Initiated Logout 1.0 §2–§3): shown to the user, never a redirect.
+pub fn logout_page_error(e: &crate::flows::logout::LogoutError) -> PageErrorParts {
+    match e {
+        crate::flows::logout::LogoutError::Invalid(why) => (
+            StatusCode::BAD_REQUEST,
+            "Invalid logout request",
+            Cow::Owned(format!(
+                "The application that sent you here made a logout request this server cannot accept. {why}"
+            )),
+        ),
+        crate::flows::logout::LogoutError::Flow(f) => page_error(f),
+    }
+}
+
 fn store_page_error() -> PageErrorParts {
     (
         StatusCode::SERVICE_UNAVAILABLE,

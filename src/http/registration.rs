@@ -37,6 +37,20 @@ pub struct ClientMetadataBody {
     pub client_uri: Option<String>,
     /// Logo.
     pub logo_uri: Option<String>,
+    /// Where the user may be sent after logging out (OpenID Connect
+    /// RP-Initiated Logout 1.0 §3.1); the redirect URI rules apply.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Where logout tokens are POSTed (Back-Channel Logout 1.0 §2.2): https,
+    /// or http on a loopback host.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the logout token must carry `sid` (keygate always sends it).
+    pub backchannel_logout_session_required: Option<bool>,
+    /// `max_age` (seconds, at most one year) applied when a request gives none.
+    pub default_max_age: Option<u64>,
+    /// Whether the ID token must carry `auth_time` (it always does when known).
+    pub require_auth_time: Option<bool>,
+    /// The ID token's JWS `alg`: one of the published keys' algorithms.
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl From<ClientMetadataBody> for MetadataRequest {
@@ -52,6 +66,12 @@ impl From<ClientMetadataBody> for MetadataRequest {
                 token_endpoint_auth_method: b.token_endpoint_auth_method,
                 client_uri: b.client_uri,
                 logo_uri: b.logo_uri,
+                post_logout_redirect_uris: b.post_logout_redirect_uris,
+                backchannel_logout_uri: b.backchannel_logout_uri,
+                backchannel_logout_session_required: b.backchannel_logout_session_required,
+                default_max_age: b.default_max_age,
+                require_auth_time: b.require_auth_time,
+                id_token_signed_response_alg: b.id_token_signed_response_alg,
             },
         }
     }
@@ -93,6 +113,24 @@ pub struct ClientInformation {
     /// Logo.
     #[oai(skip_serializing_if_is_none)]
     pub logo_uri: Option<String>,
+    /// Post-logout redirect URIs (absent when none).
+    #[oai(skip_serializing_if_is_empty)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout URI.
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether logout tokens must carry `sid` (with a back-channel logout URI).
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_session_required: Option<bool>,
+    /// Default `max_age` in seconds.
+    #[oai(skip_serializing_if_is_none)]
+    pub default_max_age: Option<u64>,
+    /// Whether ID tokens must carry `auth_time` (present when set).
+    #[oai(skip_serializing_if_is_none)]
+    pub require_auth_time: Option<bool>,
+    /// The ID token's JWS `alg`.
+    #[oai(skip_serializing_if_is_none)]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 /// The response body: the one [`ClientView`] plus the RFC 7592 fields.
@@ -120,6 +158,12 @@ fn information(
         token_endpoint_auth_method: v.token_endpoint_auth_method,
         client_uri: v.client_uri,
         logo_uri: v.logo_uri,
+        post_logout_redirect_uris: v.post_logout_redirect_uris,
+        backchannel_logout_uri: v.backchannel_logout_uri,
+        backchannel_logout_session_required: v.backchannel_logout_session_required,
+        default_max_age: v.default_max_age,
+        require_auth_time: v.require_auth_time.then_some(true),
+        id_token_signed_response_alg: v.id_token_signed_response_alg,
     }
 }
 

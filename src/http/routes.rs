@@ -101,7 +101,14 @@ pub const ROUTES: &[RouteDef] = &[
     },
     RouteDef {
         path: "/logout",
-        serve: Serve::Page(&[(Post, || ep(pages::logout))]),
+        serve: Serve::Page(&[(Post, || ep(pages::sign_out))]),
+    },
+    RouteDef {
+        path: "/oauth/logout",
+        serve: Serve::Page(&[
+            (Get, || ep(pages::logout_get)),
+            (Post, || ep(pages::logout_post)),
+        ]),
     },
     RouteDef {
         path: "/oauth/authorize",

@@ -508,6 +508,11 @@ pub fn validate(
             target: target.clone(),
             error,
         })?;
+    // OpenID Connect Registration 1.0 §2: the client's `default_max_age`
+    // applies when the request has no `max_age`.
+    let max_age = max_age.or(client
+        .default_max_age()
+        .map(|secs| secs.min(MAX_MAX_AGE as u64) as i64));
     let pkce = match response_type {
         ResponseType::Token => None,
         ResponseType::Code => {
@@ -913,6 +918,21 @@ mod tests {
             ErrorCode::ConsentRequired
         );
         assert_eq!(step("&prompt=none", at(Some(900), true)), Ok(Step::Issue));
+    }
+
+    #[test]
+    fn the_clients_default_max_age_applies_without_max_age() {
+        let mut c = client();
+        c.default_max_age = Some(60);
+        let q = "response_type=code&client_id=app&code_challenge=".to_string()
+            + CH
+            + "&code_challenge_method=S256";
+        let req = validate(&params(&q), Some(&c), &LEGACY).unwrap();
+        assert_eq!(req.max_age, Some(60));
+        let req = validate(&params(&format!("{q}&max_age=600")), Some(&c), &LEGACY).unwrap();
+        assert_eq!(req.max_age, Some(600), "the request's max_age wins");
+        let req = validate(&params(&q), Some(&client()), &LEGACY).unwrap();
+        assert_eq!(req.max_age, None);
     }
 
     #[test]

@@ -250,6 +250,7 @@ pub fn client_from_document(
         token_endpoint_auth_method: Some(AuthMethod::None.as_str().into()),
         client_uri: string(&doc, "client_uri")?,
         logo_uri: string(&doc, "logo_uri")?,
+        ..RawClientMetadata::default()
     };
     let defaults = Defaults {
         client_name: url.host_str().unwrap_or_default().to_string(),
@@ -274,6 +275,7 @@ pub fn client_from_document(
         logo_uri: meta.logo_uri,
         registration_token_sha256: None,
         expires_at: None,
+        ..Client::default()
     })
 }
 
@@ -318,6 +320,7 @@ mod tests {
             scopes: ScopeSet::parse("profile email api:read").unwrap(),
             http_loopback_redirects: true,
             legacy_grants: false,
+            signing_algs: vec![],
         }
     }
 

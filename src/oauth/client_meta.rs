@@ -32,7 +32,55 @@ pub struct ClientMetadata {
     pub client_uri: Option<String>,
     /// Logo (optional).
     pub logo_uri: Option<String>,
+    /// The OpenID Connect fields (logout, `max_age`, ID token `alg`).
+    pub oidc: OidcMetadata,
 }
+
+/// The OpenID Connect client metadata keygate serves (Registration 1.0 §2,
+/// RP-Initiated Logout 1.0 §3.1, Back-Channel Logout 1.0 §2.2); stored as
+/// the fields of the same names on [`Client`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OidcMetadata {
+    /// `post_logout_redirect_uris`
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `backchannel_logout_uri`
+    pub backchannel_logout_uri: Option<String>,
+    /// `backchannel_logout_session_required`
+    pub backchannel_logout_session_required: bool,
+    /// `default_max_age` (seconds, at most [`MAX_DEFAULT_MAX_AGE`])
+    pub default_max_age: Option<u64>,
+    /// `require_auth_time`
+    pub require_auth_time: bool,
+    /// `id_token_signed_response_alg`
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+impl OidcMetadata {
+    /// The fields as stored on `c`.
+    pub fn of(c: &Client) -> Self {
+        Self {
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
+            default_max_age: c.default_max_age,
+            require_auth_time: c.require_auth_time,
+            id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),
+        }
+    }
+
+    /// Writes the fields onto `c`.
+    pub fn apply_to(self, c: &mut Client) {
+        c.post_logout_redirect_uris = self.post_logout_redirect_uris;
+        c.backchannel_logout_uri = self.backchannel_logout_uri;
+        c.backchannel_logout_session_required = self.backchannel_logout_session_required;
+        c.default_max_age = self.default_max_age;
+        c.require_auth_time = self.require_auth_time;
+        c.id_token_signed_response_alg = self.id_token_signed_response_alg;
+    }
+}
+
+/// The largest `default_max_age` accepted: one year, in seconds.
+pub const MAX_DEFAULT_MAX_AGE: u64 = 365 * 24 * 3600;
 
 /// Client metadata as text, with the RFC 7591 §2 names; `None` means the
 /// source did not give the field, and [`Defaults`] says what it becomes.
@@ -54,6 +102,18 @@ pub struct RawClientMetadata {
     pub client_uri: Option<String>,
     /// `logo_uri`
     pub logo_uri: Option<String>,
+    /// `post_logout_redirect_uris`
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// `backchannel_logout_uri`
+    pub backchannel_logout_uri: Option<String>,
+    /// `backchannel_logout_session_required`
+    pub backchannel_logout_session_required: Option<bool>,
+    /// `default_max_age`
+    pub default_max_age: Option<u64>,
+    /// `require_auth_time`
+    pub require_auth_time: Option<bool>,
+    /// `id_token_signed_response_alg`
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 /// What a field missing from [`RawClientMetadata`] becomes. The sources
@@ -74,6 +134,8 @@ pub struct Defaults {
     pub client_uri: Option<String>,
     /// Logo when none is given.
     pub logo_uri: Option<String>,
+    /// The OpenID Connect fields, each taken when not given.
+    pub oidc: OidcMetadata,
 }
 
 impl Defaults {
@@ -90,6 +152,7 @@ impl Defaults {
             auth_method: Some(AuthMethod::ClientSecretBasic),
             client_uri: None,
             logo_uri: None,
+            oidc: OidcMetadata::default(),
         }
     }
 
@@ -104,6 +167,7 @@ impl Defaults {
             auth_method: None,
             client_uri: None,
             logo_uri: None,
+            oidc: OidcMetadata::default(),
         }
     }
 
@@ -131,6 +195,7 @@ impl Defaults {
             auth_method: Some(c.auth_method),
             client_uri: c.client_uri.clone(),
             logo_uri: c.logo_uri.clone(),
+            oidc: OidcMetadata::of(c),
         }
     }
 }
@@ -178,6 +243,11 @@ pub struct Rules {
     /// under `oauth21` no new client may be registered for a grant the
     /// server does not serve.
     pub legacy_grants: bool,
+    /// The JWS algorithms of the published signing keys: the only values
+    /// accepted for `id_token_signed_response_alg`. Filled from the key set
+    /// at the time of the change (`flows::clients::rules_with_keys`); empty
+    /// where no keys are known, which refuses every value.
+    pub signing_algs: Vec<String>,
 }
 
 impl Rules {
@@ -238,7 +308,23 @@ pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadat
             .map_err(|e| MetadataError::invalid("scope", e.description.into_owned()))?,
         None => defaults.scope,
     };
+    let d = defaults.oidc;
+    let oidc = OidcMetadata {
+        post_logout_redirect_uris: raw
+            .post_logout_redirect_uris
+            .unwrap_or(d.post_logout_redirect_uris),
+        backchannel_logout_uri: raw.backchannel_logout_uri.or(d.backchannel_logout_uri),
+        backchannel_logout_session_required: raw
+            .backchannel_logout_session_required
+            .unwrap_or(d.backchannel_logout_session_required),
+        default_max_age: raw.default_max_age.or(d.default_max_age),
+        require_auth_time: raw.require_auth_time.unwrap_or(d.require_auth_time),
+        id_token_signed_response_alg: raw
+            .id_token_signed_response_alg
+            .or(d.id_token_signed_response_alg),
+    };
     Ok(ClientMetadata {
+        oidc,
         client_name: raw.client_name.unwrap_or(defaults.client_name),
         redirect_uris: raw.redirect_uris.unwrap_or(defaults.redirect_uris),
         grant_types,
@@ -318,6 +404,7 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
             }
         }
     }
+    check_oidc(&m.oidc, rules, m.auth_method == AuthMethod::None)?;
     if !m.scope.is_subset(known_scopes) {
         let unknown: Vec<&str> = m
             .scope
@@ -332,6 +419,64 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
     Ok(())
 }
 
+/// The OpenID Connect fields: post-logout redirect URIs under the redirect
+/// URI rules ([`check_redirect_uri`]), a back-channel logout URI that is
+/// https (or http on a loopback host) without fragment (Back-Channel Logout
+/// 1.0 §2.2), `default_max_age` at most [`MAX_DEFAULT_MAX_AGE`], and an
+/// `id_token_signed_response_alg` among `rules.signing_algs`. All
+/// `invalid_client_metadata` naming the field.
+fn check_oidc(o: &OidcMetadata, rules: &Rules, native: bool) -> Result<(), MetadataError> {
+    for uri in &o.post_logout_redirect_uris {
+        check_redirect_uri(uri, rules.http_loopback_redirects, native)
+            .map_err(|e| MetadataError::invalid("post_logout_redirect_uris", e.message))?;
+    }
+    if let Some(uri) = &o.backchannel_logout_uri {
+        check_backchannel_uri(uri)?;
+    }
+    if o.default_max_age.is_some_and(|a| a > MAX_DEFAULT_MAX_AGE) {
+        return Err(MetadataError::invalid(
+            "default_max_age",
+            format!("must be at most {MAX_DEFAULT_MAX_AGE} seconds (one year)"),
+        ));
+    }
+    if let Some(alg) = &o.id_token_signed_response_alg {
+        if !rules.signing_algs.iter().any(|a| a == alg) {
+            return Err(MetadataError::invalid(
+                "id_token_signed_response_alg",
+                format!(
+                    "`{alg}` is not the algorithm of a published key (published: [{}])",
+                    rules.signing_algs.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Back-Channel Logout 1.0 §2.2: an absolute URL, https or http on a loopback
+/// host, no fragment, no whitespace or control characters; keygate POSTs
+/// logout tokens to it.
+pub fn check_backchannel_uri(uri: &str) -> Result<(), MetadataError> {
+    let bad = |why: &str| {
+        MetadataError::invalid(
+            "backchannel_logout_uri",
+            format!("`{}` {why}", uri.escape_debug()),
+        )
+    };
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad("must not contain control characters or whitespace"));
+    }
+    let u = url::Url::parse(uri).map_err(|_| bad("is not an absolute URL"))?;
+    if u.fragment().is_some() {
+        return Err(bad("must not contain a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if super::types::is_loopback_url(uri) => Ok(()),
+        _ => Err(bad("must use https (http only on a loopback host)")),
+    }
+}
+
 /// The limits of anonymous registration (`registration.open`), checked on
 /// top of [`validate`] for a client registered without an initial access
 /// token and for every RFC 7592 update of such a client. An anonymous caller
@@ -344,7 +489,9 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
 ///   RFC 8252 §7.3) or, for public clients, a private-use scheme
 ///   (RFC 8252 §7.1), never a fragment (whatever `rules.http_loopback_redirects`
 ///   says, [`validate`] may still be stricter);
-/// - scopes within `open_scopes`.
+/// - scopes within `open_scopes`;
+/// - post-logout redirect URIs under the same rules as redirect URIs, and
+///   an https back-channel logout URI only (keygate POSTs to it by itself).
 ///
 /// The auth method may be any of `none`, `client_secret_basic`,
 /// `client_secret_post`: a secret is always generated by the server.
@@ -368,6 +515,20 @@ pub fn check_open_registration(
     }
     for uri in &m.redirect_uris {
         check_redirect_uri(uri, true, m.auth_method == AuthMethod::None)?;
+    }
+    for uri in &m.oidc.post_logout_redirect_uris {
+        check_redirect_uri(uri, true, m.auth_method == AuthMethod::None)
+            .map_err(|e| MetadataError::invalid("post_logout_redirect_uris", e.message))?;
+    }
+    // keygate POSTs to a back-channel URI by itself: an anonymous caller may
+    // not point it at a port on keygate's own host.
+    if let Some(uri) = &m.oidc.backchannel_logout_uri {
+        if !uri.starts_with("https://") {
+            return Err(MetadataError::invalid(
+                "backchannel_logout_uri",
+                "anonymous registration allows only an https back-channel logout URI",
+            ));
+        }
     }
     if !m.scope.is_subset(open_scopes) {
         let outside: Vec<&str> = m
@@ -496,6 +657,25 @@ pub struct ClientView {
     /// `logo_uri`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logo_uri: Option<String>,
+    /// `post_logout_redirect_uris`
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `backchannel_logout_uri`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// `backchannel_logout_session_required`, shown when a back-channel
+    /// logout URI is registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_session_required: Option<bool>,
+    /// `default_max_age`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_max_age: Option<u64>,
+    /// `require_auth_time`, shown when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_auth_time: bool,
+    /// `id_token_signed_response_alg`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl ClientView {
@@ -527,6 +707,15 @@ impl From<&Client> for ClientView {
             token_endpoint_auth_method: c.auth_method.as_str().into(),
             client_uri: c.client_uri.clone(),
             logo_uri: c.logo_uri.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: c
+                .backchannel_logout_uri
+                .is_some()
+                .then_some(c.backchannel_logout_session_required),
+            default_max_age: c.default_max_age,
+            require_auth_time: c.require_auth_time,
+            id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),
         }
     }
 }
@@ -544,6 +733,7 @@ mod tests {
             auth_method: AuthMethod::None,
             client_uri: None,
             logo_uri: None,
+            oidc: OidcMetadata::default(),
         }
     }
 
@@ -553,6 +743,7 @@ mod tests {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
             legacy_grants: true,
+            signing_algs: vec!["ES256".into()],
         };
         validate(&m(), &known).unwrap();
         let mut x = m();
@@ -607,6 +798,7 @@ mod tests {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
             legacy_grants: true,
+            signing_algs: vec!["ES256".into()],
         };
         let with = |uri: &str, auth_method: AuthMethod| {
             let mut x = m();
@@ -658,6 +850,7 @@ mod tests {
             scopes: ScopeSet::parse("profile email").unwrap(),
             http_loopback_redirects: true,
             legacy_grants: true,
+            signing_algs: vec!["ES256".into()],
         }
     }
 
@@ -933,5 +1126,120 @@ mod tests {
         let v = serde_json::to_value(ClientView::from(&c).with_secret(Some("s".into()))).unwrap();
         assert_eq!(v["client_secret"], "s");
         assert_eq!(v["client_secret_expires_at"], 0);
+    }
+
+    #[test]
+    fn oidc_fields_are_parsed_validated_and_shown() {
+        let raw = RawClientMetadata {
+            redirect_uris: strings(&["https://app.example/cb"]),
+            post_logout_redirect_uris: strings(&[
+                "https://app.example/bye",
+                "http://127.0.0.1/bye",
+            ]),
+            backchannel_logout_uri: Some("https://app.example/bc".into()),
+            backchannel_logout_session_required: Some(true),
+            default_max_age: Some(3600),
+            require_auth_time: Some(true),
+            id_token_signed_response_alg: Some("ES256".into()),
+            ..Default::default()
+        };
+        let m = parse(raw, Defaults::rfc7591()).unwrap();
+        validate(&m, &server_rules()).unwrap();
+        let mut c = Client::default();
+        m.oidc.clone().apply_to(&mut c);
+        assert_eq!(OidcMetadata::of(&c), m.oidc);
+        assert_eq!(c.default_max_age(), Some(3600));
+        assert!(c.has_post_logout_redirect_uri("https://app.example/bye"));
+        assert!(!c.has_post_logout_redirect_uri("https://app.example/bye/"));
+        let v = serde_json::to_value(ClientView::from(&c)).unwrap();
+        assert_eq!(v["backchannel_logout_session_required"], true);
+        assert_eq!(v["id_token_signed_response_alg"], "ES256");
+        // Kept by a change that does not name them.
+        let kept = parse(RawClientMetadata::default(), Defaults::from_client(&c)).unwrap();
+        assert_eq!(kept.oidc, m.oidc);
+        // Records stored before the fields existed (they are left out when
+        // unset) still parse.
+        let old = serde_json::to_value(Client::default()).unwrap();
+        assert!(
+            old.get("post_logout_redirect_uris").is_none()
+                && old.get("require_auth_time").is_none()
+        );
+        assert_eq!(
+            serde_json::from_value::<Client>(old).unwrap(),
+            Client::default()
+        );
+    }
+
+    #[test]
+    fn bad_oidc_fields_are_invalid_client_metadata() {
+        let with = |f: &dyn Fn(&mut OidcMetadata)| {
+            let mut x = m();
+            f(&mut x.oidc);
+            validate(&x, &server_rules()).unwrap_err()
+        };
+        for uri in [
+            "https://app.example/bye#x",
+            "http://app.example/bye",
+            "javascript:alert(1)",
+            "bye",
+        ] {
+            let e = with(&|o| o.post_logout_redirect_uris = vec![uri.into()]);
+            assert_eq!(
+                (e.code, e.field),
+                (
+                    ErrorCode::InvalidClientMetadata,
+                    "post_logout_redirect_uris"
+                ),
+                "{uri}"
+            );
+        }
+        for uri in [
+            "http://app.example/bc",
+            "https://app.example/bc#f",
+            "ftp://x/y",
+            "/bc",
+            "https://a.example/b c",
+        ] {
+            let e = with(&|o| o.backchannel_logout_uri = Some(uri.into()));
+            assert_eq!(
+                (e.code, e.field),
+                (ErrorCode::InvalidClientMetadata, "backchannel_logout_uri"),
+                "{uri}"
+            );
+        }
+        check_backchannel_uri("http://127.0.0.1:9/bc").unwrap();
+        check_backchannel_uri("http://[::1]/bc?x=1").unwrap();
+        let e = with(&|o| o.default_max_age = Some(MAX_DEFAULT_MAX_AGE + 1));
+        assert_eq!(e.field, "default_max_age");
+        let mut ok = m();
+        ok.oidc.default_max_age = Some(MAX_DEFAULT_MAX_AGE);
+        validate(&ok, &server_rules()).unwrap();
+        for alg in ["RS256", "none", "HS256"] {
+            let e = with(&|o| o.id_token_signed_response_alg = Some(alg.into()));
+            assert_eq!(
+                (e.code, e.field),
+                (
+                    ErrorCode::InvalidClientMetadata,
+                    "id_token_signed_response_alg"
+                ),
+                "{alg}"
+            );
+        }
+        // Open registration: the post-logout URIs follow the redirect URI limits.
+        let mut x = m();
+        x.oidc.post_logout_redirect_uris = vec!["http://10.0.0.1/bye".into()];
+        let open = ScopeSet::parse("profile").unwrap();
+        assert_eq!(
+            check_open_registration(&x, &open).unwrap_err().field,
+            "post_logout_redirect_uris"
+        );
+        let mut x = m();
+        x.oidc.backchannel_logout_uri = Some("http://127.0.0.1:6379/".into());
+        assert_eq!(
+            check_open_registration(&x, &open).unwrap_err().field,
+            "backchannel_logout_uri"
+        );
+        x.oidc.backchannel_logout_uri = Some("https://rp.example/bc".into());
+        check_open_registration(&x, &open).unwrap();
     }
 }

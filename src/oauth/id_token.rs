@@ -73,6 +73,11 @@ pub struct IdClaims {
     pub at_hash: String,
     /// Authorized party: the client id.
     pub azp: String,
+    /// The login session's public id (Back-Channel Logout 1.0 §2.1,
+    /// `backchannel_logout_session_supported`): the `sid` a logout token
+    /// names. Never the session cookie's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What an ID token is issued for.
@@ -88,6 +93,8 @@ pub struct IdGrant<'a> {
     pub auth_time: Option<i64>,
     /// `nonce` (authorization-code redemption only)
     pub nonce: Option<&'a str>,
+    /// `sid`: the login session of the sign-in
+    pub sid: Option<&'a str>,
 }
 
 impl IdClaims {
@@ -110,7 +117,62 @@ impl IdClaims {
             nonce: grant.nonce.map(str::to_string),
             at_hash: at_hash(alg, access_token)?,
             azp: grant.client_id.to_string(),
+            sid: grant.sid.map(str::to_string),
         })
+    }
+}
+
+/// The `events` member of a logout token (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// How long a logout token is valid: two minutes (Back-Channel Logout 1.0
+/// §2.4 recommends a short life).
+pub const LOGOUT_TOKEN_TTL: i64 = 120;
+
+/// The claims of a logout token (Back-Channel Logout 1.0 §2.4): `iss`,
+/// `aud`, `iat`, `exp`, `jti`, `sub`, `sid`, `events`; never a `nonce`
+/// (§2.4: "A nonce Claim MUST NOT be present").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The client it is sent to.
+    pub aud: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry: `iat` + [`LOGOUT_TOKEN_TTL`].
+    pub exp: i64,
+    /// Unique id, so the client can refuse a replay.
+    pub jti: String,
+    /// The user who logged out.
+    pub sub: String,
+    /// The session that ended (the `sid` of its ID tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// `{"http://schemas.openid.net/event/backchannel-logout": {}}`
+    pub events: serde_json::Value,
+}
+
+impl LogoutClaims {
+    /// The logout token for `client_id` of the session `sid` of `sub`, at `now`.
+    pub fn new(
+        issuer: &str,
+        client_id: &str,
+        sub: &str,
+        sid: Option<&str>,
+        now: i64,
+        jti: String,
+    ) -> Self {
+        Self {
+            iss: issuer.to_string(),
+            aud: client_id.to_string(),
+            iat: now,
+            exp: now + LOGOUT_TOKEN_TTL,
+            jti,
+            sub: sub.to_string(),
+            sid: sid.map(str::to_string),
+            events: serde_json::json!({ BACKCHANNEL_LOGOUT_EVENT: {} }),
+        }
     }
 }
 
@@ -155,6 +217,7 @@ mod tests {
             client_id: "c1",
             auth_time: Some(90),
             nonce: None,
+            sid: None,
         };
         let c = IdClaims::new(g, 100, 60, "RS256", "tok").unwrap();
         assert_eq!((c.aud.as_str(), c.azp.as_str()), ("c1", "c1"));
@@ -172,5 +235,21 @@ mod tests {
             "tok",
         );
         assert_eq!(c.unwrap().nonce.as_deref(), Some("n-1"));
+    }
+
+    #[test]
+    fn logout_claims_carry_the_event_and_no_nonce() {
+        let c = LogoutClaims::new("https://iss", "c1", "u1", Some("s1"), 100, "j".into());
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v["events"],
+            serde_json::json!({BACKCHANNEL_LOGOUT_EVENT: {}})
+        );
+        assert_eq!((c.iat, c.exp), (100, 100 + LOGOUT_TOKEN_TTL));
+        assert_eq!(
+            (v["aud"].as_str(), v["sid"].as_str()),
+            (Some("c1"), Some("s1"))
+        );
+        assert!(v.get("nonce").is_none());
     }
 }

@@ -242,6 +242,11 @@ pub struct CodeRecord {
     /// redeemable only while the user still allows the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<String>,
+    /// OpenID Connect: the public id (`sid`) of the login session that
+    /// approved the code, for the ID token's `sid` (Back-Channel Logout 1.0
+    /// §2.1) and the refresh family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What one redemption issued (for replay revocation, RFC 6749 §4.1.2).
@@ -364,6 +369,10 @@ pub struct RefreshRecord {
     /// ([`super::consent`]): it rotates only while the user allows the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<String>,
+    /// OpenID Connect: the login session's `sid`, carried from the code so
+    /// the ID token of a refresh keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// RFC 6749 §6 checks: issued to this client, not rotated (else reuse), not
@@ -683,6 +692,7 @@ mod tests {
             auth_time: None,
             consent: None,
             nonce: None,
+            sid: None,
         }
     }
 
@@ -769,6 +779,7 @@ mod tests {
             resources: vec![],
             auth_time: None,
             consent: None,
+            sid: None,
         };
         let c = code_client();
         assert_eq!(
@@ -852,6 +863,7 @@ mod tests {
             resources: vec![],
             auth_time: None,
             consent: None,
+            sid: None,
         }
     }
 

@@ -209,9 +209,43 @@ pub struct Client {
     /// stays within the open-registration limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// OpenID Connect RP-Initiated Logout 1.0 §3.1: where the user may be
+    /// sent after logging out (exact match, the redirect URI rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are
+    /// POSTed (https, or http on a loopback host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Back-Channel Logout 1.0 §2.2: the client wants `sid` in logout
+    /// tokens (keygate always sends it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_logout_session_required: bool,
+    /// OpenID Connect Registration 1.0 §2: the `max_age` applied when an
+    /// authorization request gives none (seconds, at most one year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_age: Option<u64>,
+    /// Registration 1.0 §2: the ID token must carry `auth_time` (keygate's
+    /// always does when the sign-in time is known).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_auth_time: bool,
+    /// Registration 1.0 §2: the JWS `alg` of this client's ID tokens; one of
+    /// the algorithms of the published keys. `None`: the active key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl Client {
+    /// Registration 1.0 §2 `default_max_age`: the `max_age` (seconds) of an
+    /// authorization request that gives none.
+    pub fn default_max_age(&self) -> Option<u64> {
+        self.default_max_age
+    }
+    /// Whether `given` is one of the client's post-logout redirect URIs
+    /// (exact string match, RP-Initiated Logout 1.0 §3).
+    pub fn has_post_logout_redirect_uri(&self, given: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|u| u == given)
+    }
     /// The `response_types` implied by the grant types (RFC 7591 §2.1).
     pub fn response_types(&self) -> Vec<&'static str> {
         response_types_for(&self.grant_types)
@@ -391,6 +425,7 @@ mod tests {
             logo_uri: None,
             registration_token_sha256: None,
             expires_at: None,
+            ..Client::default()
         }
     }
 

@@ -32,6 +32,7 @@ const REVOKED_GRANT: &str = "kg:revoked:grant:";
 const REVOKED_CLIENT: &str = "kg:revoked:client:";
 const REVOKED_SUB: &str = "kg:revoked:sub:";
 const SESSION: &str = "kg:sess:";
+const SESSION_CLIENTS: &str = "kg:sessclients:";
 /// `kg:apps:<user id>`: the apps the user allowed ([`AllowedApps`]), no TTL.
 const APPS: &str = "kg:apps:";
 /// `kg:consent:<consent id>`: exists while the user allows the app; codes
@@ -186,6 +187,12 @@ pub struct Session {
     pub auth_time: i64,
     /// Expiry (seconds since the epoch).
     pub expires_at: i64,
+    /// The session's public id: the `sid` of the ID tokens and logout
+    /// tokens issued for it (OpenID Connect Back-Channel Logout 1.0 §2.1).
+    /// Random and unrelated to the cookie value, which stays secret. Empty
+    /// for a session stored before keygate recorded it.
+    #[serde(default)]
+    pub sid: String,
 }
 
 impl Repos {
@@ -1000,6 +1007,57 @@ impl Repos {
         self.store
             .delete(&format!("{SESSION}{}", secret_key(sid)))
             .await
+    }
+
+    /// Adds `client_id` to the clients issued codes in the session whose
+    /// public id is `sid` (read-modify-write, compare-and-swap), kept for
+    /// `ttl` seconds (the session's remaining life). Back-channel logout
+    /// reads it.
+    pub async fn add_session_client(
+        &self,
+        sid: &str,
+        client_id: &str,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
+        let key = format!("{SESSION_CLIENTS}{sid}");
+        for _ in 0..CAS_ATTEMPTS {
+            let wrote = match self.get_versioned::<Vec<String>>(&key).await? {
+                None => {
+                    let bytes = serde_json::to_vec(&[client_id])?;
+                    self.store.put_new(&key, &bytes, ttl_secs(ttl)).await?
+                }
+                Some(old) if old.value.iter().any(|c| c == client_id) => return Ok(()),
+                Some(old) => {
+                    let mut ids = old.value;
+                    ids.push(client_id.to_string());
+                    let bytes = serde_json::to_vec(&ids)?;
+                    self.store
+                        .swap(&Swap {
+                            key: &key,
+                            expected: &old.raw,
+                            new: Some((&bytes, ttl_secs(ttl))),
+                            require: &[],
+                            puts: &[],
+                        })
+                        .await?
+                }
+            };
+            if wrote {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended(key))
+    }
+
+    /// Takes (reads and deletes) the clients recorded for the session `sid`.
+    pub async fn take_session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+        let key = format!("{SESSION_CLIENTS}{sid}");
+        let ids = self
+            .get_json::<Vec<String>>(&key)
+            .await?
+            .unwrap_or_default();
+        self.store.delete(&key).await?;
+        Ok(ids)
     }
 
     // ---- remembered consent (oauth::consent) ---------------------------

@@ -42,6 +42,71 @@ fn sign_with(
     Ok(out)
 }
 
+/// Signs an OpenID Connect Back-Channel Logout 1.0 §2.4 logout token with
+/// `key` (header `typ: logout+jwt`, §2.4 recommends the explicit type).
+pub fn sign_logout_token(
+    key: &SigningKey,
+    claims: &impl serde::Serialize,
+) -> Result<String, SignError> {
+    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": "logout+jwt", "kid": key.kid});
+    let header_b64 = B64.encode(header.to_string());
+    sign_with(key, &header_b64, claims)
+}
+
+/// What keygate reads from an `id_token_hint` (RP-Initiated Logout 1.0 §2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct IdTokenHint {
+    /// The user.
+    pub sub: String,
+    /// The client the ID token was issued to.
+    pub aud: String,
+    /// The login session, when the ID token named one.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// Verifies an `id_token_hint`: an ID token keygate issued (key by `kid`,
+/// algorithm pinned to that key's, `typ` `JWT` or absent, never an access
+/// token's `at+jwt`), signature and `iss`. An expired ID token is still a
+/// good hint (RP-Initiated Logout 1.0 §2: the OP need not check `exp`), so
+/// `exp` is not checked; `aud` is read, not checked.
+pub fn verify_id_token_hint(
+    keys: &KeySet,
+    token: &str,
+    issuer: &str,
+) -> Result<IdTokenHint, VerifyError> {
+    let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
+    if names_critical_extensions(token) {
+        return Err(VerifyError::Malformed(
+            "crit names extensions keygate does not support",
+        ));
+    }
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(VerifyError::Malformed("typ is not JWT"));
+    }
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or(VerifyError::Malformed("no kid"))?;
+    let key = keys
+        .find(kid)
+        .ok_or(VerifyError::Malformed("unknown kid"))?;
+    if header.alg != key.alg.jwt_alg() {
+        return Err(VerifyError::Malformed("alg does not match the key"));
+    }
+    let mut v = Validation::new(key.alg.jwt_alg());
+    v.set_issuer(&[issuer]);
+    v.validate_aud = false;
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.set_required_spec_claims(&["iss", "aud", "sub"]);
+    Ok(decode::<IdTokenHint>(token, &key.decoding, &v)?.claims)
+}
+
 /// Why a token did not verify. The reason is for logs, never for clients.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -198,6 +263,7 @@ mod tests {
                 client_id: "rp",
                 auth_time: Some(now() - 5),
                 nonce: Some("n-1"),
+                sid: Some("s-1"),
             };
             let c = IdClaims::new(grant, now(), 600, alg.as_str(), &access).unwrap();
             let t = sign_id_token(key, &c).unwrap();

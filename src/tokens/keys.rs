@@ -366,6 +366,23 @@ impl KeySet {
         &self.keys[self.signer_index(now)]
     }
 
+    /// The key that signs an ID token of `alg` issued at `now` (a client's
+    /// `id_token_signed_response_alg`): the newest active key of that alg,
+    /// else the newest published one; `None` when no key has it.
+    pub fn signer_for_alg(&self, alg: &str, now: i64) -> Option<&Arc<SigningKey>> {
+        let of_alg = |&(i, k): &(usize, &Arc<SigningKey>)| {
+            let _ = i;
+            k.alg.as_str() == alg
+        };
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(of_alg)
+            .find(|&(i, _)| self.activates[i] <= now)
+            .or_else(|| self.keys.iter().enumerate().find(of_alg))
+            .map(|(_, k)| k)
+    }
+
     /// The state of every key at `now`, newest first (the order of [`KeySet::all`]).
     pub fn status_at(&self, now: i64) -> Vec<(&Arc<SigningKey>, KeyStatus)> {
         let signer = self.signer_index(now);

@@ -342,6 +342,7 @@ async fn concurrent_updates_leave_the_stored_clients_origins(backend: Backend) {
         auth_method: keygate::oauth::types::AuthMethod::None,
         client_uri: None,
         logo_uri: None,
+        oidc: Default::default(),
     };
     let reg = keygate::flows::clients::register(
         &state.repos,
@@ -429,6 +430,7 @@ async fn clients_stored_before_the_index_get_their_origins(backend: Backend) {
         logo_uri: None,
         registration_token_sha256: None,
         expires_at: None,
+        ..Default::default()
     };
     app.state
         .store

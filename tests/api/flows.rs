@@ -81,8 +81,7 @@ async fn code_for(d: &Direct, user: &str) -> (String, String) {
     let to = keygate::flows::authorize::approve(
         &d.state,
         &req,
-        user,
-        d.state.clock.now(),
+        &session_of(user, d.state.clock.now()),
         keygate::flows::authorize::Consent::Given,
     )
     .await
@@ -371,8 +370,7 @@ async fn a_full_memory_store_refuses_new_codes_and_keeps_serving_reads() {
     match keygate::flows::authorize::approve(
         &d.state,
         &req,
-        ALICE,
-        0,
+        &session_of(ALICE, 0),
         keygate::flows::authorize::Consent::Given,
     )
     .await
@@ -399,4 +397,15 @@ async fn over_long_codes_and_refresh_tokens_are_refused_without_a_lookup() {
         before,
         "no store call for values that cannot be ours"
     );
+}
+
+/// A login session of `user` signed in at `auth_time` (for `approve`).
+fn session_of(user: &str, auth_time: i64) -> keygate::store::repos::Session {
+    keygate::store::repos::Session {
+        user_id: user.into(),
+        username: user.into(),
+        auth_time,
+        expires_at: auth_time + 3600,
+        sid: "sid-1".into(),
+    }
 }

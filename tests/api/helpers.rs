@@ -211,6 +211,7 @@ pub async fn spawn_app_clocked(
         auth_method: AuthMethod::ClientSecretBasic,
         client_uri: None,
         logo_uri: None,
+        oidc: Default::default(),
     };
     let reg = keygate::flows::clients::register(
         &state.repos,

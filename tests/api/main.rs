@@ -15,6 +15,7 @@ mod flows;
 mod helpers;
 mod instances;
 mod limits;
+mod logout;
 mod mcp_clients;
 mod oauth_flows;
 mod oidc;

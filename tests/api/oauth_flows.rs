@@ -845,6 +845,7 @@ async fn token_grants_stay_within_their_store_round_trips(backend: Backend) {
         auth_method: AuthMethod::ClientSecretBasic,
         client_uri: None,
         logo_uri: None,
+        oidc: Default::default(),
     };
     let reg = keygate::flows::clients::register(
         &app.state.repos,

@@ -325,9 +325,12 @@ async fn discovery_lists_every_openid_field() {
         [
             "authorization_endpoint",
             "authorization_response_iss_parameter_supported",
+            "backchannel_logout_session_supported",
+            "backchannel_logout_supported",
             "claims_parameter_supported",
             "claims_supported",
             "code_challenge_methods_supported",
+            "end_session_endpoint",
             "grant_types_supported",
             "id_token_signing_alg_values_supported",
             "introspection_endpoint",
@@ -384,6 +387,7 @@ async fn discovery_lists_every_openid_field() {
             "at_hash",
             "azp",
             "name",
+            "sid",
             "preferred_username",
             "updated_at",
             "email",
@@ -397,6 +401,12 @@ async fn discovery_lists_every_openid_field() {
     ] {
         assert_eq!(oidc[k], false, "{k}");
     }
+    assert_eq!(
+        oidc["end_session_endpoint"],
+        format!("{ISSUER}/oauth/logout")
+    );
+    assert_eq!(oidc["backchannel_logout_supported"], true);
+    assert_eq!(oidc["backchannel_logout_session_supported"], true);
 }
 
 per_backend!(request_objects_are_refused_with_their_codes);

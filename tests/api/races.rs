@@ -49,6 +49,7 @@ async fn mint(app: &TestApp) -> (String, String) {
         resources: vec![],
         auth_time: None,
         consent: None,
+        sid: None,
     };
     app.state
         .repos

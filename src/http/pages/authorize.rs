@@ -210,14 +210,7 @@ async fn authorize(
             &client.client_name,
         )),
         (Step::Issue, Some(session), Some(consent)) => Ok(see_other(
-            &approve(
-                state,
-                &valid,
-                &session.user_id,
-                session.auth_time,
-                Consent::Remembered(consent),
-            )
-            .await?,
+            &approve(state, &valid, &session, Consent::Remembered(consent)).await?,
         )),
         _ => Ok(sign_in_first(pairs, &valid)),
     }
@@ -264,14 +257,7 @@ pub async fn authorize_post(
     let session = signed_in(&state, req).await?;
     match field("decision") {
         Some("allow") => Ok(see_other(
-            &approve(
-                &state,
-                &valid,
-                &session.user_id,
-                session.auth_time,
-                Consent::Given,
-            )
-            .await?,
+            &approve(&state, &valid, &session, Consent::Given).await?,
         )),
         Some("deny") => Ok(see_other(&deny(&state, &valid))),
         _ => Err(PageError::new(

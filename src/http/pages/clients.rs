@@ -11,7 +11,7 @@ use poem::{handler, FromRequest, Request, RequestBody, Response};
 use super::kit::{nav_for, render, see_other, CsrfForm, Nav, PageError, PostedForm, SignedIn};
 use crate::flows::clients::{self, ClientError, Registered};
 use crate::oauth::client_meta::{
-    self, ClientMetadata, ClientView, Defaults, MetadataError, RawClientMetadata,
+    self, ClientMetadata, ClientView, Defaults, MetadataError, OidcMetadata, RawClientMetadata,
 };
 use crate::oauth::types::Client;
 use crate::state::AppState;
@@ -86,6 +86,10 @@ pub struct ClientFormValues {
     pub client_uri: String,
     /// `logo_uri` (optional; empty when unset).
     pub logo_uri: String,
+    /// `post_logout_redirect_uris`, one URI per line (OpenID Connect logout).
+    pub post_logout_redirect_uris: String,
+    /// `backchannel_logout_uri` (optional; empty when unset).
+    pub backchannel_logout_uri: String,
 }
 
 /// A validation error of the client form, shown next to the field it names
@@ -318,6 +322,8 @@ fn values_of(c: &Client) -> ClientFormValues {
         token_endpoint_auth_method: v.token_endpoint_auth_method,
         client_uri: v.client_uri.unwrap_or_default(),
         logo_uri: v.logo_uri.unwrap_or_default(),
+        post_logout_redirect_uris: v.post_logout_redirect_uris.join("\n"),
+        backchannel_logout_uri: v.backchannel_logout_uri.unwrap_or_default(),
     }
 }
 
@@ -358,26 +364,31 @@ fn parse_form(
             "token_endpoint_auth_method" => v.token_endpoint_auth_method = val,
             "client_uri" => v.client_uri = val.trim().to_string(),
             "logo_uri" => v.logo_uri = val.trim().to_string(),
+            "post_logout_redirect_uris" => v.post_logout_redirect_uris = val,
+            "backchannel_logout_uri" => v.backchannel_logout_uri = val.trim().to_string(),
             _ => {}
         }
     }
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let lines = |s: &str| {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
     let raw = RawClientMetadata {
         client_name: Some(v.client_name.clone()),
-        redirect_uris: Some(
-            v.redirect_uris
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect(),
-        ),
+        redirect_uris: Some(lines(&v.redirect_uris)),
+        post_logout_redirect_uris: Some(lines(&v.post_logout_redirect_uris)),
+        backchannel_logout_uri: opt(&v.backchannel_logout_uri),
         grant_types: Some(v.grant_types.clone()),
         response_types: None,
         scope: Some(v.scope.clone()),
         token_endpoint_auth_method: opt(&v.token_endpoint_auth_method),
         client_uri: opt(&v.client_uri),
         logo_uri: opt(&v.logo_uri),
+        ..RawClientMetadata::default()
     };
     let meta = client_meta::parse(raw, Defaults::form());
     (csrf, v, meta)
@@ -436,7 +447,7 @@ pub async fn create(
         Ok(meta) => clients::register(
             &state.repos,
             meta,
-            &state.cfg.client_rules,
+            &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
             state.clock.now(),
             Some(me.session.user_id.clone()),
             true,
@@ -463,14 +474,26 @@ pub async fn update(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let state = me.state;
+    let old = clients::get(&state.repos, &id, me.id()).await?;
+    let rules = clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current());
     let result = match post.meta {
-        Ok(meta) => clients::update(&state.repos, &id, me.id(), meta, &state.cfg.client_rules)
-            .await
-            .map(|reg| match reg.secret {
-                // Turning a public client confidential issues a secret: show it once.
-                Some(_) => me.secret_page(&reg, true),
-                None => see_other("/clients"),
-            }),
+        Ok(mut meta) => {
+            // The form edits the logout URIs only: the other OpenID Connect
+            // fields (set through the API or the CLI) stay.
+            let kept = OidcMetadata::of(&old);
+            meta.oidc = OidcMetadata {
+                post_logout_redirect_uris: meta.oidc.post_logout_redirect_uris,
+                backchannel_logout_uri: meta.oidc.backchannel_logout_uri,
+                ..kept
+            };
+            clients::update(&state.repos, &id, me.id(), meta, &rules)
+                .await
+                .map(|reg| match reg.secret {
+                    // Turning a public client confidential issues a secret: show it once.
+                    Some(_) => me.secret_page(&reg, true),
+                    None => see_other("/clients"),
+                })
+        }
         Err(e) => Err(e.into()),
     };
     me.saved(Some(id), post.values, result)
@@ -540,6 +563,8 @@ mod tests {
                 token_endpoint_auth_method: "client_secret_post".into(),
                 client_uri: "https://app.example.com".into(),
                 logo_uri: String::new(),
+                post_logout_redirect_uris: "https://app.example.com/bye".into(),
+                backchannel_logout_uri: String::new(),
             },
             known_grants: vec![
                 "authorization_code".into(),
@@ -646,6 +671,7 @@ mod tests {
         assert_eq!(
             got,
             [
+                "backchannel_logout_uri",
                 "client_name",
                 "client_uri",
                 "csrf_token",
@@ -653,6 +679,7 @@ mod tests {
                 "grant_types",
                 "grant_types",
                 "logo_uri",
+                "post_logout_redirect_uris",
                 "redirect_uris",
                 "scope",
                 "token_endpoint_auth_method",
@@ -666,6 +693,8 @@ mod tests {
             "token_endpoint_auth_method",
             "client_uri",
             "logo_uri",
+            "post_logout_redirect_uris",
+            "backchannel_logout_uri",
         ] {
             let tag = tag_with_id(f, field);
             assert!(tag.contains(&format!("name=\"{field}\"")), "{tag}");

@@ -1,7 +1,8 @@
 //! Server-rendered HTML pages, one file per feature, each holding its
 //! handlers and the askama template structs they fill:
 //!
-//! - [`signin`]: home, login, sign-up, logout;
+//! - [`signin`]: home, login, sign-up;
+//! - [`logout`]: `/oauth/logout` (RP-initiated logout) and `POST /logout`;
 //! - [`authorize`]: the authorization endpoint and its consent form;
 //! - [`clients`]: the "My clients" pages;
 //! - [`account`]: the signed-in user's profile (`/account`);
@@ -19,9 +20,13 @@
 //! surface"): login posts `username`, `password`, `csrf_token`; consent posts
 //! `csrf_token` and `decision=allow|deny`.
 //! The client form posts `client_name`, `redirect_uris`, `grant_types`,
-//! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri` and
-//! `csrf_token` (see [`clients::ClientFormPage`]). The account form posts
-//! `csrf_token`, `name` and `email`.
+//! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri`,
+//! `post_logout_redirect_uris`, `backchannel_logout_uri` and `csrf_token`
+//! (see [`clients::ClientFormPage`]). The logout confirmation page
+//! ([`logout`]) posts `csrf_token` and `decision=logout` or
+//! `decision=cancel` with the request's parameters. The account form posts
+//! `csrf_token`, `name` and `email`; each revoke form of `/account/apps`
+//! posts `csrf_token` and `client_id`.
 //!
 //! Handlers call flows, never the store or the protocol core's rules
 //! directly; template structs hold display strings only, so templates never
@@ -32,13 +37,15 @@ pub mod apps;
 pub mod authorize;
 pub mod clients;
 pub mod kit;
+pub mod logout;
 pub mod signin;
 #[cfg(test)]
 mod testing;
 
 pub use authorize::{authorize_get, authorize_post};
 pub use kit::{error_pages, stylesheet, CsrfForm, PageError, SignedIn, SESSION_COOKIE};
-pub use signin::{home, login, login_form, logout, signup, signup_form};
+pub use logout::{logout_get, logout_post, sign_out};
+pub use signin::{home, login, login_form, signup, signup_form};
 
 #[cfg(test)]
 mod tests {

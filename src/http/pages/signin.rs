@@ -1,4 +1,5 @@
-//! Sign-in and sign-up: the home page, the login and sign-up forms, logout.
+//! Sign-in and sign-up: the home page, the login and sign-up forms (logout
+//! is in `logout.rs`).
 //! Handlers map the forms to `flows::users` and its answers to pages or the
 //! session cookie; rate limits (`flows::users`) are checked before any
 //! password hashing.
@@ -11,8 +12,7 @@ use poem::{handler, FromRequest, Request, RequestBody, Response};
 use serde::Deserialize;
 
 use super::kit::{
-    current_session, nav_for, render, safe_return_to, see_other, session_cookie, sign_in, CsrfForm,
-    Nav, NoFields, PageError, SESSION_COOKIE,
+    current_session, nav_for, render, safe_return_to, sign_in, CsrfForm, Nav, PageError,
 };
 use crate::flows::users;
 use crate::state::AppState;
@@ -229,21 +229,6 @@ pub async fn signup(
         }
     };
     sign_in(&state, req, &user, &return_to).await
-}
-
-/// `POST /logout` (posts only `csrf_token`).
-#[handler]
-pub async fn logout(
-    state: Data<&AppState>,
-    req: &Request,
-    CsrfForm(NoFields {}): CsrfForm<NoFields>,
-) -> Result<Response, PageError> {
-    if let Some(cookie) = req.cookie().get(SESSION_COOKIE) {
-        users::end_session(&state, cookie.value_str()).await?;
-    }
-    req.cookie()
-        .add(session_cookie(&state, "", std::time::Duration::ZERO));
-    Ok(see_other("/"))
 }
 
 #[cfg(test)]
