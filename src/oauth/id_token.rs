@@ -78,7 +78,15 @@ pub struct IdClaims {
     /// names. Never the session cookie's value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Authentication methods (Core §2, RFC 8176): `["pwd"]` for a sign-in
+    /// on the login form, keygate's only way to sign in; absent when the
+    /// sign-in is unknown (no `auth_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
+
+/// The RFC 8176 `amr` value of a password sign-in.
+pub const AMR_PASSWORD: &str = "pwd";
 
 /// What an ID token is issued for.
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +126,7 @@ impl IdClaims {
             at_hash: at_hash(alg, access_token)?,
             azp: grant.client_id.to_string(),
             sid: grant.sid.map(str::to_string),
+            amr: grant.auth_time.map(|_| vec![AMR_PASSWORD.to_string()]),
         })
     }
 }

@@ -137,6 +137,11 @@ async fn code_and_refresh_grants_issue_id_tokens(backend: Backend) {
     );
     let ttl = app.state.cfg.tokens.access_ttl.as_secs() as i64;
     assert_eq!(c["exp"].as_i64().unwrap(), iat + ttl);
+    assert_eq!(
+        c["amr"],
+        serde_json::json!(["pwd"]),
+        "RFC 8176: a password sign-in"
+    );
 
     let r = steps::ok_json(
         steps::refresh(
@@ -153,6 +158,7 @@ async fn code_and_refresh_grants_issue_id_tokens(backend: Backend) {
     let c2 = verify_like_an_rp(&app, id2, at2, None).await;
     assert_eq!(c2["sub"], c["sub"]);
     assert_eq!(c2["auth_time"], c["auth_time"]);
+    assert_eq!(c2["amr"], c["amr"]);
     assert_ne!(c2["at_hash"], c["at_hash"]);
 
     // No nonce asked: none in the token. Without `openid`: no ID token.
@@ -383,6 +389,7 @@ async fn discovery_lists_every_openid_field() {
             "exp",
             "iat",
             "auth_time",
+            "amr",
             "nonce",
             "at_hash",
             "azp",
