@@ -686,9 +686,7 @@ async fn userinfo(state: &AppState, auth: &BearerAuth) -> UserInfoResponse {
             }),
             NO_STORE.into(),
         ),
-        Err(e) => {
-            errors::userinfo_challenge(e, &protected_resource_metadata_url(&state.cfg.issuer))
-        }
+        Err(e) => errors::bearer_challenge(e, &protected_resource_metadata_url(&state.cfg.issuer)),
     }
 }
 

@@ -14,11 +14,11 @@ use std::fmt;
 use poem::http::{header, StatusCode};
 use poem::Response;
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 
 use super::registration::RegistrationResponse;
 use super::responses::{
-    IntrospectResponse, MeResponse, OAuthErrorBody, RevokeResponse, TokenResponse,
-    UserInfoResponse, NO_STORE,
+    BearerResponse, IntrospectResponse, OAuthErrorBody, RevokeResponse, TokenResponse, NO_STORE,
 };
 use crate::flows::clients::ClientError;
 use crate::flows::registration::RegistrationError;
@@ -253,51 +253,30 @@ token_action_errors!(IntrospectResponse, introspect_bad_request);
 // ---------------------------------------------------------------------------
 // Bearer-protected resources and registration.
 
-/// The RFC 6750 §3 answer of a Bearer-protected resource; every challenge
+/// The RFC 6750 §3 answer of a Bearer-protected resource (`/api/me`, and
+/// the OpenID Connect UserInfo endpoint, Core §5.3.3); every challenge
 /// names the resource's RFC 9728 metadata (`resource_metadata`, RFC 9728 §5.1)
 /// so that a client can discover the authorization server from a 401.
-pub fn bearer_challenge(e: BearerError, resource_metadata: &str) -> MeResponse {
-    match bearer_refusal(e, resource_metadata) {
-        Refusal::Unauthorized(body, h) => MeResponse::Unauthorized(body, h),
-        Refusal::Forbidden(body, h) => MeResponse::Forbidden(body, h),
-        Refusal::Unavailable(body, h) => MeResponse::Unavailable(body, h),
-    }
-}
-
-/// [`bearer_challenge`] for the OpenID Connect UserInfo endpoint (Core
-/// §5.3.3: RFC 6750 errors), which is keygate's own resource too.
-pub fn userinfo_challenge(e: BearerError, resource_metadata: &str) -> UserInfoResponse {
-    match bearer_refusal(e, resource_metadata) {
-        Refusal::Unauthorized(body, h) => UserInfoResponse::Unauthorized(body, h),
-        Refusal::Forbidden(body, h) => UserInfoResponse::Forbidden(body, h),
-        Refusal::Unavailable(body, h) => UserInfoResponse::Unavailable(body, h),
-    }
-}
-
-/// The error answers of a Bearer-protected resource, whichever it is.
-enum Refusal {
-    Unauthorized(Json<OAuthErrorBody>, String),
-    Forbidden(Json<OAuthErrorBody>, String),
-    Unavailable(Json<OAuthErrorBody>, String),
-}
-
-fn bearer_refusal(e: BearerError, resource_metadata: &str) -> Refusal {
+pub fn bearer_challenge<T: ToJSON + Send>(
+    e: BearerError,
+    resource_metadata: &str,
+) -> BearerResponse<T> {
     let rm = format!("resource_metadata=\"{resource_metadata}\"");
     match e {
-        BearerError::Missing => Refusal::Unauthorized(
+        BearerError::Missing => BearerResponse::Unauthorized(
             OAuthErrorBody::new(
                 ErrorCode::InvalidRequest,
                 "a Bearer access token is required",
             ),
             format!("Bearer realm=\"keygate\", {rm}"),
         ),
-        BearerError::InvalidToken(d) => Refusal::Unauthorized(
+        BearerError::InvalidToken(d) => BearerResponse::Unauthorized(
             OAuthErrorBody::new(ErrorCode::InvalidToken, d),
             format!(
                 "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"{d}\", {rm}"
             ),
         ),
-        BearerError::InsufficientScope(scope) => Refusal::Forbidden(
+        BearerError::InsufficientScope(scope) => BearerResponse::Forbidden(
             OAuthErrorBody::new(
                 ErrorCode::InsufficientScope,
                 format!("the `{scope}` scope is required"),
@@ -309,7 +288,7 @@ fn bearer_refusal(e: BearerError, resource_metadata: &str) -> Refusal {
         // The only fault on this path is the deny-list lookup in the store.
         BearerError::Flow(e) => {
             let e = oauth_error(e);
-            Refusal::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
+            BearerResponse::Unavailable(Json(OAuthErrorBody::from(&e)), STORE_RETRY_AFTER.into())
         }
     }
 }

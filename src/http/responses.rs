@@ -2,7 +2,7 @@
 //! Which error becomes which variant is decided in `errors`, not here.
 
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
+use poem_openapi::types::{Example, ToJSON};
 use poem_openapi::{ApiResponse, Object};
 
 use super::errors::{introspect_bad_request, revoke_bad_request, token_bad_request};
@@ -297,19 +297,21 @@ pub struct UserInfoBody {
     pub email_verified: Option<bool>,
 }
 
-/// Responses of the UserInfo endpoint (Core §5.3, RFC 6750 §3 errors).
+/// Responses of a Bearer-protected resource (RFC 6750 §3): `/api/me` and
+/// the UserInfo endpoint (Core §5.3) answer the same way but for the body.
 #[derive(ApiResponse)]
-pub enum UserInfoResponse {
-    /// The claims of the token's user.
+pub enum BearerResponse<T: ToJSON + Send> {
+    /// The token's user, as this resource shows it.
     #[oai(status = 200)]
-    Ok(Json<UserInfoBody>, #[oai(header = "Cache-Control")] String),
+    Ok(Json<T>, #[oai(header = "Cache-Control")] String),
     /// No token, or an invalid, expired or revoked one.
     #[oai(status = 401)]
     Unauthorized(
         Json<OAuthErrorBody>,
         #[oai(header = "WWW-Authenticate")] String,
     ),
-    /// The token lacks the `openid` scope.
+    /// The token lacks the scope this resource needs (`profile` for
+    /// `/api/me`, `openid` for UserInfo).
     #[oai(status = 403)]
     Forbidden(
         Json<OAuthErrorBody>,
@@ -320,25 +322,8 @@ pub enum UserInfoResponse {
     Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
 }
 
-/// Responses of a Bearer-protected resource (RFC 6750 §3).
-#[derive(ApiResponse)]
-pub enum MeResponse {
-    /// The signed-in user's profile.
-    #[oai(status = 200)]
-    Ok(Json<MeBody>, #[oai(header = "Cache-Control")] String),
-    /// No token, or an invalid, expired or revoked one.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
-    /// The token lacks the `profile` scope.
-    #[oai(status = 403)]
-    Forbidden(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
-    /// The store is unreachable (revocation cannot be checked); retry.
-    #[oai(status = 503)]
-    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] String),
-}
+/// Responses of the UserInfo endpoint.
+pub type UserInfoResponse = BearerResponse<UserInfoBody>;
+
+/// Responses of `/api/me`.
+pub type MeResponse = BearerResponse<MeBody>;
