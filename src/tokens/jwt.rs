@@ -75,29 +75,8 @@ pub fn verify_id_token_hint(
     token: &str,
     issuer: &str,
 ) -> Result<IdTokenHint, VerifyError> {
-    let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
-    if names_critical_extensions(token) {
-        return Err(VerifyError::Malformed(
-            "crit names extensions keygate does not support",
-        ));
-    }
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
-    {
-        return Err(VerifyError::Malformed("typ is not JWT"));
-    }
-    let kid = header
-        .kid
-        .as_deref()
-        .ok_or(VerifyError::Malformed("no kid"))?;
-    let key = keys
-        .find(kid)
-        .ok_or(VerifyError::Malformed("unknown kid"))?;
-    if header.alg != key.alg.jwt_alg() {
-        return Err(VerifyError::Malformed("alg does not match the key"));
-    }
+    let id_token_typ = |typ: Option<&str>| typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT"));
+    let key = signing_key(keys, token, id_token_typ, "typ is not JWT")?;
     let mut v = Validation::new(key.alg.jwt_alg());
     v.set_issuer(&[issuer]);
     v.validate_aud = false;
@@ -151,27 +130,13 @@ fn verify_inner(
     audience: Option<&str>,
     check_time: bool,
 ) -> Result<AccessClaims, VerifyError> {
-    let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
-    if names_critical_extensions(token) {
-        return Err(VerifyError::Malformed(
-            "crit names extensions keygate does not support",
-        ));
-    }
-    if !header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    }) {
-        return Err(VerifyError::Malformed("typ is not at+jwt"));
-    }
-    let kid = header
-        .kid
-        .as_deref()
-        .ok_or(VerifyError::Malformed("no kid"))?;
-    let key = keys
-        .find(kid)
-        .ok_or(VerifyError::Malformed("unknown kid"))?;
-    if header.alg != key.alg.jwt_alg() {
-        return Err(VerifyError::Malformed("alg does not match the key"));
-    }
+    // RFC 9068 §4: `at+jwt` (or its full media type) is required.
+    let access_typ = |typ: Option<&str>| {
+        typ.is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        })
+    };
+    let key = signing_key(keys, token, access_typ, "typ is not at+jwt")?;
     let mut v = Validation::new(key.alg.jwt_alg());
     v.set_issuer(&[issuer]);
     match audience {
@@ -183,6 +148,38 @@ fn verify_inner(
     v.validate_exp = check_time;
     v.leeway = 0;
     Ok(decode::<AccessClaims>(token, &key.decoding, &v)?.claims)
+}
+
+/// The published key that signed `token`, found by its header's `kid`,
+/// with the header's `alg` pinned to that key's (RFC 8725 §3.1): a header
+/// that names critical extensions (RFC 7515 §4.1.11) or whose `typ` fails
+/// `typ_ok` is refused (`typ_error`) before any key is used.
+fn signing_key<'k>(
+    keys: &'k KeySet,
+    token: &str,
+    typ_ok: impl Fn(Option<&str>) -> bool,
+    typ_error: &'static str,
+) -> Result<&'k SigningKey, VerifyError> {
+    let header = decode_header(token).map_err(|_| VerifyError::Malformed("bad header"))?;
+    if names_critical_extensions(token) {
+        return Err(VerifyError::Malformed(
+            "crit names extensions keygate does not support",
+        ));
+    }
+    if !typ_ok(header.typ.as_deref()) {
+        return Err(VerifyError::Malformed(typ_error));
+    }
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or(VerifyError::Malformed("no kid"))?;
+    let key = keys
+        .find(kid)
+        .ok_or(VerifyError::Malformed("unknown kid"))?;
+    if header.alg != key.alg.jwt_alg() {
+        return Err(VerifyError::Malformed("alg does not match the key"));
+    }
+    Ok(key.as_ref())
 }
 
 /// RFC 7515 §4.1.11: a recipient MUST reject a JWS whose `crit` header lists

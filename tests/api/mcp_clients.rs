@@ -63,31 +63,33 @@ pub(crate) fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs tests/mcp/setup.sh once per test binary (it is idempotent and
-/// serialised with a lock file anyway).
+/// Runs `script` (a pinned-install setup script under tests/, idempotent
+/// and serialised with a lock file) with this target directory.
+pub(crate) fn run_setup(script: &str) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running bash {script}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{script} failed ({}): it needs python3 with venv and npm \
+             (Debian/Ubuntu: apt-get install -y python3 python3-venv nodejs npm) and \
+             the PyPI and npm registries:\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Runs tests/mcp/setup.sh once per test binary.
 fn setup() {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let result = DONE.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("tests/mcp/setup.sh"))
-            .env("CARGO_TARGET_DIR", target_dir())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("running bash tests/mcp/setup.sh: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "tests/mcp/setup.sh failed ({}): it needs python3 with venv and npm \
-                 (Debian/Ubuntu: apt-get install -y python3 python3-venv nodejs npm) and \
-                 the PyPI and npm registries:\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
+    if let Err(e) = DONE.get_or_init(|| run_setup("tests/mcp/setup.sh")) {
         panic!("{e}");
     }
 }

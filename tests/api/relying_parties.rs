@@ -34,7 +34,7 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 
 use crate::chromium::Browser;
 use crate::helpers::{password_hash, PASSWORD, USER};
-use crate::mcp_clients::{free_port, root, run_bounded, target_dir};
+use crate::mcp_clients::{free_port, root, run_bounded, run_setup, target_dir};
 use crate::process::{command, Keygate};
 
 const EMAIL: &str = "alice@example.com";
@@ -51,30 +51,10 @@ const MODULES: &str = "/usr/lib/apache2/modules";
 const APT_HINT: &str = "install with `apt-get update && apt-get install -y apache2 \
      libapache2-mod-auth-openidc` (or run `make test-deps`, which installs them)";
 
-/// Runs tests/oidc/setup.sh once per test binary (idempotent, locked).
+/// Runs tests/oidc/setup.sh once per test binary.
 fn setup() {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let result = DONE.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("tests/oidc/setup.sh"))
-            .env("CARGO_TARGET_DIR", target_dir())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("running bash tests/oidc/setup.sh: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "tests/oidc/setup.sh failed ({}): it needs python3 with venv and npm \
-                 (Debian/Ubuntu: apt-get install -y python3 python3-venv nodejs npm) and \
-                 the PyPI and npm registries:\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
+    if let Err(e) = DONE.get_or_init(|| run_setup("tests/oidc/setup.sh")) {
         panic!("{e}");
     }
 }
