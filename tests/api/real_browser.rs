@@ -1,6 +1,7 @@
 //! The sign-in flow in real headless Chromium: authorize → login form →
 //! consent → redirect back to the client with code, state and iss; then the
-//! code is redeemed. Runs on both stores.
+//! code is redeemed. The consent is remembered and revoked on "Apps you
+//! allowed". Runs on both stores.
 
 use std::time::Duration;
 
@@ -80,9 +81,6 @@ async fn chromium_signs_in_consents_and_lands_on_the_client(backend: Backend) {
         )
         .await;
     assert_eq!(browser.text("#done").await, "callback reached");
-    browser.close().await;
-    cb_server.abort();
-
     let p = params_of(landed.as_str(), false);
     assert_eq!(p["state"], "b-state");
     assert_eq!(p["iss"], ISSUER);
@@ -101,6 +99,41 @@ async fn chromium_signs_in_consents_and_lands_on_the_client(backend: Backend) {
     let body: serde_json::Value = resp.json().await.unwrap();
     let claims = verify_like_a_gateway(&app, body["access_token"].as_str().unwrap()).await;
     assert_eq!(claims["sub"], "cfg-alice");
+
+    // Issue 15 item 3: the consent is remembered, so the same request lands
+    // on the client at once; "Apps you allowed" revokes it, and the next
+    // request asks again.
+    browser.goto(&authorize).await;
+    browser
+        .wait_for_url(
+            |u| u.as_str().starts_with(&callback),
+            Duration::from_secs(20),
+        )
+        .await;
+    browser.goto(&app.url("/account")).await;
+    browser.click("#allowed-apps").await;
+    browser
+        .wait_for_url(|u| u.path() == "/account/apps", Duration::from_secs(20))
+        .await;
+    assert!(browser.page_source().await.contains("Browser Test App"));
+    browser
+        .click("#revoke-browser-app button[type=submit]")
+        .await;
+    browser
+        .wait_for_url(|u| u.query() == Some("revoked=1"), Duration::from_secs(20))
+        .await;
+    let apps = browser.page_source().await;
+    assert!(apps.contains("Access revoked") && !apps.contains("Browser Test App"));
+    browser.goto(&authorize).await;
+    browser
+        .wait_for_url(|u| u.path() == "/oauth/authorize", Duration::from_secs(20))
+        .await;
+    assert!(
+        browser.page_source().await.contains("id=\"allow\""),
+        "asks again after the revocation"
+    );
+    browser.close().await;
+    cb_server.abort();
 }
 
 per_backend!(chromium_creates_a_client_in_the_pages_and_uses_it);
