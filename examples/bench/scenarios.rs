@@ -18,6 +18,13 @@ use crate::profile;
 use crate::report::{AlgRun, Report, Row};
 use crate::{RunArgs, SignRate};
 
+/// How long the bench's HTTP clients keep an idle connection: well under
+/// keygate's keep-alive idle timeout (`server.header_read_timeout`, 10 s by
+/// default), so a connection the server has closed between two phases is
+/// never reused (that failed `make bench BENCH_ARGS=--quick` with a
+/// connection error on the first request after a pause).
+const IDLE: Duration = Duration::from_secs(4);
+
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password-0123";
@@ -317,6 +324,7 @@ email = "bench@example.com"
             .tcp_nodelay(true)
             .no_proxy()
             .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(IDLE)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -373,6 +381,7 @@ email = "bench@example.com"
         let browser = reqwest::Client::builder()
             .cookie_store(true)
             .no_proxy()
+            .pool_idle_timeout(IDLE)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let page = browser
