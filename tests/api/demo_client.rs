@@ -1,7 +1,8 @@
-//! The demo client (`examples/demo_client.rs`) against an in-process keygate.
+//! The demo client (`examples/demo_client/`, the `keygate-demo-client` crate)
+//! against an in-process keygate.
 //!
-//! The example is built once with `cargo build --example demo_client` (a no-op
-//! under `cargo test --all-targets`, which builds it already) and run as a child
+//! The crate is built once with `cargo build -p keygate-demo-client` (a no-op
+//! under `make test`, which builds it first) and run as a child
 //! process on a free loopback port P; keygate registers a client whose redirect
 //! URI is `http://127.0.0.1:P/callback`. keygate's issuer in tests is
 //! `http://localhost:8080` while it listens on a random port, so the demo gets
@@ -27,7 +28,7 @@ const CLIENT_ID: &str = "demo-under-test";
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_secs(20);
 
-/// Builds the example once per test binary and returns its path.
+/// Builds the demo crate once per test binary and returns its path.
 fn demo_binary() -> PathBuf {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,8 +42,8 @@ fn demo_binary() -> PathBuf {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "build",
         "--quiet",
-        "--example",
-        "demo_client",
+        "-p",
+        "keygate-demo-client",
     ]);
     // Drop what cargo sets for a running test (CARGO_MANIFEST_DIR, CARGO_PKG_*…):
     // build scripts watch some of them (ring: CARGO_MANIFEST_DIR), so keeping
@@ -66,9 +67,9 @@ fn demo_binary() -> PathBuf {
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let status = cmd.status().expect("run cargo build --example demo_client");
-    assert!(status.success(), "cargo build --example demo_client failed");
-    let path = profile_dir.join("examples").join("demo_client");
+    let status = cmd.status().expect("run cargo build -p keygate-demo-client");
+    assert!(status.success(), "cargo build -p keygate-demo-client failed");
+    let path = profile_dir.join("keygate-demo-client");
     assert!(path.exists(), "{} was not built", path.display());
     *built = Some(path.clone());
     path

@@ -2,7 +2,7 @@
 //! with the authorization code grant + PKCE (S256), the way a real client should.
 //!
 //! ```text
-//! cargo run --example demo_client -- [--issuer URL] [--server-url URL] [--client-id ID]
+//! cargo run --release -p keygate-demo-client -- [--issuer URL] [--server-url URL] [--client-id ID]
 //!     [--client-secret S] [--redirect-uri URI] [--listen ADDR]
 //! ```
 //! (`make demo` starts keygate and this app together.) Every flag has an
