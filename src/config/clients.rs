@@ -177,6 +177,7 @@ pub(crate) fn validate_config_client(
         response_types: None,
         scope: Some(c.scope.clone()),
         token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
+        post_logout_redirect_uris: Some(c.post_logout_redirect_uris.clone()),
         ..RawClientMetadata::default()
     };
     let defaults = Defaults::config(&c.client_id, c.client_secret.is_some());
