@@ -17,12 +17,15 @@ run-redis: ## Like run, on a loopback-only redis-server (target/redis, no persis
 	export KEYGATE_STORE_URL=redis://127.0.0.1:$(REDIS_PORT); \
 	$(start_keygate); \
 	echo; \
-	echo "  keygate  http://127.0.0.1:8080  (Redis store redis://127.0.0.1:$(REDIS_PORT), $(CONFIG))"; \
+	echo "  keygate  http://127.0.0.1:$(SERVE_PORT)  (Redis store redis://127.0.0.1:$(REDIS_PORT), $(CONFIG))"; \
 	echo "  the CLI  KEYGATE_STORE_URL=redis://127.0.0.1:$(REDIS_PORT) cargo run --release -- --config $(CONFIG) client list"; \
 	echo "  Ctrl-C stops both (the Redis data is not kept)."; \
 	echo; \
 	wait $$kg
 
+# The port keygate listens on in $(CONFIG): what run-redis, demo and
+# mcp-demo wait for (tests/api/readme.rs sets it with KEYGATE_SERVER_LISTEN).
+SERVE_PORT ?= 8080
 # The loopback-only Redis of `make redis` and `make run-redis` (no
 # persistence; noeviction, as keygate requires of a production Redis).
 REDIS_PORT ?= 6379
@@ -38,8 +41,8 @@ stop="$$kg $${stop:-}"; \
 trap 'kill $$stop 2>/dev/null; wait $$stop 2>/dev/null' EXIT; \
 trap 'exit 130' INT TERM; \
 for _ in $$(seq 1 150); do \
-  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
-  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
+  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port $(SERVE_PORT) free?)" >&2; exit 1; }; \
+  (exec 3<>/dev/tcp/127.0.0.1/$(SERVE_PORT)) 2>/dev/null && break; \
   sleep 0.2; \
 done
 endef
