@@ -11,22 +11,66 @@ help: ## List the targets
 run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
 	$(CARGO) run --release -- serve --config $(CONFIG)
 
+run-redis: ## Like run, on a loopback-only redis-server (target/redis, no persistence); Ctrl-C stops both
+	$(CARGO) build --release --bin keygate
+	@$(start_redis); \
+	export KEYGATE_STORE_URL=redis://127.0.0.1:$(REDIS_PORT); \
+	$(start_keygate); \
+	echo; \
+	echo "  keygate  http://127.0.0.1:$(SERVE_PORT)  (Redis store redis://127.0.0.1:$(REDIS_PORT), $(CONFIG))"; \
+	echo "  the CLI  KEYGATE_STORE_URL=redis://127.0.0.1:$(REDIS_PORT) cargo run --release -- --config $(CONFIG) client list"; \
+	echo "  Ctrl-C stops both (the Redis data is not kept)."; \
+	echo; \
+	wait $$kg
+
+# The port keygate listens on in $(CONFIG): what run-redis, demo and
+# mcp-demo wait for (tests/api/readme.rs sets it with KEYGATE_SERVER_LISTEN).
+SERVE_PORT ?= 8080
+# The loopback-only Redis of `make redis` and `make run-redis` (no
+# persistence; noeviction, as keygate requires of a production Redis).
+REDIS_PORT ?= 6379
+REDIS_ARGS = --bind 127.0.0.1 --port $(REDIS_PORT) --save '' --appendonly no --maxmemory-policy noeviction
+
 # Starts keygate (dev config, release build) in the background, waits for
-# its port, and stops it when the recipe's shell exits (Ctrl-C included).
+# its port, and stops it when the recipe's shell exits (Ctrl-C included),
+# together with anything started before it (the PIDs in $$stop).
 define start_keygate
 set -u; \
 $(CARGO) run --release --quiet --bin keygate -- serve --config $(CONFIG) & kg=$$!; \
-trap 'kill $$kg 2>/dev/null; wait $$kg 2>/dev/null' EXIT; \
+stop="$$kg $${stop:-}"; \
+trap 'kill $$stop 2>/dev/null; wait $$stop 2>/dev/null' EXIT; \
 trap 'exit 130' INT TERM; \
 for _ in $$(seq 1 150); do \
-  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port 8080 free?)" >&2; exit 1; }; \
-  (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; \
+  kill -0 $$kg 2>/dev/null || { echo "keygate did not start (is port $(SERVE_PORT) free?)" >&2; exit 1; }; \
+  (exec 3<>/dev/tcp/127.0.0.1/$(SERVE_PORT)) 2>/dev/null && break; \
   sleep 0.2; \
 done
 endef
 
+# Starts redis-server on 127.0.0.1:$(REDIS_PORT) in the background (working
+# directory target/redis), waits for it, and stops it when the recipe's shell
+# exits; refuses to start when the port is taken.
+define start_redis
+set -u; \
+command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server" >&2; exit 1; }; \
+if (exec 3<>/dev/tcp/127.0.0.1/$(REDIS_PORT)) 2>/dev/null; then \
+  echo "port $(REDIS_PORT) is taken (another Redis?): stop it, or run REDIS_PORT=6380 make run-redis" >&2; exit 1; \
+fi; \
+mkdir -p target/redis; \
+redis-server $(REDIS_ARGS) --dir "$(CURDIR)/target/redis" --logfile "$(CURDIR)/target/redis/redis.log" & rs=$$!; \
+stop="$$rs $${stop:-}"; \
+trap 'kill $$stop 2>/dev/null; wait $$stop 2>/dev/null' EXIT; \
+trap 'exit 130' INT TERM; \
+for _ in $$(seq 1 50); do \
+  kill -0 $$rs 2>/dev/null || { echo "redis-server did not start: see target/redis/redis.log" >&2; exit 1; }; \
+  (exec 3<>/dev/tcp/127.0.0.1/$(REDIS_PORT)) 2>/dev/null && break; \
+  sleep 0.1; \
+done
+endef
+
 demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; Ctrl-C stops both
-	$(CARGO) build --release --bin keygate --example demo_client
+	$(CARGO) build --release --bin keygate
+	$(CARGO) build --release -p keygate-demo-client
 	@$(start_keygate); \
 	echo; \
 	echo "  keygate      http://127.0.0.1:8080  (in-memory store, $(CONFIG))"; \
@@ -34,7 +78,7 @@ demo: ## Run keygate (dev config) and the demo client on http://127.0.0.1:3000; 
 	echo "  sign in as   demo / demo-password"; \
 	echo "  Ctrl-C stops both."; \
 	echo; \
-	$(CARGO) run --release --quiet --example demo_client
+	$(CARGO) run --release --quiet -p keygate-demo-client
 
 mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0.0.1:3001/mcp; Ctrl-C stops both
 	$(CARGO) build --release --bin keygate
@@ -51,12 +95,14 @@ mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0
 
 test: test-deps mcp-deps oidc-deps ## Install what the tests need (redis-server, Chromium, Apache + mod_auth_openidc, the OpenAPI validator, the MCP and OpenID Connect clients), then run every test
 	$(CARGO) build -p keygate-mcp-example
+	$(CARGO) build -p keygate-demo-client
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
-test-deps: ## Install redis-server, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc (apt) and openapi-spec-validator (pip) when missing
+test-deps: ## Install redis-server, jq, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc (apt) and openapi-spec-validator (pip) when missing
 	@pkgs=""; \
 	command -v redis-server >/dev/null 2>&1 || pkgs="$$pkgs redis-server"; \
+	command -v jq >/dev/null 2>&1 || pkgs="$$pkgs jq"; \
 	chromium="$${KEYGATE_TEST_CHROMIUM:-/usr/bin/chromium}"; \
 	driver="$${KEYGATE_TEST_CHROMEDRIVER:-$$(command -v chromedriver || echo /usr/bin/chromedriver)}"; \
 	{ [ -x "$$chromium" ] && [ -x "$$driver" ]; } || pkgs="$$pkgs chromium chromium-driver"; \
@@ -91,11 +137,12 @@ openapi: ## Regenerate the committed OpenAPI copies in openapi/
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check, clippy (warnings are errors), the core alone (no `server` feature), the example MCP server, make deny
+lint: ## rustfmt check, clippy (warnings are errors), the core alone (no `server` feature), the example MCP server and demo client, make deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --no-default-features -- -D warnings
 	$(CARGO) clippy -p keygate-mcp-example --all-targets -- -D warnings
+	$(CARGO) clippy -p keygate-demo-client --all-targets -- -D warnings
 	$(MAKE) --no-print-directory deny
 
 # cargo-deny, pinned: deny.toml is read by this version.
@@ -156,9 +203,9 @@ fuzz: ## Bounded fuzzing: each cargo-fuzz target for FUZZ_SECS, then schemathesi
 	$(CARGO) build --release --bin keygate
 	scripts/schemathesis.sh $(SCHEMATHESIS_SECS)
 
-redis: ## Run a foreground redis-server for manual testing (no persistence)
-	redis-server --save '' --appendonly no --maxmemory-policy noeviction
+redis: ## Run a foreground redis-server on 127.0.0.1:6379 for manual testing (no persistence)
+	redis-server $(REDIS_ARGS)
 
 ci: lint test ## What CI runs
 
-.PHONY: help run demo mcp-demo test test-deps mcp-deps oidc-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci
+.PHONY: help run run-redis demo mcp-demo test test-deps mcp-deps oidc-deps openapi-validate openapi fmt lint deny-tool deny audit keys bench fuzz redis ci

@@ -177,6 +177,7 @@ pub(crate) fn validate_config_client(
         response_types: None,
         scope: Some(c.scope.clone()),
         token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
+        post_logout_redirect_uris: Some(c.post_logout_redirect_uris.clone()),
         ..RawClientMetadata::default()
     };
     let defaults = Defaults::config(&c.client_id, c.client_secret.is_some());
@@ -285,6 +286,31 @@ mod tests {
         ] {
             let e = load(&format!("[[resources]]\n{toml}\n")).unwrap_err();
             assert_eq!(e.key, key, "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn config_clients_register_post_logout_redirect_uris_under_the_redirect_rules() {
+        let client = |uris: &str| {
+            format!("[[clients]]\nclient_id = \"web\"\nclient_secret = \"web-secret-1\"\nredirect_uris = [\"http://127.0.0.1:3000/callback\"]\ngrant_types = [\"authorization_code\"]\npost_logout_redirect_uris = {uris}\n")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        let load = |toml: String| {
+            std::fs::write(&path, toml).unwrap();
+            Settings::load(Some(&path), vec![]).unwrap()
+        };
+        let s = load(client("[\"http://127.0.0.1:3000/\"]"));
+        let v = s.validate().unwrap();
+        let meta = super::validate_config_client(&s.clients[0], &v.client_rules, true).unwrap();
+        assert_eq!(
+            meta.oidc.post_logout_redirect_uris,
+            vec!["http://127.0.0.1:3000/".to_string()]
+        );
+        let load = |toml: String| load(toml).validate();
+        for bad in ["[\"http://app.example/\"]", "[\"https://app.example/#x\"]"] {
+            let e = load(client(bad)).unwrap_err();
+            assert_eq!(e.key, "clients[0].post_logout_redirect_uris", "{bad}: {e}");
         }
     }
 }

@@ -456,4 +456,8 @@ pub struct ConfigClient {
     /// `client_secret_basic` (default with a secret), `client_secret_post` or `none`.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
+    /// Where an OpenID Connect RP-initiated logout (`/oauth/logout`) may send
+    /// the user back (matched exactly; the same rules as redirect URIs).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }

@@ -762,6 +762,7 @@ mod tests {
             grant_types: vec!["client_credentials".into()],
             scope: "profile".into(),
             token_endpoint_auth_method: None,
+            post_logout_redirect_uris: vec![],
         });
         let v = s.validate().unwrap();
         let printed = format!("{s:?} {v:?}");

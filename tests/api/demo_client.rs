@@ -1,7 +1,8 @@
-//! The demo client (`examples/demo_client.rs`) against an in-process keygate.
+//! The demo client (`examples/demo_client/`, the `keygate-demo-client` crate)
+//! against an in-process keygate.
 //!
-//! The example is built once with `cargo build --example demo_client` (a no-op
-//! under `cargo test --all-targets`, which builds it already) and run as a child
+//! The crate is built once with `cargo build -p keygate-demo-client` (a no-op
+//! under `make test`, which builds it first) and run as a child
 //! process on a free loopback port P; keygate registers a client whose redirect
 //! URI is `http://127.0.0.1:P/callback`. keygate's issuer in tests is
 //! `http://localhost:8080` while it listens on a random port, so the demo gets
@@ -27,7 +28,7 @@ const CLIENT_ID: &str = "demo-under-test";
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_secs(20);
 
-/// Builds the example once per test binary and returns its path.
+/// Builds the demo crate once per test binary and returns its path.
 fn demo_binary() -> PathBuf {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,8 +42,8 @@ fn demo_binary() -> PathBuf {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "build",
         "--quiet",
-        "--example",
-        "demo_client",
+        "-p",
+        "keygate-demo-client",
     ]);
     // Drop what cargo sets for a running test (CARGO_MANIFEST_DIR, CARGO_PKG_*…):
     // build scripts watch some of them (ring: CARGO_MANIFEST_DIR), so keeping
@@ -66,9 +67,14 @@ fn demo_binary() -> PathBuf {
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let status = cmd.status().expect("run cargo build --example demo_client");
-    assert!(status.success(), "cargo build --example demo_client failed");
-    let path = profile_dir.join("examples").join("demo_client");
+    let status = cmd
+        .status()
+        .expect("run cargo build -p keygate-demo-client");
+    assert!(
+        status.success(),
+        "cargo build -p keygate-demo-client failed"
+    );
+    let path = profile_dir.join("keygate-demo-client");
     assert!(path.exists(), "{} was not built", path.display());
     *built = Some(path.clone());
     path
@@ -113,14 +119,16 @@ async fn start(backend: Backend) -> (TestApp, Demo) {
     let redirect = format!("http://127.0.0.1:{port}/callback");
     let r = redirect.clone();
     let app = spawn_app_with(backend, Alg::RS256, move |s| {
+        s.oauth.scopes.insert(0, "openid".into());
         s.clients.push(ConfigClient {
             client_id: CLIENT_ID.into(),
             client_name: "Demo client under test".into(),
             client_secret: Some(SECRET.into()),
             redirect_uris: vec![r],
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            scope: "profile email api:read".into(),
+            scope: "openid profile email api:read".into(),
             token_endpoint_auth_method: Some("client_secret_basic".into()),
+            post_logout_redirect_uris: vec![format!("http://127.0.0.1:{port}/")],
         });
     })
     .await;
@@ -184,10 +192,8 @@ async fn shown_jti(browser: &Browser) -> String {
     claims["jti"].as_str().expect("jti claim").to_string()
 }
 
-per_backend!(chromium_signs_in_through_the_demo_client_refreshes_and_logs_out);
-async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backend: Backend) {
-    let (app, demo) = start(backend).await;
-    let browser = Browser::start().await;
+/// Signs in through the demo client (keygate's login form, then consent).
+async fn sign_in(browser: &Browser, demo: &Demo) {
     browser.goto(&demo.url("/")).await;
     browser.click("#sign-in").await;
     browser.wait_for_url(|u| u.path() == "/login", STEP).await;
@@ -207,6 +213,30 @@ async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backen
     browser
         .wait_for_url(|u| u.as_str() == demo.url("/"), STEP)
         .await;
+}
+
+/// Waits until the page contains `needle`.
+async fn wait_for_text(browser: &Browser, demo: &Demo, needle: &str) -> String {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let page = browser.page_source().await;
+        if page.contains(needle) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} on the page:\n{page}\nlog:\n{}",
+            demo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+per_backend!(chromium_signs_in_through_the_demo_client_refreshes_and_logs_out);
+async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backend: Backend) {
+    let (app, demo) = start(backend).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &demo).await;
 
     // The profile from /api/me and the verified claims.
     assert_eq!(browser.text("#username").await, USER, "{backend:?}");
@@ -225,6 +255,20 @@ async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backen
     assert_eq!(claims["client_id"], CLIENT_ID);
     let header: serde_json::Value = serde_json::from_str(&browser.text("#header").await).unwrap();
     assert_eq!(header["typ"], "at+jwt");
+    // Times as UTC dates (RFC 3339) next to the epoch seconds.
+    for claim in ["iat", "exp"] {
+        let epoch = claims[claim].as_i64().unwrap();
+        assert_eq!(
+            browser.text(&format!("#{claim}-date")).await,
+            keygate::clock::rfc3339(epoch),
+            "{claim}"
+        );
+        assert_eq!(
+            browser.text(&format!("#{claim}-epoch")).await,
+            epoch.to_string()
+        );
+    }
+    assert!(!browser.page_source().await.contains("id=\"notice\""));
     let first_jti = shown_jti(&browser).await;
     assert_eq!(
         app.state.store.scan_prefix("kg:fam:").await.unwrap().len(),
@@ -232,7 +276,7 @@ async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backen
         "one live refresh family"
     );
 
-    // Refresh: a new access token (rotation keeps one family).
+    // Refresh: a new access token (rotation keeps one family), and a notice.
     browser.click("#refresh").await;
     let deadline = Instant::now() + STEP;
     loop {
@@ -250,14 +294,23 @@ async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backen
     let second_jti = shown_jti(&browser).await;
     assert_ne!(first_jti, second_jti, "refresh shows a new access token");
     assert_eq!(browser.text("#username").await, USER);
+    assert!(
+        browser.text("#notice").await.contains("Tokens refreshed"),
+        "{}",
+        browser.page_source().await
+    );
 
-    // Log out: the refresh token (its family) is revoked at keygate.
+    // Sign out: the refresh token (its family) is revoked at keygate, and
+    // keygate's session ends too (RP-initiated logout, back to the demo's
+    // `/` with the state it sent).
     browser.click("#logout").await;
-    let deadline = Instant::now() + STEP;
-    while !browser.page_source().await.contains("id=\"sign-in\"") {
-        assert!(Instant::now() < deadline, "no sign-in link after logout");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_text(&browser, &demo, "id=\"sign-in\"").await;
+    let back = browser.current_url().await;
+    assert_eq!(back.path(), "/", "{back}");
+    assert_eq!(back.port(), url::Url::parse(&demo.base).unwrap().port());
+    assert!(back.query().unwrap_or("").starts_with("state="), "{back}");
+    let notice = browser.text("#notice").await;
+    assert!(notice.contains("and of keygate"), "{notice}");
     assert!(
         app.state
             .store
@@ -266,6 +319,48 @@ async fn chromium_signs_in_through_the_demo_client_refreshes_and_logs_out(backen
             .unwrap()
             .is_empty(),
         "logout revoked the refresh token family ({backend:?})"
+    );
+    // Signing in again asks for the password: keygate's session is gone.
+    browser.click("#sign-in").await;
+    let at = browser
+        .wait_for_url(
+            |u| u.path() == "/login" || u.as_str().starts_with(&demo.base),
+            STEP,
+        )
+        .await;
+    assert_eq!(at.path(), "/login", "keygate still had a session: {at}");
+    assert!(at.as_str().starts_with(&app.addr), "{at}");
+    wait_for_text(&browser, &demo, "id=\"password\"").await;
+    browser.close().await;
+    drop(demo);
+}
+
+/// On a phone-sized window, the signed-in page (JWT claims, profile,
+/// scope) wraps: no block scrolls sideways and neither does the page.
+#[tokio::test]
+async fn chromium_demo_client_page_wraps_on_a_phone() {
+    let (_app, demo) = start(Backend::Memory).await;
+    let browser = Browser::start().await;
+    browser.client().set_window_size(360, 800).await.unwrap();
+    sign_in(&browser, &demo).await;
+    wait_for_text(&browser, &demo, "id=\"claims\"").await;
+    let overflow = browser
+        .client()
+        .execute(
+            "const wide = [...document.querySelectorAll('pre, code, dd')]\
+               .filter(e => e.scrollWidth > e.clientWidth + 1)\
+               .map(e => e.id || e.tagName);\
+             if (document.documentElement.scrollWidth > window.innerWidth) wide.push('page');\
+             return wide;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        serde_json::json!([]),
+        "{}",
+        browser.page_source().await
     );
     browser.close().await;
     drop(demo);
@@ -312,7 +407,7 @@ async fn demo_client_login_redirect_and_callback_errors_are_readable() {
     assert_eq!(p["response_type"], "code");
     assert_eq!(p["client_id"], CLIENT_ID);
     assert_eq!(p["redirect_uri"], demo.url("/callback"));
-    assert_eq!(p["scope"], "profile email");
+    assert_eq!(p["scope"], "openid profile email");
     assert_eq!(p["code_challenge_method"], "S256");
     assert_eq!(p["code_challenge"].len(), 43);
     assert!(p["state"].len() >= 22);

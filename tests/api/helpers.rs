@@ -74,6 +74,7 @@ pub fn config_client(id: &str, method: &str, grants: &[&str], scope: &str) -> Co
         grant_types: grants.iter().map(|g| g.to_string()).collect(),
         scope: scope.into(),
         token_endpoint_auth_method: Some(method.into()),
+        post_logout_redirect_uris: vec![],
     }
 }
 

@@ -23,6 +23,7 @@ mod openapi;
 mod process;
 mod profile;
 mod races;
+mod readme;
 mod real_browser;
 mod redis_server;
 mod registration;

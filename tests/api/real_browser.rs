@@ -47,6 +47,7 @@ async fn chromium_signs_in_consents_and_lands_on_the_client(backend: Backend) {
             grant_types: vec!["authorization_code".into()],
             scope: "profile".into(),
             token_endpoint_auth_method: Some("client_secret_basic".into()),
+            post_logout_redirect_uris: vec![],
         });
     })
     .await;

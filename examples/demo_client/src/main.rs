@@ -2,7 +2,7 @@
 //! with the authorization code grant + PKCE (S256), the way a real client should.
 //!
 //! ```text
-//! cargo run --example demo_client -- [--issuer URL] [--server-url URL] [--client-id ID]
+//! cargo run --release -p keygate-demo-client -- [--issuer URL] [--server-url URL] [--client-id ID]
 //!     [--client-secret S] [--redirect-uri URI] [--listen ADDR]
 //! ```
 //! (`make demo` starts keygate and this app together.) Every flag has an
@@ -13,8 +13,9 @@
 //! (`127.0.0.1:3000`).
 //!
 //! What it shows a client author:
-//! - Endpoints come from the RFC 8414 metadata document, whose `issuer` must be
-//!   the configured issuer; nothing but `/api/me` (a resource, not an OAuth
+//! - Endpoints come from the OpenID Connect discovery document (RFC 8414
+//!   metadata plus `end_session_endpoint`), whose `issuer` must be the
+//!   configured issuer; nothing but `/api/me` (a resource, not an OAuth
 //!   endpoint) is hard-coded.
 //! - `GET /login` draws a random `state` and PKCE verifier, keeps them
 //!   server-side under a fresh session id (cookie `demo_session`: HttpOnly,
@@ -25,7 +26,12 @@
 //! - `GET /` verifies the access token like an API gateway (JWKS by `kid`,
 //!   `iss`, `aud`, `exp`) and calls `/api/me` with it.
 //! - `POST /refresh` rotates the tokens; `POST /logout` revokes the refresh
-//!   token (RFC 7009) and forgets the session. Both forms carry a CSRF token.
+//!   token (RFC 7009), forgets the session and ends the keygate session too:
+//!   OpenID Connect RP-initiated logout, a redirect to `end_session_endpoint`
+//!   with the ID token as `id_token_hint`, `post_logout_redirect_uri` (this
+//!   app's `/`, which keygate must have registered) and a random `state`
+//!   (checked against a short-lived cookie when keygate sends the browser
+//!   back). Both forms carry a CSRF token; both end on a page with a notice.
 //!
 //! `--server-url` is a dev/test convenience: when keygate is reached at another
 //! address than its issuer URL (tests run it on a random port), endpoint URLs
@@ -54,8 +60,12 @@ use serde::Deserialize;
 
 /// Name of the session cookie (holds only a random session id).
 const SESSION_COOKIE: &str = "demo_session";
-/// Scope asked for: `/api/me` needs `profile`; `email` adds the address.
-const SCOPE: &str = "profile email";
+/// Scope asked for: `openid` for an ID token (the `id_token_hint` of the
+/// sign-out), `/api/me` needs `profile`; `email` adds the address.
+const SCOPE: &str = "openid profile email";
+/// Holds the `state` of an RP-initiated logout until keygate sends the
+/// browser back (HttpOnly, SameSite=Lax, 10 minutes).
+const LOGOUT_COOKIE: &str = "demo_logout_state";
 /// How long a started sign-in may wait for its callback.
 const PENDING_TTL: Duration = Duration::from_secs(600);
 /// Upper bound on live sessions (pending sign-ins included), so anonymous
@@ -63,9 +73,22 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_SESSIONS: usize = 10_000;
 /// Timeout of every call to keygate.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// The same strict policy as keygate's own pages: no scripts, one stylesheet.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
+/// The same strict policy as keygate's own pages: no scripts, one
+/// stylesheet. `form-action` also allows keygate's origin: the sign-out
+/// form's answer redirects there (browsers check redirects of a form
+/// submission against `form-action`).
+fn content_security_policy(meta: &Metadata) -> String {
+    let keygate = meta
+        .end_session_endpoint
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src 'self'; base-uri 'none'; \
+         form-action 'self'{keygate}; frame-ancestors 'none'"
+    )
+}
 
 /// Command line and environment configuration.
 #[derive(Debug, Clone, Parser)]
@@ -111,9 +134,18 @@ impl DemoConfig {
     fn secret(&self) -> Option<&str> {
         Some(self.client_secret.as_str()).filter(|s| !s.is_empty())
     }
+
+    /// This app's home page (`/` next to the redirect URI): the
+    /// `post_logout_redirect_uri` of the sign-out.
+    fn home_url(&self) -> String {
+        url::Url::parse(&self.redirect_uri)
+            .and_then(|u| u.join("/"))
+            .map_or_else(|_| "/".to_string(), String::from)
+    }
 }
 
-/// The RFC 8414 fields this app uses.
+/// The discovery fields this app uses (RFC 8414, and OpenID Connect
+/// RP-Initiated Logout 1.0's `end_session_endpoint`).
 #[derive(Debug, Clone, Deserialize)]
 struct Metadata {
     issuer: String,
@@ -121,6 +153,8 @@ struct Metadata {
     token_endpoint: String,
     jwks_uri: String,
     revocation_endpoint: String,
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
 
 /// A token endpoint success answer (RFC 6749 §5.1).
@@ -128,6 +162,8 @@ struct Metadata {
 struct TokenResponse {
     access_token: String,
     refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
     #[serde(default)]
     scope: Option<String>,
 }
@@ -152,6 +188,8 @@ struct Pending {
 struct Tokens {
     access_token: String,
     refresh_token: Option<String>,
+    /// Kept for the sign-out's `id_token_hint`.
+    id_token: Option<String>,
     scope: Option<String>,
 }
 
@@ -244,10 +282,7 @@ fn rewrite(url: &str, config: &DemoConfig) -> String {
 
 /// Fetches the RFC 8414 metadata and checks its `issuer`.
 async fn discover(config: &DemoConfig, http: &reqwest::Client) -> anyhow::Result<Metadata> {
-    let url = format!(
-        "{}/.well-known/oauth-authorization-server",
-        config.server_url()
-    );
+    let url = format!("{}/.well-known/openid-configuration", config.server_url());
     let resp = http.get(&url).send().await?;
     anyhow::ensure!(
         resp.status().is_success(),
@@ -266,6 +301,10 @@ async fn discover(config: &DemoConfig, http: &reqwest::Client) -> anyhow::Result
         token_endpoint: rewrite(&meta.token_endpoint, config),
         jwks_uri: rewrite(&meta.jwks_uri, config),
         revocation_endpoint: rewrite(&meta.revocation_endpoint, config),
+        end_session_endpoint: meta
+            .end_session_endpoint
+            .as_deref()
+            .map(|u| rewrite(u, config)),
         issuer: meta.issuer,
     })
 }
@@ -278,6 +317,7 @@ pub async fn app(config: DemoConfig) -> anyhow::Result<impl Endpoint> {
         .build()?;
     let meta = discover(&config, &http).await?;
     tracing::info!(issuer = %meta.issuer, authorize = %meta.authorization_endpoint, "metadata read");
+    let csp = content_security_policy(&meta);
     let demo: Shared = Arc::new(Demo {
         config,
         meta,
@@ -293,7 +333,7 @@ pub async fn app(config: DemoConfig) -> anyhow::Result<impl Endpoint> {
         .key(key)
         .same_site(SameSite::Lax);
     let headers = SetHeader::new()
-        .overriding(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
+        .overriding(header::CONTENT_SECURITY_POLICY, csp)
         .overriding(header::X_FRAME_OPTIONS, "DENY")
         .overriding(header::REFERRER_POLICY, "no-referrer")
         .overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
@@ -333,8 +373,29 @@ async fn main() -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------- pages
 
+/// A time claim of the access token, as a date and in epoch seconds.
+struct TimeRow {
+    claim: &'static str,
+    label: &'static str,
+    epoch: i64,
+    /// RFC 3339, UTC.
+    date: String,
+}
+
+/// RFC 3339 in UTC (`2026-01-31T12:00:00Z`) of epoch seconds.
+fn rfc3339(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "(out of range)".into())
+}
+
 /// What a signed-in page shows.
 struct SignedIn {
+    times: Vec<TimeRow>,
     profile: String,
     username: String,
     header: String,
@@ -354,6 +415,7 @@ struct SignedIn {
 <link rel="stylesheet" href="/style.css"></head>
 <body><main>
 <header><span class="brand">keygate demo client</span></header>
+{% if let Some(n) = notice %}<p class="notice" id="notice" role="status">{{ n }}</p>{% endif %}
 {% if let Some(err) = error %}
 <section class="card error" id="error">
 <h1>{{ err.title }}</h1>
@@ -372,13 +434,18 @@ struct SignedIn {
 <p class="bad" id="verified">Not valid: {{ why }}</p>
 {% endmatch %}
 <p>Granted scope: <code id="scope">{{ s.scope }}</code></p>
+<h3>Times (UTC)</h3>
+<dl class="times" id="times">
+{% for t in s.times %}<dt>{{ t.label }} (<code>{{ t.claim }}</code>)</dt>
+<dd><time id="{{ t.claim }}-date" datetime="{{ t.date }}">{{ t.date }}</time> · <span id="{{ t.claim }}-epoch">{{ t.epoch }}</span> s since 1970</dd>
+{% endfor %}</dl>
 <h3>Header</h3>
 <pre id="header">{{ s.header }}</pre>
 <h3>Claims</h3>
 <pre id="claims">{{ s.claims }}</pre>
 <div class="actions">
-{% if s.has_refresh %}<form method="post" action="/refresh"><input type="hidden" name="csrf_token" value="{{ csrf_token }}"><button type="submit" id="refresh">Refresh the token</button></form>{% endif %}
-<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{{ csrf_token }}"><button type="submit" id="logout" class="secondary">Log out</button></form>
+{% if s.has_refresh %}<form method="post" action="/refresh"><input type="hidden" name="csrf_token" value="{{ csrf_token }}"><button type="submit" id="refresh">Refresh tokens</button></form>{% endif %}
+<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{{ csrf_token }}"><button type="submit" id="logout" class="secondary">Sign out</button></form>
 </div>
 </section>
 {% else %}
@@ -393,6 +460,7 @@ struct SignedIn {
 )]
 struct Page<'a> {
     title: &'a str,
+    notice: Option<&'static str>,
     issuer: &'a str,
     csrf_token: &'a str,
     signed_in: Option<SignedIn>,
@@ -421,6 +489,7 @@ fn error_page(demo: &Demo, err: UiError) -> Response {
     render(
         &Page {
             title: "Error",
+            notice: None,
             issuer: demo.config.issuer(),
             csrf_token: "",
             signed_in: None,
@@ -448,9 +517,47 @@ fn session_id(jar: &CookieJar) -> Option<String> {
     jar.get(SESSION_COOKIE).map(|c| c.value_str().to_string())
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct HomeParams {
+    /// Set by this app's own redirects: `refreshed` or `signed-out`.
+    notice: Option<String>,
+    /// Sent back by keygate after an RP-initiated logout.
+    state: Option<String>,
+}
+
+/// The notice for `GET /`: one of a fixed set (the query never reaches the
+/// page as text). An RP-initiated logout's answer counts only when its
+/// `state` is the one this browser's logout cookie holds.
+fn notice(q: &HomeParams, jar: &CookieJar) -> Option<&'static str> {
+    if let Some(state) = q.state.as_deref() {
+        let expected = jar.get(LOGOUT_COOKIE)?;
+        jar.add(gone_cookie(LOGOUT_COOKIE));
+        let ok = bool::from(subtle::ConstantTimeEq::ct_eq(
+            state.as_bytes(),
+            expected.value_str().as_bytes(),
+        ));
+        return ok.then_some(
+            "Signed out of the demo client and of keygate: the refresh token is revoked and keygate's session has ended.",
+        );
+    }
+    match q.notice.as_deref()? {
+        "refreshed" => Some(
+            "Tokens refreshed: keygate rotated the refresh token and issued a new access token.",
+        ),
+        "signed-out" => Some("Signed out of the demo client: the refresh token is revoked."),
+        _ => None,
+    }
+}
+
 /// `GET /`: the sign-in link, or what the tokens say.
 #[handler]
-async fn home(demo: Data<&Shared>, jar: &CookieJar, csrf: &CsrfToken) -> Response {
+async fn home(
+    demo: Data<&Shared>,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    q: Query<HomeParams>,
+) -> Response {
+    let notice = notice(&q, jar);
     let tokens =
         session_id(jar).and_then(|id| demo.sessions.get(&id).and_then(|s| s.tokens.clone()));
     let signed_in = match tokens {
@@ -464,6 +571,7 @@ async fn home(demo: Data<&Shared>, jar: &CookieJar, csrf: &CsrfToken) -> Respons
             } else {
                 "Welcome"
             },
+            notice,
             issuer: demo.config.issuer(),
             csrf_token: &csrf.0,
             signed_in,
@@ -492,7 +600,25 @@ async fn describe(demo: &Demo, t: &Tokens) -> SignedIn {
         ),
         Err(e) => (e, "(profile unavailable)".to_string()),
     };
+    let times = [
+        ("iat", "Issued"),
+        ("nbf", "Not before"),
+        ("exp", "Expires"),
+        ("auth_time", "Signed in"),
+    ]
+    .into_iter()
+    .filter_map(|(claim, label)| {
+        let epoch = claims[claim].as_i64()?;
+        Some(TimeRow {
+            claim,
+            label,
+            epoch,
+            date: rfc3339(epoch),
+        })
+    })
+    .collect();
     SignedIn {
+        times,
         profile,
         username,
         header: pretty(&header),
@@ -627,10 +753,22 @@ fn login(demo: Data<&Shared>, jar: &CookieJar) -> Response {
 }
 
 fn session_cookie(id: String) -> Cookie {
-    let mut c = Cookie::new_with_str(SESSION_COOKIE, id);
+    app_cookie(SESSION_COOKIE, id)
+}
+
+/// An HttpOnly, SameSite=Lax cookie for the whole app.
+fn app_cookie(name: &str, value: String) -> Cookie {
+    let mut c = Cookie::new_with_str(name, value);
     c.set_http_only(true);
     c.set_same_site(SameSite::Lax);
     c.set_path("/");
+    c
+}
+
+/// Deletes the cookie `name`.
+fn gone_cookie(name: &str) -> Cookie {
+    let mut c = app_cookie(name, String::new());
+    c.set_max_age(Duration::ZERO);
     c
 }
 
@@ -811,6 +949,7 @@ async fn token_request(demo: &Demo, form: &[(&str, &str)]) -> Result<Tokens, UiE
         return Ok(Tokens {
             access_token: t.access_token,
             refresh_token: t.refresh_token,
+            id_token: t.id_token,
             scope: t.scope,
         });
     }
@@ -896,9 +1035,13 @@ async fn refresh(
                 if tokens.refresh_token.is_none() {
                     tokens.refresh_token = Some(refresh_token);
                 }
+                // A refresh answer need not carry a new ID token.
+                if tokens.id_token.is_none() {
+                    tokens.id_token = s.tokens.as_ref().and_then(|t| t.id_token.clone());
+                }
                 s.tokens = Some(tokens);
             }
-            see_other("/")
+            see_other("/?notice=refreshed")
         }
         Err(e) => {
             // A refused refresh token is useless: sign the session out.
@@ -908,7 +1051,9 @@ async fn refresh(
     }
 }
 
-/// `POST /logout`: revoke the refresh token (RFC 7009), forget the session.
+/// `POST /logout`: revoke the refresh token (RFC 7009), forget the session,
+/// then end the keygate session (RP-initiated logout) when there is an ID
+/// token and keygate has an `end_session_endpoint`.
 #[handler]
 async fn logout(
     demo: Data<&Shared>,
@@ -920,36 +1065,59 @@ async fn logout(
         return r;
     }
     let session = session_id(jar).and_then(|id| demo.sessions.remove(&id));
-    let mut gone = session_cookie(String::new());
-    gone.set_max_age(Duration::ZERO);
-    jar.add(gone);
-    let Some(refresh_token) = session.and_then(|(_, s)| s.tokens.and_then(|t| t.refresh_token))
-    else {
+    jar.add(gone_cookie(SESSION_COOKIE));
+    let Some(tokens) = session.and_then(|(_, s)| s.tokens) else {
         return see_other("/");
     };
-    let req = authenticated(
-        &demo,
-        demo.http.post(&demo.meta.revocation_endpoint),
-        &[
-            ("token", &refresh_token),
-            ("token_type_hint", "refresh_token"),
-        ],
-    );
-    match req.send().await {
-        Ok(r) if r.status().is_success() => see_other("/"),
-        Ok(r) => error_page(
+    if let Some(refresh_token) = &tokens.refresh_token {
+        let req = authenticated(
             &demo,
-            UiError::new(
-                StatusCode::BAD_GATEWAY,
-                "Signed out here, but not at keygate",
-                format!(
-                    "The revocation endpoint answered {}: the refresh token may still be valid until it expires.",
-                    r.status()
-                ),
-            ),
-        ),
-        Err(e) => error_page(&demo, UiError::upstream("revocation endpoint", e)),
+            demo.http.post(&demo.meta.revocation_endpoint),
+            &[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+            ],
+        );
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                return error_page(
+                    &demo,
+                    UiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "Signed out here, but not at keygate",
+                        format!(
+                            "The revocation endpoint answered {}: the refresh token may still be valid until it expires.",
+                            r.status()
+                        ),
+                    ),
+                )
+            }
+            Err(e) => return error_page(&demo, UiError::upstream("revocation endpoint", e)),
+        }
     }
+    let (Some(id_token), Some(end_session)) = (&tokens.id_token, &demo.meta.end_session_endpoint)
+    else {
+        return see_other("/?notice=signed-out");
+    };
+    let mut url = match url::Url::parse(end_session) {
+        Ok(u) => u,
+        Err(e) => {
+            return error_page(
+                &demo,
+                UiError::upstream("the end_session_endpoint is not a URL", e),
+            )
+        }
+    };
+    let state = random_b64(16);
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", id_token)
+        .append_pair("post_logout_redirect_uri", &demo.config.home_url())
+        .append_pair("state", &state);
+    let mut cookie = app_cookie(LOGOUT_COOKIE, state);
+    cookie.set_max_age(PENDING_TTL);
+    jar.add(cookie);
+    see_other(url.as_str())
 }
 
 const STYLESHEET: &str = r#":root { color-scheme: light dark; --bg: #f3f4f8; --surface: #fff; --text: #1b1f2a;
@@ -969,8 +1137,15 @@ header { margin-bottom: 1rem; }
 h1 { margin-top: 0; font-size: 1.5rem; }
 h2 { font-size: 1.1rem; margin-top: 1.5rem; }
 h3 { font-size: 1rem; color: var(--muted); }
-pre { background: var(--code); padding: .75rem 1rem; border-radius: 10px; overflow-x: auto; font-size: .85rem; }
-code { background: var(--code); padding: 0 .25rem; border-radius: 4px; }
+/* Tokens, URLs and JSON wrap anywhere: no sideways scrolling on a phone. */
+pre { background: var(--code); padding: .75rem 1rem; border-radius: 10px; font-size: .85rem;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
+code { background: var(--code); padding: 0 .25rem; border-radius: 4px; overflow-wrap: anywhere; }
+.notice { background: var(--surface); border: 1px solid var(--ok); border-left-width: 4px;
+  border-radius: 10px; padding: .75rem 1rem; margin: 0 0 1rem; }
+.times { display: grid; grid-template-columns: max-content 1fr; gap: .25rem .75rem; margin: 0; }
+.times dt { color: var(--muted); } .times dd { margin: 0; overflow-wrap: anywhere; }
+.actions { flex-wrap: wrap; }
 .ok { color: var(--ok); } .bad { color: var(--bad); }
 .actions { display: flex; gap: .75rem; margin-top: 1.5rem; }
 a.button, button { display: inline-block; background: var(--primary); color: #fff; border: 0;
