@@ -281,6 +281,16 @@ impl PageError {
         )
     }
 
+    /// The page for a form posted a second time (its one-time nonce was
+    /// used): the first post counted, this one did nothing.
+    pub fn already_submitted() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "This form was already sent",
+            "The same form was submitted twice: the first submission counted, this one changed nothing. Open your pages again to see the result.",
+        )
+    }
+
     /// 429 with `Retry-After` for a rate-limited sign-in or sign-up.
     pub fn too_many_attempts(retry_after: u64) -> Self {
         Self::Page {
@@ -386,23 +396,42 @@ impl ResponseError for PageError {
 
 /// Wraps a page endpoint so that a [`PageError`] from its extractors or its
 /// handler becomes the error page (or redirect), with the request's CSRF
-/// token and the sign-up setting in its header as on every other page. Other
-/// errors (poem's own, e.g. an unparsable form) pass through unchanged.
-/// Apply it inside poem's `Csrf` middleware, which provides the token.
+/// token, the sign-up setting and the signed-in user in its header as on
+/// every other page (the session is read only when an error page is shown;
+/// if that read fails the header shows the sign-in links). Other errors
+/// (poem's own, e.g. an unparsable form) pass through unchanged. Apply it
+/// inside poem's `Csrf` middleware, which provides the token.
 pub fn error_pages<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
     ep.around(|ep, req| async move {
-        let nav = Nav {
+        let state = req.data::<AppState>().cloned();
+        // The cookie jar exists wherever the state does (poem's `Csrf`
+        // installs it); a bare endpoint in a unit test has neither.
+        let cookie = state.as_ref().and_then(|_| {
+            req.cookie()
+                .get(SESSION_COOKIE)
+                .map(|c| c.value_str().to_string())
+        });
+        let mut nav = Nav {
             username: None,
             csrf_token: req
                 .extensions()
                 .get::<CsrfToken>()
                 .map(|t| t.0.clone())
                 .unwrap_or_default(),
-            signup_enabled: req.data::<AppState>().is_some_and(|s| s.cfg.ui.signup),
+            signup_enabled: state.as_ref().is_some_and(|s| s.cfg.ui.signup),
         };
         match ep.call(req).await {
             Ok(resp) => Ok(resp.into_response()),
-            Err(e) => e.downcast::<PageError>().map(|page| page.render(nav)),
+            Err(e) => {
+                let page = e.downcast::<PageError>()?;
+                if let (PageError::Page { .. }, Some(state), Some(cookie)) = (&page, state, cookie)
+                {
+                    if let Ok(Some(session)) = users::session(&state, &cookie).await {
+                        nav.username = Some(session.username);
+                    }
+                }
+                Ok(page.render(nav))
+            }
         }
     })
 }
