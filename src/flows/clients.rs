@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::oauth::client_auth::hash_secret;
 use crate::oauth::client_meta::{validate, validate_all, ClientMetadata, MetadataError, Rules};
+use crate::oauth::flash::SealedFlash;
 use crate::oauth::types::{AuthMethod, Client};
 use crate::store::repos::{Repos, Session};
 use crate::store::StoreError;
@@ -273,7 +274,8 @@ pub struct SecretFlash {
 }
 
 /// Keeps the secrets of `reg` for one read by `session` within
-/// [`SECRET_FLASH_TTL`], and returns the random id that reads them.
+/// [`SECRET_FLASH_TTL`], sealed under a key derived from the random id it
+/// returns (`oauth::flash`: the store never holds them in clear).
 pub async fn stash_secret(
     repos: &Repos,
     session: &Session,
@@ -289,7 +291,10 @@ pub async fn stash_secret(
         registration_token: reg.registration_token.clone(),
         rotated,
     };
-    repos.put_flash(&id, &flash, SECRET_FLASH_TTL).await?;
+    let plain = serde_json::to_vec(&flash).map_err(StoreError::from)?;
+    let sealed = crate::oauth::flash::seal(&id, &plain)
+        .map_err(|e| ClientError::Store(StoreError::Misconfigured(e.to_string())))?;
+    repos.put_flash(&id, &sealed, SECRET_FLASH_TTL).await?;
     Ok(id)
 }
 
@@ -301,11 +306,16 @@ pub async fn take_secret(
     session: &Session,
     client_id: &str,
 ) -> Result<Option<SecretFlash>, ClientError> {
-    Ok(repos
-        .take_flash(id, |f: &SecretFlash| {
+    let opened = |sealed: &SealedFlash| -> Option<SecretFlash> {
+        let plain = crate::oauth::flash::open(id, sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    };
+    let mine = |sealed: &SealedFlash| {
+        opened(sealed).is_some_and(|f| {
             f.user_id == session.user_id && f.sid == session.sid && f.client_id == client_id
         })
-        .await?)
+    };
+    Ok(repos.take_flash(id, mine).await?.as_ref().and_then(opened))
 }
 
 /// A fresh one-time nonce for a page form (see [`claim_form`]).

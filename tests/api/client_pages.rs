@@ -472,9 +472,16 @@ async fn reloading_the_secret_page_does_not_show_the_secret(backend: Backend) {
     assert!(other.contains("The secret was already shown."), "{other}");
     assert!(!other.contains("id=\"client_secret\""));
 
+    // What the store holds meanwhile: sealed, never the secret in clear.
+    let keys = app.state.store.scan_prefix("kg:flash:").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let stored = app.state.store.get(&keys[0]).await.unwrap().unwrap();
     let page = app.page(&alice, &to).await;
     let secret = secret_from(&page);
     assert!(secret.len() >= 43);
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(!stored.contains(&secret), "{stored}");
+    assert!(!stored.contains(&client_id_from(&page)));
     assert!(page.contains("id=\"registration_access_token\""));
     let reload = app.page(&alice, &to).await;
     assert!(reload.contains("The secret was already shown."), "{reload}");
