@@ -127,6 +127,7 @@ fn merge_file(
             };
             if default.type_str() != v.type_str()
                 || (v.is_array() && !v.as_array().is_some_and(|a| a.iter().all(Value::is_str)))
+                || (v.is_table() && !v.as_table().is_some_and(|t| t.values().all(Value::is_str)))
             {
                 return Err(ConfigError::new(
                     path,
@@ -147,7 +148,7 @@ fn type_words(v: &Value) -> &'static str {
         Value::Integer(_) => "a non-negative integer",
         Value::Boolean(_) => "true or false",
         Value::Array(_) => "a list of strings",
-        _ => "a table",
+        _ => "a table of strings",
     }
 }
 
@@ -197,6 +198,12 @@ fn merge_env(
                     .parse()
                     .map_err(|_| ConfigError::new(&var, "must be true or false"))?,
             ),
+            Value::Table(_) => {
+                return Err(ConfigError::new(
+                    &var,
+                    "is a table: set it in the config file",
+                ))
+            }
             Value::Array(_) => Value::Array(
                 raw.split(',')
                     .map(str::trim)
@@ -290,6 +297,39 @@ mod tests {
         std::fs::write(&path, "[server\n").unwrap();
         let e = Settings::load(Some(&path), vec![]).unwrap_err();
         assert!(e.message.contains("line 1"), "{e}");
+    }
+
+    /// Issue 16 item 5: `[oauth.scope_descriptions]` is a table of
+    /// strings in the file, each naming a known scope; not an env var.
+    #[test]
+    fn scope_descriptions_come_from_the_file_and_name_known_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        let base = "[oauth]\nscopes = [\"profile\", \"api:read\"]\n[oauth.scope_descriptions]\n";
+        std::fs::write(&path, format!("{base}\"api:read\" = \"Read your data\"\n")).unwrap();
+        let s = Settings::load(Some(&path), vec![]).unwrap();
+        assert_eq!(s.oauth.scope_descriptions["api:read"], "Read your data");
+        let v = s.validate().unwrap();
+        assert_eq!(v.ui.scope_descriptions["api:read"], "Read your data");
+        for (entry, key) in [
+            (
+                "\"api:write\" = \"Write\"\n",
+                "oauth.scope_descriptions.api:write",
+            ),
+            ("\"api:read\" = \"\"\n", "oauth.scope_descriptions.api:read"),
+        ] {
+            std::fs::write(&path, format!("{base}{entry}")).unwrap();
+            let e = Settings::load(Some(&path), vec![])
+                .and_then(|s| s.validate().map(|_| ()))
+                .unwrap_err();
+            assert_eq!(e.key, key, "{entry}");
+        }
+        std::fs::write(&path, format!("{base}\"api:read\" = 1\n")).unwrap();
+        let e = Settings::load(Some(&path), vec![]).unwrap_err();
+        assert_eq!(e.key, "oauth.scope_descriptions");
+        let e =
+            Settings::load(None, env(&[("KEYGATE_OAUTH_SCOPE_DESCRIPTIONS", "x")])).unwrap_err();
+        assert_eq!(e.key, "KEYGATE_OAUTH_SCOPE_DESCRIPTIONS");
     }
 
     #[test]

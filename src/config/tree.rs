@@ -293,6 +293,10 @@ pub struct OAuthSettings {
     pub allow_plain_pkce: bool,
     /// Accept `http://` redirect URIs on loopback hosts for new clients (RFC 8252 §7.3).
     pub http_loopback_redirects: bool,
+    /// What the consent page says a scope allows, for scopes without a
+    /// built-in wording (`api:read = "Read your data"`); a table, set in
+    /// the config file only.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for OAuthSettings {
@@ -302,6 +306,7 @@ impl Default for OAuthSettings {
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             allow_plain_pkce: false,
             http_loopback_redirects: true,
+            scope_descriptions: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -130,6 +130,9 @@ pub struct SessionOptions {
 pub struct UiOptions {
     /// Whether anyone may create an account at `/signup`.
     pub signup: bool,
+    /// `oauth.scope_descriptions`: the consent page's wording of scopes
+    /// without a built-in one.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 /// `[log]` after validation.
@@ -287,6 +290,21 @@ impl Settings {
         };
         let scopes = ScopeSet::parse(&self.oauth.scopes.join(" "))
             .map_err(|e| ConfigError::new("oauth.scopes", e.description.to_string()))?;
+        for (scope, text) in &self.oauth.scope_descriptions {
+            let key = format!("oauth.scope_descriptions.{scope}");
+            if !scopes.contains(scope) {
+                return Err(ConfigError::new(key, "is not one of oauth.scopes"));
+            }
+            if text.trim().is_empty()
+                || text.chars().count() > 200
+                || text.chars().any(char::is_control)
+            {
+                return Err(ConfigError::new(
+                    key,
+                    "must be 1 to 200 characters without control characters",
+                ));
+            }
+        }
         let open_scopes = ScopeSet::parse(&self.registration.open_scopes.join(" "))
             .map_err(|e| ConfigError::new("registration.open_scopes", e.description.to_string()))?;
         // Checked only when open: the defaults must not stop a server whose
@@ -481,6 +499,7 @@ impl Settings {
             },
             ui: UiOptions {
                 signup: self.ui.signup,
+                scope_descriptions: self.oauth.scope_descriptions.clone(),
             },
             log: LogOptions {
                 format: log_format,

@@ -2,12 +2,16 @@
 //! generate ids and secrets, validate metadata (one set of rules), store only
 //! hashes of secrets and registration access tokens.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::oauth::client_auth::hash_secret;
-use crate::oauth::client_meta::{validate, ClientMetadata, MetadataError, Rules};
+use crate::oauth::client_meta::{validate, validate_all, ClientMetadata, MetadataError, Rules};
+use crate::oauth::flash::SealedFlash;
 use crate::oauth::types::{AuthMethod, Client};
-use crate::store::repos::Repos;
+use crate::store::repos::{Repos, Session};
 use crate::store::StoreError;
 use crate::tokens::keys::KeySet;
 
@@ -239,6 +243,95 @@ pub async fn rotate_secret(
         secret: Some(secret),
         registration_token: None,
     })
+}
+
+/// All the problems of `meta` under `rules` (one per field), for a form
+/// that shows them at once; [`register`] and [`update`] refuse the first.
+pub fn problems(meta: &ClientMetadata, rules: &Rules) -> Vec<MetadataError> {
+    validate_all(meta, rules)
+}
+
+/// How long the secret of a client just created or rotated waits for the
+/// page that shows it (the redirect after the POST), in the store.
+pub const SECRET_FLASH_TTL: Duration = Duration::from_secs(120);
+
+/// The secrets of a client just created or rotated, kept for one read by
+/// the session that made them ([`stash_secret`], [`take_secret`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFlash {
+    /// The user who made the change.
+    pub user_id: String,
+    /// The public id of their session (`Session::sid`).
+    pub sid: String,
+    /// The client.
+    pub client_id: String,
+    /// Its plain secret, `None` for a public client.
+    pub secret: Option<String>,
+    /// The RFC 7592 registration access token, on creation.
+    pub registration_token: Option<String>,
+    /// Whether the secret replaces an old one.
+    pub rotated: bool,
+}
+
+/// Keeps the secrets of `reg` for one read by `session` within
+/// [`SECRET_FLASH_TTL`], sealed under a key derived from the random id it
+/// returns (`oauth::flash`: the store never holds them in clear).
+pub async fn stash_secret(
+    repos: &Repos,
+    session: &Session,
+    reg: &Registered,
+    rotated: bool,
+) -> Result<String, ClientError> {
+    let id = crate::ids::random_token(24);
+    let flash = SecretFlash {
+        user_id: session.user_id.clone(),
+        sid: session.sid.clone(),
+        client_id: reg.client.client_id.clone(),
+        secret: reg.secret.clone(),
+        registration_token: reg.registration_token.clone(),
+        rotated,
+    };
+    let plain = serde_json::to_vec(&flash).map_err(StoreError::from)?;
+    let sealed = crate::oauth::flash::seal(&id, &plain)
+        .map_err(|e| ClientError::Store(StoreError::Misconfigured(e.to_string())))?;
+    repos.put_flash(&id, &sealed, SECRET_FLASH_TTL).await?;
+    Ok(id)
+}
+
+/// The secrets stashed under `id` for `client_id` by this `session`, once:
+/// `None` when already read, expired, or made by another session.
+pub async fn take_secret(
+    repos: &Repos,
+    id: &str,
+    session: &Session,
+    client_id: &str,
+) -> Result<Option<SecretFlash>, ClientError> {
+    let opened = |sealed: &SealedFlash| -> Option<SecretFlash> {
+        let plain = crate::oauth::flash::open(id, sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    };
+    let mine = |sealed: &SealedFlash| {
+        opened(sealed).is_some_and(|f| {
+            f.user_id == session.user_id && f.sid == session.sid && f.client_id == client_id
+        })
+    };
+    Ok(repos.take_flash(id, mine).await?.as_ref().and_then(opened))
+}
+
+/// A fresh one-time nonce for a page form (see [`claim_form`]).
+pub fn form_nonce() -> String {
+    crate::ids::random_token(16)
+}
+
+/// Marks the page form `nonce` as submitted (for `ttl`); `false` when it
+/// already was: the same form posted twice acts once.
+pub async fn claim_form(repos: &Repos, nonce: &str, ttl: Duration) -> Result<bool, ClientError> {
+    Ok(repos.claim_form(nonce, ttl).await?)
+}
+
+/// Forgets a claimed form whose action failed, so it can be sent again.
+pub async fn release_form(repos: &Repos, nonce: &str) -> Result<(), ClientError> {
+    Ok(repos.release_form(nonce).await?)
 }
 
 /// Deletes a client.

@@ -50,12 +50,53 @@ pub fn routes(state: AppState) -> impl Endpoint {
             .boxed()
     };
     let table = routes::table();
+    let not_found = std::sync::Arc::new(csrf(pages::kit::not_found.map_to_response().boxed()));
     routes::router(csrf)
+        .around(move |ep, req| html_not_found(ep, req, not_found.clone()))
         .around(move |ep, req| middleware::with_allow(ep, req, table))
         .around(move |ep, req| cors::cors(ep, req, table))
         .around(move |ep, req| middleware::size_limits(ep, req, max_body, max_header, body_timeout))
         .around(move |ep, req| middleware::observe(ep, req, table))
         .data(state)
+}
+
+/// A browser's `GET` of a path no route serves gets the styled 404 page
+/// (`pages::kit::not_found`, through the CSRF middleware and error pages
+/// like every page, so its header shows the signed-in user); any other
+/// request keeps the router's answer (an API client gets what the API
+/// answers).
+async fn html_not_found<E: Endpoint>(
+    ep: std::sync::Arc<E>,
+    req: poem::Request,
+    page: std::sync::Arc<poem::endpoint::BoxEndpoint<'static>>,
+) -> poem::Result<poem::Response> {
+    use poem::http::{header, Method};
+    use poem::IntoResponse;
+    let wants_html = req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
+    let (uri, headers) = (req.uri().clone(), req.headers().clone());
+    let state = req.data::<AppState>().cloned();
+    match ep.call(req).await {
+        Err(e) if e.is::<poem::error::NotFoundError>() => {
+            let mut again = poem::Request::builder()
+                .method(Method::GET)
+                .uri(uri)
+                .finish();
+            *again.headers_mut() = headers;
+            if let Some(state) = state {
+                again.extensions_mut().insert(state);
+            }
+            page.call(again).await
+        }
+        other => other.map(IntoResponse::into_response),
+    }
 }
 
 /// The endpoint of a `metrics.listen` listener: `GET /metrics` and nothing

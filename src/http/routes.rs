@@ -144,7 +144,14 @@ pub const ROUTES: &[RouteDef] = &[
     },
     RouteDef {
         path: "/clients/:id/rotate",
-        serve: Serve::Page(&[(Post, || ep(pages::clients::rotate))]),
+        serve: Serve::Page(&[
+            (Get, || ep(pages::clients::rotate_form)),
+            (Post, || ep(pages::clients::rotate)),
+        ]),
+    },
+    RouteDef {
+        path: "/clients/:id/secret",
+        serve: Serve::Page(&[(Get, || ep(pages::clients::show_secret))]),
     },
     RouteDef {
         path: "/clients/:id/delete",

@@ -271,23 +271,55 @@ impl Rules {
 /// validation to every `[[clients]]` entry), so a source without access to the
 /// settings (the page form parser) still goes through this one conversion.
 pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadata, MetadataError> {
+    let (meta, problems) = parse_all(raw, defaults);
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(meta),
+    }
+}
+
+/// [`parse`], but finding every problem instead of stopping at the first
+/// (at most one per field, in [`parse`]'s order), so that a form can show
+/// them all at once. A field that failed is left at a placeholder in the
+/// returned metadata (no grant types, `client_secret_basic`, no scope),
+/// which is meaningful only for checking the other fields with
+/// [`validate_all`]. RFC 7591 answers keep using [`parse`] (one error).
+pub fn parse_all(
+    raw: RawClientMetadata,
+    defaults: Defaults,
+) -> (ClientMetadata, Vec<MetadataError>) {
+    let mut problems = vec![];
     let grant_types = match &raw.grant_types {
         None => defaults.grant_types,
         Some(names) => {
             let mut grants = vec![];
+            let mut unknown = None;
             for g in names {
-                let g = GrantType::parse(g).ok_or_else(|| {
-                    MetadataError::invalid("grant_types", format!("unknown grant type `{g}`"))
-                })?;
-                if !grants.contains(&g) {
-                    grants.push(g);
+                match GrantType::parse(g) {
+                    Some(g) if !grants.contains(&g) => grants.push(g),
+                    Some(_) => {}
+                    None => {
+                        unknown = Some(g);
+                        break;
+                    }
                 }
             }
-            grants
+            match unknown {
+                Some(g) => {
+                    problems.push(MetadataError::invalid(
+                        "grant_types",
+                        format!("unknown grant type `{g}`"),
+                    ));
+                    vec![]
+                }
+                None => grants,
+            }
         }
     };
-    if let Some(rt) = &raw.response_types {
-        check_response_types(&grant_types, rt)?;
+    if let (Some(rt), true) = (&raw.response_types, problems.is_empty()) {
+        if let Err(e) = check_response_types(&grant_types, rt) {
+            problems.push(e);
+        }
     }
     let auth_method = match raw.token_endpoint_auth_method.as_deref() {
         Some(m) => AuthMethod::parse(m).ok_or_else(|| {
@@ -295,17 +327,23 @@ pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadat
                 "token_endpoint_auth_method",
                 format!("unsupported method `{m}`"),
             )
-        })?,
+        }),
         None => defaults.auth_method.ok_or_else(|| {
             MetadataError::invalid(
                 "token_endpoint_auth_method",
                 "choose an authentication method",
             )
-        })?,
-    };
+        }),
+    }
+    .unwrap_or_else(|e| {
+        problems.push(e);
+        AuthMethod::ClientSecretBasic
+    });
     let scope = match raw.scope.as_deref() {
-        Some(s) => ScopeSet::parse(s)
-            .map_err(|e| MetadataError::invalid("scope", e.description.into_owned()))?,
+        Some(s) => ScopeSet::parse(s).unwrap_or_else(|e| {
+            problems.push(MetadataError::invalid("scope", e.description.into_owned()));
+            ScopeSet::default()
+        }),
         None => defaults.scope,
     };
     let d = defaults.oidc;
@@ -323,7 +361,7 @@ pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadat
             .id_token_signed_response_alg
             .or(d.id_token_signed_response_alg),
     };
-    Ok(ClientMetadata {
+    let meta = ClientMetadata {
         oidc,
         client_name: raw.client_name.unwrap_or(defaults.client_name),
         redirect_uris: raw.redirect_uris.unwrap_or(defaults.redirect_uris),
@@ -332,31 +370,44 @@ pub fn parse(raw: RawClientMetadata, defaults: Defaults) -> Result<ClientMetadat
         auth_method,
         client_uri: raw.client_uri.or(defaults.client_uri),
         logo_uri: raw.logo_uri.or(defaults.logo_uri),
-    })
+    };
+    (meta, problems)
 }
 
-/// Checks that the metadata describes a usable client.
+/// Checks that the metadata describes a usable client: the first problem
+/// [`validate_all`] finds.
 pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> {
+    match validate_all(m, rules).into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+/// Every problem of the metadata under `rules`, at most one per field, in
+/// this order: name, grant types, redirect URIs, auth method,
+/// `client_uri`, `logo_uri`, the OpenID Connect fields, scope. Empty when
+/// the client is usable.
+pub fn validate_all(m: &ClientMetadata, rules: &Rules) -> Vec<MetadataError> {
+    let mut problems = vec![];
     let known_scopes = &rules.scopes;
     if m.client_name.trim().is_empty() || m.client_name.len() > 200 {
-        return Err(MetadataError::invalid(
+        problems.push(MetadataError::invalid(
             "client_name",
             "must be 1 to 200 characters",
         ));
     }
     if m.grant_types.is_empty() {
-        return Err(MetadataError::invalid(
+        problems.push(MetadataError::invalid(
             "grant_types",
             "at least one grant type is required",
         ));
-    }
-    if !rules.legacy_grants {
+    } else if !rules.legacy_grants {
         if let Some(g) = m
             .grant_types
             .iter()
             .find(|g| matches!(g, GrantType::Implicit | GrantType::Password))
         {
-            return Err(MetadataError::invalid(
+            problems.push(MetadataError::invalid(
                 "grant_types",
                 format!(
                     "the `{}` grant is not served by this server (oauth.profile = \"oauth21\")",
@@ -370,23 +421,26 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
         .iter()
         .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
     if needs_redirect && m.redirect_uris.is_empty() {
-        return Err(MetadataError::redirect_uri(
+        problems.push(MetadataError::redirect_uri(
             "authorization_code and implicit clients need at least one redirect URI",
         ));
     }
-    for uri in &m.redirect_uris {
+    if let Some(e) = m.redirect_uris.iter().find_map(|uri| {
         check_redirect_uri(
             uri,
             rules.http_loopback_redirects,
             m.auth_method == AuthMethod::None,
-        )?;
+        )
+        .err()
+    }) {
+        problems.push(e);
     }
     let confidential_only = m
         .grant_types
         .iter()
         .any(|g| matches!(g, GrantType::ClientCredentials));
     if confidential_only && m.auth_method == AuthMethod::None {
-        return Err(MetadataError::invalid(
+        problems.push(MetadataError::invalid(
             "token_endpoint_auth_method",
             "client_credentials needs a confidential client (client_secret_basic or client_secret_post)",
         ));
@@ -397,26 +451,31 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
                 p.scheme() == "https" || (p.scheme() == "http" && super::types::is_loopback_url(u))
             });
             if !ok {
-                return Err(MetadataError::invalid(
+                problems.push(MetadataError::invalid(
                     field,
                     format!("`{u}` must be an absolute https URL"),
                 ));
             }
         }
     }
-    check_oidc(&m.oidc, rules, m.auth_method == AuthMethod::None)?;
+    check_oidc(
+        &m.oidc,
+        rules,
+        m.auth_method == AuthMethod::None,
+        &mut problems,
+    );
     if !m.scope.is_subset(known_scopes) {
         let unknown: Vec<&str> = m
             .scope
             .iter()
             .filter(|s| !known_scopes.contains(s))
             .collect();
-        return Err(MetadataError::invalid(
+        problems.push(MetadataError::invalid(
             "scope",
             format!("unknown scope(s): {}", unknown.join(" ")),
         ));
     }
-    Ok(())
+    problems
 }
 
 /// The OpenID Connect fields: post-logout redirect URIs under the redirect
@@ -424,24 +483,32 @@ pub fn validate(m: &ClientMetadata, rules: &Rules) -> Result<(), MetadataError> 
 /// https (or http on a loopback host) without fragment (Back-Channel Logout
 /// 1.0 §2.2), `default_max_age` at most [`MAX_DEFAULT_MAX_AGE`], and an
 /// `id_token_signed_response_alg` among `rules.signing_algs`. All
-/// `invalid_client_metadata` naming the field.
-fn check_oidc(o: &OidcMetadata, rules: &Rules, native: bool) -> Result<(), MetadataError> {
-    for uri in &o.post_logout_redirect_uris {
-        check_redirect_uri(uri, rules.http_loopback_redirects, native)
-            .map_err(|e| MetadataError::invalid("post_logout_redirect_uris", e.message))?;
+/// `invalid_client_metadata` naming the field, pushed onto `problems`.
+fn check_oidc(o: &OidcMetadata, rules: &Rules, native: bool, problems: &mut Vec<MetadataError>) {
+    if let Some(e) = o
+        .post_logout_redirect_uris
+        .iter()
+        .find_map(|uri| check_redirect_uri(uri, rules.http_loopback_redirects, native).err())
+    {
+        problems.push(MetadataError::invalid(
+            "post_logout_redirect_uris",
+            e.message,
+        ));
     }
     if let Some(uri) = &o.backchannel_logout_uri {
-        check_backchannel_uri(uri)?;
+        if let Err(e) = check_backchannel_uri(uri) {
+            problems.push(e);
+        }
     }
     if o.default_max_age.is_some_and(|a| a > MAX_DEFAULT_MAX_AGE) {
-        return Err(MetadataError::invalid(
+        problems.push(MetadataError::invalid(
             "default_max_age",
             format!("must be at most {MAX_DEFAULT_MAX_AGE} seconds (one year)"),
         ));
     }
     if let Some(alg) = &o.id_token_signed_response_alg {
         if !rules.signing_algs.iter().any(|a| a == alg) {
-            return Err(MetadataError::invalid(
+            problems.push(MetadataError::invalid(
                 "id_token_signed_response_alg",
                 format!(
                     "`{alg}` is not the algorithm of a published key (published: [{}])",
@@ -450,7 +517,6 @@ fn check_oidc(o: &OidcMetadata, rules: &Rules, native: bool) -> Result<(), Metad
             ));
         }
     }
-    Ok(())
 }
 
 /// Back-Channel Logout 1.0 §2.2: an absolute URL, https or http on a loopback
@@ -735,6 +801,39 @@ mod tests {
             logo_uri: None,
             oidc: OidcMetadata::default(),
         }
+    }
+
+    /// Issue 16 item 4: the form shows every problem at once; RFC 7591
+    /// (`parse`, `validate`) still answers with the first one.
+    #[test]
+    fn all_problems_are_found_one_per_field_and_the_first_is_the_rfc_error() {
+        let raw = RawClientMetadata {
+            client_name: Some(String::new()),
+            redirect_uris: Some(vec!["http://app.example/cb".into(), "javascript:x".into()]),
+            grant_types: Some(vec!["authorization_code".into()]),
+            scope: Some("profile bogus\u{1}".into()),
+            token_endpoint_auth_method: Some("smoke_signals".into()),
+            logo_uri: Some("ftp://logo.example/x.png".into()),
+            ..RawClientMetadata::default()
+        };
+        let (meta, parsed) = parse_all(raw.clone(), Defaults::form());
+        let fields: Vec<&str> = parsed.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["token_endpoint_auth_method", "scope"]);
+        assert_eq!(parse(raw, Defaults::form()).unwrap_err(), parsed[0]);
+        let rules = Rules {
+            scopes: ScopeSet::parse("profile").unwrap(),
+            http_loopback_redirects: true,
+            legacy_grants: false,
+            signing_algs: vec![],
+        };
+        let checked = validate_all(&meta, &rules);
+        let fields: Vec<&str> = checked.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["client_name", "redirect_uris", "logo_uri"]);
+        assert!(checked[1].message.contains("http://app.example/cb"));
+        assert_eq!(validate(&meta, &rules).unwrap_err(), checked[0]);
+        let mut ok = m();
+        ok.scope = ScopeSet::default();
+        assert!(validate_all(&ok, &rules).is_empty());
     }
 
     #[test]

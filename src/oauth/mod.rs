@@ -27,6 +27,7 @@ pub mod client_document;
 pub mod client_meta;
 pub mod consent;
 pub mod error;
+pub mod flash;
 pub mod grace;
 pub mod id_token;
 pub mod introspection;

@@ -47,6 +47,12 @@ const ORIGINS_INDEXED: &str = "kg:meta:origins-indexed";
 const RATE_LOGIN: &str = "kg:rl:login:";
 const RATE_SIGNUP: &str = "kg:rl:signup:";
 const RATE_REGISTER: &str = "kg:rl:register:";
+/// `kg:flash:<hash of id>`: a one-time message for the next page of one
+/// session (the secret of a client just created), read once, short TTL.
+const FLASH: &str = "kg:flash:";
+/// `kg:formused:<hash of nonce>`: a page form that was submitted; a second
+/// submission of the same form finds it and is refused.
+const FORM_USED: &str = "kg:formused:";
 
 /// Attempts of a compare-and-swap loop before [`StoreError::Contended`].
 const CAS_ATTEMPTS: usize = 16;
@@ -1194,6 +1200,72 @@ impl Repos {
         self.store
             .rate(&format!("{RATE_SIGNUP}{client}"), quota, cost)
             .await
+    }
+
+    // ---- page flashes and one-time forms (http::pages) -----------------
+
+    /// Stores a one-time flash under the hash of its random `id` for `ttl`.
+    pub async fn put_flash<T: Serialize>(
+        &self,
+        id: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value)?;
+        self.store
+            .put(&format!("{FLASH}{}", secret_key(id)), &bytes, Some(ttl))
+            .await
+    }
+
+    /// Reads the flash `id` and deletes it, when `mine` accepts it (a
+    /// flash of another session is left alone): of concurrent readers,
+    /// exactly one gets it (compare-and-delete).
+    pub async fn take_flash<T: for<'de> Deserialize<'de>>(
+        &self,
+        id: &str,
+        mine: impl Fn(&T) -> bool,
+    ) -> Result<Option<T>, StoreError> {
+        let key = format!("{FLASH}{}", secret_key(id));
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let value: T = serde_json::from_slice(&bytes)?;
+        if !mine(&value) {
+            return Ok(None);
+        }
+        let taken = self
+            .store
+            .swap(&Swap {
+                key: &key,
+                expected: &bytes,
+                new: None,
+                require: &[],
+                puts: &[],
+            })
+            .await?;
+        Ok(taken.then_some(value))
+    }
+
+    /// Marks the form `nonce` as submitted for `ttl`; `false` when it was
+    /// already (a replayed form). Atomic: of two concurrent submissions
+    /// exactly one gets `true`.
+    pub async fn claim_form(&self, nonce: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.store
+            .put_new(
+                &format!("{FORM_USED}{}", secret_key(nonce)),
+                b"1",
+                Some(ttl),
+            )
+            .await
+    }
+
+    /// Forgets that the form `nonce` was submitted (its action failed, so
+    /// submitting it again is not a replay).
+    pub async fn release_form(&self, nonce: &str) -> Result<(), StoreError> {
+        self.store
+            .delete(&format!("{FORM_USED}{}", secret_key(nonce)))
+            .await
+            .map(|_| ())
     }
 }
 

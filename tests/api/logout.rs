@@ -282,9 +282,10 @@ async fn client_pages_save_the_logout_uris() {
     let app = spawn_app_with(Backend::Memory, Alg::RS256, oidc).await;
     let alice = app.browser();
     assert_eq!(app.login(&alice, "/clients").await.status(), 303);
-    let form = |csrf: String, bc: &'static str| {
+    let form = |(csrf, nonce): (String, String), bc: &'static str| {
         vec![
             ("csrf_token", csrf),
+            ("form_nonce", nonce),
             ("client_name", "Shop".to_string()),
             ("redirect_uris", REDIRECT.to_string()),
             ("grant_types", "authorization_code".to_string()),
@@ -300,7 +301,11 @@ async fn client_pages_save_the_logout_uris() {
             ("backchannel_logout_uri", bc.to_string()),
         ]
     };
-    let csrf = hidden_value(&app.page(&alice, "/clients/new").await, "csrf_token");
+    let new = app.page(&alice, "/clients/new").await;
+    let csrf = (
+        hidden_value(&new, "csrf_token"),
+        hidden_value(&new, "form_nonce"),
+    );
     let resp = alice
         .post(app.url("/clients"))
         .form(&form(csrf.clone(), "http://rp.example/bc"))
@@ -319,7 +324,7 @@ async fn client_pages_save_the_logout_uris() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "secret page");
+    assert_eq!(resp.status(), 303, "to the secret page");
     let c = keygate::flows::clients::list(&app.state.repos, None)
         .await
         .unwrap()

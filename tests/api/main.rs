@@ -10,6 +10,7 @@ mod cors;
 mod demo_client;
 mod discovery;
 mod doc_server;
+mod explained_pages;
 mod faults;
 mod flows;
 mod helpers;

@@ -163,9 +163,34 @@ async fn chromium_creates_a_client_in_the_pages_and_uses_it(backend: Backend) {
     browser.fill("#redirect_uris", &callback).await;
     browser.fill("#scope", "profile").await;
     browser.click("#save").await;
-    let secret = browser.text("#client_secret").await;
+    let first_secret = browser.text("#client_secret").await;
     let client_id = browser.text("#client_id").await;
-    assert!(secret.len() >= 43, "secret shown once: {secret}");
+    assert!(
+        first_secret.len() >= 43,
+        "secret shown once: {first_secret}"
+    );
+    // Issue 16 item 4: the POST redirected; loading the page again does not
+    // post again and no longer shows the secret.
+    let shown_at = browser.current_url().await;
+    assert!(shown_at.path().ends_with("/secret"), "{shown_at}");
+    browser.goto(shown_at.as_str()).await;
+    let again = browser.page_source().await;
+    assert!(again.contains("The secret was already shown."));
+    assert!(!again.contains(&first_secret));
+    // Rotating asks first; the confirmed rotation shows the new secret once.
+    browser
+        .goto(&app.url(&format!("/clients/{client_id}")))
+        .await;
+    browser.click("#rotate").await;
+    browser
+        .wait_for_url(|u| u.path().ends_with("/rotate"), Duration::from_secs(20))
+        .await;
+    browser.click("#confirm-rotate").await;
+    browser
+        .wait_for_url(|u| u.path().ends_with("/secret"), Duration::from_secs(20))
+        .await;
+    let secret = browser.text("#client_secret").await;
+    assert!(secret.len() >= 43 && secret != first_secret);
     // use it: authorize in the browser (already signed in → consent)
     let (verifier, challenge) = pkce_pair();
     let authorize = app.url(&format!(

@@ -4,12 +4,16 @@
 //! `oauth::authorize` and the store work in `flows::authorize`. Must not
 //! depend on the other features' files (only on the kit).
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, CsrfVerifier, Data, Form};
 use poem::{handler, Request, Response};
 
-use super::kit::{current_session, nav_for, render, see_other, signed_in, Nav, PageError};
+use super::kit::{
+    allow_images_from, current_session, nav_for, render, see_other, signed_in, Nav, PageError,
+};
 use crate::flows::authorize::{approve, check, deny, remembered, Consent, Refusal};
 use crate::flows::client_documents::is_document_id;
 use crate::oauth::authorize::{
@@ -33,6 +37,18 @@ impl ScopeView {
     /// out of the box (`profile`, `email`, `openid`, `offline_access`) and a
     /// generic sentence for any other scope.
     pub fn for_scope(name: &str) -> Self {
+        Self::described(name, &BTreeMap::new())
+    }
+
+    /// A view of `name` worded by `custom` (`oauth.scope_descriptions`)
+    /// when it names the scope, else as [`for_scope`](Self::for_scope).
+    pub fn described(name: &str, custom: &BTreeMap<String, String>) -> Self {
+        if let Some(text) = custom.get(name) {
+            return Self {
+                name: name.to_string(),
+                description: text.clone(),
+            };
+        }
         let description = match name {
             "profile" => "See your username and basic profile.".to_string(),
             "email" => "See your email address.".to_string(),
@@ -63,8 +79,16 @@ pub struct ConsentPage {
     pub client_name: String,
     /// The client's `client_id`, shown in small print.
     pub client_id: String,
-    /// Host of the redirect URI the user will be sent back to.
+    /// Host of the redirect URI the user will be sent back to, with its
+    /// port when it is not the scheme's default (`localhost:8081`).
     pub redirect_host: String,
+    /// The client's registered `logo_uri`, when it is https (the page's
+    /// CSP then allows images from its origin only; loaded without a
+    /// `Referer`).
+    pub logo_uri: Option<String>,
+    /// The client's registered home page (`client_uri`, http or https),
+    /// linked.
+    pub client_uri: Option<String>,
     /// The requested scopes with descriptions; may be empty.
     pub scopes: Vec<ScopeView>,
     /// The RFC 8707 resources the token will be for (empty: none named).
@@ -112,16 +136,28 @@ async fn checked(
     pairs: &[(String, String)],
 ) -> Result<(ValidRequest, Client), PageError> {
     check(state, pairs).await.map_err(|r| match r {
-        Refusal::Authorize(e) => refused(state, e),
+        Refusal::Authorize(e) => refused(state, pairs, e),
         Refusal::Flow(e) => e.into(),
     })
 }
 
-/// The page or redirect of a protocol error.
-fn refused(state: &AppState, e: AuthorizeError) -> PageError {
+/// The page or redirect of a protocol error. The page (a problem with the
+/// client or its redirect URI) shows the `client_id` and `redirect_uri`
+/// that were sent, so the person or the app's developer can see what is
+/// wrong.
+fn refused(state: &AppState, pairs: &[(String, String)], e: AuthorizeError) -> PageError {
     match e {
         AuthorizeError::ShowToUser { title, message } => {
-            PageError::new(StatusCode::BAD_REQUEST, title, message)
+            let sent = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map_or_else(|| "(none)".to_string(), |(_, v)| v.clone())
+            };
+            PageError::new(StatusCode::BAD_REQUEST, title, message).with_details(vec![
+                ("Client ID sent", sent("client_id")),
+                ("Redirect URI sent", sent("redirect_uri")),
+            ])
         }
         AuthorizeError::Redirect { target, error } => {
             PageError::Redirect(error_redirect_url(&target, &error, &state.cfg.issuer))
@@ -135,21 +171,44 @@ fn consent_page(
     session: &Session,
     pairs: &[(String, String)],
     valid: &ValidRequest,
-    client_name: &str,
+    client: &Client,
 ) -> Response {
     let redirect_host = url::Url::parse(&valid.target.uri)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            // `port()` is `None` for the scheme's default port.
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        })
         .unwrap_or_default();
-    render(
+    let logo = client
+        .logo_uri
+        .as_deref()
+        .and_then(|l| url::Url::parse(l).ok())
+        .filter(|u| u.scheme() == "https" && u.host_str().is_some());
+    let client_uri = client
+        .client_uri
+        .as_deref()
+        .and_then(|l| url::Url::parse(l).ok())
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some());
+    let mut resp = render(
         &ConsentPage {
             nav: nav_for(state, Some(session), csrf),
             csrf_token: csrf.0.clone(),
             action: authorize_url(pairs),
-            client_name: client_name.to_string(),
+            client_name: client.client_name.clone(),
             client_id: valid.client_id.clone(),
             redirect_host,
-            scopes: valid.scope.iter().map(ScopeView::for_scope).collect(),
+            logo_uri: logo.as_ref().map(|u| u.to_string()),
+            client_uri: client_uri.map(|u| u.to_string()),
+            scopes: valid
+                .scope
+                .iter()
+                .map(|s| ScopeView::described(s, &state.cfg.ui.scope_descriptions))
+                .collect(),
             resources: valid
                 .resources
                 .iter()
@@ -164,7 +223,11 @@ fn consent_page(
                 .and_then(|u| u.host_str().map(str::to_string)),
         },
         StatusCode::OK,
-    )
+    );
+    if let Some(logo) = &logo {
+        allow_images_from(&mut resp, &logo.origin().ascii_serialization());
+    }
+    resp
 }
 
 /// The login form, coming back to the request once the user has signed in
@@ -199,16 +262,11 @@ async fn authorize(
         now: state.clock.now(),
         remembered: remembered.is_some(),
     };
-    let step = next_step(&valid, situation).map_err(|e| refused(state, e))?;
+    let step = next_step(&valid, situation).map_err(|e| refused(state, pairs, e))?;
     match (step, session, remembered) {
-        (Step::Consent, Some(session), _) => Ok(consent_page(
-            state,
-            csrf,
-            &session,
-            pairs,
-            &valid,
-            &client.client_name,
-        )),
+        (Step::Consent, Some(session), _) => {
+            Ok(consent_page(state, csrf, &session, pairs, &valid, &client))
+        }
         (Step::Issue, Some(session), Some(consent)) => Ok(see_other(
             &approve(state, &valid, &session, Consent::Remembered(consent)).await?,
         )),
@@ -343,6 +401,37 @@ mod tests {
             "&#60;/script&#62;</span> <span class=\"client-origin\">— from <strong class=\"document-host\">app.example&#60;i&#62;</strong></span> wants to access"
         ));
         assert!(html.contains("published at <strong>app.example&#60;i&#62;</strong>"));
+    }
+
+    /// Issue 16 item 5: the redirect host's port, the logo (no referrer),
+    /// the home page and configured scope wording, all escaped.
+    #[test]
+    fn consent_shows_port_logo_home_page_and_scope_descriptions_escaped() {
+        let html = consent("Demo App").render().unwrap();
+        assert!(!html.contains("<img"), "no logo registered");
+        assert!(!html.contains("client-home"));
+        let mut page = consent("Demo App");
+        page.redirect_host = "localhost:8081".into();
+        page.logo_uri = Some("https://cdn.example/logo.png?a=1&b=\"<x>".into());
+        page.client_uri = Some("https://app.example/\"onmouseover=\"x".into());
+        let custom = BTreeMap::from([("api:read".to_string(), format!("Read {XSS}"))]);
+        page.scopes = vec![
+            ScopeView::described("api:read", &custom),
+            ScopeView::described("api:write", &custom),
+            ScopeView::described("email", &custom),
+        ];
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script") && !html.contains("<x>"));
+        assert!(html.contains("You will be sent back to <strong>localhost:8081</strong>."));
+        assert!(html.contains(
+            "<img class=\"client-logo\" src=\"https://cdn.example/logo.png?a=1&#38;b=&#34;&#60;x&#62;\" alt=\"\" width=\"56\" height=\"56\" referrerpolicy=\"no-referrer\">"
+        ));
+        assert!(html.contains(
+            "Home page <a class=\"client-home\" href=\"https://app.example/&#34;onmouseover=&#34;x\" rel=\"noopener noreferrer\">"
+        ));
+        assert!(html.contains("Read &#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(html.contains("Use the \u{201c}api:write\u{201d} permission."));
+        assert!(html.contains("See your email address."));
     }
 
     #[test]

@@ -2,16 +2,27 @@
 //! user sees and changes only their own clients (another user's id answers
 //! 404). The secret is shown once, right after creation or rotation. Must not
 //! depend on the other features' files (only on the kit).
+//!
+//! Every successful POST answers with a redirect (post/redirect/get), so a
+//! reload never posts again. A new secret travels to the page that shows it
+//! through a single-read flash in the store, bound to the session and kept
+//! [`clients::SECRET_FLASH_TTL`]; reloading that page says the secret was
+//! already shown. The create form and the rotate confirmation carry a
+//! one-time `form_nonce`: the same form posted twice acts once, the second
+//! post gets [`PageError::already_submitted`]. Rotating a secret asks for
+//! confirmation first, like deleting a client.
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{CsrfToken, Data, Path};
+use poem::web::{CsrfToken, Data, Path, Query};
 use poem::{handler, FromRequest, Request, RequestBody, Response};
+use serde::Deserialize;
 
 use super::kit::{nav_for, render, see_other, CsrfForm, Nav, PageError, PostedForm, SignedIn};
 use crate::flows::clients::{self, ClientError, Registered};
 use crate::oauth::client_meta::{
     self, ClientMetadata, ClientView, Defaults, MetadataError, OidcMetadata, RawClientMetadata,
+    Rules,
 };
 use crate::oauth::types::Client;
 use crate::state::AppState;
@@ -105,17 +116,22 @@ pub struct FieldError {
 
 /// `GET /clients/new` and `GET /clients/{id}`: the create and edit form.
 ///
-/// Posts `csrf_token`, `client_name`, `redirect_uris`, `grant_types` (one per
-/// checked box), `scope`, `token_endpoint_auth_method`, `client_uri` and
-/// `logo_uri` to [`action`](Self::action). When editing, a second form posts
-/// `csrf_token` to `/clients/{id}/rotate`.
+/// Posts `csrf_token`, `form_nonce`, `client_name`, `redirect_uris`,
+/// `grant_types` (one per checked box), `scope`, `token_endpoint_auth_method`,
+/// `client_uri`, `logo_uri`, `post_logout_redirect_uris` and
+/// `backchannel_logout_uri` to [`action`](Self::action). When editing, it
+/// links to the rotate confirmation (`/clients/{id}/rotate`) and the delete
+/// confirmation.
 #[derive(Debug, Template)]
 #[template(path = "client_form.html")]
 pub struct ClientFormPage {
     /// Site header.
     pub nav: Nav,
-    /// CSRF token for the form (and the rotate form when editing).
+    /// CSRF token for the form.
     pub csrf_token: String,
+    /// One-time nonce of this form (hidden `form_nonce`): the same form
+    /// posted twice creates one client.
+    pub form_nonce: String,
     /// Where the form posts: `/clients` to create, `/clients/{id}` to edit.
     pub action: String,
     /// The `client_id` when editing; `None` on the create page.
@@ -127,16 +143,17 @@ pub struct ClientFormPage {
     pub known_grants: Vec<String>,
     /// Scopes the server knows, shown as a hint under the scope field.
     pub known_scopes: Vec<String>,
-    /// The validation error to show, if the last submission was rejected.
-    pub error: Option<FieldError>,
+    /// The validation errors of the last submission, every one at once
+    /// (at most one per field); empty when there are none.
+    pub errors: Vec<FieldError>,
 }
 
 impl ClientFormPage {
-    /// The error message for `field`, when the page's error names it.
+    /// The error message for `field`, when one of the page's errors names it.
     pub fn error_for(&self, field: &str) -> Option<&str> {
-        self.error
-            .as_ref()
-            .filter(|e| e.field == field)
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
             .map(|e| e.message.as_str())
     }
 
@@ -158,9 +175,11 @@ impl ClientFormPage {
     }
 }
 
-/// Shown once, right after a client is created or its secret rotated: the
-/// `client_id` and, for a confidential client, the plaintext secret (which
-/// is stored only as a hash and can never be shown again).
+/// `GET /clients/{id}/secret?flash=…`, the redirect after a client is
+/// created or its secret rotated: the `client_id` and, for a confidential
+/// client, the plaintext secret (which is stored only as a hash and can
+/// never be shown again). Shown once: a reload (the flash already read)
+/// says so instead, without any secret.
 #[derive(Debug, Template)]
 #[template(path = "client_secret.html")]
 pub struct ClientSecretPage {
@@ -176,6 +195,27 @@ pub struct ClientSecretPage {
     pub rotated: bool,
     /// The RFC 7592 registration access token, on creation only.
     pub registration_access_token: Option<String>,
+    /// The secrets were already shown (or their time ran out): the page
+    /// says so and shows none.
+    pub already_shown: bool,
+}
+
+/// `GET /clients/{id}/rotate`: asks for confirmation before a new secret
+/// replaces the current one; posts `csrf_token` and `form_nonce` to
+/// `/clients/{id}/rotate`.
+#[derive(Debug, Template)]
+#[template(path = "client_rotate.html")]
+pub struct ClientRotatePage {
+    /// Site header.
+    pub nav: Nav,
+    /// CSRF token for the confirmation form.
+    pub csrf_token: String,
+    /// One-time nonce of the confirmation form.
+    pub form_nonce: String,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (untrusted: escaped).
+    pub client_name: String,
 }
 
 /// `GET /clients/{id}/delete`: asks for confirmation; posts `csrf_token` to
@@ -193,10 +233,13 @@ pub struct ClientDeletePage {
     pub client_name: String,
 }
 
-/// The client form as posted: what was typed, and the metadata it means.
+/// The client form as posted: what was typed, the metadata it means with
+/// every problem found reading it, and the form's one-time nonce.
 pub struct ClientPost {
     values: ClientFormValues,
-    meta: Result<ClientMetadata, MetadataError>,
+    meta: ClientMetadata,
+    problems: Vec<MetadataError>,
+    nonce: Option<String>,
 }
 
 /// Read with [`parse_form`] from the raw body (repeated `grant_types`), as
@@ -204,8 +247,16 @@ pub struct ClientPost {
 impl PostedForm for ClientPost {
     async fn read(req: &Request, body: &mut RequestBody) -> poem::Result<(Option<String>, Self)> {
         let body = Vec::<u8>::from_request(req, body).await?;
-        let (token, values, meta) = parse_form(&body);
-        Ok((token, Self { values, meta }))
+        let (token, nonce, values, (meta, problems)) = parse_form(&body);
+        Ok((
+            token,
+            Self {
+                values,
+                meta,
+                problems,
+                nonce,
+            },
+        ))
     }
 }
 
@@ -242,14 +293,14 @@ impl Owner<'_> {
     }
 
     /// The create (`editing: None`) or edit form, with the rejected
-    /// field's message when `error` is set.
+    /// fields' messages when `errors` is not empty.
     fn form_page(
         &self,
         editing: Option<String>,
         values: ClientFormValues,
-        error: Option<FieldError>,
+        errors: Vec<FieldError>,
     ) -> Response {
-        let status = if error.is_some() {
+        let status = if !errors.is_empty() {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
@@ -258,6 +309,7 @@ impl Owner<'_> {
             &ClientFormPage {
                 nav: self.nav(),
                 csrf_token: self.csrf.0.clone(),
+                form_nonce: clients::form_nonce(),
                 action: editing.as_ref().map_or_else(
                     || "/clients".into(),
                     |id| format!("/clients/{}", urlencode(id)),
@@ -273,7 +325,7 @@ impl Owner<'_> {
                     .iter()
                     .map(str::to_string)
                     .collect(),
-                error,
+                errors,
             },
             status,
         )
@@ -290,24 +342,51 @@ impl Owner<'_> {
         match result {
             Ok(resp) => Ok(resp),
             Err(ClientError::Metadata(e)) => {
-                Ok(self.form_page(editing, values, Some(field_error(&e))))
+                Ok(self.form_page(editing, values, vec![field_error(&e)]))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    fn secret_page(&self, reg: &Registered, rotated: bool) -> Response {
-        render(
-            &ClientSecretPage {
-                nav: self.nav(),
-                client_id: reg.client.client_id.clone(),
-                client_name: reg.client.client_name.clone(),
-                client_secret: reg.secret.clone(),
-                rotated,
-                registration_access_token: reg.registration_token.clone(),
-            },
-            StatusCode::OK,
-        )
+    /// Every problem of the posted form under the server's `rules`: those
+    /// found reading it, then those of the rules for the other fields.
+    fn problems(&self, post: &ClientPost, rules: &Rules) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = post.problems.iter().map(field_error).collect();
+        for e in clients::problems(&post.meta, rules) {
+            let e = field_error(&e);
+            if !errors.iter().any(|known| known.field == e.field) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// Claims the posted form's nonce; a form without one (or posted
+    /// before) is refused.
+    async fn claim(&self, nonce: Option<&str>) -> Result<String, PageError> {
+        let nonce = nonce
+            .filter(|n| !n.is_empty() && n.len() <= 128)
+            .ok_or_else(PageError::csrf_failed)?;
+        let ttl = self.state.cfg.session.ttl;
+        if clients::claim_form(&self.state.repos, nonce, ttl).await? {
+            Ok(nonce.to_string())
+        } else {
+            Err(PageError::already_submitted())
+        }
+    }
+
+    /// The redirect to the page that shows `reg`'s secrets once.
+    async fn show_secret_once(
+        &self,
+        reg: &Registered,
+        rotated: bool,
+    ) -> Result<Response, ClientError> {
+        let flash = clients::stash_secret(&self.state.repos, &self.session, reg, rotated).await?;
+        Ok(see_other(&format!(
+            "/clients/{}/secret?flash={}",
+            urlencode(&reg.client.client_id),
+            urlencode(&flash)
+        )))
     }
 }
 
@@ -343,20 +422,24 @@ fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Parses the posted form (repeated `grant_types`) into values and metadata.
+/// Parses the posted form (repeated `grant_types`) into its CSRF token, its
+/// nonce, the values, and the metadata with every problem found reading it.
 fn parse_form(
     body: &[u8],
 ) -> (
     Option<String>,
+    Option<String>,
     ClientFormValues,
-    Result<ClientMetadata, MetadataError>,
+    (ClientMetadata, Vec<MetadataError>),
 ) {
     let mut v = ClientFormValues::default();
     let mut csrf = None;
+    let mut nonce = None;
     for (k, val) in form_urlencoded::parse(body) {
         let val = val.into_owned();
         match k.as_ref() {
             "csrf_token" => csrf = Some(val),
+            "form_nonce" => nonce = Some(val),
             "client_name" => v.client_name = val.trim().to_string(),
             "redirect_uris" => v.redirect_uris = val,
             "grant_types" => v.grant_types.push(val),
@@ -390,8 +473,8 @@ fn parse_form(
         logo_uri: opt(&v.logo_uri),
         ..RawClientMetadata::default()
     };
-    let meta = client_meta::parse(raw, Defaults::form());
-    (csrf, v, meta)
+    let meta = client_meta::parse_all(raw, Defaults::form());
+    (csrf, nonce, v, meta)
 }
 
 fn field_error(m: &MetadataError) -> FieldError {
@@ -433,29 +516,41 @@ pub async fn new_form(me: Owner<'_>) -> Response {
         token_endpoint_auth_method: "client_secret_basic".into(),
         ..Default::default()
     };
-    me.form_page(None, values, None)
+    me.form_page(None, values, Vec::new())
 }
 
-/// `POST /clients`: create.
+/// `POST /clients`: create, once per form (its `form_nonce`), then 303 to
+/// the page that shows the secret once.
 #[handler]
 pub async fn create(
     me: Owner<'_>,
     CsrfForm(post): CsrfForm<ClientPost>,
 ) -> Result<Response, PageError> {
     let state = me.state;
-    let result = match post.meta {
-        Ok(meta) => clients::register(
-            &state.repos,
-            meta,
-            &clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current()),
-            state.clock.now(),
-            Some(me.session.user_id.clone()),
-            true,
-        )
-        .await
-        .map(|reg| me.secret_page(&reg, false)),
-        Err(e) => Err(e.into()),
+    let rules = clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current());
+    let errors = me.problems(&post, &rules);
+    if !errors.is_empty() {
+        return Ok(me.form_page(None, post.values, errors));
+    }
+    let nonce = me.claim(post.nonce.as_deref()).await?;
+    let registered = clients::register(
+        &state.repos,
+        post.meta,
+        &rules,
+        state.clock.now(),
+        Some(me.session.user_id.clone()),
+        true,
+    )
+    .await;
+    let result = match registered {
+        Ok(reg) => me.show_secret_once(&reg, false).await,
+        Err(e) => Err(e),
     };
+    if result.is_err() {
+        // Nothing was created (or its secret cannot be shown): the same
+        // form may be sent again.
+        clients::release_form(&state.repos, &nonce).await?;
+    }
     me.saved(None, post.values, result)
 }
 
@@ -463,10 +558,11 @@ pub async fn create(
 #[handler]
 pub async fn edit_form(me: Owner<'_>, Path(id): Path<String>) -> Result<Response, PageError> {
     let c = clients::get(&me.state.repos, &id, me.id()).await?;
-    Ok(me.form_page(Some(c.client_id.clone()), values_of(&c), None))
+    Ok(me.form_page(Some(c.client_id.clone()), values_of(&c), Vec::new()))
 }
 
-/// `POST /clients/{id}`: save changes.
+/// `POST /clients/{id}`: save changes, then 303 to the list (or, when the
+/// change issued a secret, to the page that shows it once).
 #[handler]
 pub async fn update(
     me: Owner<'_>,
@@ -476,38 +572,100 @@ pub async fn update(
     let state = me.state;
     let old = clients::get(&state.repos, &id, me.id()).await?;
     let rules = clients::rules_with_keys(&state.cfg.client_rules, &state.keys.current());
-    let result = match post.meta {
-        Ok(mut meta) => {
-            // The form edits the logout URIs only: the other OpenID Connect
-            // fields (set through the API or the CLI) stay.
-            let kept = OidcMetadata::of(&old);
-            meta.oidc = OidcMetadata {
-                post_logout_redirect_uris: meta.oidc.post_logout_redirect_uris,
-                backchannel_logout_uri: meta.oidc.backchannel_logout_uri,
-                ..kept
-            };
-            clients::update(&state.repos, &id, me.id(), meta, &rules)
-                .await
-                .map(|reg| match reg.secret {
-                    // Turning a public client confidential issues a secret: show it once.
-                    Some(_) => me.secret_page(&reg, true),
-                    None => see_other("/clients"),
-                })
-        }
-        Err(e) => Err(e.into()),
+    let errors = me.problems(&post, &rules);
+    if !errors.is_empty() {
+        return Ok(me.form_page(Some(id), post.values, errors));
+    }
+    let mut meta = post.meta;
+    // The form edits the logout URIs only: the other OpenID Connect
+    // fields (set through the API or the CLI) stay.
+    let kept = OidcMetadata::of(&old);
+    meta.oidc = OidcMetadata {
+        post_logout_redirect_uris: meta.oidc.post_logout_redirect_uris,
+        backchannel_logout_uri: meta.oidc.backchannel_logout_uri,
+        ..kept
+    };
+    let result = match clients::update(&state.repos, &id, me.id(), meta, &rules).await {
+        // Turning a public client confidential issues a secret: show it once.
+        Ok(reg) if reg.secret.is_some() => me.show_secret_once(&reg, true).await,
+        Ok(_) => Ok(see_other("/clients")),
+        Err(e) => Err(e),
     };
     me.saved(Some(id), post.values, result)
 }
 
-/// `POST /clients/{id}/rotate`
+/// `GET /clients/{id}/secret?flash=…`: the secrets of the client just
+/// created or rotated, once (see [`ClientSecretPage`]).
+#[handler]
+pub async fn show_secret(
+    me: Owner<'_>,
+    Path(id): Path<String>,
+    Query(q): Query<FlashQuery>,
+) -> Result<Response, PageError> {
+    let c = clients::get(&me.state.repos, &id, me.id()).await?;
+    let flash = match q.flash.as_deref().filter(|f| f.len() <= 128) {
+        Some(f) => clients::take_secret(&me.state.repos, f, &me.session, &c.client_id).await?,
+        None => None,
+    };
+    let page = ClientSecretPage {
+        nav: me.nav(),
+        client_id: c.client_id,
+        client_name: c.client_name,
+        already_shown: flash.is_none(),
+        rotated: flash.as_ref().is_some_and(|f| f.rotated),
+        client_secret: flash.as_ref().and_then(|f| f.secret.clone()),
+        registration_access_token: flash.and_then(|f| f.registration_token),
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// The query of [`show_secret`].
+#[derive(Debug, Deserialize)]
+pub struct FlashQuery {
+    /// The id of the single-read flash holding the secrets.
+    flash: Option<String>,
+}
+
+/// `GET /clients/{id}/rotate`: confirmation (a public client has no
+/// secret: 400).
+#[handler]
+pub async fn rotate_form(me: Owner<'_>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let c = clients::get(&me.state.repos, &id, me.id()).await?;
+    if !c.is_confidential() {
+        return Err(ClientError::NotApplicable("public clients have no secret to rotate").into());
+    }
+    let page = ClientRotatePage {
+        nav: me.nav(),
+        csrf_token: me.csrf.0.clone(),
+        form_nonce: clients::form_nonce(),
+        client_id: c.client_id,
+        client_name: c.client_name,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// `POST /clients/{id}/rotate`: the confirmed rotation, once per
+/// confirmation form, then 303 to the page that shows the new secret once.
 #[handler]
 pub async fn rotate(
     me: Owner<'_>,
-    CsrfForm(_): CsrfForm<ClientPost>,
+    CsrfForm(post): CsrfForm<ClientPost>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let reg = clients::rotate_secret(&me.state.repos, &id, me.id()).await?;
-    Ok(me.secret_page(&reg, true))
+    // Only the owner's client: another user's id is 404 before any claim.
+    clients::get(&me.state.repos, &id, me.id()).await?;
+    let nonce = me.claim(post.nonce.as_deref()).await?;
+    let result = match clients::rotate_secret(&me.state.repos, &id, me.id()).await {
+        Ok(reg) => me.show_secret_once(&reg, true).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            clients::release_form(&me.state.repos, &nonce).await?;
+            Err(e.into())
+        }
+    }
 }
 
 /// `GET /clients/{id}/delete`: confirmation.
@@ -553,6 +711,7 @@ mod tests {
         ClientFormPage {
             nav: nav_in("alice"),
             csrf_token: "tok-123".into(),
+            form_nonce: "nonce-1".into(),
             action: editing.map_or_else(|| "/clients".into(), |id| format!("/clients/{id}")),
             editing: editing.map(Into::into),
             values: ClientFormValues {
@@ -572,7 +731,7 @@ mod tests {
                 "client_credentials".into(),
             ],
             known_scopes: vec!["profile".into(), "email".into()],
-            error: None,
+            errors: Vec::new(),
         }
     }
 
@@ -584,6 +743,7 @@ mod tests {
             client_secret: secret.map(Into::into),
             rotated,
             registration_access_token: None,
+            already_shown: false,
         }
     }
 
@@ -675,6 +835,7 @@ mod tests {
                 "client_name",
                 "client_uri",
                 "csrf_token",
+                "form_nonce",
                 "grant_types",
                 "grant_types",
                 "grant_types",
@@ -749,15 +910,15 @@ mod tests {
         let f = form(&html, "<form method=\"post\" action=\"/clients/c1\"");
         assert!(f.contains(">Save changes</button>"));
         assert!(!f.contains("Create client"));
-        let rotate_form = form(&html, "<form method=\"post\" action=\"/clients/c1/rotate\"");
-        assert_eq!(names(rotate_form), ["csrf_token"]);
-        assert!(rotate_form.contains("value=\"tok-123\""));
-        assert!(rotate_form.contains("id=\"rotate\""));
-        assert!(rotate_form.contains(">Rotate secret</button>"));
+        assert!(f.contains("<input type=\"hidden\" name=\"form_nonce\" value=\"nonce-1\">"));
+        // Rotating asks for confirmation: a link, never a form posting here.
+        assert!(html.contains(
+            "<a class=\"button button-secondary\" id=\"rotate\" href=\"/clients/c1/rotate\">Rotate secret…</a>"
+        ));
+        assert!(!html.contains("action=\"/clients/c1/rotate\""));
         assert!(html.contains("href=\"/clients/c1/delete\">Delete this client</a>"));
-        // Sign-out, client form, rotate form.
-        assert_eq!(html.matches("<form").count(), 3);
-        // The rotate form comes after the main form, not inside it.
+        // Sign-out, client form.
+        assert_eq!(html.matches("<form").count(), 2);
         assert!(html.find("/rotate\"").unwrap() > html.find("id=\"save\"").unwrap());
     }
 
@@ -773,17 +934,17 @@ mod tests {
             "logo_uri",
         ] {
             let mut page = client_form(None);
-            page.error = Some(FieldError {
+            page.errors = vec![FieldError {
                 field: field.into(),
                 message: format!("Bad {field} {XSS}"),
-            });
+            }];
             let html = page.render().unwrap();
             assert!(!html.contains(XSS));
             let escaped = format!("Bad {field} &#60;script&#62;");
             // Summary at the top, before the form, linking to the field.
             let alert = html.find("role=\"alert\"").expect("summary");
             assert!(alert < html.find("action=\"/clients\"").unwrap());
-            assert!(html.contains(&format!("<a href=\"#{field}\">{escaped}")));
+            assert!(html.contains(&format!("<li><a href=\"#{field}\">{escaped}")));
             // Next to the field.
             let next = format!("<p class=\"field-error\" id=\"{field}-error\">{escaped}");
             assert!(html.contains(&next), "{field}");
@@ -803,6 +964,77 @@ mod tests {
                 assert!(wrapper.starts_with("<div class=\"field field-invalid\">"));
             }
         }
+    }
+
+    /// Issue 16 item 4: every error at once, each next to its field.
+    #[test]
+    fn client_form_shows_every_error_next_to_its_field() {
+        let mut page = client_form(None);
+        page.errors = vec![
+            FieldError {
+                field: "client_name".into(),
+                message: "must be 1 to 200 characters".into(),
+            },
+            FieldError {
+                field: "redirect_uris".into(),
+                message: format!("`{XSS}` is not an absolute URI"),
+            },
+            FieldError {
+                field: "scope".into(),
+                message: "unknown scope(s): bogus".into(),
+            },
+        ];
+        let html = page.render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("Please correct the form (3 problems)."));
+        assert_eq!(html.matches("class=\"field-error\"").count(), 3);
+        assert_eq!(html.matches("<li><a href=\"#").count(), 3);
+        for (field, message) in [
+            ("client_name", "must be 1 to 200 characters"),
+            (
+                "redirect_uris",
+                "`&#60;script&#62;alert(1)&#60;/script&#62;` is not",
+            ),
+            ("scope", "unknown scope(s): bogus"),
+        ] {
+            let next = format!("<p class=\"field-error\" id=\"{field}-error\">{message}");
+            assert!(html.contains(&next), "{field}: {html}");
+            assert!(tag_with_id(&html, field).contains("aria-invalid=\"true\""));
+        }
+        assert!(!tag_with_id(&html, "client_uri").contains("aria-invalid"));
+    }
+
+    #[test]
+    fn client_rotate_page_confirms_with_a_one_time_form() {
+        let html = ClientRotatePage {
+            nav: nav_in("alice"),
+            csrf_token: "tok-123".into(),
+            form_nonce: "nonce-9".into(),
+            client_id: "c1".into(),
+            client_name: XSS.into(),
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("Rotate the secret of <span class=\"client-name\">&#60;script&#62;"));
+        assert!(html.contains("The current secret stops working at once"));
+        let f = form(&html, "<form method=\"post\" action=\"/clients/c1/rotate\"");
+        assert_eq!(names(f), ["csrf_token", "form_nonce"]);
+        assert!(f.contains("value=\"nonce-9\""));
+        assert!(tag_with_id(f, "confirm-rotate").starts_with("<button type=\"submit\""));
+        assert!(html.contains("href=\"/clients/c1\">Cancel</a>"));
+    }
+
+    #[test]
+    fn client_secret_page_already_shown_has_no_secret() {
+        let mut page = secret_page(None, false);
+        page.already_shown = true;
+        let html = page.render().unwrap();
+        assert!(html.contains("The secret was already shown."));
+        assert!(!html.contains("secret-box"));
+        assert!(!html.contains("Copy it now"));
+        assert!(!html.contains("it has no secret"));
+        assert!(html.contains("<code id=\"client_id\" class=\"copyable\">c1</code>"));
     }
 
     #[test]

@@ -90,6 +90,26 @@ pub struct ErrorPage {
     pub title: String,
     /// One or two sentences explaining what happened and what to do.
     pub message: String,
+    /// What the request sent, when it helps to see it (the `client_id`
+    /// and `redirect_uri` of a refused authorization request): label and
+    /// value, the value already cut to [`DETAIL_MAX_CHARS`] (untrusted:
+    /// escaped, shown as code, never a link).
+    pub details: Vec<(String, String)>,
+}
+
+/// The longest value shown in an error page's details; longer values are
+/// cut and end with "…".
+pub const DETAIL_MAX_CHARS: usize = 200;
+
+/// `value` cut to [`DETAIL_MAX_CHARS`] characters (with "…" when cut), for
+/// an error page's details.
+pub fn detail_value(value: &str) -> String {
+    if value.chars().count() <= DETAIL_MAX_CHARS {
+        return value.to_string();
+    }
+    let mut cut: String = value.chars().take(DETAIL_MAX_CHARS).collect();
+    cut.push('…');
+    cut
 }
 
 /// Renders `page` into an HTML response with `status`, `Content-Type:
@@ -141,6 +161,25 @@ pub fn secure_html_headers(resp: &mut Response) {
     );
 }
 
+/// Lets `resp` (an HTML page) load images from `origin` too (an
+/// `https://host[:port]` serialised origin, e.g. a client's logo on the
+/// consent page): the [`CONTENT_SECURITY_POLICY`] with that origin added to
+/// `img-src`, nothing else loosened. A value that cannot be a header leaves
+/// the policy as it was.
+pub fn allow_images_from(resp: &mut Response, origin: &str) {
+    if !origin.starts_with("https://") || origin.contains([';', ' ', ',', '\'', '"']) {
+        return;
+    }
+    let policy = CONTENT_SECURITY_POLICY.replace(
+        "img-src 'self' data:",
+        &format!("img-src 'self' data: {origin}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
 /// `GET /static/style.css`: the embedded [`STYLESHEET`], cacheable for an hour.
 #[poem::handler]
 pub fn stylesheet() -> Response {
@@ -149,6 +188,13 @@ pub fn stylesheet() -> Response {
         .header(header::CACHE_CONTROL, "public, max-age=3600")
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .body(STYLESHEET)
+}
+
+/// The page for a path no route serves (404), for browsers: the router
+/// calls it, wrapped like every page, when nothing else matched.
+#[poem::handler]
+pub fn not_found() -> Result<Response, PageError> {
+    Err(PageError::not_found())
 }
 
 /// A 303 redirect carrying the page security headers (a form post is never
@@ -251,6 +297,9 @@ pub enum PageError {
         message: Cow<'static, str>,
         /// `Retry-After` seconds, for a rate-limited post.
         retry_after: Option<u64>,
+        /// What the request sent, shown under the message
+        /// ([`ErrorPage::details`]).
+        details: Vec<(String, String)>,
     },
     /// `303 See Other` to this location.
     #[error("redirect to {0}")]
@@ -269,7 +318,29 @@ impl PageError {
             title: title.into(),
             message: message.into(),
             retry_after: None,
+            details: Vec::new(),
         }
+    }
+
+    /// This error page showing `details` (label, value as sent; values are
+    /// cut with [`detail_value`]). A redirect is left as it is.
+    pub fn with_details(mut self, sent: Vec<(&str, String)>) -> Self {
+        if let Self::Page { details, .. } = &mut self {
+            *details = sent
+                .into_iter()
+                .map(|(label, value)| (label.to_string(), detail_value(&value)))
+                .collect();
+        }
+        self
+    }
+
+    /// The page for a path that names nothing (404).
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is no page at this address. Check the link, or start again from the home page.",
+        )
     }
 
     /// The page for a failed CSRF check.
@@ -278,6 +349,16 @@ impl PageError {
             StatusCode::FORBIDDEN,
             "This form has expired",
             "For your security the form could not be accepted. Go back, reload the page and try again.",
+        )
+    }
+
+    /// The page for a form posted a second time (its one-time nonce was
+    /// used): the first post counted, this one did nothing.
+    pub fn already_submitted() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "This form was already sent",
+            "The same form was submitted twice: the first submission counted, this one changed nothing. Open your pages again to see the result.",
         )
     }
 
@@ -291,6 +372,7 @@ impl PageError {
             )
             .into(),
             retry_after: Some(retry_after),
+            details: Vec::new(),
         }
     }
 
@@ -315,12 +397,14 @@ impl PageError {
                 title,
                 message,
                 retry_after,
+                details,
             } => {
                 let page = ErrorPage {
                     nav,
                     status: status.as_u16(),
                     title: title.into_owned(),
                     message: message.into_owned(),
+                    details,
                 };
                 let mut resp = render(&page, status);
                 if let Some(secs) = retry_after {
@@ -386,23 +470,42 @@ impl ResponseError for PageError {
 
 /// Wraps a page endpoint so that a [`PageError`] from its extractors or its
 /// handler becomes the error page (or redirect), with the request's CSRF
-/// token and the sign-up setting in its header as on every other page. Other
-/// errors (poem's own, e.g. an unparsable form) pass through unchanged.
-/// Apply it inside poem's `Csrf` middleware, which provides the token.
+/// token, the sign-up setting and the signed-in user in its header as on
+/// every other page (the session is read only when an error page is shown;
+/// if that read fails the header shows the sign-in links). Other errors
+/// (poem's own, e.g. an unparsable form) pass through unchanged. Apply it
+/// inside poem's `Csrf` middleware, which provides the token.
 pub fn error_pages<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
     ep.around(|ep, req| async move {
-        let nav = Nav {
+        let state = req.data::<AppState>().cloned();
+        // The cookie jar exists wherever the state does (poem's `Csrf`
+        // installs it); a bare endpoint in a unit test has neither.
+        let cookie = state.as_ref().and_then(|_| {
+            req.cookie()
+                .get(SESSION_COOKIE)
+                .map(|c| c.value_str().to_string())
+        });
+        let mut nav = Nav {
             username: None,
             csrf_token: req
                 .extensions()
                 .get::<CsrfToken>()
                 .map(|t| t.0.clone())
                 .unwrap_or_default(),
-            signup_enabled: req.data::<AppState>().is_some_and(|s| s.cfg.ui.signup),
+            signup_enabled: state.as_ref().is_some_and(|s| s.cfg.ui.signup),
         };
         match ep.call(req).await {
             Ok(resp) => Ok(resp.into_response()),
-            Err(e) => e.downcast::<PageError>().map(|page| page.render(nav)),
+            Err(e) => {
+                let page = e.downcast::<PageError>()?;
+                if let (PageError::Page { .. }, Some(state), Some(cookie)) = (&page, state, cookie)
+                {
+                    if let Ok(Some(session)) = users::session(&state, &cookie).await {
+                        nav.username = Some(session.username);
+                    }
+                }
+                Ok(page.render(nav))
+            }
         }
     })
 }
@@ -517,6 +620,69 @@ mod tests {
         assert!(HeaderValue::from_str(&encoded).is_ok());
     }
 
+    /// Issue 16 item 5: what was sent is shown escaped and cut.
+    #[test]
+    fn error_page_details_are_escaped_and_cut() {
+        let long = format!("https://app.example/{}", "a".repeat(400));
+        let page = PageError::new(StatusCode::BAD_REQUEST, "Unknown application", "x")
+            .with_details(vec![
+                ("Client ID sent", XSS.to_string()),
+                ("Redirect URI sent", long.clone()),
+            ]);
+        let PageError::Page { details, .. } = &page else {
+            panic!("a page")
+        };
+        assert_eq!(details[1].1.chars().count(), DETAIL_MAX_CHARS + 1);
+        assert!(details[1].1.ends_with('…'));
+        let html = ErrorPage {
+            nav: nav_out(),
+            status: 400,
+            title: "Unknown application".into(),
+            message: "x".into(),
+            details: details.clone(),
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("<dt>Client ID sent</dt>"));
+        assert!(html.contains("<dd><code>&#60;script&#62;alert(1)&#60;/script&#62;</code></dd>"));
+        assert!(html.contains(&format!(
+            "<dd><code>{}…</code></dd>",
+            &long[..DETAIL_MAX_CHARS]
+        )));
+        assert!(!html.contains(&long));
+        assert!(!html.contains("href=\"http"), "never a link");
+        assert_eq!(
+            detail_value("é".repeat(DETAIL_MAX_CHARS).as_str()),
+            "é".repeat(DETAIL_MAX_CHARS)
+        );
+    }
+
+    #[test]
+    fn images_are_allowed_from_one_https_origin_only() {
+        let csp = |origin: &str| {
+            let mut resp = render(&consent("Demo"), StatusCode::OK);
+            allow_images_from(&mut resp, origin);
+            resp.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            csp("https://cdn.example:8443"),
+            "default-src 'none'; style-src 'self'; img-src 'self' data: https://cdn.example:8443; \
+             base-uri 'none'; frame-ancestors 'none'"
+        );
+        for bad in [
+            "http://cdn.example",
+            "https://a; script-src *",
+            "https://a b",
+            "*",
+        ] {
+            assert_eq!(csp(bad), CONTENT_SECURITY_POLICY, "{bad}");
+        }
+    }
+
     #[test]
     fn see_other_always_has_a_location() {
         let resp = see_other("/\u{1}x");
@@ -535,6 +701,7 @@ mod tests {
             status: 400,
             title: "Unknown client".into(),
             message: format!("No client {XSS} is registered."),
+            details: vec![("Client ID sent".into(), XSS.into())],
         }
         .render()
         .unwrap();
@@ -572,6 +739,7 @@ mod tests {
                 status: 404,
                 title: "Not found".into(),
                 message: String::new(),
+                details: Vec::new(),
             },
             StatusCode::NOT_FOUND,
         );

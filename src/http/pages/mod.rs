@@ -21,8 +21,9 @@
 //! `csrf_token` and `decision=allow|deny`.
 //! The client form posts `client_name`, `redirect_uris`, `grant_types`,
 //! `scope`, `token_endpoint_auth_method`, `client_uri`, `logo_uri`,
-//! `post_logout_redirect_uris`, `backchannel_logout_uri` and `csrf_token`
-//! (see [`clients::ClientFormPage`]). The logout confirmation page
+//! `post_logout_redirect_uris`, `backchannel_logout_uri`, `csrf_token` and
+//! the one-time `form_nonce` (see [`clients::ClientFormPage`]); the rotate
+//! confirmation posts `csrf_token` and `form_nonce`. The logout confirmation page
 //! ([`logout`]) posts `csrf_token` and `decision=logout` or
 //! `decision=cancel` with the request's parameters. The account form posts
 //! `csrf_token`, `name` and `email`; each revoke form of `/account/apps`

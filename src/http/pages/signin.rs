@@ -14,7 +14,8 @@ use serde::Deserialize;
 use super::kit::{
     current_session, nav_for, render, safe_return_to, sign_in, CsrfForm, Nav, PageError,
 };
-use crate::flows::users;
+use crate::flows::client_documents::is_document_id;
+use crate::flows::{clients, users};
 use crate::state::AppState;
 
 /// `GET /`: a short welcome with links to the docs and discovery documents.
@@ -43,6 +44,10 @@ pub struct LoginPage {
     pub username: String,
     /// Message shown above the form, e.g. "Invalid username or password".
     pub error: Option<String>,
+    /// The registered name of the app that sent the user here, when
+    /// `return_to` is an authorization request of a known client
+    /// (untrusted: escaped).
+    pub app_name: Option<String>,
 }
 
 /// `GET /signup`: the account creation form (posts `username`, `email`,
@@ -86,8 +91,9 @@ pub struct ReturnTo {
     login_hint: Option<String>,
 }
 
-/// The login page with `username` filled in and `error` above the form.
-fn login_page(
+/// The login page with `username` filled in and `error` above the form,
+/// naming the app that sent the user here ([`app_name`]).
+async fn login_page(
     state: &AppState,
     csrf: &CsrfToken,
     return_to: String,
@@ -97,10 +103,35 @@ fn login_page(
     LoginPage {
         nav: nav_for(state, None, csrf),
         csrf_token: csrf.0.clone(),
+        app_name: app_name(state, &return_to).await,
         return_to,
         username,
         error,
     }
+}
+
+/// The name of the client whose authorization request `return_to` (already
+/// made safe: a local path) is: a config-file client, or one store read; `None` for any other
+/// page, an unknown client, a client ID metadata document (not fetched for
+/// the login page) or a store failure (the page is still useful without it).
+async fn app_name(state: &AppState, return_to: &str) -> Option<String> {
+    let (path, query) = return_to.split_once('?')?;
+    if path != "/oauth/authorize" {
+        return None;
+    }
+    let client_id = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())?;
+    if is_document_id(state, &client_id) {
+        return None;
+    }
+    if let Some(c) = state.config_clients.get(&client_id) {
+        return Some(c.client_name.clone());
+    }
+    clients::get(&state.repos, &client_id, None)
+        .await
+        .ok()
+        .map(|c| c.client_name)
 }
 
 /// `GET /login`
@@ -112,7 +143,7 @@ pub async fn login_form(
 ) -> Response {
     let return_to = safe_return_to(&state.cfg.issuer, q.return_to.as_deref());
     let hint: String = q.login_hint.unwrap_or_default().chars().take(64).collect();
-    let page = login_page(&state, csrf, return_to, hint, None);
+    let page = login_page(&state, csrf, return_to, hint, None).await;
     render(&page, StatusCode::OK)
 }
 
@@ -141,7 +172,7 @@ pub async fn login(
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
     let Some(user) = users::login(&state, peer, username.trim(), password).await? else {
         let error = Some("Incorrect username or password.".into());
-        let page = login_page(&state, csrf, return_to, username, error);
+        let page = login_page(&state, csrf, return_to, username, error).await;
         return Ok(render(&page, StatusCode::UNAUTHORIZED));
     };
     sign_in(&state, req, &user, &return_to).await
@@ -235,6 +266,21 @@ pub async fn signup(
 mod tests {
     use super::*;
     use crate::http::pages::testing::{form, login, names, nav_in, nav_out, XSS};
+
+    /// Issue 16 item 5: the login page names the app, escaped.
+    #[test]
+    fn login_names_the_app_that_sent_the_user_escaped() {
+        let html = login(None, "").render().unwrap();
+        assert!(html.contains("Use your keygate account to continue."));
+        let mut page = login(None, "");
+        page.app_name = Some(XSS.into());
+        let html = page.render().unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains(
+            "Sign in to continue to <strong class=\"client-name\">&#60;script&#62;alert(1)&#60;/script&#62;</strong>."
+        ));
+        assert!(!html.contains("Use your keygate account"));
+    }
 
     /// The home page with `nav` and no issuer.
     fn home_html(nav: Nav) -> String {

@@ -57,6 +57,7 @@ pub fn login(error: Option<&str>, username: &str) -> LoginPage {
         return_to: "/oauth/authorize?client_id=c1&state=x".into(),
         username: username.into(),
         error: error.map(Into::into),
+        app_name: None,
     }
 }
 
@@ -69,6 +70,8 @@ pub fn consent(client_name: &str) -> ConsentPage {
         client_name: client_name.into(),
         client_id: "c1".into(),
         redirect_host: "app.example.com".into(),
+        logo_uri: None,
+        client_uri: None,
         scopes: vec![
             ScopeView::for_scope("profile"),
             ScopeView::for_scope("email"),
