@@ -95,31 +95,35 @@ pub fn run(config: Option<&Path>, cmd: KeysCommand) -> anyhow::Result<()> {
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Array(list))?;
             } else {
-                for (k, s) in &status {
-                    let when = match s.state {
-                        KeyState::Pending => format!("signs from {}", rfc3339(s.activates_at)),
-                        KeyState::Active => match s.retired_at {
-                            Some(t) => format!("signs until {}", rfc3339(t)),
-                            None => format!("signs since {}", rfc3339(s.activates_at)),
-                        },
-                        KeyState::Retired => {
-                            format!("prunable from {}", rfc3339(s.prunable_at.unwrap_or(now)))
-                        }
-                        KeyState::Prunable => {
-                            format!("prunable since {}", rfc3339(s.prunable_at.unwrap_or(now)))
-                        }
-                    };
-                    writeln!(
-                        out,
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        k.kid,
-                        k.alg,
-                        rfc3339(k.created),
-                        s.state,
-                        when,
-                        k.path.display()
-                    )?;
-                }
+                let rows: Vec<Vec<String>> = status
+                    .iter()
+                    .map(|(k, s)| {
+                        let when = match s.state {
+                            KeyState::Pending => format!("signs from {}", rfc3339(s.activates_at)),
+                            KeyState::Active => match s.retired_at {
+                                Some(t) => format!("signs until {}", rfc3339(t)),
+                                None => format!("signs since {}", rfc3339(s.activates_at)),
+                            },
+                            KeyState::Retired => {
+                                format!("prunable from {}", rfc3339(s.prunable_at.unwrap_or(now)))
+                            }
+                            KeyState::Prunable => {
+                                format!("prunable since {}", rfc3339(s.prunable_at.unwrap_or(now)))
+                            }
+                        };
+                        vec![
+                            k.kid.clone(),
+                            k.alg.to_string(),
+                            rfc3339(k.created),
+                            s.state.to_string(),
+                            when,
+                            k.path.display().to_string(),
+                        ]
+                    })
+                    .collect();
+                drop(out);
+                super::print_table(&["KID", "ALG", "CREATED", "STATE", "WHEN", "FILE"], &rows);
+                return Ok(());
             }
         }
         KeysCommand::Prune { dry_run, json } => {
