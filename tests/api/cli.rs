@@ -181,6 +181,14 @@ fn keys_generate_and_list() {
         "{text}"
     );
     let out = command(dir.path())
+        .args(["keys", "generate", "--alg", "ES256", "--json"])
+        .output()
+        .unwrap();
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["alg"], "ES256");
+    assert_eq!(made["state"], "pending");
+    assert!(Path::new(made["path"].as_str().unwrap()).exists(), "{made}");
+    let out = command(dir.path())
         .args(["keys", "generate", "--alg", "HS256"])
         .output()
         .unwrap();
@@ -928,4 +936,177 @@ fn check_config_lists_dev_credentials_on_a_public_listener_and_passes_a_good_fil
     let (code, text) = check("127.0.0.1:8080");
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(text.trim(), format!("{}: OK", config.display()));
+}
+
+/// The list commands print a table with a header row; `client show` for a
+/// `[[clients]]` entry says which file and entry define it.
+#[test]
+fn list_commands_print_tables_and_client_show_names_the_config_entry() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("k.toml");
+    std::fs::write(
+        &config,
+        "[[clients]]\nclient_id = \"spa\"\nclient_name = \"Config SPA\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\nscope = \"profile\"\ntoken_endpoint_auth_method = \"none\"\n\
+         [[clients]]\nclient_id = \"cfg-app\"\nclient_name = \"Config app\"\ngrant_types = [\"authorization_code\"]\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\nscope = \"profile email\"\ntoken_endpoint_auth_method = \"none\"\n",
+    )
+    .unwrap();
+    let file = config.to_str().unwrap();
+    let (code, out, err) = run_with(
+        d,
+        &redis,
+        &["--config", file, "client", "show", "cfg-app"],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!(
+            "defined in:    {file}, [[clients]] entry 2 (clients[1])"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Config app") && out.contains("profile email"),
+        "{out}"
+    );
+    let (_, out, _) = run_with(
+        d,
+        &redis,
+        &["--config", file, "client", "show", "cfg-app", "--json"],
+        None,
+    );
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["defined_in"]["file"], file);
+    assert_eq!(shown["defined_in"]["entry"], "clients[1]");
+    assert_eq!(shown["token_endpoint_auth_method"], "none");
+    let (code, _, err) = run_with(d, &redis, &["client", "show", "cfg-app"], None);
+    assert_eq!(code, Some(2), "without the file it is not a stored client");
+    assert!(err.contains("no such client"), "{err}");
+
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Billing job",
+            "--grant-type",
+            "client_credentials",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run_with(d, &redis, &["client", "list"], None);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["CLIENT_ID", "AUTH_METHOD", "GRANT_TYPES", "NAME"],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(
+        rows[1][1..],
+        [
+            "client_secret_basic",
+            "client_credentials",
+            "Billing",
+            "job"
+        ],
+        "{out}"
+    );
+
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "user",
+            "add",
+            "frank",
+            "--password-stdin",
+            "--email",
+            "frank@example.net",
+        ],
+        Some("frank-password-1\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run_with(d, &redis, &["user", "list"], None);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["USERNAME", "ID", "EMAIL", "NAME"], "{out}");
+    assert_eq!(rows[1][0], "frank", "{out}");
+    assert_eq!(rows[1][2..], ["frank@example.net", "-"], "{out}");
+    // Columns line up: every cell of a column starts where its header does.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines[0].find("EMAIL").unwrap();
+    assert_eq!(lines[1].find("frank@").unwrap(), at, "{out}");
+}
+
+/// On a terminal `hash-password` prompts twice and the password is not
+/// echoed (`script` from util-linux gives the process a pseudo-terminal).
+#[test]
+fn hash_password_prompts_without_echo_on_a_terminal() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let password = "typed-at-a-tty-42";
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} hash-password", env!("CARGO_BIN_EXE_keygate")),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !seen.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for("Password: ");
+    writeln!(stdin, "{password}").unwrap();
+    wait_for("Password (again): ");
+    writeln!(stdin, "{password}").unwrap();
+    wait_for("$argon2id$");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let out = seen.lock().unwrap().clone();
+    assert!(!out.contains(password), "the password was echoed: {out:?}");
+    let phc = out
+        .lines()
+        .find(|l| l.starts_with("$argon2id$"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(keygate::passwords::verify(password.into(), Some(phc))));
 }
