@@ -73,9 +73,6 @@ enum Command {
 /// Runs one command; `check-config` chooses its exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = cli.config.as_deref();
-    if let Command::CheckConfig { json } = cli.command {
-        return check_config::run(config, json).await;
-    }
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Openapi { format } => openapi::run(format),
@@ -87,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             resources::run(&open_store(config).await?, &settings, cmd).await
         }
         Command::HashPassword => users::hash_password(),
-        Command::CheckConfig { .. } => Ok(()),
+        Command::CheckConfig { json } => return check_config::run(config, json).await,
     }
     .map(|()| std::process::ExitCode::SUCCESS)
 }
@@ -152,10 +149,8 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if i + 1 == widths.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
+            out.push_str(cell);
+            if i + 1 < widths.len() {
                 out.push_str(&" ".repeat(w - cell.chars().count() + 2));
             }
         }

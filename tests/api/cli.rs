@@ -1049,18 +1049,22 @@ fn list_commands_print_tables_and_client_show_names_the_config_entry() {
 }
 
 /// On a terminal `hash-password` prompts twice and the password is not
-/// echoed (`script` from util-linux gives the process a pseudo-terminal).
+/// echoed (`script` from util-linux gives the process a pseudo-terminal;
+/// the test types only once `stty` shows echo off, as a person would).
 #[test]
 fn hash_password_prompts_without_echo_on_a_terminal() {
     use std::io::{Read, Write};
     use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let tty_file = dir.path().join("tty");
     let password = "typed-at-a-tty-42";
+    let inner = format!(
+        "tty > '{}'; exec '{}' hash-password",
+        tty_file.display(),
+        env!("CARGO_BIN_EXE_keygate")
+    );
     let mut child = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} hash-password", env!("CARGO_BIN_EXE_keygate")),
-            "/dev/null",
-        ])
+        .args(["-qec", &format!("sh -c \"{inner}\""), "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1077,23 +1081,43 @@ fn hash_password_prompts_without_echo_on_a_terminal() {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let wait_for = |text: &str| {
+    let until = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !seen.lock().unwrap().contains(text) {
+        while !done() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {text:?} in {:?}",
+                "no {what}: {:?}",
                 seen.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    // Echo is off on the terminal: keygate is reading the password.
+    let echo_off = || {
+        let Ok(tty) = std::fs::read_to_string(&tty_file) else {
+            return false;
+        };
+        Command::new("stty")
+            .args(["-F", tty.trim(), "-a"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|w| w == "-echo")
+            })
+    };
     let mut stdin = child.stdin.take().unwrap();
-    wait_for("Password: ");
+    until("first prompt", &|| {
+        seen.lock().unwrap().contains("Password: ")
+    });
+    until("echo off", &echo_off);
     writeln!(stdin, "{password}").unwrap();
-    wait_for("Password (again): ");
+    until("second prompt", &|| {
+        seen.lock().unwrap().contains("Password (again): ")
+    });
+    until("echo off", &echo_off);
     writeln!(stdin, "{password}").unwrap();
-    wait_for("$argon2id$");
+    until("hash", &|| seen.lock().unwrap().contains("$argon2id$"));
     drop(stdin);
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
