@@ -1,6 +1,7 @@
 //! The `keygate` binary: parses the command line, starts the async runtime
 //! and hands over to [`cli::run`]. Any error ends the process with exit code 2
-//! and one `keygate: …` line on standard error.
+//! and one `keygate: …` line on standard error (`check-config` exits 1 when
+//! it found problems).
 
 mod cli;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("keygate: {e:#}");
             ExitCode::from(2)

@@ -1,9 +1,11 @@
-//! Prometheus metrics (text exposition format): requests by route and status,
-//! request latency, tokens issued by grant, store calls and errors.
+//! Prometheus metrics (text exposition format): the build, requests by route
+//! and status, request latency, tokens issued by grant, logins by outcome,
+//! rate-limit refusals by limit, store calls and errors.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -55,6 +57,29 @@ pub struct GrantLabels {
     pub grant_type: &'static str,
 }
 
+/// Labels of `keygate_logins_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `success`, `failure` (wrong username or password) or `limited`
+    /// (refused by the failed-login limit before the password was checked).
+    pub outcome: &'static str,
+}
+
+/// Labels of `keygate_rate_limited_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The limit that refused the request (`login`, `signup`,
+    /// `registration`, `client_auth_failures`, `public_client`, `client_ceiling`).
+    pub limit: &'static str,
+}
+
+/// Labels of `keygate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
@@ -74,6 +99,10 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Back-channel logout deliveries abandoned after their last try.
     pub backchannel_logout_failures: Counter,
+    /// Password checks (login form and password grant) by outcome.
+    pub logins: Family<OutcomeLabels, Counter>,
+    /// Requests refused by a rate limit, by limit.
+    pub rate_limited: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -94,6 +123,29 @@ impl Metrics {
         let store_calls = Family::<StoreOpLabels, Counter>::default();
         let store_errors = Counter::default();
         let backchannel_logout_failures = Counter::default();
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running keygate version (always 1)",
+            build_info,
+        );
+        registry.register(
+            "logins",
+            "Password checks (login form and password grant) by outcome",
+            logins.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by limit",
+            rate_limited.clone(),
+        );
         registry.register(
             "backchannel_logout_failures",
             "Back-channel logout tokens not delivered after every try",
@@ -132,7 +184,21 @@ impl Metrics {
             store_calls,
             store_errors,
             backchannel_logout_failures,
+            logins,
+            rate_limited,
         }
+    }
+
+    /// Counts a password check's outcome (`keygate_logins_total`).
+    pub fn login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a refusal by the rate limit `limit` (`keygate_rate_limited_total`).
+    pub fn limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     /// The exposition text.
@@ -237,5 +303,15 @@ mod tests {
         assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
         let brew = Method::from_bytes(b"BREW").unwrap();
         assert_eq!(method_label(&brew), "other");
+    }
+
+    #[test]
+    fn build_info_names_the_version() {
+        let text = Metrics::new().render();
+        let line = format!(
+            "keygate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == line), "{text}");
     }
 }

@@ -95,6 +95,80 @@ impl Application {
         &self.state
     }
 
+    /// Logs what is about to run (README "Observability"): version, config
+    /// file, profile, store (password redacted), issuer and listen address,
+    /// signing keys, the config file's entries, and a warning for each kind
+    /// of dev credential loaded. Never a secret.
+    pub fn log_banner(&self, settings: &Settings, config_file: Option<&std::path::Path>) {
+        let cfg = &self.state.cfg;
+        let version = env!("CARGO_PKG_VERSION");
+        let config = config_file.map_or_else(
+            || "none (built-in defaults and KEYGATE_* variables)".to_string(),
+            |p| p.display().to_string(),
+        );
+        let profile = match cfg.profile {
+            Profile::OAuth21 => "oauth21",
+            Profile::Legacy => "legacy",
+        };
+        tracing::info!(version, config = %config, profile, "keygate {version} starting");
+        let metrics = match cfg.metrics {
+            MetricsExposure::Main => "main listener".to_string(),
+            MetricsExposure::Separate(at) => at.to_string(),
+            MetricsExposure::Off => "off".to_string(),
+        };
+        tracing::info!(
+            store = %cfg.store.redacted(),
+            issuer = %cfg.issuer,
+            listen = %self.addr,
+            metrics = %metrics,
+            "serving"
+        );
+        let set = self.state.keys.current();
+        let signer = set.signer_at(self.state.clock.now());
+        let published: Vec<String> = set
+            .all()
+            .iter()
+            .map(|k| format!("{}/{}", k.kid, k.alg))
+            .collect();
+        tracing::info!(
+            kid = %signer.kid,
+            alg = %signer.alg,
+            published = %published.join(","),
+            dir = %cfg.keys_dir.display(),
+            "signing keys"
+        );
+        tracing::info!(
+            clients = settings.clients.len(),
+            users = settings.users.len(),
+            resources = settings.resources.len(),
+            "config file entries"
+        );
+        let plain: Vec<&str> = settings
+            .clients
+            .iter()
+            .filter(|c| c.client_secret.is_some())
+            .map(|c| c.client_id.as_str())
+            .collect();
+        if !plain.is_empty() {
+            tracing::warn!(
+                clients = %plain.join(","),
+                "DEV CREDENTIALS LOADED: [[clients]] with plain-text secrets from the config file (development only; refused unless server.issuer and server.listen are loopback)"
+            );
+        }
+        let demo: Vec<&str> = settings
+            .users
+            .iter()
+            .filter(|u| u.password_hash == crate::config::DEMO_PASSWORD_HASH)
+            .map(|u| u.username.as_str())
+            .collect();
+        if !demo.is_empty() {
+            tracing::warn!(
+                users = %demo.join(","),
+                "DEV CREDENTIALS LOADED: [[users]] with the demo user's published password (development only; refused unless server.issuer and server.listen are loopback)"
+            );
+        }
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
     /// within `server.shutdown_grace_secs`.
     pub async fn run_until_stopped(
@@ -222,6 +296,11 @@ async fn serve<E: Endpoint + 'static>(
 /// users, metadata. Used by `serve` (the CLI's store commands use [`open_store_only`]).
 pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let cfg = settings.validate()?;
+    // Refused here, not in `validate`: the CLI's key and store commands
+    // work with the production example's placeholder issuer.
+    if let Some(why) = crate::config::placeholder_issuer(&cfg.issuer) {
+        bail!("config error: `server.issuer`: {why}");
+    }
     if cfg.profile == Profile::Legacy {
         tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
     }
@@ -456,7 +535,7 @@ fn config_clients(settings: &Settings, cfg: &Validated) -> anyhow::Result<HashMa
         let named = |field: &str, message: &str| {
             anyhow::anyhow!("config error: `clients[{i}].{field}`: {message}")
         };
-        let meta = crate::config::validate_config_client(c, &rules, cfg.issuer_is_loopback)
+        let meta = crate::config::validate_config_client(c, &rules, cfg.dev_refusal.as_deref())
             .map_err(|(field, message)| named(field, &message))?;
         let reg = build(
             meta,
@@ -534,27 +613,44 @@ fn spawn_limit_sweeper(limits: Arc<Limits>, every: Duration) {
     });
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). On Unix the handlers are
+/// installed when this is called, not when the future is first polled, so a
+/// SIGTERM sent as soon as the server logs `keygate listening` is never lost
+/// to the default action (which kills the process without a graceful stop).
+/// Call it inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                () = received(term.as_mut()) => {}
+                () = received(int.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+/// Resolves when `signal` is delivered; never without a handler.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

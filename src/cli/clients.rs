@@ -2,6 +2,8 @@
 //! secrets in the store. Flags become [`RawClientMetadata`] and go through the
 //! one metadata pipeline; `--json` prints the one [`ClientView`].
 
+use std::path::Path;
+
 use clap::Subcommand;
 use keygate::clock::{Clock, SystemClock};
 use keygate::flows::clients::{self, ClientError, Registered};
@@ -124,8 +126,13 @@ pub enum ClientCommand {
     },
 }
 
-/// Runs a `client` command against the store.
-pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
+/// Runs a `client` command against the store (`client show` looks in the
+/// config file `config` first).
+pub async fn run(
+    ctx: &StoreContext,
+    config: Option<&Path>,
+    cmd: ClientCommand,
+) -> anyhow::Result<()> {
     let repos = &ctx.repos;
     // `id_token_signed_response_alg` must be the algorithm of a published
     // key: the keys of `keys.dir`, when they can be read.
@@ -172,22 +179,25 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
                 let views: Vec<ClientView> = list.iter().map(ClientView::from).collect();
                 println!("{}", serde_json::to_string(&views)?);
             } else {
-                for c in &list {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        c.client_id,
-                        c.auth_method.as_str(),
-                        c.grant_types
-                            .iter()
-                            .map(|g| g.as_str())
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        c.client_name
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|c| {
+                        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                        vec![
+                            c.client_id.clone(),
+                            c.auth_method.as_str().to_string(),
+                            grants.join(","),
+                            c.client_name.clone(),
+                        ]
+                    })
+                    .collect();
+                super::print_table(&["CLIENT_ID", "AUTH_METHOD", "GRANT_TYPES", "NAME"], &rows);
             }
         }
         ClientCommand::Show { client_id, json } => {
+            if show_config_client(config, &client_id, json)? {
+                return Ok(());
+            }
             let c = clients::get(repos, &client_id, None)
                 .await
                 .map_err(client_error)?;
@@ -255,6 +265,62 @@ pub async fn run(ctx: &StoreContext, cmd: ClientCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a `[[clients]]` entry of the config file named `client_id`, saying
+/// where it is defined (never its secret); `false` when there is none.
+fn show_config_client(config: Option<&Path>, client_id: &str, json: bool) -> anyhow::Result<bool> {
+    let Some(file) = config else {
+        return Ok(false);
+    };
+    let settings = super::load_settings(config)?;
+    let Some((i, c)) = settings
+        .clients
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.client_id == client_id)
+    else {
+        return Ok(false);
+    };
+    let secret = c.client_secret.is_some();
+    let auth_method = c.token_endpoint_auth_method.clone().unwrap_or_else(|| {
+        if secret {
+            "client_secret_basic"
+        } else {
+            "none"
+        }
+        .to_string()
+    });
+    let defined_in = format!(
+        "{}, [[clients]] entry {} (clients[{i}])",
+        file.display(),
+        i + 1
+    );
+    if json {
+        let view = serde_json::json!({
+            "client_id": c.client_id,
+            "client_name": c.client_name,
+            "redirect_uris": c.redirect_uris,
+            "grant_types": c.grant_types,
+            "scope": c.scope,
+            "token_endpoint_auth_method": auth_method,
+            "defined_in": {"file": file, "entry": format!("clients[{i}]")},
+        });
+        println!("{view}");
+    } else {
+        println!("client_id:     {}", c.client_id);
+        println!("client_name:   {}", c.client_name);
+        println!("defined in:    {defined_in}");
+        println!("               (edit the file and restart to change it; the CLI changes stored clients only)");
+        if secret {
+            println!("client_secret: plain text in the config file (dev only; not shown)");
+        }
+        println!("redirect_uris: {}", c.redirect_uris.join(" "));
+        println!("grant_types:   {}", c.grant_types.join(" "));
+        println!("scope:         {}", c.scope);
+        println!("auth_method:   {auth_method}");
+    }
+    Ok(true)
 }
 
 /// A metadata problem, named by the flag that set the field.

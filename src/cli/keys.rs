@@ -19,6 +19,9 @@ pub enum KeysCommand {
         /// Signature algorithm.
         #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
         alg: String,
+        /// Print JSON: `{"kid", "alg", "path", "state", "activates_at"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// List the keys in `keys.dir`, newest first: kid, algorithm, creation
     /// time, state (pending, active, retired, prunable), when it changes, file.
@@ -47,9 +50,29 @@ pub fn run(config: Option<&Path>, cmd: KeysCommand) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let mut out = std::io::stdout().lock();
     match cmd {
-        KeysCommand::Generate { alg } => {
+        KeysCommand::Generate { alg, json } => {
             let alg = Alg::parse(&alg).context("--alg must be RS256, ES256 or EdDSA")?;
             let key = generate_into(dir, alg, now)?;
+            if json {
+                let set = KeySet::load_dir(dir, cfg.rotation)?;
+                let status = set.status_at(now);
+                let state = status
+                    .iter()
+                    .find(|(k, _)| k.kid == key.kid)
+                    .map(|(_, s)| s);
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "kid": key.kid,
+                        "alg": key.alg.as_str(),
+                        "path": key.path,
+                        "state": state.map(|s| s.state.as_str()),
+                        "activates_at": state.map(|s| s.activates_at),
+                    })
+                )?;
+                return Ok(());
+            }
             writeln!(
                 out,
                 "created {} key {} in {}",
@@ -95,31 +118,35 @@ pub fn run(config: Option<&Path>, cmd: KeysCommand) -> anyhow::Result<()> {
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Array(list))?;
             } else {
-                for (k, s) in &status {
-                    let when = match s.state {
-                        KeyState::Pending => format!("signs from {}", rfc3339(s.activates_at)),
-                        KeyState::Active => match s.retired_at {
-                            Some(t) => format!("signs until {}", rfc3339(t)),
-                            None => format!("signs since {}", rfc3339(s.activates_at)),
-                        },
-                        KeyState::Retired => {
-                            format!("prunable from {}", rfc3339(s.prunable_at.unwrap_or(now)))
-                        }
-                        KeyState::Prunable => {
-                            format!("prunable since {}", rfc3339(s.prunable_at.unwrap_or(now)))
-                        }
-                    };
-                    writeln!(
-                        out,
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        k.kid,
-                        k.alg,
-                        rfc3339(k.created),
-                        s.state,
-                        when,
-                        k.path.display()
-                    )?;
-                }
+                let rows: Vec<Vec<String>> = status
+                    .iter()
+                    .map(|(k, s)| {
+                        let when = match s.state {
+                            KeyState::Pending => format!("signs from {}", rfc3339(s.activates_at)),
+                            KeyState::Active => match s.retired_at {
+                                Some(t) => format!("signs until {}", rfc3339(t)),
+                                None => format!("signs since {}", rfc3339(s.activates_at)),
+                            },
+                            KeyState::Retired => {
+                                format!("prunable from {}", rfc3339(s.prunable_at.unwrap_or(now)))
+                            }
+                            KeyState::Prunable => {
+                                format!("prunable since {}", rfc3339(s.prunable_at.unwrap_or(now)))
+                            }
+                        };
+                        vec![
+                            k.kid.clone(),
+                            k.alg.to_string(),
+                            rfc3339(k.created),
+                            s.state.to_string(),
+                            when,
+                            k.path.display().to_string(),
+                        ]
+                    })
+                    .collect();
+                drop(out);
+                super::print_table(&["KID", "ALG", "CREATED", "STATE", "WHEN", "FILE"], &rows);
+                return Ok(());
             }
         }
         KeysCommand::Prune { dry_run, json } => {

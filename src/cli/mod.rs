@@ -6,6 +6,7 @@
 //! user commands open only the store ([`keygate::startup::open_store_only`]),
 //! never the signing keys or the CSRF secret.
 
+mod check_config;
 mod clients;
 mod keys;
 mod openapi;
@@ -60,23 +61,32 @@ enum Command {
     Resource(resources::ResourceCommand),
     /// Read a password on stdin and print its argon2id PHC string (for `[[users]]`).
     HashPassword,
+    /// Check a configuration without starting the server: report every
+    /// problem (exit 1) or none (exit 0).
+    CheckConfig {
+        /// Print one JSON object: `{"config", "ok", "problems": [{"key", "message"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// Runs one command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command; `check-config` chooses its exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Openapi { format } => openapi::run(format),
         Command::Keys(cmd) => keys::run(config, cmd),
-        Command::Client(cmd) => clients::run(&open_store(config).await?, cmd).await,
+        Command::Client(cmd) => clients::run(&open_store(config).await?, config, cmd).await,
         Command::User(cmd) => users::run(&open_store(config).await?, cmd).await,
         Command::Resource(cmd) => {
             let settings = load_settings(config)?;
             resources::run(&open_store(config).await?, &settings, cmd).await
         }
         Command::HashPassword => users::hash_password(),
+        Command::CheckConfig { json } => return check_config::run(config, json).await,
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// Settings from defaults < `--config` file < `KEYGATE_*` environment.
@@ -97,17 +107,57 @@ async fn open_store(config: Option<&Path>) -> anyhow::Result<StoreContext> {
     keygate::startup::open_store_only(&settings).await
 }
 
-/// Reads one line (the password) from standard input.
-fn read_password() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
+/// Reads the password: on a terminal, a prompt without echo (`rpassword`)
+/// and, when `confirm`, a second one that must match; from a pipe or file,
+/// one line. Never from the command line.
+fn read_password(confirm: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        if confirm && !first.is_empty() {
+            let again =
+                rpassword::prompt_password("Password (again): ").context("reading the password")?;
+            if again != first {
+                bail!("the two passwords differ");
+            }
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
     if password.is_empty() {
         bail!(
-            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PW\" | keygate ...`)"
+            "no password given (type it at the prompt, or pipe it in: `printf '%s' \"$PW\" | keygate ...`)"
         );
     }
     Ok(password)
+}
+
+/// Prints `rows` under `header`, each column padded to its widest cell
+/// (the list commands' text output; `--json` is for scripts).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < widths.len() {
+                out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
 }

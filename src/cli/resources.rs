@@ -114,14 +114,18 @@ pub async fn run(
                 let views: Vec<ResourceView> = list.iter().map(ResourceView::from).collect();
                 println!("{}", serde_json::to_string(&views)?);
             } else {
-                for r in &list {
-                    println!(
-                        "{}\t{}\t{}",
-                        r.uri,
-                        r.scopes,
-                        r.name.as_deref().unwrap_or("")
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.uri.clone(),
+                            r.scopes.to_string(),
+                            r.client_id.clone().unwrap_or_else(|| "-".into()),
+                            r.name.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                super::print_table(&["URI", "SCOPES", "INTROSPECTOR", "NAME"], &rows);
             }
         }
         ResourceCommand::Remove { uri, json } => {

@@ -9,7 +9,8 @@ use keygate::startup::Application;
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = super::load_settings(config)?;
     keygate::telemetry::init(&settings.validate()?.log);
-    let app = Application::build(settings).await?;
+    let app = Application::build(settings.clone()).await?;
+    app.log_banner(&settings, config);
     app.run_until_stopped(keygate::startup::shutdown_signal())
         .await
         .context("server error")

@@ -95,7 +95,7 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
             full_name,
             json,
         } => {
-            let password = super::read_password()?;
+            let password = super::read_password(true)?;
             let user = users::create_user_in(
                 &ctx.repos,
                 &ctx.config_users,
@@ -161,14 +161,18 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
                     serde_json::Value::Array(list.iter().map(user_json).collect())
                 );
             } else {
-                for u in &list {
-                    println!(
-                        "{}\t{}\t{}",
-                        u.id,
-                        u.username,
-                        u.email.as_deref().unwrap_or("-")
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.username.clone(),
+                            u.id.clone(),
+                            u.email.clone().unwrap_or_else(|| "-".into()),
+                            u.name.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                super::print_table(&["USERNAME", "ID", "EMAIL", "NAME"], &rows);
             }
         }
         UserCommand::Delete { name, json } => {
@@ -189,7 +193,7 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
             password_stdin: _,
             json,
         } => {
-            let password = super::read_password()?;
+            let password = super::read_password(true)?;
             let user = users::set_password(&ctx.repos, &name, password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -206,9 +210,10 @@ pub async fn run(ctx: &StoreContext, cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `keygate hash-password`: reads a password on stdin, prints its argon2id PHC string.
+/// `keygate hash-password`: reads a password (a prompt without echo on a
+/// terminal, one line from a pipe), prints its argon2id PHC string.
 pub fn hash_password() -> anyhow::Result<()> {
-    let password = super::read_password()?;
+    let password = super::read_password(true)?;
     println!("{}", keygate::passwords::hash_blocking(&password)?);
     Ok(())
 }

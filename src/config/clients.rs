@@ -85,7 +85,7 @@ pub fn resource_scopes(raw: &str, known: &ScopeSet) -> Result<ScopeSet, String> 
 pub(super) fn check_clients(
     clients: &[ConfigClient],
     rules: &Rules,
-    issuer_is_loopback: bool,
+    dev_refusal: Option<&str>,
 ) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, c) in clients.iter().enumerate() {
@@ -93,16 +93,24 @@ pub(super) fn check_clients(
         if !seen.insert(c.client_id.as_str()) {
             return Err(ConfigError::new(key, "duplicate client_id"));
         }
-        validate_config_client(c, rules, issuer_is_loopback)
+        validate_config_client(c, rules, dev_refusal)
             .map_err(|(field, msg)| ConfigError::new(format!("{key}.{field}"), msg))?;
     }
     Ok(())
 }
 
+/// The password hash of the demo user in `config/keygate.toml` (its
+/// password is published in the README): refused outside dev mode.
+pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ypBRGiWwYWKo8qiG/nyCog$4oY5jXa63kjYgFquHi33MTBbXwF8fS8BFNwP7kfr/40";
+
 /// Checks every config user: usernames are non-empty and unique (ignoring
 /// case), ids (when given) well-formed and unique, names bounded, and
-/// password hashes are argon2 PHC strings.
-pub(super) fn check_users(users: &[ConfigUser]) -> Result<(), ConfigError> {
+/// password hashes are argon2 PHC strings, and not the demo user's
+/// published one unless in dev mode (`dev_refusal` is `None`).
+pub(super) fn check_users(
+    users: &[ConfigUser],
+    dev_refusal: Option<&str>,
+) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
     let mut ids = HashSet::new();
     for (i, u) in users.iter().enumerate() {
@@ -143,27 +151,33 @@ pub(super) fn check_users(users: &[ConfigUser]) -> Result<(), ConfigError> {
                 "must be an argon2 PHC string (make one with `keygate hash-password`)",
             ));
         }
+        if let (Some(why), true) = (dev_refusal, u.password_hash == DEMO_PASSWORD_HASH) {
+            return Err(ConfigError::new(
+                format!("{key}.password_hash"),
+                format!("is the demo user's published password hash, refused because {why}; make a new one with `keygate hash-password`"),
+            ));
+        }
     }
     Ok(())
 }
 
 /// A `[[clients]]` entry as client metadata: the config-only checks (id
-/// length, plain secrets only with a loopback issuer, secret length, secret vs
+/// length, plain secrets only with a loopback issuer and listener, secret length, secret vs
 /// auth method), then the one metadata pipeline (`client_meta::parse` with the
 /// config defaults, and the server-wide rules). Errors name the field.
 pub(crate) fn validate_config_client(
     c: &ConfigClient,
     rules: &Rules,
-    issuer_is_loopback: bool,
+    dev_refusal: Option<&str>,
 ) -> Result<ClientMetadata, (&'static str, String)> {
     if c.client_id.is_empty() || c.client_id.len() > 128 {
         return Err(("client_id", "must be 1 to 128 characters".into()));
     }
     if let Some(secret) = &c.client_secret {
-        if !issuer_is_loopback {
+        if let Some(why) = dev_refusal {
             return Err((
                 "client_secret",
-                "plain-text client secrets are dev-only and refused unless server.issuer is a loopback URL; create production clients with `keygate client create`".into(),
+                format!("plain-text client secrets are dev-only and refused unless server.issuer and server.listen are both loopback ({why}); create production clients with `keygate client create`"),
             ));
         }
         if secret.expose_secret().len() < 8 {
@@ -251,6 +265,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.validate().unwrap_err().key, "clients[0].client_secret");
+    }
+
+    /// Dev credentials need a loopback listener too: a loopback issuer
+    /// behind `0.0.0.0` still serves them to the network.
+    #[test]
+    fn dev_credentials_need_a_loopback_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        let secret = "[[clients]]\nclient_id = \"demo\"\nclient_secret = \"demo-secret\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n";
+        let demo_user = format!(
+            "[[users]]\nusername = \"demo\"\npassword_hash = \"{}\"\n",
+            super::DEMO_PASSWORD_HASH
+        );
+        let load = |toml: &str, listen: &str| {
+            std::fs::write(&path, toml).unwrap();
+            Settings::load(Some(&path), env(&[("KEYGATE_SERVER_LISTEN", listen)]))
+                .unwrap()
+                .validate()
+        };
+        for listen in ["127.0.0.1:8080", "[::1]:8080"] {
+            load(secret, listen).unwrap();
+            load(&demo_user, listen).unwrap();
+        }
+        for listen in ["0.0.0.0:8080", "192.0.2.1:8080", "[::]:8080"] {
+            let e = load(secret, listen).unwrap_err();
+            assert_eq!(e.key, "clients[0].client_secret", "{listen}");
+            assert!(e.message.contains("server.listen"), "{e}");
+            assert!(!e.to_string().contains("demo-secret"), "{e}");
+            let e = load(&demo_user, listen).unwrap_err();
+            assert_eq!(e.key, "users[0].password_hash", "{listen}");
+            assert!(e.message.contains("server.listen"), "{e}");
+        }
+        // Any other hash is an operator's own user: fine on any address.
+        let own = demo_user.replace("$ypBR", "$zpBR");
+        load(&own, "0.0.0.0:8080").unwrap();
     }
 
     const RS_CLIENT: &str = "[[clients]]\nclient_id = \"rs\"\nclient_secret = \"rs-secret-1\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n[[clients]]\nclient_id = \"spa\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\ntoken_endpoint_auth_method = \"none\"\n";

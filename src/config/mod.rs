@@ -17,19 +17,22 @@
 //! Must not depend on poem or on the store: the CLI and tests use it without a
 //! server.
 
+mod check;
 mod clients;
 mod layering;
 mod tree;
 mod validate;
 
-pub use clients::resource_scopes;
+pub use check::placeholder_issuer;
 pub(crate) use clients::validate_config_client;
+pub use clients::{resource_scopes, DEMO_PASSWORD_HASH};
 pub use layering::{documented_keys, env_name};
 pub use tree::{
     ConfigClient, ConfigResource, ConfigUser, KeySettings, LimitSettings, LogSettings,
     MetricsSettings, OAuthSettings, RegistrationSettings, ServerSettings, SessionSettings,
     Settings, StoreSettings, TokenSettings, UiSettings,
 };
+pub use validate::redact_url;
 pub use validate::{
     DocumentOptions, KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile,
     RegistrationOptions, ServerOptions, SessionOptions, StoreBackend, StoreOptions, TokenOptions,

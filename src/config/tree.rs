@@ -445,8 +445,8 @@ pub struct ConfigClient {
     /// Human-readable name.
     #[serde(default)]
     pub client_name: String,
-    /// Plain-text secret: a dev-only convenience, refused unless the issuer is a
-    /// loopback URL. Production clients are created with `keygate client create`.
+    /// Plain-text secret: a dev-only convenience, refused unless the issuer
+    /// and the listen address are loopback. Production clients are created with `keygate client create`.
     #[serde(default, skip_serializing)]
     pub client_secret: Option<SecretString>,
     /// Registered redirect URIs.

@@ -214,6 +214,10 @@ pub struct Validated {
     pub issuer: String,
     /// Whether the issuer's host is a loopback address (dev mode).
     pub issuer_is_loopback: bool,
+    /// Why dev credentials (plain-text `[[clients]]` secrets, the demo
+    /// user's published password hash) are refused: `server.issuer` or
+    /// `server.listen` is not loopback. `None` in dev mode.
+    pub dev_refusal: Option<String>,
     /// Access token audience.
     pub audience: String,
     /// The store backend.
@@ -253,6 +257,11 @@ pub struct Validated {
 }
 
 impl Settings {
+    /// The store backend `store.url` names (checked as [`Settings::validate`] does).
+    pub fn store_backend(&self) -> Result<StoreBackend, ConfigError> {
+        parse_store_url(&self.store.url)
+    }
+
     /// Checks every setting and converts to the types the server runs with.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
@@ -435,12 +444,13 @@ impl Settings {
             legacy_grants: profile == Profile::Legacy,
             signing_algs: vec![],
         };
+        let dev_refusal = dev_refusal(issuer_is_loopback, listen);
         check_clients(
             &self.clients,
             &client_rules.for_config_file(),
-            issuer_is_loopback,
+            dev_refusal.as_deref(),
         )?;
-        check_users(&self.users)?;
+        check_users(&self.users, dev_refusal.as_deref())?;
         let resources = check_resources(&self.resources, &client_rules.scopes, &self.clients)?;
         if self.session.ttl == 0 {
             return Err(ConfigError::new("session.ttl", "must be greater than 0"));
@@ -458,6 +468,7 @@ impl Settings {
             listen,
             issuer,
             issuer_is_loopback,
+            dev_refusal,
             audience,
             store,
             store_options: StoreOptions {
@@ -559,6 +570,46 @@ impl Settings {
             },
             resources,
         })
+    }
+}
+
+/// Why dev credentials are refused, or `None` when both the issuer and the
+/// listen address are loopback (a wildcard address such as `0.0.0.0` is not:
+/// it listens on every interface).
+pub(super) fn dev_refusal(issuer_is_loopback: bool, listen: SocketAddr) -> Option<String> {
+    if !issuer_is_loopback {
+        Some("server.issuer is not a loopback URL".into())
+    } else if !listen.ip().is_loopback() {
+        Some(format!(
+            "server.listen `{listen}` is not a loopback address"
+        ))
+    } else {
+        None
+    }
+}
+
+impl StoreBackend {
+    /// How the store is named in logs and reports: `memory`, or the Redis URL
+    /// with any password replaced by `REDACTED` (the URL itself is a secret).
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreBackend::Memory => "memory".into(),
+            StoreBackend::Redis(url) => redact_url(url.expose_secret()),
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced by `REDACTED`; an unparsable
+/// URL is not echoed at all.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("REDACTED"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
     }
 }
 

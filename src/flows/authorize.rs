@@ -33,8 +33,53 @@ impl From<FlowError> for Refusal {
 }
 
 /// Parses and validates the request: one store round trip at most, for the
-/// client and the requested RFC 8707 resources together.
+/// client and the requested RFC 8707 resources together. A refused request
+/// is logged at `info` with the values it sent (`authorize_refused`).
 pub async fn check(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<(ValidRequest, Client), Refusal> {
+    let result = check_request(state, pairs).await;
+    if let Err(Refusal::Authorize(e)) = &result {
+        log_refusal(pairs, e);
+    }
+    result
+}
+
+/// One `authorize_refused` line: the `client_id`, `redirect_uri` and
+/// `response_type` sent (escaped and truncated, `-` when absent) and why.
+fn log_refusal(pairs: &[(String, String)], e: &AuthorizeError) {
+    let sent = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or_else(|| "-".to_string(), |(_, v)| super::loggable(v))
+    };
+    let (client_id, redirect_uri) = (sent("client_id"), sent("redirect_uri"));
+    let response_type = sent("response_type");
+    match e {
+        AuthorizeError::ShowToUser { title, message } => tracing::info!(
+            event = "authorize_refused",
+            client_id = %client_id,
+            redirect_uri = %redirect_uri,
+            response_type = %response_type,
+            reason = %title,
+            detail = ?message,
+            "authorization request refused with an error page"
+        ),
+        AuthorizeError::Redirect { error, .. } => tracing::info!(
+            event = "authorize_refused",
+            client_id = %client_id,
+            redirect_uri = %redirect_uri,
+            response_type = %response_type,
+            error = %error.code.as_str(),
+            detail = ?error.description,
+            "authorization request refused with an error redirect"
+        ),
+    }
+}
+
+async fn check_request(
     state: &AppState,
     pairs: &[(String, String)],
 ) -> Result<(ValidRequest, Client), Refusal> {
@@ -164,6 +209,11 @@ pub async fn approve(
                 &targets,
                 crate::oauth::types::GrantType::Implicit,
             )?;
+            tracing::info!(
+                event = "token_issued",
+                grant_type = "implicit",
+                "access token issued"
+            );
             let expires_in = t.expires_in.to_string();
             Ok(redirect_url(
                 &req.target,

@@ -13,9 +13,31 @@ pub mod revoke;
 pub mod token;
 pub mod users;
 
+use std::net::IpAddr;
+
 use crate::oauth::OAuthError;
 use crate::store::StoreError;
 use crate::tokens::jwt::SignError;
+
+/// A value a client sent, as a log field: at most 64 characters, with
+/// control characters, quotes and backslashes escaped, so it can neither
+/// forge a log line nor flood the log.
+pub fn loggable(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The client IP address as a log field (`unknown` without one).
+pub fn client_ip(peer: Option<IpAddr>) -> String {
+    peer.map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
 
 /// Why a flow failed: a protocol error for the client, or an internal fault.
 #[derive(Debug, thiserror::Error)]

@@ -139,7 +139,8 @@ async fn register_anonymous(
             .rate_registration(&client_key(peer), quota, 1)
             .await
             .map_err(|e| RegistrationError::Flow(e.into()))?;
-        super::users::limited("registration", decision).map_err(RegistrationError::Flow)?;
+        super::users::limited(state, "registration", peer, decision)
+            .map_err(RegistrationError::Flow)?;
     }
     let now = state.clock.now();
     let reg = clients::register_expiring(

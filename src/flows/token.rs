@@ -137,9 +137,11 @@ fn admit(
         .limits
         .admit_client_auth(creds.client_id(), peer)
         .map_err(|wait| {
+            state.metrics.limited("client_auth_failures");
             tracing::info!(
                 event = "rate_limited",
                 limit = "client_auth_failures",
+                client_ip = %super::client_ip(peer),
                 "request refused by a rate limit"
             );
             FlowError::RateLimited(wait)
@@ -274,9 +276,11 @@ pub async fn exchange(state: &AppState, input: TokenInput) -> Result<Issued, Flo
             } else {
                 "client_ceiling"
             };
+            state.metrics.limited(limit);
             tracing::info!(
                 event = "rate_limited",
                 limit,
+                client_ip = %super::client_ip(input.peer),
                 "request refused by a rate limit"
             );
             FlowError::RateLimited(wait)

@@ -56,7 +56,7 @@ pub async fn create_user(
             .rate_signup(&client_key(peer), quota, 1)
             .await
             .map_err(FlowError::from)?;
-        limited("signup", decision)?;
+        limited(state, "signup", peer, decision)?;
     }
     let config_users = &state.config_users;
     create_user_in(
@@ -265,14 +265,22 @@ async fn save_profile(
     Ok(next)
 }
 
-/// A rate decision of the `limit` limiter as a flow result.
-pub(super) fn limited(limit: &'static str, decision: Decision) -> Result<(), FlowError> {
+/// A rate decision of the `limit` limiter for `peer` as a flow result; a
+/// refusal is logged with the limit and client IP, and counted.
+pub(super) fn limited(
+    state: &AppState,
+    limit: &'static str,
+    peer: Option<IpAddr>,
+    decision: Decision,
+) -> Result<(), FlowError> {
     match decision {
         Decision::Allowed => Ok(()),
         Decision::Limited { retry_after } => {
+            state.metrics.limited(limit);
             tracing::info!(
                 event = "rate_limited",
                 limit,
+                client_ip = %super::client_ip(peer),
                 "request refused by a rate limit"
             );
             Err(FlowError::RateLimited(RetryAfter::from(retry_after)))
@@ -296,12 +304,29 @@ pub async fn login(
     let quota = state.limits.login();
     let (client, name) = (client_key(peer), login_name(username));
     if let Some(quota) = quota {
-        limited(
-            "login",
-            state.repos.rate_login(&client, &name, quota, 1).await?,
-        )?;
+        let decision = state.repos.rate_login(&client, &name, quota, 1).await?;
+        if decision != Decision::Allowed {
+            state.metrics.login("limited");
+        }
+        limited(state, "login", peer, decision)?;
     }
     let user = authenticate(state, username, password).await?;
+    let ip = super::client_ip(peer);
+    match &user {
+        Some(u) => {
+            state.metrics.login("success");
+            tracing::info!(event = "login_succeeded", user_id = %u.id, client_ip = %ip, "password accepted");
+        }
+        None => {
+            state.metrics.login("failure");
+            tracing::info!(
+                event = "login_failed",
+                username = %super::loggable(username),
+                client_ip = %ip,
+                "wrong username or password"
+            );
+        }
+    }
     if let (Some(quota), Some(_)) = (quota, &user) {
         // A refund that fails only leaves the unit spent until it refills;
         // the user, who gave the right password, is let in.
@@ -349,12 +374,8 @@ pub async fn authenticate(
 ) -> Result<Option<User>, FlowError> {
     let user = find_by_name(state, username).await?;
     let ok = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let result = user.filter(|_| ok);
-    match &result {
-        Some(u) => tracing::info!(event = "login_succeeded", user_id = %u.id, "password accepted"),
-        None => tracing::info!(event = "login_failed", "password refused"),
-    }
-    Ok(result)
+    // [`login`] logs and counts the outcome, with the client IP.
+    Ok(user.filter(|_| ok))
 }
 
 /// Starts a session for `user`; returns the cookie value (random, 256 bits).

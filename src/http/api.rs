@@ -255,8 +255,17 @@ pub fn protected_resource_metadata_url(issuer: &str) -> String {
 /// Liveness or readiness status.
 #[derive(Debug, Object)]
 pub struct Status {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok`.
     pub status: String,
+}
+
+/// Readiness, by dependency.
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ready` when every dependency answers, else `unavailable`.
+    pub status: String,
+    /// The store: `ok`, or `unreachable` (the cause is logged, not shown).
+    pub store: String,
 }
 
 /// The fields OpenID Connect Discovery 1.0 §3 adds to the RFC 8414 document
@@ -388,10 +397,10 @@ pub enum JwksResponse {
 pub enum ReadyResponse {
     /// The store answers.
     #[oai(status = 200)]
-    Ready(Json<Status>),
-    /// The store does not answer.
+    Ready(Json<Readiness>),
+    /// A dependency does not answer: the body names it.
     #[oai(status = 503)]
-    NotReady(Json<Status>),
+    NotReady(Json<Readiness>),
 }
 
 /// `/metrics` responses.
@@ -640,17 +649,20 @@ impl Api {
         })
     }
 
-    /// Readiness: the store answers.
+    /// Readiness: the store answers. The body names each dependency's state
+    /// (`{"status": "unavailable", "store": "unreachable"}` with 503).
     #[oai(path = "/readyz", method = "get", tag = "ApiTags::Operations")]
     async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
         match state.store.ping().await {
-            Ok(()) => ReadyResponse::Ready(Json(Status {
+            Ok(()) => ReadyResponse::Ready(Json(Readiness {
                 status: "ready".into(),
+                store: "ok".into(),
             })),
             Err(e) => {
-                tracing::warn!(error = %e, "readiness check failed");
-                ReadyResponse::NotReady(Json(Status {
+                tracing::warn!(error = %e, dependency = "store", "readiness check failed: the store does not answer");
+                ReadyResponse::NotReady(Json(Readiness {
                     status: "unavailable".into(),
+                    store: "unreachable".into(),
                 }))
             }
         }

@@ -141,22 +141,53 @@ fn keys_generate_and_list() {
     }
     let out = command(dir.path()).args(["keys", "list"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
-    // Newest first; the first key signs at once, the later ones wait for
-    // keys.activation_delay_secs.
-    assert!(
-        lines[0].contains("RS256") && lines[0].contains("\tpending\t"),
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    // A header, then newest first; the first key signs at once, the later
+    // ones wait for keys.activation_delay_secs.
+    assert_eq!(
+        lines[0],
+        ["KID", "ALG", "CREATED", "STATE", "WHEN", "FILE"],
         "{text}"
     );
-    assert!(
-        lines[1].contains("EdDSA") && lines[1].contains("\tpending\t"),
+    assert_eq!(
+        lines[1][1..4]
+            .iter()
+            .step_by(2)
+            .copied()
+            .collect::<Vec<_>>(),
+        ["RS256", "pending"],
         "{text}"
     );
-    assert!(
-        lines[2].contains("ES256") && lines[2].contains("\tactive\t"),
+    assert_eq!(
+        lines[2][1..4]
+            .iter()
+            .step_by(2)
+            .copied()
+            .collect::<Vec<_>>(),
+        ["EdDSA", "pending"],
         "{text}"
     );
+    assert_eq!(
+        lines[3][1..4]
+            .iter()
+            .step_by(2)
+            .copied()
+            .collect::<Vec<_>>(),
+        ["ES256", "active"],
+        "{text}"
+    );
+    let out = command(dir.path())
+        .args(["keys", "generate", "--alg", "ES256", "--json"])
+        .output()
+        .unwrap();
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["alg"], "ES256");
+    assert_eq!(made["state"], "pending");
+    assert!(Path::new(made["path"].as_str().unwrap()).exists(), "{made}");
     let out = command(dir.path())
         .args(["keys", "generate", "--alg", "HS256"])
         .output()
@@ -722,4 +753,384 @@ fn user_profile_fields_through_the_cli() {
     );
     assert_eq!(code, Some(2));
     assert!(err.contains("config file"), "{err}");
+}
+
+/// `serve` says what runs (version, config file, profile, store with its
+/// password redacted, issuer, listen address, signing key, config entries)
+/// and warns of the dev credentials it loaded, never printing a secret.
+#[test]
+fn serve_logs_a_banner_of_what_runs_and_warns_of_dev_credentials() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("dev.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[clients]]\nclient_id = \"dev-app\"\nclient_secret = \"banner-secret-42\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n\
+             [[users]]\nusername = \"demo\"\npassword_hash = \"{}\"\n",
+            keygate::config::DEMO_PASSWORD_HASH
+        ),
+    )
+    .unwrap();
+    // Redis's default user has no password, so any password is accepted.
+    let url = redis
+        .url()
+        .replace("redis://", "redis://default:hunter2-banner@");
+    let server = Keygate::serve(
+        command(d)
+            .arg("--config")
+            .arg(&config)
+            .env("KEYGATE_STORE_URL", &url),
+    );
+    let log = server.log.lock().unwrap().join("\n");
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{log}"))
+            .to_string()
+    };
+    let start = line(&format!("keygate {} starting", env!("CARGO_PKG_VERSION")));
+    assert!(start.contains(&config.display().to_string()), "{start}");
+    assert!(start.contains("oauth21"), "{start}");
+    let serving = line("serving");
+    assert!(
+        serving.contains(&format!(
+            "redis://default:REDACTED@127.0.0.1:{}",
+            redis.port()
+        )),
+        "{serving}"
+    );
+    assert!(
+        serving.contains("issuer=http://127.0.0.1:8080"),
+        "{serving}"
+    );
+    assert!(
+        serving.contains(&server.base.replace("http://", "listen=")),
+        "{serving}"
+    );
+    let keys = line("signing keys");
+    assert!(
+        keys.contains("alg=RS256") && keys.contains("kid="),
+        "{keys}"
+    );
+    let entries = line("config file entries");
+    assert!(
+        entries.contains("clients=1") && entries.contains("users=1"),
+        "{entries}"
+    );
+    let secrets = line("plain-text secrets");
+    assert!(
+        secrets.contains("WARN") && secrets.contains("dev-app"),
+        "{secrets}"
+    );
+    let demo = line("demo user's published password");
+    assert!(demo.contains("WARN") && demo.contains("demo"), "{demo}");
+    for secret in ["hunter2-banner", "banner-secret-42"] {
+        assert!(!log.contains(secret), "{secret} printed:\n{log}");
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `check-config` on the production example reports each placeholder at
+/// once (issuer, store, keys), exits 1, and `serve` refuses to start with
+/// the placeholder issuer.
+#[test]
+fn check_config_reports_every_problem_of_the_production_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let prod = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/production.example.toml");
+    // The example's Redis host is not loopback: stand in an unreachable one.
+    let store = format!("redis://:hunter2-check@127.0.0.1:{}", closed_port());
+    let out = command(d)
+        .arg("--config")
+        .arg(&prod)
+        .env("KEYGATE_STORE_URL", &store)
+        .args(["check-config", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["ok"], false);
+    let keys: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["server.issuer", "keys.dir", "store.url"], "{text}");
+    assert!(
+        text.contains("auth.example.com") && text.contains("REDACTED"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2-check"), "{text}");
+
+    let line = refuses(
+        command(d)
+            .arg("--config")
+            .arg(&prod)
+            .env("KEYGATE_STORE_URL", "memory"),
+    );
+    assert!(
+        line.contains("server.issuer") && line.contains("placeholder"),
+        "{line}"
+    );
+}
+
+/// Plain-text secrets and the demo user on a non-loopback listener are each
+/// reported with the other problems (not only the first); a good
+/// configuration passes with exit 0.
+#[test]
+fn check_config_lists_dev_credentials_on_a_public_listener_and_passes_a_good_file() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("k.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n\
+             [[clients]]\nclient_id = \"a\"\nclient_secret = \"a-secret-123\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n\
+             [[clients]]\nclient_id = \"b\"\nclient_secret = \"b-secret-123\"\ngrant_types = [\"client_credentials\"]\nscope = \"profile\"\n\
+             [[users]]\nusername = \"demo\"\npassword_hash = \"{}\"\n",
+            keygate::config::DEMO_PASSWORD_HASH
+        ),
+    )
+    .unwrap();
+    let check = |listen: &str| {
+        let out = command(d)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("KEYGATE_SERVER_LISTEN")
+            .env("KEYGATE_STORE_URL", redis.url())
+            .env("KEYGATE_SERVER_LISTEN", listen)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = check("0.0.0.0:8080");
+    assert_eq!(code, Some(1), "{text}");
+    for key in [
+        "clients[0].client_secret",
+        "clients[1].client_secret",
+        "users[0].password_hash",
+        "keys.dir",
+    ] {
+        assert!(text.contains(&format!("  - {key}: ")), "{key} in {text}");
+    }
+    assert!(text.contains(": 4 problems"), "{text}");
+    assert!(!text.contains("a-secret-123"), "{text}");
+
+    let generated = command(d).args(["keys", "generate"]).output().unwrap();
+    assert!(generated.status.success());
+    let (code, text) = check("127.0.0.1:8080");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.trim(), format!("{}: OK", config.display()));
+}
+
+/// The list commands print a table with a header row; `client show` for a
+/// `[[clients]]` entry says which file and entry define it.
+#[test]
+fn list_commands_print_tables_and_client_show_names_the_config_entry() {
+    let redis = RedisServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("k.toml");
+    std::fs::write(
+        &config,
+        "[[clients]]\nclient_id = \"spa\"\nclient_name = \"Config SPA\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\nscope = \"profile\"\ntoken_endpoint_auth_method = \"none\"\n\
+         [[clients]]\nclient_id = \"cfg-app\"\nclient_name = \"Config app\"\ngrant_types = [\"authorization_code\"]\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\nscope = \"profile email\"\ntoken_endpoint_auth_method = \"none\"\n",
+    )
+    .unwrap();
+    let file = config.to_str().unwrap();
+    let (code, out, err) = run_with(
+        d,
+        &redis,
+        &["--config", file, "client", "show", "cfg-app"],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!(
+            "defined in:    {file}, [[clients]] entry 2 (clients[1])"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Config app") && out.contains("profile email"),
+        "{out}"
+    );
+    let (_, out, _) = run_with(
+        d,
+        &redis,
+        &["--config", file, "client", "show", "cfg-app", "--json"],
+        None,
+    );
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["defined_in"]["file"], file);
+    assert_eq!(shown["defined_in"]["entry"], "clients[1]");
+    assert_eq!(shown["token_endpoint_auth_method"], "none");
+    let (code, _, err) = run_with(d, &redis, &["client", "show", "cfg-app"], None);
+    assert_eq!(code, Some(2), "without the file it is not a stored client");
+    assert!(err.contains("no such client"), "{err}");
+
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Billing job",
+            "--grant-type",
+            "client_credentials",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run_with(d, &redis, &["client", "list"], None);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["CLIENT_ID", "AUTH_METHOD", "GRANT_TYPES", "NAME"],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(
+        rows[1][1..],
+        [
+            "client_secret_basic",
+            "client_credentials",
+            "Billing",
+            "job"
+        ],
+        "{out}"
+    );
+
+    let (code, _, err) = run_with(
+        d,
+        &redis,
+        &[
+            "user",
+            "add",
+            "frank",
+            "--password-stdin",
+            "--email",
+            "frank@example.net",
+        ],
+        Some("frank-password-1\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run_with(d, &redis, &["user", "list"], None);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["USERNAME", "ID", "EMAIL", "NAME"], "{out}");
+    assert_eq!(rows[1][0], "frank", "{out}");
+    assert_eq!(rows[1][2..], ["frank@example.net", "-"], "{out}");
+    // Columns line up: every cell of a column starts where its header does.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines[0].find("EMAIL").unwrap();
+    assert_eq!(lines[1].find("frank@").unwrap(), at, "{out}");
+}
+
+/// On a terminal `hash-password` prompts twice and the password is not
+/// echoed (`script` from util-linux gives the process a pseudo-terminal;
+/// the test types only once `stty` shows echo off, as a person would).
+#[test]
+fn hash_password_prompts_without_echo_on_a_terminal() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let tty_file = dir.path().join("tty");
+    let password = "typed-at-a-tty-42";
+    let inner = format!(
+        "tty > '{}'; exec '{}' hash-password",
+        tty_file.display(),
+        env!("CARGO_BIN_EXE_keygate")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("sh -c \"{inner}\""), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what}: {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Echo is off on the terminal: keygate is reading the password.
+    let echo_off = || {
+        let Ok(tty) = std::fs::read_to_string(&tty_file) else {
+            return false;
+        };
+        Command::new("stty")
+            .args(["-F", tty.trim(), "-a"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|w| w == "-echo")
+            })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    until("first prompt", &|| {
+        seen.lock().unwrap().contains("Password: ")
+    });
+    until("echo off", &echo_off);
+    writeln!(stdin, "{password}").unwrap();
+    until("second prompt", &|| {
+        seen.lock().unwrap().contains("Password (again): ")
+    });
+    until("echo off", &echo_off);
+    writeln!(stdin, "{password}").unwrap();
+    until("hash", &|| seen.lock().unwrap().contains("$argon2id$"));
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let out = seen.lock().unwrap().clone();
+    assert!(!out.contains(password), "the password was echoed: {out:?}");
+    let phc = out
+        .lines()
+        .find(|l| l.starts_with("$argon2id$"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(keygate::passwords::verify(password.into(), Some(phc))));
 }

@@ -179,7 +179,8 @@ per_backend!(health_readiness_and_metrics);
 async fn health_readiness_and_metrics(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.get_json("/healthz").await["status"], "ok");
-    assert_eq!(app.get_json("/readyz").await["status"], "ready");
+    let ready = app.get_json("/readyz").await;
+    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "ok"}));
     let _ = app
         .post_token(
             Some(("basic-client", SECRET)),

@@ -21,6 +21,7 @@ mod mcp_clients;
 mod oauth_flows;
 mod oidc;
 mod openapi;
+mod operator;
 mod process;
 mod profile;
 mod races;

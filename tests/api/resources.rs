@@ -808,5 +808,9 @@ async fn resource_cli_add_list_remove_on_a_running_server() {
     assert_eq!(code, Some(2), "already gone");
     assert!(err.contains("no such resource"), "{err}");
     let (_, out, _) = keygate(d, redis, &["resource", "list"]);
-    assert_eq!(out, "https://two.example/mcp\tapi:read\t\n");
+    let pad = " ".repeat(id.len() - "INTROSPECTOR".len());
+    assert_eq!(
+        out,
+        format!("URI                      SCOPES    INTROSPECTOR{pad}  NAME\nhttps://two.example/mcp  api:read  {id}  -\n")
+    );
 }

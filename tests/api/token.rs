@@ -349,14 +349,13 @@ async fn store_outage_is_503_and_recovers() {
         .await;
     let h = assert_oauth_error(resp, 503, "temporarily_unavailable").await;
     assert!(h.get("retry-after").is_some());
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
+        body,
+        serde_json::json!({"status": "unavailable", "store": "unreachable"}),
+        "/readyz names the dependency that is not ready"
     );
     assert_eq!(
         app.http

@@ -1,0 +1,90 @@
+//! `keygate check-config`: every problem of a configuration, without starting
+//! the server. Exit 0 when there is none, 1 with the list otherwise.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use keygate::config::{Settings, StoreBackend};
+use keygate::store::redis::RedisStore;
+use keygate::store::KvStore;
+use secrecy::ExposeSecret;
+
+/// The longest the store gets to answer (each of two calls).
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+/// Checks the configuration from `config` and the `KEYGATE_*` environment.
+pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let name = config.map_or_else(
+        || "(no config file: defaults and KEYGATE_* variables)".to_string(),
+        |p| p.display().to_string(),
+    );
+    let problems: Vec<(String, String)> = match Settings::load(config, std::env::vars()) {
+        Err(e) => vec![(e.key, e.message)],
+        Ok(settings) => {
+            let mut out: Vec<_> = settings
+                .problems()
+                .into_iter()
+                .map(|e| (e.key, e.message))
+                .collect();
+            if !out.iter().any(|(k, _)| k == "store.url") {
+                out.extend(store_problem(&settings).await);
+            }
+            out
+        }
+    };
+    if json {
+        let list: Vec<_> = problems
+            .iter()
+            .map(|(k, m)| serde_json::json!({"key": k, "message": m}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"config": name, "ok": problems.is_empty(), "problems": list})
+        );
+    } else if problems.is_empty() {
+        println!("{name}: OK");
+    } else {
+        let s = if problems.len() == 1 { "" } else { "s" };
+        println!("{name}: {} problem{s}", problems.len());
+        for (key, message) in &problems {
+            println!("  - {key}: {message}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A Redis store that does not answer within [`STORE_WAIT`], or (when
+/// `store.require_noeviction`) may evict keys. The URL is shown redacted.
+async fn store_problem(settings: &Settings) -> Option<(String, String)> {
+    let Ok(StoreBackend::Redis(url)) = settings.store_backend() else {
+        return None;
+    };
+    let shown = keygate::config::redact_url(url.expose_secret());
+    let problem = |m: String| Some(("store.url".to_string(), m));
+    let timeout = Duration::from_millis(settings.store.timeout_ms.max(1));
+    let store = match RedisStore::connect(url.expose_secret(), timeout).await {
+        Ok(s) => s,
+        Err(e) => return problem(e.to_string()),
+    };
+    match tokio::time::timeout(STORE_WAIT, store.ping()).await {
+        Err(_) => {
+            return problem(format!(
+                "Redis at {shown} did not answer within {} s",
+                STORE_WAIT.as_secs()
+            ))
+        }
+        Ok(Err(e)) => return problem(format!("Redis at {shown} is not reachable: {e}")),
+        Ok(Ok(())) => {}
+    }
+    match tokio::time::timeout(STORE_WAIT, store.eviction_policy()).await {
+        Ok(Ok(p)) if p != "noeviction" && settings.store.require_noeviction => problem(format!(
+            "Redis at {shown} runs with maxmemory-policy `{p}`; keygate requires `noeviction`"
+        )),
+        _ => None,
+    }
+}
