@@ -351,7 +351,7 @@ mod tests {
         };
         let s = load(client("[\"http://127.0.0.1:3000/\"]"));
         let v = s.validate().unwrap();
-        let meta = super::validate_config_client(&s.clients[0], &v.client_rules, true).unwrap();
+        let meta = super::validate_config_client(&s.clients[0], &v.client_rules, None).unwrap();
         assert_eq!(
             meta.oidc.post_logout_redirect_uris,
             vec!["http://127.0.0.1:3000/".to_string()]
