@@ -8,8 +8,18 @@ CARGO ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config)
-	$(CARGO) run --release -- serve --config $(CONFIG)
+run: ## Build and serve on http://127.0.0.1:8080 (in-memory store, dev config); Ctrl-C stops it
+	$(CARGO) build --release --bin keygate
+	@$(start_keygate); \
+	echo; \
+	echo "  keygate      http://127.0.0.1:$(SERVE_PORT)  (in-memory store, $(CONFIG))"; \
+	echo "  pages        http://127.0.0.1:$(SERVE_PORT)/  (sign in, My clients, Account)"; \
+	echo "  API docs     http://127.0.0.1:$(SERVE_PORT)/docs"; \
+	echo "  sign in as   demo / demo-password  (dev credentials: config/keygate.toml only)"; \
+	echo "  a token      curl -s -u demo-service:demo-service-secret -d grant_type=client_credentials http://127.0.0.1:$(SERVE_PORT)/oauth/token"; \
+	echo "  Ctrl-C stops it."; \
+	echo; \
+	wait $$kg
 
 run-redis: ## Like run, on a loopback-only redis-server (target/redis, no persistence); Ctrl-C stops both
 	$(CARGO) build --release --bin keygate
