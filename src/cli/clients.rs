@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use anyhow::bail;
 use clap::Subcommand;
 use keygate::clock::{Clock, SystemClock};
 use keygate::flows::clients::{self, ClientError, Registered};
@@ -269,6 +270,76 @@ pub async fn run(
 
 /// Prints a `[[clients]]` entry of the config file named `client_id`, saying
 /// where it is defined (never its secret); `false` when there is none.
+/// A config-file client's authentication method as the server reads it.
+fn config_auth_method(c: &keygate::config::ConfigClient) -> String {
+    c.token_endpoint_auth_method.clone().unwrap_or_else(|| {
+        if c.client_secret.is_some() {
+            "client_secret_basic"
+        } else {
+            "none"
+        }
+        .to_string()
+    })
+}
+
+/// `client list` and `client show` when `store.url` is `memory`: that store
+/// holds nothing between runs, so they show the clients of the config file
+/// (`[[clients]]`, which a server on that config serves); every command that
+/// writes is refused.
+pub fn run_on_config(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Show { client_id, json } => {
+            if show_config_client(config, &client_id, json)? {
+                return Ok(());
+            }
+            bail!(
+                "no client {client_id} in the config file's [[clients]] (store.url is `memory`, \
+                 which keeps no clients between runs)"
+            )
+        }
+        ClientCommand::List { json } => {
+            let settings = super::load_settings(config)?;
+            eprintln!(
+                "store.url is `memory`: these are the config file's [[clients]] (a server on this \
+                 config serves them; clients registered while it runs are not kept)"
+            );
+            if json {
+                let views: Vec<serde_json::Value> = settings
+                    .clients
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "client_id": c.client_id,
+                            "client_name": c.client_name,
+                            "redirect_uris": c.redirect_uris,
+                            "grant_types": c.grant_types,
+                            "scope": c.scope,
+                            "token_endpoint_auth_method": config_auth_method(c),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string(&views)?);
+            } else {
+                let rows: Vec<Vec<String>> = settings
+                    .clients
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.client_id.clone(),
+                            config_auth_method(c),
+                            c.grant_types.join(","),
+                            c.client_name.clone(),
+                        ]
+                    })
+                    .collect();
+                super::print_table(&["CLIENT_ID", "AUTH_METHOD", "GRANT_TYPES", "NAME"], &rows);
+            }
+            Ok(())
+        }
+        _ => bail!("{}", super::MEMORY_STORE),
+    }
+}
+
 fn show_config_client(config: Option<&Path>, client_id: &str, json: bool) -> anyhow::Result<bool> {
     let Some(file) = config else {
         return Ok(false);
@@ -283,14 +354,7 @@ fn show_config_client(config: Option<&Path>, client_id: &str, json: bool) -> any
         return Ok(false);
     };
     let secret = c.client_secret.is_some();
-    let auth_method = c.token_endpoint_auth_method.clone().unwrap_or_else(|| {
-        if secret {
-            "client_secret_basic"
-        } else {
-            "none"
-        }
-        .to_string()
-    });
+    let auth_method = config_auth_method(c);
     let defined_in = format!(
         "{}, [[clients]] entry {} (clients[{i}])",
         file.display(),

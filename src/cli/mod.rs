@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve => serve::run(config).await,
         Command::Openapi { format } => openapi::run(format),
         Command::Keys(cmd) => keys::run(config, cmd),
+        Command::Client(cmd) if memory_store(config)? => clients::run_on_config(config, cmd),
         Command::Client(cmd) => clients::run(&open_store(config).await?, config, cmd).await,
         Command::User(cmd) => users::run(&open_store(config).await?, cmd).await,
         Command::Resource(cmd) => {
@@ -96,6 +97,12 @@ fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 
 const MEMORY_STORE: &str = "store.url is `memory`: what this command writes would vanish when it exits. \
      Point --config or KEYGATE_STORE_URL at Redis, or define it in the config file ([[clients]] / [[users]])";
+
+/// Whether the configured store is the in-memory one (which holds nothing
+/// between runs of the CLI).
+fn memory_store(config: Option<&Path>) -> anyhow::Result<bool> {
+    Ok(load_settings(config)?.validate()?.store == StoreBackend::Memory)
+}
 
 /// The configured persistent store for the client and user commands: the
 /// memory store is refused, since what they write would vanish on exit.

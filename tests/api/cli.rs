@@ -1134,3 +1134,49 @@ fn hash_password_prompts_without_echo_on_a_terminal() {
         .unwrap();
     assert!(rt.block_on(keygate::passwords::verify(password.into(), Some(phc))));
 }
+
+/// Issue 16 item 2: with `store.url = memory` (which keeps nothing between
+/// runs), `client list` and `client show` read the config file's
+/// `[[clients]]` instead of refusing; commands that write still refuse.
+#[test]
+fn client_list_and_show_on_the_memory_store_read_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("k.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"memory\"\n[[clients]]\nclient_id = \"spa\"\nclient_name = \"Config SPA\"\nredirect_uris = [\"http://127.0.0.1:3000/cb\"]\ngrant_types = [\"authorization_code\"]\nscope = \"profile\"\ntoken_endpoint_auth_method = \"none\"\n",
+    )
+    .unwrap();
+    let file = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = command(dir.path())
+            .args(["--config", file])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["client", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("CLIENT_ID"), "{out}");
+    assert!(out.contains("spa") && out.contains("Config SPA"), "{out}");
+    assert!(err.contains("store.url is `memory`"), "{err}");
+    let (code, out, _) = run(&["client", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["client_id"], "spa");
+    assert_eq!(list[0]["token_endpoint_auth_method"], "none");
+    let (code, out, _) = run(&["client", "show", "spa"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("defined in:"), "{out}");
+    let (code, _, err) = run(&["client", "show", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no client nope"), "{err}");
+    let (code, _, err) = run(&["client", "delete", "spa"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("store.url"), "{err}");
+}
