@@ -9,12 +9,9 @@
 //!
 //! Pure: no store, no clock; only ring's AEAD, HKDF and random nonces.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::hkdf::{Salt, HKDF_SHA256};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+
+use super::sealed::{self, Domain};
 
 /// HKDF salt (fixed: the input, a random id of at least 128 bits, is uniform).
 const SALT: &[u8] = b"keygate page flash salt v1";
@@ -35,48 +32,21 @@ pub struct SealedFlash {
 #[error("the page flash could not be sealed or opened")]
 pub struct FlashError;
 
-fn key_for(id: &str) -> Result<LessSafeKey, FlashError> {
-    let prk = Salt::new(HKDF_SHA256, SALT).extract(id.as_bytes());
-    let okm = prk.expand(&[INFO], &AES_256_GCM).map_err(|_| FlashError)?;
-    Ok(LessSafeKey::new(UnboundKey::from(okm)))
-}
+/// The flash's HKDF salt and info.
+const DOMAIN: Domain = Domain {
+    salt: SALT,
+    info: INFO,
+};
 
 /// Seals `plain` under a key derived from the flash `id`.
 pub fn seal(id: &str, plain: &[u8]) -> Result<SealedFlash, FlashError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| FlashError)?;
-    let mut buf = plain.to_vec();
-    key_for(id)?
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(INFO),
-            &mut buf,
-        )
-        .map_err(|_| FlashError)?;
-    Ok(SealedFlash {
-        nonce: B64.encode(nonce),
-        sealed: B64.encode(buf),
-    })
+    let (nonce, sealed) = sealed::seal(DOMAIN, id, INFO, plain).ok_or(FlashError)?;
+    Ok(SealedFlash { nonce, sealed })
 }
 
 /// Opens a flash sealed by [`seal`] with the same `id`.
 pub fn open(id: &str, flash: &SealedFlash) -> Result<Vec<u8>, FlashError> {
-    let nonce: [u8; NONCE_LEN] = B64
-        .decode(&flash.nonce)
-        .ok()
-        .and_then(|n| n.try_into().ok())
-        .ok_or(FlashError)?;
-    let mut buf = B64.decode(&flash.sealed).map_err(|_| FlashError)?;
-    let plain = key_for(id)?
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(INFO),
-            &mut buf,
-        )
-        .map_err(|_| FlashError)?;
-    Ok(plain.to_vec())
+    sealed::open(DOMAIN, id, INFO, &flash.nonce, &flash.sealed).ok_or(FlashError)
 }
 
 #[cfg(test)]

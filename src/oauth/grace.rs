@@ -17,12 +17,9 @@
 //!
 //! Pure: no store, no clock; only ring's AEAD, HKDF and random nonces.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::hkdf::{Salt, HKDF_SHA256};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+
+use super::sealed::{self, Domain};
 
 /// HKDF salt (fixed: the input key material, a 256-bit random token, is already uniform).
 const SALT: &[u8] = b"keygate refresh grace salt v1";
@@ -68,12 +65,6 @@ pub struct GraceContents {
 #[error("the refresh grace seal could not be made or opened")]
 pub struct GraceError;
 
-fn key_for(old_token: &str) -> Result<LessSafeKey, GraceError> {
-    let prk = Salt::new(HKDF_SHA256, SALT).extract(old_token.as_bytes());
-    let okm = prk.expand(&[INFO], &AES_256_GCM).map_err(|_| GraceError)?;
-    Ok(LessSafeKey::new(UnboundKey::from(okm)))
-}
-
 fn aad(family: &str, rotated_at: i64) -> Vec<u8> {
     let mut aad = Vec::with_capacity(INFO.len() + family.len() + 10);
     aad.extend_from_slice(INFO);
@@ -83,6 +74,12 @@ fn aad(family: &str, rotated_at: i64) -> Vec<u8> {
     aad
 }
 
+/// The grace seal's HKDF salt and info.
+const DOMAIN: Domain = Domain {
+    salt: SALT,
+    info: INFO,
+};
+
 /// Seals `contents` under a key derived from `old_token`, bound to `family`
 /// and `rotated_at`.
 pub fn seal(
@@ -91,47 +88,35 @@ pub fn seal(
     rotated_at: i64,
     contents: &GraceContents,
 ) -> Result<GraceSeal, GraceError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| GraceError)?;
-    let mut buf = serde_json::to_vec(contents).map_err(|_| GraceError)?;
-    key_for(old_token)?
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(family, rotated_at)),
-            &mut buf,
-        )
-        .map_err(|_| GraceError)?;
+    let plain = serde_json::to_vec(contents).map_err(|_| GraceError)?;
+    let (nonce, sealed) =
+        sealed::seal(DOMAIN, old_token, &aad(family, rotated_at), &plain).ok_or(GraceError)?;
     Ok(GraceSeal {
         rotated_at,
-        nonce: B64.encode(nonce),
-        sealed: B64.encode(buf),
+        nonce,
+        sealed,
     })
 }
 
 /// Opens a seal made by [`seal`] with the same token and family; any other
 /// token, family, rotation time or a modified ciphertext fails.
 pub fn open(old_token: &str, family: &str, seal: &GraceSeal) -> Result<GraceContents, GraceError> {
-    let nonce: [u8; NONCE_LEN] = B64
-        .decode(&seal.nonce)
-        .ok()
-        .and_then(|n| n.try_into().ok())
-        .ok_or(GraceError)?;
-    let mut buf = B64.decode(&seal.sealed).map_err(|_| GraceError)?;
-    let plain = key_for(old_token)?
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(family, seal.rotated_at)),
-            &mut buf,
-        )
-        .map_err(|_| GraceError)?;
-    serde_json::from_slice(plain).map_err(|_| GraceError)
+    let plain = sealed::open(
+        DOMAIN,
+        old_token,
+        &aad(family, seal.rotated_at),
+        &seal.nonce,
+        &seal.sealed,
+    )
+    .ok_or(GraceError)?;
+    serde_json::from_slice(&plain).map_err(|_| GraceError)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
 
     const OLD: &str = "old-refresh-token-0123456789abcdefghijklmnopq";
 

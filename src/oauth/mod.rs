@@ -33,6 +33,7 @@ pub mod id_token;
 pub mod introspection;
 pub mod pkce;
 pub mod resource;
+pub mod sealed;
 pub mod token;
 pub mod types;
 
