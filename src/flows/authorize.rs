@@ -191,7 +191,9 @@ pub async fn approve(
                 sid: (!session.sid.is_empty()).then(|| session.sid.clone()),
             };
             state.repos.put_code(&code, &rec, ttl).await?;
-            super::logout::record_client(state, session, &req.client_id).await?;
+            if req.backchannel_logout {
+                super::logout::record_client(state, session, &req.client_id).await?;
+            }
             tracing::info!(event = "code_issued", "authorization code issued");
             Ok(redirect_url(&req.target, &[("code", &code)], issuer))
         }

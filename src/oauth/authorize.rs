@@ -167,6 +167,9 @@ pub struct ValidRequest {
     pub max_age: Option<i64>,
     /// `login_hint`, when it could be a username (prefills the login form).
     pub login_hint: Option<String>,
+    /// The client registered a `backchannel_logout_uri`: the session must
+    /// remember it was issued a code (no store write for other clients).
+    pub backchannel_logout: bool,
 }
 
 /// The `prompt` values of a request (OpenID Connect Core §3.1.2.1).
@@ -546,6 +549,7 @@ pub fn validate(
         prompt,
         max_age,
         login_hint: login_hint(p.login_hint.as_deref()),
+        backchannel_logout: client.backchannel_logout_uri.is_some(),
     })
 }
 
