@@ -209,6 +209,44 @@ pub fn client_key(ip: Option<IpAddr>) -> String {
     }
 }
 
+/// The client's address, for the limits and the logs: the TCP `peer`,
+/// unless the peer is one of the `trusted` reverse proxies
+/// (`server.trusted_proxies`). Then the `X-Forwarded-For` entries (every
+/// header's, in order) are read from the right, skipping trusted proxies,
+/// and the first other address is the client: what a client writes into
+/// the header itself sits to the left of what its first trusted proxy
+/// appended, so it is never reached. A chain of trusted proxies only names
+/// its leftmost one; an entry that is not an address (`unknown`, garbage)
+/// stops the walk at the last trusted hop read. Entries may carry a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+pub fn forwarded_client<'a>(
+    peer: Option<IpAddr>,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
+    let mut client = peer?;
+    if !is_trusted(client) {
+        return Some(client);
+    }
+    let entries: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+    for entry in entries.iter().rev() {
+        let entry = entry.trim();
+        let Some(ip) = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
 /// The login limiter's name part: trimmed, at most 64 characters,
 /// lower-cased, so `Alice`, `alice ` and `ALICE` share one budget.
 pub fn login_name(username: &str) -> String {
@@ -294,6 +332,60 @@ mod tests {
             NonZeroU32::MIN,
             NonZeroU32::new(burst).expect("burst > 0"),
         )
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_first_untrusted_hop_from_the_right() {
+        let nets: Vec<ipnet::IpNet> = ["10.0.0.0/24", "::1/128"]
+            .iter()
+            .map(|n| n.parse().expect("net"))
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let client = |peer: &str, xff: &[&str]| {
+            forwarded_client(Some(ip(peer)), xff.iter().copied(), &nets).map(|a| a.to_string())
+        };
+        // An untrusted peer is the client, whatever it writes.
+        assert_eq!(
+            client("192.0.2.9", &["203.0.113.1"]),
+            Some("192.0.2.9".into())
+        );
+        // Through one trusted proxy.
+        assert_eq!(client("10.0.0.7", &["192.0.2.9"]), Some("192.0.2.9".into()));
+        // A forged entry sits left of what the proxy appended: not reached.
+        assert_eq!(
+            client("10.0.0.7", &["203.0.113.1, 192.0.2.9"]),
+            Some("192.0.2.9".into())
+        );
+        // Trusted hops are skipped; several headers read in order; ports dropped.
+        assert_eq!(
+            client("10.0.0.7", &["198.51.100.4:4711, 10.0.0.3", "10.0.0.5"]),
+            Some("198.51.100.4".into())
+        );
+        assert_eq!(
+            client("::1", &["[2001:db8::1]:80"]),
+            Some("2001:db8::1".into())
+        );
+        // IPv4-mapped peers count as their IPv4 address.
+        assert_eq!(
+            client("::ffff:10.0.0.7", &["192.0.2.9"]),
+            Some("192.0.2.9".into())
+        );
+        // No header, only proxies, or garbage: the last trusted hop read.
+        assert_eq!(client("10.0.0.7", &[]), Some("10.0.0.7".into()));
+        assert_eq!(client("10.0.0.7", &["10.0.0.5"]), Some("10.0.0.5".into()));
+        assert_eq!(
+            client("10.0.0.7", &["192.0.2.9, unknown, 10.0.0.5"]),
+            Some("10.0.0.5".into())
+        );
+        assert_eq!(
+            forwarded_client(None, ["192.0.2.9"].into_iter(), &nets),
+            None
+        );
+        // Without trusted proxies the header is never read.
+        assert_eq!(
+            forwarded_client(Some(ip("10.0.0.7")), ["192.0.2.9"].into_iter(), &[]),
+            Some(ip("10.0.0.7"))
+        );
     }
 
     fn settings() -> LimitOptions {

@@ -1,6 +1,6 @@
 //! `keygate check-config`'s offline checks: every problem of a settings tree
-//! that can be found without the network, not only the first one
-//! [`Settings::validate`] stops at. The store's reachability is the CLI's
+//! that can be found without the network ([`Settings::validate`] stops at
+//! the first). The store's reachability is the CLI's
 //! part (it needs the store).
 
 use std::path::Path;
@@ -12,14 +12,17 @@ use crate::tokens::keys::Rotation;
 use crate::tokens::{KeyError, KeySet};
 
 impl Settings {
-    /// Every problem found offline: the first validation error, a
-    /// placeholder issuer, each dev credential (plain-text `[[clients]]`
-    /// secret, the demo user's published hash) outside dev mode, and a
-    /// missing, unreadable or empty `keys.dir`. One per key, in that order.
+    /// Every problem found offline: every validation error
+    /// ([`Settings::validate_all`]), a placeholder issuer, each dev
+    /// credential (plain-text `[[clients]]` secret, the demo user's
+    /// published hash) outside dev mode, and a missing, unreadable or empty
+    /// `keys.dir`. One per key, in that order.
     pub fn problems(&self) -> Vec<ConfigError> {
-        let mut out = vec![];
-        if let Err(e) = self.validate() {
-            out.push(e);
+        let mut out: Vec<ConfigError> = vec![];
+        for e in self.validate_all().err().unwrap_or_default() {
+            if !out.iter().any(|q| q.key == e.key) {
+                out.push(e);
+            }
         }
         let mut push = |p: ConfigError| {
             if !out.iter().any(|q| q.key == p.key) {

@@ -18,52 +18,66 @@ use crate::oauth::types::{AuthMethod, ScopeSet};
 /// is a registrable identifier ([`ResourceId::parse_registered`]) and not a
 /// duplicate (compared normalised, so `https://a` and `https://a/` clash),
 /// the scopes are known (`oauth.scopes`) and not empty, and `client_id`
-/// names a confidential `[[clients]]` entry.
+/// names a confidential `[[clients]]` entry. Returns the good entries and
+/// adds the first problem of each bad one to `errs`.
 pub(super) fn check_resources(
     resources: &[ConfigResource],
     known_scopes: &ScopeSet,
     clients: &[ConfigClient],
-) -> Result<Vec<Resource>, ConfigError> {
+    errs: &mut Vec<ConfigError>,
+) -> Vec<Resource> {
     let mut seen = HashSet::new();
     let mut out = vec![];
     for (i, r) in resources.iter().enumerate() {
-        let key = |field: &str| format!("resources[{i}].{field}");
-        let id =
-            ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
-        if !seen.insert(id) {
-            return Err(ConfigError::new(
-                key("uri"),
-                "duplicate resource (URIs are compared normalised: a trailing `/` on the bare host, the case of scheme and host and a default port make no difference)",
-            ));
+        match check_resource(i, r, known_scopes, clients, &mut seen) {
+            Ok(resource) => out.push(resource),
+            Err(e) => errs.push(e),
         }
-        let scopes = resource_scopes(&r.scopes.join(" "), known_scopes)
-            .map_err(|m| ConfigError::new(key("scopes"), m))?;
-        if let Some(c) = &r.client_id {
-            let client = clients.iter().find(|k| &k.client_id == c);
-            match client {
-                None => {
-                    return Err(ConfigError::new(
-                        key("client_id"),
-                        format!("`{c}` is not a [[clients]] entry"),
-                    ))
-                }
-                Some(k) if k.client_secret.is_none() => {
-                    return Err(ConfigError::new(
-                        key("client_id"),
-                        format!("`{c}` is a public client; introspection needs a confidential one"),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        out.push(Resource {
-            uri: r.uri.clone(),
-            scopes,
-            name: r.name.clone().filter(|n| !n.trim().is_empty()),
-            client_id: r.client_id.clone(),
-        });
     }
-    Ok(out)
+    out
+}
+
+/// One `[[resources]]` entry of [`check_resources`]; `seen` holds the URIs before it.
+fn check_resource(
+    i: usize,
+    r: &ConfigResource,
+    known_scopes: &ScopeSet,
+    clients: &[ConfigClient],
+    seen: &mut HashSet<ResourceId>,
+) -> Result<Resource, ConfigError> {
+    let key = |field: &str| format!("resources[{i}].{field}");
+    let id = ResourceId::parse_registered(&r.uri).map_err(|m| ConfigError::new(key("uri"), m))?;
+    if !seen.insert(id) {
+        return Err(ConfigError::new(
+            key("uri"),
+            "duplicate resource (URIs are compared normalised: a trailing `/` on the bare host, the case of scheme and host and a default port make no difference)",
+        ));
+    }
+    let scopes = resource_scopes(&r.scopes.join(" "), known_scopes)
+        .map_err(|m| ConfigError::new(key("scopes"), m))?;
+    if let Some(c) = &r.client_id {
+        match clients.iter().find(|k| &k.client_id == c) {
+            None => {
+                return Err(ConfigError::new(
+                    key("client_id"),
+                    format!("`{c}` is not a [[clients]] entry"),
+                ))
+            }
+            Some(k) if k.client_secret.is_none() => {
+                return Err(ConfigError::new(
+                    key("client_id"),
+                    format!("`{c}` is a public client; introspection needs a confidential one"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Resource {
+        uri: r.uri.clone(),
+        scopes,
+        name: r.name.clone().filter(|n| !n.trim().is_empty()),
+        client_id: r.client_id.clone(),
+    })
 }
 
 /// The scopes of a resource being registered (config or CLI): a non-empty
@@ -81,22 +95,22 @@ pub fn resource_scopes(raw: &str, known: &ScopeSet) -> Result<ScopeSet, String> 
 }
 
 /// Checks every config client: ids are unique, and each entry passes
-/// [`validate_config_client`].
+/// [`validate_config_client`]; the first problem of each entry goes to `errs`.
 pub(super) fn check_clients(
     clients: &[ConfigClient],
     rules: &Rules,
     dev_refusal: Option<&str>,
-) -> Result<(), ConfigError> {
+    errs: &mut Vec<ConfigError>,
+) {
     let mut seen = HashSet::new();
     for (i, c) in clients.iter().enumerate() {
         let key = format!("clients[{i}]");
         if !seen.insert(c.client_id.as_str()) {
-            return Err(ConfigError::new(key, "duplicate client_id"));
+            errs.push(ConfigError::new(key, "duplicate client_id"));
+        } else if let Err((field, msg)) = validate_config_client(c, rules, dev_refusal) {
+            errs.push(ConfigError::new(format!("{key}.{field}"), msg));
         }
-        validate_config_client(c, rules, dev_refusal)
-            .map_err(|(field, msg)| ConfigError::new(format!("{key}.{field}"), msg))?;
     }
-    Ok(())
 }
 
 /// The password hash of the demo user in `config/keygate.toml` (its
@@ -106,57 +120,72 @@ pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ypBRGiWwYWK
 /// Checks every config user: usernames are non-empty and unique (ignoring
 /// case), ids (when given) well-formed and unique, names bounded, and
 /// password hashes are argon2 PHC strings, and not the demo user's
-/// published one unless in dev mode (`dev_refusal` is `None`).
+/// published one unless in dev mode (`dev_refusal` is `None`). The first
+/// problem of each entry goes to `errs`.
 pub(super) fn check_users(
     users: &[ConfigUser],
     dev_refusal: Option<&str>,
-) -> Result<(), ConfigError> {
+    errs: &mut Vec<ConfigError>,
+) {
     let mut names = HashSet::new();
     let mut ids = HashSet::new();
     for (i, u) in users.iter().enumerate() {
-        let key = format!("users[{i}]");
-        if u.username.trim().is_empty() || !names.insert(u.username.to_lowercase()) {
+        if let Err(e) = check_user(i, u, dev_refusal, &mut names, &mut ids) {
+            errs.push(e);
+        }
+    }
+}
+
+/// One `[[users]]` entry of [`check_users`]; `names` and `ids` hold those before it.
+fn check_user(
+    i: usize,
+    u: &ConfigUser,
+    dev_refusal: Option<&str>,
+    names: &mut HashSet<String>,
+    ids: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let key = format!("users[{i}]");
+    if u.username.trim().is_empty() || !names.insert(u.username.to_lowercase()) {
+        return Err(ConfigError::new(
+            key,
+            "username must be non-empty and unique",
+        ));
+    }
+    if let Some(id) = &u.id {
+        let ok = (1..=64).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
             return Err(ConfigError::new(
-                key,
-                "username must be non-empty and unique",
+                format!("{key}.id"),
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
             ));
         }
-        if let Some(id) = &u.id {
-            let ok = (1..=64).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !ok {
-                return Err(ConfigError::new(
-                    format!("{key}.id"),
-                    "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-                ));
-            }
-            if !ids.insert(id.clone()) {
-                return Err(ConfigError::new(format!("{key}.id"), "must be unique"));
-            }
+        if !ids.insert(id.clone()) {
+            return Err(ConfigError::new(format!("{key}.id"), "must be unique"));
         }
-        if u.name
-            .as_deref()
-            .is_some_and(|n| crate::flows::users::clean_name(n).is_err())
-        {
-            return Err(ConfigError::new(
-                format!("{key}.name"),
-                "must be at most 200 characters, without control characters",
-            ));
-        }
-        if !crate::passwords::is_valid_phc(&u.password_hash) {
-            return Err(ConfigError::new(
-                format!("{key}.password_hash"),
-                "must be an argon2 PHC string (make one with `keygate hash-password`)",
-            ));
-        }
-        if let (Some(why), true) = (dev_refusal, u.password_hash == DEMO_PASSWORD_HASH) {
-            return Err(ConfigError::new(
-                format!("{key}.password_hash"),
-                format!("is the demo user's published password hash, refused because {why}; make a new one with `keygate hash-password`"),
-            ));
-        }
+    }
+    if u.name
+        .as_deref()
+        .is_some_and(|n| crate::flows::users::clean_name(n).is_err())
+    {
+        return Err(ConfigError::new(
+            format!("{key}.name"),
+            "must be at most 200 characters, without control characters",
+        ));
+    }
+    if !crate::passwords::is_valid_phc(&u.password_hash) {
+        return Err(ConfigError::new(
+            format!("{key}.password_hash"),
+            "must be an argon2 PHC string (make one with `keygate hash-password`)",
+        ));
+    }
+    if let (Some(why), true) = (dev_refusal, u.password_hash == DEMO_PASSWORD_HASH) {
+        return Err(ConfigError::new(
+            format!("{key}.password_hash"),
+            format!("is the demo user's published password hash, refused because {why}; make a new one with `keygate hash-password`"),
+        ));
     }
     Ok(())
 }

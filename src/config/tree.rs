@@ -195,6 +195,9 @@ pub struct ServerSettings {
     pub header_read_timeout_secs: u64,
     /// Seconds a client gets to send a complete request body.
     pub body_read_timeout_secs: u64,
+    /// Reverse proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// names the client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -207,6 +210,7 @@ impl Default for ServerSettings {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,
+            trusted_proxies: vec![],
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// Time a client gets to send a complete request body.
     pub body_read_timeout: Duration,
+    /// `server.trusted_proxies`: the peers whose `X-Forwarded-For` is
+    /// believed ([`crate::limits::forwarded_client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Where `GET /metrics` is served (`[metrics]`).
@@ -262,66 +265,91 @@ impl Settings {
         parse_store_url(&self.store.url)
     }
 
-    /// Checks every setting and converts to the types the server runs with.
+    /// Checks every setting and converts to the types the server runs with;
+    /// the first problem (in the order of [`Settings::validate_all`]).
     pub fn validate(&self) -> Result<Validated, ConfigError> {
-        let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
-            ConfigError::new(
+        self.validate_all().map_err(|mut all| all.swap_remove(0))
+    }
+
+    /// Checks every setting and converts to the types the server runs with,
+    /// or every problem found, each naming its key (`keygate check-config`
+    /// lists them all). A setting that failed stands in with a harmless
+    /// value so that the checks after it still run.
+    pub fn validate_all(&self) -> Result<Validated, Vec<ConfigError>> {
+        let mut errs: Vec<ConfigError> = vec![];
+        let listen: SocketAddr = self.server.listen.parse().unwrap_or_else(|_| {
+            errs.push(ConfigError::new(
                 "server.listen",
                 format!("`{}` is not an IP:port socket address", self.server.listen),
-            )
-        })?;
-        let issuer = parse_issuer(&self.server.issuer)?;
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        let issuer = parse_issuer(&self.server.issuer).unwrap_or_else(|e| {
+            errs.push(e);
+            self.server.issuer.clone()
+        });
         let issuer_is_loopback = is_loopback_url(&issuer);
         let audience = if self.tokens.audience.is_empty() {
             issuer.clone()
         } else {
             self.tokens.audience.clone()
         };
-        let store = parse_store_url(&self.store.url)?;
+        let store = parse_store_url(&self.store.url).unwrap_or_else(|e| {
+            errs.push(e);
+            StoreBackend::Memory
+        });
         if self.store.memory_max_entries == 0 {
-            return Err(ConfigError::new(
+            errs.push(ConfigError::new(
                 "store.memory_max_entries",
                 "must be at least 1",
             ));
         }
         if self.store.timeout_ms == 0 {
-            return Err(ConfigError::new("store.timeout_ms", "must be at least 1"));
+            errs.push(ConfigError::new("store.timeout_ms", "must be at least 1"));
         }
         let profile = match self.oauth.profile.as_str() {
             "oauth21" => Profile::OAuth21,
             "legacy" => Profile::Legacy,
             other => {
-                return Err(ConfigError::new(
+                errs.push(ConfigError::new(
                     "oauth.profile",
                     format!("must be `oauth21` or `legacy` (got `{other}`)"),
-                ))
+                ));
+                Profile::OAuth21
             }
         };
-        let scopes = ScopeSet::parse(&self.oauth.scopes.join(" "))
-            .map_err(|e| ConfigError::new("oauth.scopes", e.description.to_string()))?;
+        let scopes = ScopeSet::parse(&self.oauth.scopes.join(" ")).unwrap_or_else(|e| {
+            errs.push(ConfigError::new("oauth.scopes", e.description.to_string()));
+            ScopeSet::default()
+        });
         for (scope, text) in &self.oauth.scope_descriptions {
             let key = format!("oauth.scope_descriptions.{scope}");
             if !scopes.contains(scope) {
-                return Err(ConfigError::new(key, "is not one of oauth.scopes"));
-            }
-            if text.trim().is_empty()
+                errs.push(ConfigError::new(key, "is not one of oauth.scopes"));
+            } else if text.trim().is_empty()
                 || text.chars().count() > 200
                 || text.chars().any(char::is_control)
             {
-                return Err(ConfigError::new(
+                errs.push(ConfigError::new(
                     key,
                     "must be 1 to 200 characters without control characters",
                 ));
             }
         }
-        let open_scopes = ScopeSet::parse(&self.registration.open_scopes.join(" "))
-            .map_err(|e| ConfigError::new("registration.open_scopes", e.description.to_string()))?;
+        let open_scopes =
+            ScopeSet::parse(&self.registration.open_scopes.join(" ")).unwrap_or_else(|e| {
+                errs.push(ConfigError::new(
+                    "registration.open_scopes",
+                    e.description.to_string(),
+                ));
+                ScopeSet::default()
+            });
         // Checked only when open: the defaults must not stop a server whose
         // `oauth.scopes` lack `profile` or `email` from starting closed.
         let unknown = open_scopes.iter().find(|s| !scopes.contains(s));
         let uses_open_scopes = self.registration.open || self.registration.metadata_documents;
         if let Some(unknown) = unknown.filter(|_| uses_open_scopes) {
-            return Err(ConfigError::new(
+            errs.push(ConfigError::new(
                 "registration.open_scopes",
                 format!("`{unknown}` is not one of oauth.scopes"),
             ));
@@ -389,40 +417,61 @@ impl Settings {
             ("limits.sweep_secs", self.limits.sweep_secs),
         ] {
             if v == 0 {
-                return Err(ConfigError::new(key, "must be greater than 0"));
+                errs.push(ConfigError::new(key, "must be greater than 0"));
             }
         }
         let metrics = match (self.metrics.enabled, self.metrics.listen.trim()) {
             (false, _) => MetricsExposure::Off,
             (true, "") => MetricsExposure::Main,
-            (true, raw) => {
-                let addr: SocketAddr = raw.parse().map_err(|_| {
-                    ConfigError::new(
+            (true, raw) => match raw.parse::<SocketAddr>() {
+                Err(_) => {
+                    errs.push(ConfigError::new(
                         "metrics.listen",
                         format!(
                             "`{raw}` is not an IP:port socket address (or \"\" for server.listen)"
                         ),
-                    )
-                })?;
-                if addr == listen && addr.port() != 0 {
-                    return Err(ConfigError::new(
+                    ));
+                    MetricsExposure::Off
+                }
+                Ok(addr) if addr == listen && addr.port() != 0 => {
+                    errs.push(ConfigError::new(
                         "metrics.listen",
                         "must differ from server.listen (use \"\" to serve /metrics there)",
                     ));
+                    MetricsExposure::Off
                 }
-                MetricsExposure::Separate(addr)
-            }
+                Ok(addr) => MetricsExposure::Separate(addr),
+            },
         };
+        let trusted_proxies = self
+            .server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| {
+                let net = parse_proxy(raw);
+                if net.is_none() {
+                    errs.push(ConfigError::new(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("`{raw}` is not an IP address or CIDR block (e.g. 10.0.0.7 or 10.0.0.0/24)"),
+                    ));
+                }
+                net
+            })
+            .collect();
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            _ => return Err(ConfigError::new("log.format", "must be `text` or `json`")),
+            _ => {
+                errs.push(ConfigError::new("log.format", "must be `text` or `json`"));
+                LogFormat::Text
+            }
         };
         if self.keys.dir.is_empty() {
-            return Err(ConfigError::new("keys.dir", "must not be empty"));
+            errs.push(ConfigError::new("keys.dir", "must not be empty"));
         }
         if self.keys.activation_delay_secs < self.keys.jwks_max_age {
-            return Err(ConfigError::new(
+            errs.push(ConfigError::new(
                 "keys.activation_delay_secs",
                 format!(
                     "must be at least keys.jwks_max_age ({}): a verifier with a cached JWKS would not know a new key's first tokens",
@@ -432,7 +481,7 @@ impl Settings {
         }
         for (i, t) in self.registration.initial_access_tokens.iter().enumerate() {
             if t.expose_secret().len() < 16 {
-                return Err(ConfigError::new(
+                errs.push(ConfigError::new(
                     format!("registration.initial_access_tokens[{i}]"),
                     "must be at least 16 characters",
                 ));
@@ -449,11 +498,20 @@ impl Settings {
             &self.clients,
             &client_rules.for_config_file(),
             dev_refusal.as_deref(),
-        )?;
-        check_users(&self.users, dev_refusal.as_deref())?;
-        let resources = check_resources(&self.resources, &client_rules.scopes, &self.clients)?;
+            &mut errs,
+        );
+        check_users(&self.users, dev_refusal.as_deref(), &mut errs);
+        let resources = check_resources(
+            &self.resources,
+            &client_rules.scopes,
+            &self.clients,
+            &mut errs,
+        );
         if self.session.ttl == 0 {
-            return Err(ConfigError::new("session.ttl", "must be greater than 0"));
+            errs.push(ConfigError::new("session.ttl", "must be greater than 0"));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
         }
         let seconds = Duration::from_secs;
         // Zero rates and bursts were refused above; MIN is never used.
@@ -498,6 +556,7 @@ impl Settings {
                 shutdown_grace: seconds(self.server.shutdown_grace_secs),
                 header_read_timeout: seconds(self.server.header_read_timeout_secs),
                 body_read_timeout: seconds(self.server.body_read_timeout_secs),
+                trusted_proxies,
             },
             tokens: TokenOptions {
                 access_ttl: seconds(self.tokens.access_ttl),
@@ -615,6 +674,14 @@ pub fn redact_url(url: &str) -> String {
 
 fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A trusted proxy: an address (a one-address block) or a CIDR block.
+fn parse_proxy(raw: &str) -> Option<ipnet::IpNet> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn parse_issuer(raw: &str) -> Result<String, ConfigError> {

@@ -118,8 +118,9 @@ pub enum BearerAuth {
 }
 
 /// Client credentials from the Basic header (if any), the form pairs and
-/// the TCP peer's address (for the rate limits).
+/// the client's address (for the rate limits: [`crate::http::client_ip`]).
 fn token_input(
+    state: &AppState,
     auth: ClientAuth,
     req: &Request,
     form: Vec<(String, String)>,
@@ -133,7 +134,7 @@ fn token_input(
         }
         ClientAuth::InBody => None,
     };
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let peer = super::client_ip(req, state);
     Ok(TokenInput { basic, form, peer })
 }
 
@@ -437,7 +438,7 @@ impl Api {
         req: &Request,
         body: FormPairs<TokenRequestForm>,
     ) -> TokenResponse {
-        let input = match token_input(auth, req, body.pairs) {
+        let input = match token_input(&state, auth, req, body.pairs) {
             Ok(i) => i,
             Err(e) => return e.into(),
         };
@@ -473,7 +474,7 @@ impl Api {
         req: &Request,
         body: FormPairs<TokenActionForm>,
     ) -> RevokeResponse {
-        let input = match token_input(auth, req, body.pairs) {
+        let input = match token_input(&state, auth, req, body.pairs) {
             Ok(i) => i,
             Err(e) => return e.into(),
         };
@@ -498,7 +499,7 @@ impl Api {
         req: &Request,
         body: FormPairs<TokenActionForm>,
     ) -> IntrospectResponse {
-        let input = match token_input(auth, req, body.pairs) {
+        let input = match token_input(&state, auth, req, body.pairs) {
             Ok(i) => i,
             Err(e) => return e.into(),
         };

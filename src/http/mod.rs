@@ -32,6 +32,23 @@ pub fn api_service() -> OpenApiService<(api::Api, registration::RegistrationApi)
     .license("Apache-2.0")
 }
 
+/// The client's address for the rate limits and the logs: the TCP peer, or
+/// behind `server.trusted_proxies` the address their `X-Forwarded-For`
+/// names ([`crate::limits::forwarded_client`]).
+pub fn client_ip(req: &poem::Request, state: &AppState) -> Option<std::net::IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let trusted = &state.cfg.server.trusted_proxies;
+    if trusted.is_empty() {
+        return peer;
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .into_iter()
+        .filter_map(|v| v.to_str().ok());
+    crate::limits::forwarded_client(peer, forwarded, trusted)
+}
+
 /// Every route of the server (from the route table), with middleware and
 /// state attached.
 pub fn routes(state: AppState) -> impl Endpoint {

@@ -272,7 +272,7 @@ impl RegistrationApi {
         auth: BearerAuth,
         body: Json<ClientMetadataBody>,
     ) -> RegistrationResponse {
-        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let peer = super::client_ip(req, &state);
         let credential = credential(&auth, req);
         match registration::register(&state, peer, credential, body.0.into()).await {
             Ok(reg) => created(&state, reg),

@@ -938,6 +938,67 @@ fn check_config_lists_dev_credentials_on_a_public_listener_and_passes_a_good_fil
     assert_eq!(text.trim(), format!("{}: OK", config.display()));
 }
 
+/// `check-config` names every invalid setting of a file at once, not only
+/// the first one `serve` stops at: settings in several sections and each bad
+/// `[[users]]` / `[[resources]]` entry, in file order.
+#[test]
+fn check_config_names_every_invalid_setting_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("k.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"localhost\"\ntrusted_proxies = [\"10.0.0.0/24\", \"nginx\"]\n\
+         [oauth]\nprofile = \"oauth3\"\n\
+         [tokens]\naccess_ttl = 0\n\
+         [log]\nformat = \"xml\"\n\
+         [[users]]\nusername = \"ops\"\npassword_hash = \"plain\"\n\
+         [[users]]\nusername = \"OPS\"\npassword_hash = \"plain\"\n\
+         [[resources]]\nuri = \"https://api.mycompany.com/\"\nscopes = [\"nope\"]\n",
+    )
+    .unwrap();
+    let out = command(d)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("KEYGATE_SERVER_LISTEN")
+        .env("KEYGATE_STORE_URL", "memory")
+        .args(["check-config", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "server.listen",
+            "oauth.profile",
+            "tokens.access_ttl",
+            "server.trusted_proxies[1]",
+            "log.format",
+            "users[0].password_hash",
+            "users[1]",
+            "resources[0].scopes",
+            "keys.dir",
+        ],
+        "{text}"
+    );
+    // serve still stops at the first.
+    let line = refuses(
+        command(d)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("KEYGATE_SERVER_LISTEN"),
+    );
+    assert!(line.contains("server.listen"), "{line}");
+}
+
 /// The list commands print a table with a header row; `client show` for a
 /// `[[clients]]` entry says which file and entry define it.
 #[test]

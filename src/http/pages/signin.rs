@@ -167,9 +167,9 @@ pub async fn login(
     let return_to = safe_return_to(&state.cfg.issuer, f.return_to.as_deref());
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
-    // The TCP peer; X-Forwarded-For is not trusted (README "Rate limits and
-    // slow clients"). A refused guess is a 429 page, before argon2.
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    // The TCP peer, or the client behind server.trusted_proxies (README
+    // "Rate limits and slow clients"). A refused guess is a 429 page, before argon2.
+    let peer = crate::http::client_ip(req, &state);
     let Some(user) = users::login(&state, peer, username.trim(), password).await? else {
         let error = Some("Incorrect username or password.".into());
         let page = login_page(&state, csrf, return_to, username, error).await;
@@ -243,7 +243,7 @@ pub async fn signup(
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty());
     let password = f.password.unwrap_or_default();
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let peer = crate::http::client_ip(req, &state);
     let user = match users::create_user(&state, peer, &username, email.clone(), password).await {
         Ok(u) => u,
         Err(users::SignupError::Flow(e)) => return Err(e.into()),
