@@ -103,13 +103,13 @@ mcp-demo: ## Run keygate (dev config) and the example MCP server on http://127.0
 	echo; \
 	$(CARGO) run --release --quiet -p keygate-mcp-example -- --issuer http://127.0.0.1:8080
 
-test: test-deps mcp-deps oidc-deps ## Install what the tests need (redis-server, Chromium, Apache + mod_auth_openidc, the OpenAPI validator, the MCP and OpenID Connect clients), then run every test
+test: test-deps mcp-deps oidc-deps ## Install what the tests need (redis-server, Chromium, Apache + mod_auth_openidc, nginx, the OpenAPI validator, the MCP and OpenID Connect clients), then run every test
 	$(CARGO) build -p keygate-mcp-example
 	$(CARGO) build -p keygate-demo-client
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
-test-deps: ## Install redis-server, jq, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc (apt) and openapi-spec-validator (pip) when missing
+test-deps: ## Install redis-server, jq, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc, nginx-light, systemd (apt) and openapi-spec-validator (pip) when missing
 	@pkgs=""; \
 	command -v redis-server >/dev/null 2>&1 || pkgs="$$pkgs redis-server"; \
 	command -v jq >/dev/null 2>&1 || pkgs="$$pkgs jq"; \
@@ -118,6 +118,8 @@ test-deps: ## Install redis-server, jq, chromium + chromium-driver, apache2 + li
 	{ [ -x "$$chromium" ] && [ -x "$$driver" ]; } || pkgs="$$pkgs chromium chromium-driver"; \
 	[ -x /usr/sbin/apache2 ] || pkgs="$$pkgs apache2"; \
 	[ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || pkgs="$$pkgs libapache2-mod-auth-openidc"; \
+	[ -x /usr/sbin/nginx ] || pkgs="$$pkgs nginx-light"; \
+	command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
 	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$pkgs (apt-get)"; \

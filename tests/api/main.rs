@@ -8,6 +8,7 @@ mod client_pages;
 mod consent;
 mod cors;
 mod demo_client;
+mod deployment;
 mod discovery;
 mod doc_server;
 mod explained_pages;
