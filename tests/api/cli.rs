@@ -466,21 +466,13 @@ fn run_with(
     args: &[&str],
     stdin: Option<&str>,
 ) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = command(dir)
-        .env("KEYGATE_STORE_URL", redis.url())
-        .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = crate::process::output_with_stdin(
+        command(dir)
+            .env("KEYGATE_STORE_URL", redis.url())
+            .env("KEYGATE_OAUTH_SCOPES", "profile,email,api:read")
+            .args(args),
+        stdin.unwrap_or_default(),
+    );
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

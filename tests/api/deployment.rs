@@ -11,7 +11,6 @@
 //! keygate logs tells the forwarded address from the proxy's own and from a
 //! forged header.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +20,7 @@ use base64::Engine;
 
 use crate::helpers::{params_of, urlencode, PASSWORD, USER};
 use crate::mcp_clients::free_port;
-use crate::process::{command, Keygate};
+use crate::process::{command, output_with_stdin, Keygate};
 use crate::redis_server::RedisServer;
 use crate::steps;
 
@@ -48,32 +47,6 @@ fn nginx_bin() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("nginx is missing: `sudo apt-get install -y nginx-light` (or run `make test-deps`), or set KEYGATE_TEST_NGINX_BIN")
     })
-}
-
-/// A test CA and a leaf for `localhost` and 127.0.0.1: (CA PEM, leaf PEM, leaf key PEM).
-fn test_certificate() -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "keygate deployment test CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    leaf_params.use_authority_key_identifier_extension = true;
-    leaf_params
-        .extended_key_usages
-        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
 }
 
 /// nginx running docs/deploy/nginx.conf; killed (by PID) when dropped.
@@ -208,23 +181,14 @@ fn is_root() -> bool {
 
 /// Runs a keygate command with the production example and `env`; returns stdout.
 fn keygate_cli(dir: &Path, env: &[(&str, String)], args: &[&str], stdin: &str) -> String {
-    let mut child = command(dir)
-        .arg("--config")
-        .arg(repo_file("config/production.example.toml"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        command(dir)
+            .arg("--config")
+            .arg(repo_file("config/production.example.toml"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(args),
+        stdin,
+    );
     assert!(
         out.status.success(),
         "keygate {args:?}: {}",
@@ -265,10 +229,11 @@ async fn behind_the_guides_nginx_issuer_cookies_and_client_address_are_right() {
     let redis = RedisServer::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ca, leaf, leaf_key) = test_certificate();
+    let tls = crate::test_ca::TestCa::new();
+    let ca = tls.ca_pem.clone();
     let (cert_path, key_path) = (d.join("fullchain.pem"), d.join("privkey.pem"));
-    std::fs::write(&cert_path, leaf).unwrap();
-    std::fs::write(&key_path, leaf_key).unwrap();
+    std::fs::write(&cert_path, &tls.cert_pem).unwrap();
+    std::fs::write(&key_path, &tls.key_pem).unwrap();
     let (public_port, keygate_port) = (free_port(), free_port());
     let issuer = format!("https://localhost:{public_port}");
     let env = vec![

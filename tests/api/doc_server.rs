@@ -1,7 +1,7 @@
 //! A local **https** server for client ID metadata documents, shared by
 //! tests/api/client_documents.rs and tests/api/mcp_clients.rs: a test CA and
 //! a certificate for 127.0.0.1 and localhost signed by it are made at start
-//! with rcgen (keygate trusts the CA through
+//! ([`crate::test_ca`]; keygate trusts the CA through
 //! `registration.metadata_documents_ca_file` = [`DocServer::ca_file`]); the
 //! server is hyper behind tokio-rustls on 127.0.0.1, answers each path with
 //! the [`Reply`] set for it (404 otherwise) and counts the requests per path.
@@ -62,29 +62,9 @@ impl Drop for DocServer {
 impl DocServer {
     pub async fn start() -> Self {
         // The test CA, and a leaf for 127.0.0.1 and localhost signed by it.
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "keygate test CA");
-        ca_params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
-        leaf_params.use_authority_key_identifier_extension = true;
-        leaf_params
-            .extended_key_usages
-            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let ca = crate::test_ca::TestCa::new();
         let ca_file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(ca_file.path(), ca_cert.pem()).unwrap();
+        std::fs::write(ca_file.path(), &ca.ca_pem).unwrap();
 
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -93,8 +73,8 @@ impl DocServer {
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            vec![ca.cert_der.into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(ca.key_der.into()),
         )
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

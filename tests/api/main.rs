@@ -38,4 +38,5 @@ mod security;
 mod sign_in;
 mod steps;
 mod store_conformance;
+mod test_ca;
 mod token;

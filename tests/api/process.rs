@@ -26,6 +26,22 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `cmd` to the end with `stdin` written to it (then closed) and
+/// stdout and stderr captured.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
 pub struct Keygate {
     child: Child,
     pub base: String,
