@@ -21,6 +21,7 @@ mod memory;
 mod peer;
 mod procs;
 mod profile;
+mod redis_cost;
 mod report;
 mod scenarios;
 

@@ -47,6 +47,8 @@ pub struct Row {
     /// the same concurrency), `sign ÷ (sign + jwks)`; at concurrency 1 the
     /// JWKS p50 round trip instead.
     pub ceiling: Option<f64>,
+    /// What each request cost Redis (the Redis store only).
+    pub redis: Option<crate::redis_cost::RedisCost>,
 }
 
 impl Row {
@@ -60,6 +62,7 @@ impl Row {
             server_cpu_us: m.server_cpu_us,
             server_busy: m.server_busy,
             load_busy: m.load_busy,
+            redis: m.redis,
             profile: vec![],
             sign_per_sec: None,
             ratio_to_sign: None,
@@ -467,6 +470,38 @@ impl Report {
                     r.server_busy * 100.0,
                     r.load_busy * 100.0,
                     o.errors
+                );
+            }
+        }
+        let redis_rows: Vec<(&AlgRun, &Row, &crate::redis_cost::RedisCost)> = self
+            .algs
+            .iter()
+            .flat_map(|run| run.rows.iter().map(move |r| (run, r)))
+            .filter_map(|(run, r)| Some((run, r, r.redis.as_ref()?)))
+            .collect();
+        if !redis_rows.is_empty() {
+            s.push_str("\n## What each request costs Redis (docs/scaling.md)\n\n");
+            s.push_str("Round trips are keygate's store calls; commands are what Redis counts (those run inside keygate's Lua scripts included); bytes are Redis's network input and output; CPU is redis-server's own (user + system).\n\n");
+            s.push_str("| alg | scenario | c | round trips | commands | by command | bytes in | bytes out | Redis CPU µs |\n|---|---|---:|---:|---:|---|---:|---:|---:|\n");
+            for (run, r, c) in redis_rows {
+                let by: Vec<String> = c
+                    .by_command
+                    .iter()
+                    .filter(|(_, n)| **n >= 0.005)
+                    .map(|(k, n)| format!("{k} {n:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+                    run.alg,
+                    r.scenario,
+                    r.concurrency,
+                    r.store_calls_per_request,
+                    c.commands,
+                    by.join(", "),
+                    c.bytes_in,
+                    c.bytes_out,
+                    c.cpu_us
                 );
             }
         }

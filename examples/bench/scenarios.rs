@@ -40,6 +40,8 @@ pub struct Measured {
     pub server_busy: f64,
     /// Share of one core the load generator used.
     pub load_busy: f64,
+    /// Redis commands, bytes and CPU per request (the Redis store only).
+    pub redis: Option<crate::redis_cost::RedisCost>,
 }
 
 /// Windows of one scenario.
@@ -151,7 +153,7 @@ async fn bench_alg(
     for store in &args.stores {
         eprintln!("{} / {store}", alg.as_str());
         let redis_port = procs::free_port()?;
-        let _redis = match store.as_str() {
+        let redis_proc = match store.as_str() {
             "memory" => None,
             "redis" => Some(procs::redis(
                 cores.load,
@@ -165,7 +167,12 @@ async fn bench_alg(
         } else {
             "memory".into()
         };
-        let server = Server::start(args, cores, &keys, &url, work, alg, store).await?;
+        let watch = match &redis_proc {
+            Some(p) => Some(crate::redis_cost::RedisWatch::connect(&url, p.pid()).await?),
+            None => None,
+        };
+        let mut server = Server::start(args, cores, &keys, &url, work, alg, store).await?;
+        server.redis = watch;
         let setup = server.setup(args.concurrency).await?;
         let want_cc = args.only.is_empty() || args.only.iter().any(|o| o == "client_credentials");
         if args.peers && alg == Alg::RS256 && store == "memory" && want_cc {
@@ -243,6 +250,8 @@ struct Server {
     initial_token: String,
     label: String,
     work: PathBuf,
+    /// The Redis behind keygate, read around each scenario.
+    redis: Option<crate::redis_cost::RedisWatch>,
 }
 
 /// What the scenarios need: a registered client, a signed-in browser, a user
@@ -339,6 +348,7 @@ email = "bench@example.com"
                     initial_token,
                     label,
                     work: work.to_path_buf(),
+                    redis: None,
                 });
             }
             proc.check_alive()?;
@@ -569,6 +579,10 @@ email = "bench@example.com"
         Fut: std::future::Future<Output = Result<bool, String>> + 'static,
     {
         self.proc.check_alive()?;
+        let redis_before = match &self.redis {
+            Some(w) => Some(w.snapshot().await?),
+            None => None,
+        };
         let calls_before = self.store_calls().await?;
         let (server_before, load_before) =
             (self.proc.cpu_time(), procs::cpu_time("/proc/self/stat"));
@@ -577,6 +591,10 @@ email = "bench@example.com"
         let wall = wall.elapsed().as_secs_f64();
         let (server_after, load_after) = (self.proc.cpu_time(), procs::cpu_time("/proc/self/stat"));
         let calls = self.store_calls().await?.saturating_sub(calls_before);
+        let redis = match (&self.redis, redis_before) {
+            (Some(w), Some(before)) => Some(w.snapshot().await?.since(&before, outcome.sent)),
+            _ => None,
+        };
         let sent = outcome.sent.max(1) as f64;
         let busy = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
             (Some(a), Some(b)) => (b.saturating_sub(a)).as_secs_f64(),
@@ -588,6 +606,7 @@ email = "bench@example.com"
             server_cpu_us: server_cpu * 1e6 / sent,
             server_busy: server_cpu / wall,
             load_busy: busy(load_before, load_after) / wall,
+            redis,
             outcome,
         })
     }
