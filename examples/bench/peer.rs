@@ -769,6 +769,7 @@ mod tests {
             server_cpu_us: 1e6 / per_sec,
             server_busy: 1.0,
             load_busy: 0.5,
+            redis: None,
         };
         let mut rs = AlgRun::new("RS256");
         rs.rows = vec![
