@@ -13,8 +13,9 @@
 //!   connection elsewhere instead of keeping one that the server will close.
 //! - **Closing**: the listeners stop accepting; requests in flight finish
 //!   within `server.shutdown_grace_secs`; idle keep-alive connections are
-//!   closed. Only a client that ignored `/readyz` for the whole drain can
-//!   still race the close of an idle connection.
+//!   closed. Only a connection idle for the whole drain is still open then
+//!   (its client could race the close): clients' keep-alive idle timeouts
+//!   shorter than the drain rule that out.
 //! - A stop request during the drain skips the rest of it (operator
 //!   impatience: a second Ctrl-C); one during the grace period drops the
 //!   connections still open.

@@ -282,10 +282,12 @@ impl Application {
 /// hole; TLS-terminating proxies in front speak HTTP/1.1 to keygate.
 ///
 /// From the stop request on, every response carries `Connection: close`
-/// (hyper then closes the connection after it): keep-alive clients move to
-/// another instance during the drain, so when the listener closes no client
-/// that follows `/readyz` still holds an idle connection here that it could
-/// send a request on just as the server closes it.
+/// (hyper then closes the connection after it): a keep-alive client moves
+/// to a new connection (to another instance) at its next request during the
+/// drain, instead of sending on an idle connection just as the server closes
+/// it. What is left when the listener closes are connections that stayed
+/// idle for the whole drain, which clients with an idle timeout shorter than
+/// `server.drain_secs` have given up already (README "Rolling restarts").
 async fn serve<E: Endpoint + 'static>(
     listener: TcpListener,
     local: SocketAddr,

@@ -38,8 +38,8 @@ const ISSUER: &str = "http://127.0.0.1:8080";
 const INITIAL: &str = "rolling-restart-initial-token";
 /// The load balancer's health-check period.
 const POLL_EVERY: Duration = Duration::from_millis(100);
-/// The instances' drain: 20 health-check periods.
-const DRAIN_SECS: &str = "2";
+/// The instances' drain: 30 health-check periods (margin for a loaded machine).
+const DRAIN_SECS: &str = "3";
 /// Workers per kind of grant.
 const WORKERS: usize = 3;
 /// At least this many requests must succeed while each instance drains and
