@@ -9,7 +9,8 @@
 //! - [`config`]: settings (defaults < file < `KEYGATE_*` env) and validation.
 //! - [`limits`]: rate limits (token endpoint in process; login, password
 //!   grant and sign-up shared through the store); [`rate`]: the GCRA arithmetic.
-//! - [`startup`]: building and running the server; [`telemetry`]: logging;
+//! - [`startup`]: building and running the server; [`lifecycle`]: how it
+//!   stops (drain, close, grace); [`telemetry`]: logging;
 //!   [`metrics`]: Prometheus metrics; [`clock`]: the only reader of time;
 //!   [`ids`]: random identifiers and secrets.
 //!
@@ -29,6 +30,8 @@ pub mod config;
 pub mod flows;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod lifecycle;
 #[cfg(feature = "server")]
 pub mod limits;
 #[cfg(feature = "server")]

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{MetricsExposure, Profile, Settings, StoreBackend, Validated};
 use crate::flows::clients::build;
+use crate::lifecycle::{Lifecycle, Phase, StopRequests};
 use crate::limits::Limits;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
@@ -169,14 +170,26 @@ impl Application {
         }
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// within `server.shutdown_grace_secs`.
+    /// Serves until `shutdown` resolves, then stops as on SIGTERM: drain,
+    /// close, grace (see [`crate::lifecycle`]). Only one stop request comes
+    /// from `shutdown`, so the drain and the grace period run their course.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run(StopRequests::once(shutdown)).await
+    }
+
+    /// Serves until the first of `stops` (see [`crate::lifecycle`]): then
+    /// `/readyz` answers 503 while every request is still served, with
+    /// `Connection: close`, for `server.drain_secs` (the next stop request
+    /// ends the drain early); then both listeners (main and `metrics.listen`)
+    /// stop accepting and in-flight requests get `server.shutdown_grace_secs`
+    /// to finish (the next stop request drops them). Each phase is logged.
+    pub async fn run(self, mut stops: StopRequests) -> std::io::Result<()> {
         let cfg = self.state.cfg.clone();
-        let grace = cfg.server.shutdown_grace;
+        let life = self.state.lifecycle.clone();
+        let (drain, grace) = (cfg.server.drain, cfg.server.shutdown_grace);
         spawn_key_reloader(
             self.state.keys.clone(),
             self.state.clock.clone(),
@@ -185,8 +198,8 @@ impl Application {
         spawn_limit_sweeper(self.state.limits.clone(), cfg.limits.sweep_every);
         tracing::info!(addr = %self.addr, issuer = %cfg.issuer, "keygate listening");
         let header_timeout = cfg.server.header_read_timeout;
-        // The metrics listener lives as long as the main one; scrapes are
-        // not worth a graceful drain.
+        // The metrics listener follows the same lifecycle as the main one:
+        // a scrape during the drain still succeeds.
         let metrics = self.metrics.map(|(listener, addr)| {
             tracing::info!(%addr, "metrics listening");
             let ep = crate::http::metrics_only(self.state.clone());
@@ -195,29 +208,65 @@ impl Application {
                 addr,
                 ep,
                 header_timeout,
-                std::future::pending(),
-                Duration::ZERO,
+                life.clone(),
+                grace,
             ))
         });
         let app = crate::http::routes(self.state);
-        let served = serve(
+        let main = tokio::spawn(serve(
             self.listener,
             self.addr,
             app,
             header_timeout,
-            shutdown,
+            life.clone(),
             grace,
-        )
-        .await;
-        if let Some(task) = metrics {
-            task.abort();
+        ));
+
+        let signal = stops.next().await;
+        life.advance(Phase::Draining);
+        tracing::info!(
+            signal,
+            drain_secs = drain.as_secs(),
+            "stop requested: draining (/readyz answers 503, requests are still served with Connection: close; a second stop request skips the rest of the drain)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {
+                tracing::info!(drain_secs = drain.as_secs(), "drain over");
+            }
+            signal = stops.next() => {
+                tracing::info!(signal, "second stop request: skipping the rest of the drain");
+            }
         }
+        life.advance(Phase::Closing);
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "no longer accepting connections; in-flight requests are finishing (idle connections are closed)"
+        );
+        let finished = async move {
+            let main = main.await;
+            if let Some(task) = metrics {
+                task.await.map_err(std::io::Error::other)??;
+            }
+            main.map_err(std::io::Error::other)?
+        };
+        let mut finished = std::pin::pin!(finished);
+        let served = tokio::select! {
+            served = &mut finished => served,
+            signal = stops.next() => {
+                tracing::warn!(signal, "another stop request: dropping the connections still open");
+                life.advance(Phase::Abandoning);
+                finished.await
+            }
+        };
+        tracing::info!("stopped");
         served
     }
 }
 
 /// The accept loop: every connection is served by hyper's HTTP/1.1 server
-/// with poem's endpoint as the service.
+/// with poem's endpoint as the service, until `life` reaches
+/// [`Phase::Closing`]; then the listener is closed and the open
+/// connections get `grace` to finish (see [`crate::lifecycle`]).
 ///
 /// keygate drives hyper itself rather than through `poem::Server` because poem
 /// 3 sets no hyper timer, which leaves hyper's header read timeout inert: a
@@ -231,12 +280,20 @@ impl Application {
 /// HTTP/1.1 only: cleartext HTTP/2 (prior knowledge, which `poem::Server`
 /// also accepted) has no request-head timeout in hyper and would reopen the
 /// hole; TLS-terminating proxies in front speak HTTP/1.1 to keygate.
+///
+/// From the stop request on, every response carries `Connection: close`
+/// (hyper then closes the connection after it): a keep-alive client moves
+/// to a new connection (to another instance) at its next request during the
+/// drain, instead of sending on an idle connection just as the server closes
+/// it. What is left when the listener closes are connections that stayed
+/// idle for the whole drain, which clients with an idle timeout shorter than
+/// `server.drain_secs` have given up already (README "Rolling restarts").
 async fn serve<E: Endpoint + 'static>(
     listener: TcpListener,
     local: SocketAddr,
     ep: E,
     header_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    life: Arc<Lifecycle>,
     grace: Duration,
 ) -> std::io::Result<()> {
     let ep = Arc::new(ep);
@@ -245,7 +302,7 @@ async fn serve<E: Endpoint + 'static>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+    let mut closing = std::pin::pin!(life.reached(Phase::Closing));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -257,12 +314,14 @@ async fn serve<E: Endpoint + 'static>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut closing => break,
         };
         let service = hyper::service::service_fn({
             let ep = ep.clone();
+            let life = life.clone();
             move |req: hyper::Request<hyper::body::Incoming>| {
                 let ep = ep.clone();
+                let life = life.clone();
                 async move {
                     let req = poem::Request::from((
                         req,
@@ -270,7 +329,13 @@ async fn serve<E: Endpoint + 'static>(
                         RemoteAddr(Addr::SocketAddr(peer)),
                         poem::http::uri::Scheme::HTTP,
                     ));
-                    let resp: hyper::Response<_> = ep.get_response(req).await.into();
+                    let mut resp: hyper::Response<_> = ep.get_response(req).await.into();
+                    if life.is_stopping() {
+                        resp.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             }
@@ -283,11 +348,14 @@ async fn serve<E: Endpoint + 'static>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period over; dropping the remaining connections");
+    tracing::info!(addr = %local, "listener closed");
+    tokio::select! {
+        finished = tokio::time::timeout(grace, graceful.shutdown()) => {
+            if finished.is_err() {
+                tracing::warn!(%local, "shutdown grace period over; dropping the remaining connections");
+            }
+        }
+        () = life.reached(Phase::Abandoning) => {}
     }
     Ok(())
 }
@@ -358,6 +426,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         csrf_key: shared_key(&store_for_key, "csrf").await,
         limits: Arc::new(limits),
         documents,
+        lifecycle: Arc::new(crate::lifecycle::Lifecycle::new()),
     };
     Ok(state)
 }
@@ -611,46 +680,6 @@ fn spawn_limit_sweeper(limits: Arc<Limits>, every: Duration) {
             limits.retain_recent();
         }
     });
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT). On Unix the handlers are
-/// installed when this is called, not when the future is first polled, so a
-/// SIGTERM sent as soon as the server logs `keygate listening` is never lost
-/// to the default action (which kills the process without a graceful stop).
-/// Call it inside the runtime.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    let (mut term, mut int) = {
-        use tokio::signal::unix::{signal, SignalKind};
-        (
-            signal(SignalKind::terminate()).ok(),
-            signal(SignalKind::interrupt()).ok(),
-        )
-    };
-    async move {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                () = received(term.as_mut()) => {}
-                () = received(int.as_mut()) => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutdown signal received; finishing in-flight requests");
-    }
-}
-/// Resolves when `signal` is delivered; never without a handler.
-#[cfg(unix)]
-async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

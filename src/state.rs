@@ -50,4 +50,6 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Client ID metadata documents: the fetcher and its in-process cache.
     pub documents: Arc<crate::flows::client_documents::ClientDocuments>,
+    /// Serving, draining or closing: `/readyz` and the accept loops read it.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }

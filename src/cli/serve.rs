@@ -1,4 +1,5 @@
-//! `keygate serve`: logging, the application, and a graceful stop on SIGTERM / Ctrl-C.
+//! `keygate serve`: logging, the application, and a graceful stop on SIGTERM / Ctrl-C
+//! (drain, close, grace: `keygate::lifecycle`).
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     keygate::telemetry::init(&settings.validate()?.log);
     let app = Application::build(settings.clone()).await?;
     app.log_banner(&settings, config);
-    app.run_until_stopped(keygate::startup::shutdown_signal())
+    app.run(keygate::lifecycle::shutdown_signals())
         .await
         .context("server error")
 }

@@ -188,7 +188,12 @@ pub struct ServerSettings {
     pub max_body_bytes: u64,
     /// Largest accepted request header section in bytes (larger → 431).
     pub max_header_bytes: u64,
-    /// Seconds that in-flight requests get to finish on SIGTERM/Ctrl-C.
+    /// Seconds the server keeps serving after SIGTERM/Ctrl-C while `/readyz`
+    /// answers 503, so load balancers take it out of rotation before the
+    /// listener closes (0 = close at once).
+    pub drain_secs: u64,
+    /// Seconds that in-flight requests get to finish once the listener is
+    /// closed (after the drain).
     pub shutdown_grace_secs: u64,
     /// Seconds a client gets to send a complete request head, counted from
     /// when the connection waits for one (so also the keep-alive idle timeout).
@@ -207,6 +212,7 @@ impl Default for ServerSettings {
             issuer: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
+            drain_secs: 0,
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,

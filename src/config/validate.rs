@@ -63,7 +63,9 @@ pub struct ServerOptions {
     pub max_body_bytes: u64,
     /// Largest accepted request header section in bytes (larger → 431).
     pub max_header_bytes: u64,
-    /// Time in-flight requests get to finish on SIGTERM/Ctrl-C.
+    /// Time the server keeps serving, not ready, after SIGTERM/Ctrl-C.
+    pub drain: Duration,
+    /// Time in-flight requests get to finish once the listener is closed.
     pub shutdown_grace: Duration,
     /// Time a client gets to send a complete request head (also the
     /// keep-alive idle timeout).
@@ -420,6 +422,17 @@ impl Settings {
                 errs.push(ConfigError::new(key, "must be greater than 0"));
             }
         }
+        // A drain is a few health-check intervals; hours are a unit mistake
+        // (milliseconds?) that would keep a stopping process around.
+        if self.server.drain_secs > MAX_DRAIN_SECS {
+            return Err(ConfigError::new(
+                "server.drain_secs",
+                format!(
+                    "must be at most {MAX_DRAIN_SECS} (seconds; a load balancer needs its \
+                     health-check interval × unhealthy threshold, typically 5 to 30)"
+                ),
+            ));
+        }
         let metrics = match (self.metrics.enabled, self.metrics.listen.trim()) {
             (false, _) => MetricsExposure::Off,
             (true, "") => MetricsExposure::Main,
@@ -553,6 +566,7 @@ impl Settings {
             server: ServerOptions {
                 max_body_bytes: self.server.max_body_bytes,
                 max_header_bytes: self.server.max_header_bytes,
+                drain: seconds(self.server.drain_secs),
                 shutdown_grace: seconds(self.server.shutdown_grace_secs),
                 header_read_timeout: seconds(self.server.header_read_timeout_secs),
                 body_read_timeout: seconds(self.server.body_read_timeout_secs),
@@ -672,6 +686,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Longest accepted `server.drain_secs`.
+const MAX_DRAIN_SECS: u64 = 3600;
+
 fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -780,6 +797,7 @@ mod tests {
                 "299",
                 "keys.activation_delay_secs",
             ),
+            ("KEYGATE_SERVER_DRAIN_SECS", "3601", "server.drain_secs"),
         ];
         for (var, val, key) in cases {
             let e = Settings::load(None, env(&[(var, val)]))
@@ -822,6 +840,7 @@ mod tests {
                 ("KEYGATE_KEYS_RELOAD_SECS", "0"),
                 ("KEYGATE_LOG_FORMAT", "json"),
                 ("KEYGATE_LIMITS_SWEEP_SECS", "7"),
+                ("KEYGATE_SERVER_DRAIN_SECS", "8"),
             ]),
         )
         .unwrap()
@@ -836,12 +855,15 @@ mod tests {
         assert_eq!(v.keys.reload_every, None);
         assert_eq!(v.keys.jwks_max_age, Duration::from_secs(300));
         assert_eq!(v.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(v.server.drain, Duration::from_secs(8));
+        assert_eq!(v.server.shutdown_grace, Duration::from_secs(10));
         assert_eq!(v.limits.sweep_every, Duration::from_secs(7));
         assert_eq!(v.limits.client, None, "no per-client ceiling by default");
         assert_eq!(v.limits.login.emission, Duration::from_secs(6));
         assert_eq!(v.limits.signup.burst.get(), 5);
         assert_eq!(v.log.format, LogFormat::Json);
         let v = Settings::default().validate().unwrap();
+        assert_eq!(v.server.drain, Duration::ZERO, "no drain unless configured");
         assert_eq!(v.keys.reload_every, Some(Duration::from_secs(60)));
         assert_eq!(v.log.format, LogFormat::Text);
     }

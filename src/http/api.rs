@@ -263,10 +263,17 @@ pub struct Status {
 /// Readiness, by dependency.
 #[derive(Debug, Object)]
 pub struct Readiness {
-    /// `ready` when every dependency answers, else `unavailable`.
+    /// `ready` when every dependency answers and the process is not
+    /// stopping, else `unavailable`.
     pub status: String,
     /// The store: `ok`, or `unreachable` (the cause is logged, not shown).
     pub store: String,
+    /// `draining` once SIGTERM or Ctrl-C was received: not ready whatever
+    /// the dependencies say, though requests are still served until
+    /// `server.drain_secs` ends (README "Rolling restarts"). Absent
+    /// otherwise, when the dependency fields say what is down.
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
 }
 
 /// The fields OpenID Connect Discovery 1.0 §3 adds to the RFC 8414 document
@@ -396,10 +403,11 @@ pub enum JwksResponse {
 /// Readiness responses.
 #[derive(ApiResponse)]
 pub enum ReadyResponse {
-    /// The store answers.
+    /// The store answers and the process is not stopping.
     #[oai(status = 200)]
     Ready(Json<Readiness>),
-    /// A dependency does not answer: the body names it.
+    /// A dependency does not answer (the body names it), or the process is
+    /// draining before it stops (`"reason": "draining"`).
     #[oai(status = 503)]
     NotReady(Json<Readiness>),
 }
@@ -650,22 +658,34 @@ impl Api {
         })
     }
 
-    /// Readiness: the store answers. The body names each dependency's state
-    /// (`{"status": "unavailable", "store": "unreachable"}` with 503).
+    /// Readiness: the store answers and the process is not stopping. The
+    /// body names each dependency's state (`{"status": "unavailable",
+    /// "store": "unreachable"}` with 503) and, from SIGTERM on, the reason
+    /// (`"reason": "draining"`, 503 while requests are still served).
     #[oai(path = "/readyz", method = "get", tag = "ApiTags::Operations")]
     async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
-        match state.store.ping().await {
-            Ok(()) => ReadyResponse::Ready(Json(Readiness {
-                status: "ready".into(),
-                store: "ok".into(),
-            })),
+        let draining = state.lifecycle.is_stopping();
+        let store = match state.store.ping().await {
+            Ok(()) => "ok",
             Err(e) => {
                 tracing::warn!(error = %e, dependency = "store", "readiness check failed: the store does not answer");
-                ReadyResponse::NotReady(Json(Readiness {
-                    status: "unavailable".into(),
-                    store: "unreachable".into(),
-                }))
+                "unreachable"
             }
+        };
+        let body = Readiness {
+            status: if draining || store != "ok" {
+                "unavailable"
+            } else {
+                "ready"
+            }
+            .into(),
+            store: store.into(),
+            reason: draining.then(|| "draining".into()),
+        };
+        if body.status == "ready" {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::NotReady(Json(body))
         }
     }
 

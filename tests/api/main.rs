@@ -33,6 +33,7 @@ mod registration;
 mod relying_parties;
 mod resources;
 mod revocation;
+mod rolling_restart;
 mod rotation;
 mod security;
 mod sign_in;
