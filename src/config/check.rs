@@ -13,7 +13,7 @@ use crate::tokens::{KeyError, KeySet};
 
 impl Settings {
     /// Every problem found offline: the first validation error, a
-    /// placeholder issuer, each dev credential (plain-text `[[clients]]`
+    /// placeholder issuer, a bad `store.tls_*` file, each dev credential (plain-text `[[clients]]`
     /// secret, the demo user's published hash) outside dev mode, and a
     /// missing, unreadable or empty `keys.dir`. One per key, in that order.
     pub fn problems(&self) -> Vec<ConfigError> {
@@ -28,6 +28,10 @@ impl Settings {
         };
         if let Some(m) = placeholder_issuer(&self.server.issuer) {
             push(ConfigError::new("server.issuer", m));
+        }
+        // A bad TLS file is worth reporting even after another key failed.
+        if let Err(p) = self.store_tls() {
+            push(p);
         }
         for p in self.dev_credential_problems() {
             push(p);

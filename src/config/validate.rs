@@ -93,6 +93,32 @@ pub struct StoreOptions {
     pub require_noeviction: bool,
     /// Most keys the in-memory store holds.
     pub memory_max_entries: usize,
+    /// `store.tls_*`: the files a `rediss://` connection verifies the server
+    /// with and authenticates with (each checked to be readable PEM).
+    pub tls: StoreTls,
+}
+
+/// `store.tls_ca_file`, `store.tls_cert_file` and `store.tls_key_file` after
+/// validation: readable PEM files of the right kind, set only with a
+/// `rediss://` URL. Paths, not contents: the store reads them when it
+/// connects (`store::redis::tls_certificates`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreTls {
+    /// CA certificates that verify the Redis server instead of the built-in
+    /// web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (chain) and its private key, for servers with
+    /// `tls-auth-clients yes`.
+    pub client: Option<ClientCertFiles>,
+}
+
+/// A client certificate and its key (`store.tls_cert_file`, `store.tls_key_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// `[keys]` after validation, besides the directory and the rotation timing.
@@ -262,6 +288,62 @@ impl Settings {
         parse_store_url(&self.store.url)
     }
 
+    /// `store.tls_*` checked as [`Settings::validate`] does: each file set
+    /// only with a `rediss://` URL, the certificate and key together, and
+    /// every file readable PEM of its kind. Reads the files (a few KiB).
+    pub fn store_tls(&self) -> Result<StoreTls, ConfigError> {
+        let path = |raw: &str| {
+            Some(raw.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let ca = path(&self.store.tls_ca_file);
+        let cert = path(&self.store.tls_cert_file);
+        let key = path(&self.store.tls_key_file);
+        let set = [
+            ("store.tls_ca_file", ca.is_some()),
+            ("store.tls_cert_file", cert.is_some()),
+            ("store.tls_key_file", key.is_some()),
+        ];
+        if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
+            if !url_uses_tls(&self.store.url) {
+                return Err(ConfigError::new(
+                    *name,
+                    "is set, but store.url is not a `rediss://` URL: the TLS files apply only to TLS connections (use `rediss://`, or remove the setting)",
+                ));
+            }
+        }
+        let client =
+            match (cert, key) {
+                (Some(cert_file), Some(key_file)) => Some(ClientCertFiles {
+                    cert_file,
+                    key_file,
+                }),
+                (None, None) => None,
+                (Some(_), None) => return Err(ConfigError::new(
+                    "store.tls_key_file",
+                    "must be set with store.tls_cert_file (the client certificate's private key)",
+                )),
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "store.tls_cert_file",
+                        "must be set with store.tls_key_file (the private key's certificate)",
+                    ))
+                }
+            };
+        if let Some(ca) = &ca {
+            check_pem("store.tls_ca_file", ca, PemKind::Certificates)?;
+        }
+        if let Some(c) = &client {
+            check_pem("store.tls_cert_file", &c.cert_file, PemKind::Certificates)?;
+            check_pem("store.tls_key_file", &c.key_file, PemKind::PrivateKey)?;
+        }
+        Ok(StoreTls {
+            ca_file: ca,
+            client,
+        })
+    }
+
     /// Checks every setting and converts to the types the server runs with.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
@@ -278,6 +360,7 @@ impl Settings {
             self.tokens.audience.clone()
         };
         let store = parse_store_url(&self.store.url)?;
+        let store_tls = self.store_tls()?;
         if self.store.memory_max_entries == 0 {
             return Err(ConfigError::new(
                 "store.memory_max_entries",
@@ -476,6 +559,7 @@ impl Settings {
                 require_noeviction: self.store.require_noeviction,
                 memory_max_entries: usize::try_from(self.store.memory_max_entries)
                     .unwrap_or(usize::MAX),
+                tls: store_tls,
             },
             profile,
             allow_plain_pkce: self.oauth.allow_plain_pkce,
@@ -632,6 +716,71 @@ fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
+/// Whether `url` asks for TLS: `rediss://`, or a `rediss+…://` form.
+fn url_uses_tls(url: &str) -> bool {
+    let scheme = url.split(':').next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case("rediss") || scheme.to_ascii_lowercase().starts_with("rediss+")
+}
+
+/// What a `store.tls_*` file must hold.
+#[derive(Clone, Copy)]
+enum PemKind {
+    /// One or more `CERTIFICATE` blocks (a CA bundle or a chain).
+    Certificates,
+    /// One private key block (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    PrivateKey,
+}
+
+/// Checks that `path` is a readable PEM file of `kind`. The messages name the
+/// file, never its contents (a key file is a secret).
+fn check_pem(key: &str, path: &std::path::Path, kind: PemKind) -> Result<(), ConfigError> {
+    let shown = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read `{shown}`: {e}")))?;
+    let blocks = pem::parse_many(&bytes).map_err(|_| {
+        ConfigError::new(key, format!("`{shown}` is not a PEM file (malformed PEM)"))
+    })?;
+    let tags: Vec<&str> = blocks.iter().map(pem::Pem::tag).collect();
+    match kind {
+        PemKind::Certificates => {
+            if tags.is_empty() || tags.iter().any(|t| *t != "CERTIFICATE") {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "`{shown}` must hold PEM `CERTIFICATE` blocks only (found {})",
+                        describe_tags(&tags)
+                    ),
+                ));
+            }
+        }
+        PemKind::PrivateKey => {
+            const KEYS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+            if tags.len() != 1 || !KEYS.contains(&tags[0]) {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "`{shown}` must hold one PEM private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`; found {})",
+                        describe_tags(&tags)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `no PEM block`, or the blocks' labels: `` `CERTIFICATE`, `PRIVATE KEY` ``.
+fn describe_tags(tags: &[&str]) -> String {
+    if tags.is_empty() {
+        "no PEM block".into()
+    } else {
+        tags.iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
     if raw == "memory" {
         return Ok(StoreBackend::Memory);
@@ -640,6 +789,9 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
     let scheme = raw.split(':').next().unwrap_or_default();
     let bad = |why: &str| ConfigError::new("store.url", why.to_string());
     match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.fragment() == Some("insecure") => {
+            Err(bad("`#insecure` (no verification of the Redis server's certificate) is not supported: set store.tls_ca_file to the CA that signed it"))
+        }
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
             Ok(StoreBackend::Redis(SecretString::from(raw)))
         }
