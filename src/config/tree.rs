@@ -219,8 +219,8 @@ pub struct StoreSettings {
     pub url: String,
     /// Upper bound on one store call, in milliseconds.
     pub timeout_ms: u64,
-    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`
-    /// (`false`: log an error and run anyway).
+    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`,
+    /// or cannot be read (`CONFIG GET` refused) (`false`: log and run anyway).
     pub require_noeviction: bool,
     /// Most keys the in-memory store holds; writes beyond it answer 503.
     pub memory_max_entries: u64,

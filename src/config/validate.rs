@@ -1006,6 +1006,191 @@ mod tests {
 }
 
 #[cfg(test)]
+mod store_tls_tests {
+    use super::*;
+    use crate::config::test_env as env;
+
+    /// A PEM file with one block per tag (the bodies are not real DER:
+    /// validation checks the PEM, the TLS library the DER).
+    fn pem_file(dir: &std::path::Path, name: &str, tags: &[&str]) -> String {
+        let text: String = tags
+            .iter()
+            .map(|t| pem::encode(&pem::Pem::new(*t, b"secret-key-bytes".to_vec())))
+            .collect();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    fn tls_error(vars: &[(&str, &str)]) -> ConfigError {
+        let s = Settings::load(None, env(vars)).unwrap();
+        let e = s.validate().unwrap_err();
+        assert_eq!(s.store_tls().unwrap_err(), e, "validate reports it too");
+        e
+    }
+
+    #[test]
+    fn store_tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = pem_file(d, "ca.pem", &["CERTIFICATE", "CERTIFICATE"]);
+        let cert = pem_file(d, "cert.pem", &["CERTIFICATE"]);
+        let key = pem_file(d, "key.pem", &["PRIVATE KEY"]);
+        let ec_key = pem_file(d, "ec.pem", &["EC PRIVATE KEY"]);
+        let two_keys = pem_file(d, "two.pem", &["PRIVATE KEY", "PRIVATE KEY"]);
+        let text = d.join("text.pem");
+        std::fs::write(&text, "not a PEM file\n").unwrap();
+        let text = text.display().to_string();
+        let broken = d.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let broken = broken.display().to_string();
+        let missing = d.join("missing.pem").display().to_string();
+        let tls_url = "rediss://keygate:pw@127.0.0.1:6380/0";
+
+        // Defaults: no TLS files.
+        let v = Settings::default().validate().unwrap();
+        assert_eq!(v.store_options.tls, StoreTls::default());
+
+        // Everything set, through the environment.
+        let v = Settings::load(
+            None,
+            env(&[
+                ("KEYGATE_STORE_URL", tls_url),
+                ("KEYGATE_STORE_TLS_CA_FILE", &ca),
+                ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                ("KEYGATE_STORE_TLS_KEY_FILE", &ec_key),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.store_options.tls.ca_file, Some(PathBuf::from(&ca)));
+        assert_eq!(
+            v.store_options.tls.client,
+            Some(ClientCertFiles {
+                cert_file: PathBuf::from(&cert),
+                key_file: PathBuf::from(&ec_key),
+            })
+        );
+
+        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+            // TLS files with a URL that is not rediss://.
+            (
+                &[("KEYGATE_STORE_TLS_CA_FILE", &ca)],
+                "store.tls_ca_file",
+                "store.url is not a `rediss://` URL",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", "redis://127.0.0.1:6379"),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &key),
+                ],
+                "store.tls_cert_file",
+                "store.url is not a `rediss://` URL",
+            ),
+            // Certificate and key come together.
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                ],
+                "store.tls_key_file",
+                "must be set with store.tls_cert_file",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &key),
+                ],
+                "store.tls_cert_file",
+                "must be set with store.tls_key_file",
+            ),
+            // Missing, not PEM, malformed PEM, the wrong kind.
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &missing),
+                ],
+                "store.tls_ca_file",
+                "cannot read",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &text),
+                ],
+                "store.tls_ca_file",
+                "found no PEM block",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &broken),
+                ],
+                "store.tls_ca_file",
+                "is not a PEM file",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &key),
+                ],
+                "store.tls_ca_file",
+                "must hold PEM `CERTIFICATE` blocks only (found `PRIVATE KEY`)",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &cert),
+                ],
+                "store.tls_key_file",
+                "must hold one PEM private key",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &two_keys),
+                ],
+                "store.tls_key_file",
+                "found `PRIVATE KEY`, `PRIVATE KEY`",
+            ),
+        ];
+        for (vars, key, message) in cases {
+            let e = tls_error(vars);
+            assert_eq!(e.key, *key, "{vars:?}: {e}");
+            assert!(e.message.contains(message), "{vars:?}: {e}");
+            // Names the file, never echoes its contents or the password.
+            assert!(!e.message.contains("c2VjcmV0"), "{e}");
+            assert!(!e.message.contains(":pw@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_insecure_rediss_url_is_refused() {
+        let e = Settings::load(
+            None,
+            env(&[(
+                "KEYGATE_STORE_URL",
+                "rediss://u:hunter2@10.0.0.1:6380/#insecure",
+            )]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.key, "store.url");
+        assert!(e.message.contains("store.tls_ca_file"), "{e}");
+        assert!(!e.message.contains("hunter2"), "{e}");
+    }
+}
+
+#[cfg(test)]
 mod example_files {
     use super::*;
     use std::path::Path;
