@@ -488,6 +488,13 @@ async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
                      store.url, and that the ACL user is `on`); serving 503 until it accepts them \
                      (see /readyz)"
                 ),
+                Err(e) if url.expose_secret().starts_with("rediss:") => tracing::warn!(
+                    error = %e,
+                    "store: redis is not reachable at start; serving 503 until it is (see /readyz). \
+                     If the error names a certificate: store.tls_ca_file must hold the CA that \
+                     signed Redis' certificate, which must name the URL's host, and a Redis with \
+                     tls-auth-clients needs store.tls_cert_file and store.tls_key_file"
+                ),
                 Err(e) => tracing::warn!(
                     error = %e,
                     "store: redis is not reachable at start; serving 503 until it is (see /readyz)"

@@ -1077,7 +1077,9 @@ mod store_tls_tests {
             })
         );
 
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (environment, key at fault, part of the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             // TLS files with a URL that is not rediss://.
             (
                 &[("KEYGATE_STORE_TLS_CA_FILE", &ca)],

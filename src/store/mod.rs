@@ -50,9 +50,11 @@ pub enum StoreError {
 
 impl StoreError {
     /// Redis answered but refused the command itself: the ACL user lacks
-    /// the permission (`NOPERM`), or the command is disabled or renamed
-    /// (`ERR unknown command`, as on some managed services). Not an outage:
-    /// retrying will not help until the server's configuration changes.
+    /// the permission (`NOPERM`; inside a Lua script Redis 7.0 says `ERR The
+    /// user executing the script can't run this command`), or the command
+    /// is disabled or renamed (`ERR unknown command`, as on some managed
+    /// services). Not an outage: retrying will not help until the server's
+    /// configuration changes.
     pub fn is_command_refused(&self) -> bool {
         use ::redis::{ErrorKind, ServerErrorKind};
         let StoreError::Backend(e) = self else {
@@ -60,9 +62,9 @@ impl StoreError {
         };
         match e.kind() {
             ErrorKind::Server(ServerErrorKind::NoPerm) => true,
-            ErrorKind::Server(ServerErrorKind::ResponseError) => {
-                e.detail().is_some_and(|d| d.starts_with("unknown command"))
-            }
+            ErrorKind::Server(ServerErrorKind::ResponseError) => e.detail().is_some_and(|d| {
+                d.starts_with("unknown command") || d.contains("can't run this command")
+            }),
             _ => false,
         }
     }
