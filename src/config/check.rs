@@ -13,9 +13,10 @@ use crate::tokens::{KeyError, KeySet};
 
 impl Settings {
     /// Every problem found offline: the first validation error, a
-    /// placeholder issuer, a bad `store.tls_*` file, each dev credential (plain-text `[[clients]]`
-    /// secret, the demo user's published hash) outside dev mode, and a
-    /// missing, unreadable or empty `keys.dir`. One per key, in that order.
+    /// placeholder issuer, a bad `store.tls_*` file, each dev credential
+    /// (plain-text `[[clients]]` secret, the demo user's published hash)
+    /// outside dev mode, and a missing, unreadable or empty `keys.dir`. One
+    /// per key, in that order.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut out = vec![];
         if let Err(e) = self.validate() {

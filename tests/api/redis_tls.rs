@@ -348,7 +348,9 @@ impl TlsRedis {
                     if lower.contains("tls")
                         && (lower.contains("not supported")
                             || lower.contains("bad directive")
-                            || lower.contains("unknown option"))
+                            || lower.contains("unknown option")
+                            || lower.contains("failed to configure tls")
+                            || lower.contains("missing implement"))
                     {
                         panic!(
                             "`{}` has no TLS support (it refused the tls-* options). Install a \
