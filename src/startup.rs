@@ -27,7 +27,7 @@ use crate::state::AppState;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::repos::{Repos, User};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tokens::keys::{generate_into, Alg};
 use crate::tokens::{KeyError, KeySet, Keys};
 
@@ -515,7 +515,7 @@ async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
             ))
         }
         StoreBackend::Redis(url) => {
-            let store = RedisStore::connect(url.expose_secret(), options.timeout)
+            let store = connect_redis(url.expose_secret(), &options.tls, options.timeout)
                 .await
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
             match store.eviction_policy().await {
@@ -532,6 +532,38 @@ async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
                      used-code record brings a dead token back. Running anyway because \
                      store.require_noeviction = false; set maxmemory-policy noeviction"
                 ),
+                // Redis answers but will not say: the ACL forbids `CONFIG
+                // GET` or the provider disabled CONFIG. Unverified is not
+                // verified (docs/redis.md "TLS and ACL").
+                Err(e) if e.is_command_refused() || matches!(e, StoreError::Misconfigured(_)) => {
+                    if options.require_noeviction {
+                        bail!(
+                            "store.url: cannot verify Redis' maxmemory-policy ({e}); keygate requires \
+                             `noeviction` (an evicted revocation or used-code record would bring a dead \
+                             token back). Allow `CONFIG GET` to keygate's ACL user (`+config|get`, see \
+                             docs/redis.md), or, if your provider disables CONFIG and you have checked \
+                             that it runs with noeviction, set store.require_noeviction = false"
+                        )
+                    }
+                    tracing::warn!(
+                        error = %e,
+                        "store: could not verify Redis' maxmemory-policy (CONFIG GET refused); running \
+                         because store.require_noeviction = false: make sure Redis runs with noeviction"
+                    )
+                }
+                Err(e) if e.is_auth_failure() => tracing::warn!(
+                    error = %e,
+                    "store: Redis refused keygate's credentials (check the user and password of \
+                     store.url, and that the ACL user is `on`); serving 503 until it accepts them \
+                     (see /readyz)"
+                ),
+                Err(e) if url.expose_secret().starts_with("rediss:") => tracing::warn!(
+                    error = %e,
+                    "store: redis is not reachable at start; serving 503 until it is (see /readyz). \
+                     If the error names a certificate: store.tls_ca_file must hold the CA that \
+                     signed Redis' certificate, which must name the URL's host, and a Redis with \
+                     tls-auth-clients needs store.tls_cert_file and store.tls_key_file"
+                ),
                 Err(e) => tracing::warn!(
                     error = %e,
                     "store: redis is not reachable at start; serving 503 until it is (see /readyz)"
@@ -540,6 +572,24 @@ async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
             Ok(Arc::new(store))
         }
     }
+}
+
+/// The Redis store of `store.url`, with the TLS files of `store.tls_*`.
+/// Does not contact Redis ([`RedisStore::connect`]).
+///
+/// # Errors
+/// A URL that does not parse, or TLS files that cannot be read or used.
+pub async fn connect_redis(
+    url: &str,
+    tls: &crate::config::StoreTls,
+    timeout: Duration,
+) -> Result<RedisStore, StoreError> {
+    let client = tls
+        .client
+        .as_ref()
+        .map(|c| (c.cert_file.as_path(), c.key_file.as_path()));
+    let certificates = crate::store::redis::tls_certificates(tls.ca_file.as_deref(), client)?;
+    RedisStore::connect_tls(url, certificates.as_ref(), timeout).await
 }
 
 /// A 256-bit key shared by every instance on the same store: created once

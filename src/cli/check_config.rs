@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use keygate::config::{Settings, StoreBackend};
-use keygate::store::redis::RedisStore;
-use keygate::store::KvStore;
+use keygate::store::{KvStore, StoreError};
 use secrecy::ExposeSecret;
 
 /// The longest the store gets to answer (each of two calls).
@@ -27,7 +26,10 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
                 .into_iter()
                 .map(|e| (e.key, e.message))
                 .collect();
-            if !out.iter().any(|(k, _)| k == "store.url") {
+            if !out
+                .iter()
+                .any(|(k, _)| k == "store.url" || k.starts_with("store.tls_"))
+            {
                 out.extend(store_problem(&settings).await);
             }
             out
@@ -67,7 +69,9 @@ async fn store_problem(settings: &Settings) -> Option<(String, String)> {
     let shown = keygate::config::redact_url(url.expose_secret());
     let problem = |m: String| Some(("store.url".to_string(), m));
     let timeout = Duration::from_millis(settings.store.timeout_ms.max(1));
-    let store = match RedisStore::connect(url.expose_secret(), timeout).await {
+    // A bad TLS file is reported by `problems()` already.
+    let tls = settings.store_tls().ok()?;
+    let store = match keygate::startup::connect_redis(url.expose_secret(), &tls, timeout).await {
         Ok(s) => s,
         Err(e) => return problem(e.to_string()),
     };
@@ -85,6 +89,15 @@ async fn store_problem(settings: &Settings) -> Option<(String, String)> {
         Ok(Ok(p)) if p != "noeviction" && settings.store.require_noeviction => problem(format!(
             "Redis at {shown} runs with maxmemory-policy `{p}`; keygate requires `noeviction`"
         )),
+        // As `serve` does: an unverifiable policy refuses to start.
+        Ok(Err(e))
+            if settings.store.require_noeviction
+                && (e.is_command_refused() || matches!(e, StoreError::Misconfigured(_))) =>
+        {
+            problem(format!(
+                "cannot verify the maxmemory-policy of Redis at {shown} ({e}): allow `CONFIG GET` to keygate's ACL user (`+config|get`, docs/redis.md) or set store.require_noeviction = false"
+            ))
+        }
         _ => None,
     }
 }

@@ -13,10 +13,10 @@ use crate::tokens::{KeyError, KeySet};
 
 impl Settings {
     /// Every problem found offline: every validation error
-    /// ([`Settings::validate_all`]), a placeholder issuer, each dev
-    /// credential (plain-text `[[clients]]` secret, the demo user's
-    /// published hash) outside dev mode, and a missing, unreadable or empty
-    /// `keys.dir`. One per key, in that order.
+    /// ([`Settings::validate_all`]), a placeholder issuer, a bad
+    /// `store.tls_*` file, each dev credential (plain-text `[[clients]]`
+    /// secret, the demo user's published hash) outside dev mode, and a
+    /// missing, unreadable or empty `keys.dir`. One per key, in that order.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut out: Vec<ConfigError> = vec![];
         for e in self.validate_all().err().unwrap_or_default() {
@@ -31,6 +31,10 @@ impl Settings {
         };
         if let Some(m) = placeholder_issuer(&self.server.issuer) {
             push(ConfigError::new("server.issuer", m));
+        }
+        // A bad TLS file is worth reporting even after another key failed.
+        if let Err(p) = self.store_tls() {
+            push(p);
         }
         for p in self.dev_credential_problems() {
             push(p);

@@ -34,9 +34,9 @@ pub use tree::{
 };
 pub use validate::redact_url;
 pub use validate::{
-    DocumentOptions, KeyOptions, LimitOptions, LogFormat, LogOptions, MetricsExposure, Profile,
-    RegistrationOptions, ServerOptions, SessionOptions, StoreBackend, StoreOptions, TokenOptions,
-    UiOptions, Validated,
+    ClientCertFiles, DocumentOptions, KeyOptions, LimitOptions, LogFormat, LogOptions,
+    MetricsExposure, Profile, RegistrationOptions, ServerOptions, SessionOptions, StoreBackend,
+    StoreOptions, StoreTls, TokenOptions, UiOptions, Validated,
 };
 
 /// A configuration problem, naming the key it is about.

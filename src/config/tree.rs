@@ -229,11 +229,19 @@ pub struct StoreSettings {
     pub url: String,
     /// Upper bound on one store call, in milliseconds.
     pub timeout_ms: u64,
-    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`
-    /// (`false`: log an error and run anyway).
+    /// Refuse to start on a Redis whose `maxmemory-policy` is not `noeviction`,
+    /// or cannot be read (`CONFIG GET` refused) (`false`: log and run anyway).
     pub require_noeviction: bool,
     /// Most keys the in-memory store holds; writes beyond it answer 503.
     pub memory_max_entries: u64,
+    /// `rediss://` only: a PEM bundle of the CA certificates that verify the
+    /// Redis server, instead of the built-in web roots (`""`: web roots).
+    pub tls_ca_file: String,
+    /// `rediss://` only: a PEM client certificate (chain) for Redis servers
+    /// that require one (`tls-auth-clients yes`); set with `tls_key_file`.
+    pub tls_cert_file: String,
+    /// `rediss://` only: the PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -249,6 +257,9 @@ impl std::fmt::Debug for StoreSettings {
             .field("timeout_ms", &self.timeout_ms)
             .field("require_noeviction", &self.require_noeviction)
             .field("memory_max_entries", &self.memory_max_entries)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -260,6 +271,9 @@ impl Default for StoreSettings {
             timeout_ms: 2000,
             require_noeviction: true,
             memory_max_entries: 1_000_000,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }

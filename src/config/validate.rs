@@ -98,6 +98,32 @@ pub struct StoreOptions {
     pub require_noeviction: bool,
     /// Most keys the in-memory store holds.
     pub memory_max_entries: usize,
+    /// `store.tls_*`: the files a `rediss://` connection verifies the server
+    /// with and authenticates with (each checked to be readable PEM).
+    pub tls: StoreTls,
+}
+
+/// `store.tls_ca_file`, `store.tls_cert_file` and `store.tls_key_file` after
+/// validation: readable PEM files of the right kind, set only with a
+/// `rediss://` URL. Paths, not contents: the store reads them when it
+/// connects (`store::redis::tls_certificates`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreTls {
+    /// CA certificates that verify the Redis server instead of the built-in
+    /// web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (chain) and its private key, for servers with
+    /// `tls-auth-clients yes`.
+    pub client: Option<ClientCertFiles>,
+}
+
+/// A client certificate and its key (`store.tls_cert_file`, `store.tls_key_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// `[keys]` after validation, besides the directory and the rotation timing.
@@ -267,6 +293,62 @@ impl Settings {
         parse_store_url(&self.store.url)
     }
 
+    /// `store.tls_*` checked as [`Settings::validate`] does: each file set
+    /// only with a `rediss://` URL, the certificate and key together, and
+    /// every file readable PEM of its kind. Reads the files (a few KiB).
+    pub fn store_tls(&self) -> Result<StoreTls, ConfigError> {
+        let path = |raw: &str| {
+            Some(raw.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let ca = path(&self.store.tls_ca_file);
+        let cert = path(&self.store.tls_cert_file);
+        let key = path(&self.store.tls_key_file);
+        let set = [
+            ("store.tls_ca_file", ca.is_some()),
+            ("store.tls_cert_file", cert.is_some()),
+            ("store.tls_key_file", key.is_some()),
+        ];
+        if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
+            if !url_uses_tls(&self.store.url) {
+                return Err(ConfigError::new(
+                    *name,
+                    "is set, but store.url is not a `rediss://` URL: the TLS files apply only to TLS connections (use `rediss://`, or remove the setting)",
+                ));
+            }
+        }
+        let client =
+            match (cert, key) {
+                (Some(cert_file), Some(key_file)) => Some(ClientCertFiles {
+                    cert_file,
+                    key_file,
+                }),
+                (None, None) => None,
+                (Some(_), None) => return Err(ConfigError::new(
+                    "store.tls_key_file",
+                    "must be set with store.tls_cert_file (the client certificate's private key)",
+                )),
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "store.tls_cert_file",
+                        "must be set with store.tls_key_file (the private key's certificate)",
+                    ))
+                }
+            };
+        if let Some(ca) = &ca {
+            check_pem("store.tls_ca_file", ca, PemKind::Certificates)?;
+        }
+        if let Some(c) = &client {
+            check_pem("store.tls_cert_file", &c.cert_file, PemKind::Certificates)?;
+            check_pem("store.tls_key_file", &c.key_file, PemKind::PrivateKey)?;
+        }
+        Ok(StoreTls {
+            ca_file: ca,
+            client,
+        })
+    }
+
     /// Checks every setting and converts to the types the server runs with;
     /// the first problem (in the order of [`Settings::validate_all`]).
     pub fn validate(&self) -> Result<Validated, ConfigError> {
@@ -299,6 +381,10 @@ impl Settings {
         let store = parse_store_url(&self.store.url).unwrap_or_else(|e| {
             errs.push(e);
             StoreBackend::Memory
+        });
+        let store_tls = self.store_tls().unwrap_or_else(|e| {
+            errs.push(e);
+            StoreTls::default()
         });
         if self.store.memory_max_entries == 0 {
             errs.push(ConfigError::new(
@@ -425,7 +511,7 @@ impl Settings {
         // A drain is a few health-check intervals; hours are a unit mistake
         // (milliseconds?) that would keep a stopping process around.
         if self.server.drain_secs > MAX_DRAIN_SECS {
-            return Err(ConfigError::new(
+            errs.push(ConfigError::new(
                 "server.drain_secs",
                 format!(
                     "must be at most {MAX_DRAIN_SECS} (seconds; a load balancer needs its \
@@ -547,6 +633,7 @@ impl Settings {
                 require_noeviction: self.store.require_noeviction,
                 memory_max_entries: usize::try_from(self.store.memory_max_entries)
                     .unwrap_or(usize::MAX),
+                tls: store_tls,
             },
             profile,
             allow_plain_pkce: self.oauth.allow_plain_pkce,
@@ -716,6 +803,71 @@ fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
+/// Whether `url` asks for TLS: `rediss://`, or a `rediss+…://` form.
+fn url_uses_tls(url: &str) -> bool {
+    let scheme = url.split(':').next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case("rediss") || scheme.to_ascii_lowercase().starts_with("rediss+")
+}
+
+/// What a `store.tls_*` file must hold.
+#[derive(Clone, Copy)]
+enum PemKind {
+    /// One or more `CERTIFICATE` blocks (a CA bundle or a chain).
+    Certificates,
+    /// One private key block (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    PrivateKey,
+}
+
+/// Checks that `path` is a readable PEM file of `kind`. The messages name the
+/// file, never its contents (a key file is a secret).
+fn check_pem(key: &str, path: &std::path::Path, kind: PemKind) -> Result<(), ConfigError> {
+    let shown = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read `{shown}`: {e}")))?;
+    let blocks = pem::parse_many(&bytes).map_err(|_| {
+        ConfigError::new(key, format!("`{shown}` is not a PEM file (malformed PEM)"))
+    })?;
+    let tags: Vec<&str> = blocks.iter().map(pem::Pem::tag).collect();
+    match kind {
+        PemKind::Certificates => {
+            if tags.is_empty() || tags.iter().any(|t| *t != "CERTIFICATE") {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "`{shown}` must hold PEM `CERTIFICATE` blocks only (found {})",
+                        describe_tags(&tags)
+                    ),
+                ));
+            }
+        }
+        PemKind::PrivateKey => {
+            const KEYS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+            if tags.len() != 1 || !KEYS.contains(&tags[0]) {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "`{shown}` must hold one PEM private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`; found {})",
+                        describe_tags(&tags)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `no PEM block`, or the blocks' labels: `` `CERTIFICATE`, `PRIVATE KEY` ``.
+fn describe_tags(tags: &[&str]) -> String {
+    if tags.is_empty() {
+        "no PEM block".into()
+    } else {
+        tags.iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
     if raw == "memory" {
         return Ok(StoreBackend::Memory);
@@ -724,6 +876,9 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
     let scheme = raw.split(':').next().unwrap_or_default();
     let bad = |why: &str| ConfigError::new("store.url", why.to_string());
     match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.fragment() == Some("insecure") => {
+            Err(bad("`#insecure` (no verification of the Redis server's certificate) is not supported: set store.tls_ca_file to the CA that signed it"))
+        }
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
             Ok(StoreBackend::Redis(SecretString::from(raw)))
         }
@@ -939,6 +1094,193 @@ mod tests {
             v.registration.initial_access_tokens[0].expose_secret(),
             "iat-secret-0123456789"
         );
+    }
+}
+
+#[cfg(test)]
+mod store_tls_tests {
+    use super::*;
+    use crate::config::test_env as env;
+
+    /// A PEM file with one block per tag (the bodies are not real DER:
+    /// validation checks the PEM, the TLS library the DER).
+    fn pem_file(dir: &std::path::Path, name: &str, tags: &[&str]) -> String {
+        let text: String = tags
+            .iter()
+            .map(|t| pem::encode(&pem::Pem::new(*t, b"secret-key-bytes".to_vec())))
+            .collect();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    fn tls_error(vars: &[(&str, &str)]) -> ConfigError {
+        let s = Settings::load(None, env(vars)).unwrap();
+        let e = s.validate().unwrap_err();
+        assert_eq!(s.store_tls().unwrap_err(), e, "validate reports it too");
+        e
+    }
+
+    #[test]
+    fn store_tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = pem_file(d, "ca.pem", &["CERTIFICATE", "CERTIFICATE"]);
+        let cert = pem_file(d, "cert.pem", &["CERTIFICATE"]);
+        let key = pem_file(d, "key.pem", &["PRIVATE KEY"]);
+        let ec_key = pem_file(d, "ec.pem", &["EC PRIVATE KEY"]);
+        let two_keys = pem_file(d, "two.pem", &["PRIVATE KEY", "PRIVATE KEY"]);
+        let text = d.join("text.pem");
+        std::fs::write(&text, "not a PEM file\n").unwrap();
+        let text = text.display().to_string();
+        let broken = d.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let broken = broken.display().to_string();
+        let missing = d.join("missing.pem").display().to_string();
+        let tls_url = "rediss://keygate:pw@127.0.0.1:6380/0";
+
+        // Defaults: no TLS files.
+        let v = Settings::default().validate().unwrap();
+        assert_eq!(v.store_options.tls, StoreTls::default());
+
+        // Everything set, through the environment.
+        let v = Settings::load(
+            None,
+            env(&[
+                ("KEYGATE_STORE_URL", tls_url),
+                ("KEYGATE_STORE_TLS_CA_FILE", &ca),
+                ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                ("KEYGATE_STORE_TLS_KEY_FILE", &ec_key),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.store_options.tls.ca_file, Some(PathBuf::from(&ca)));
+        assert_eq!(
+            v.store_options.tls.client,
+            Some(ClientCertFiles {
+                cert_file: PathBuf::from(&cert),
+                key_file: PathBuf::from(&ec_key),
+            })
+        );
+
+        // (environment, key at fault, part of the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            // TLS files with a URL that is not rediss://.
+            (
+                &[("KEYGATE_STORE_TLS_CA_FILE", &ca)],
+                "store.tls_ca_file",
+                "store.url is not a `rediss://` URL",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", "redis://127.0.0.1:6379"),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &key),
+                ],
+                "store.tls_cert_file",
+                "store.url is not a `rediss://` URL",
+            ),
+            // Certificate and key come together.
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                ],
+                "store.tls_key_file",
+                "must be set with store.tls_cert_file",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &key),
+                ],
+                "store.tls_cert_file",
+                "must be set with store.tls_key_file",
+            ),
+            // Missing, not PEM, malformed PEM, the wrong kind.
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &missing),
+                ],
+                "store.tls_ca_file",
+                "cannot read",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &text),
+                ],
+                "store.tls_ca_file",
+                "found no PEM block",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &broken),
+                ],
+                "store.tls_ca_file",
+                "is not a PEM file",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CA_FILE", &key),
+                ],
+                "store.tls_ca_file",
+                "must hold PEM `CERTIFICATE` blocks only (found `PRIVATE KEY`)",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &cert),
+                ],
+                "store.tls_key_file",
+                "must hold one PEM private key",
+            ),
+            (
+                &[
+                    ("KEYGATE_STORE_URL", tls_url),
+                    ("KEYGATE_STORE_TLS_CERT_FILE", &cert),
+                    ("KEYGATE_STORE_TLS_KEY_FILE", &two_keys),
+                ],
+                "store.tls_key_file",
+                "found `PRIVATE KEY`, `PRIVATE KEY`",
+            ),
+        ];
+        for (vars, key, message) in cases {
+            let e = tls_error(vars);
+            assert_eq!(e.key, *key, "{vars:?}: {e}");
+            assert!(e.message.contains(message), "{vars:?}: {e}");
+            // Names the file, never echoes its contents or the password.
+            assert!(!e.message.contains("c2VjcmV0"), "{e}");
+            assert!(!e.message.contains(":pw@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_insecure_rediss_url_is_refused() {
+        let e = Settings::load(
+            None,
+            env(&[(
+                "KEYGATE_STORE_URL",
+                "rediss://u:hunter2@10.0.0.1:6380/#insecure",
+            )]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.key, "store.url");
+        assert!(e.message.contains("store.tls_ca_file"), "{e}");
+        assert!(!e.message.contains("hunter2"), "{e}");
     }
 }
 

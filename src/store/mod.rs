@@ -48,6 +48,34 @@ pub enum StoreError {
     Misconfigured(String),
 }
 
+impl StoreError {
+    /// Redis answered but refused the command itself: the ACL user lacks
+    /// the permission (`NOPERM`; inside a Lua script Redis 7.0 says `ERR The
+    /// user executing the script can't run this command`), or the command
+    /// is disabled or renamed (`ERR unknown command`, as on some managed
+    /// services). Not an outage: retrying will not help until the server's
+    /// configuration changes.
+    pub fn is_command_refused(&self) -> bool {
+        use ::redis::{ErrorKind, ServerErrorKind};
+        let StoreError::Backend(e) = self else {
+            return false;
+        };
+        match e.kind() {
+            ErrorKind::Server(ServerErrorKind::NoPerm) => true,
+            ErrorKind::Server(ServerErrorKind::ResponseError) => e.detail().is_some_and(|d| {
+                d.starts_with("unknown command") || d.contains("can't run this command")
+            }),
+            _ => false,
+        }
+    }
+
+    /// Redis refused keygate's credentials (wrong user or password, or
+    /// the ACL user is `off`).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, StoreError::Backend(e) if e.kind() == ::redis::ErrorKind::AuthenticationFailed)
+    }
+}
+
 /// A byte-oriented key-value store with per-key TTLs.
 ///
 /// Every method is a single round trip to the backend. TTLs are garbage

@@ -29,6 +29,8 @@ mod races;
 mod readme;
 mod real_browser;
 mod redis_server;
+mod redis_tls;
+mod redis_tls_acl;
 mod registration;
 mod relying_parties;
 mod resources;
