@@ -32,6 +32,9 @@ pub enum StoreBackend {
     /// A Redis server; the URL may hold credentials, so it is a secret
     /// (`Debug` shows `[REDACTED]`) and is never logged.
     Redis(SecretString),
+    /// A Redis Cluster (`redis+cluster://HOST:PORT,HOST:PORT…`, checked by
+    /// [`crate::store::cluster::ClusterUrl::parse`]); a secret like `Redis`.
+    RedisCluster(SecretString),
 }
 
 impl PartialEq for StoreBackend {
@@ -39,6 +42,9 @@ impl PartialEq for StoreBackend {
         match (self, other) {
             (Self::Memory, Self::Memory) => true,
             (Self::Redis(a), Self::Redis(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::RedisCluster(a), Self::RedisCluster(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
             _ => false,
         }
     }
@@ -595,6 +601,10 @@ impl StoreBackend {
         match self {
             StoreBackend::Memory => "memory".into(),
             StoreBackend::Redis(url) => redact_url(url.expose_secret()),
+            StoreBackend::RedisCluster(url) => {
+                crate::store::cluster::ClusterUrl::parse(url.expose_secret())
+                    .map_or_else(|_| "(unparsable URL)".into(), |u| u.redacted())
+            }
         }
     }
 }
@@ -639,13 +649,19 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
     // Never echo the URL: it may carry a password.
     let scheme = raw.split(':').next().unwrap_or_default();
     let bad = |why: &str| ConfigError::new("store.url", why.to_string());
+    if matches!(scheme, "redis+cluster" | "rediss+cluster") {
+        return match crate::store::cluster::ClusterUrl::parse(raw) {
+            Ok(_) => Ok(StoreBackend::RedisCluster(SecretString::from(raw))),
+            Err(why) => Err(bad(&why)),
+        };
+    }
     match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
             Ok(StoreBackend::Redis(SecretString::from(raw)))
         }
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Err(bad("the Redis URL has no host")),
         _ => Err(bad(&format!(
-            "must be `memory`, `redis://…` or `rediss://…` (got a `{}` URL)",
+            "must be `memory`, `redis://…`, `rediss://…` or `redis+cluster://HOST:PORT,HOST:PORT…` (got a `{}` URL)",
             if scheme.len() > 16 {
                 "malformed"
             } else {
@@ -685,6 +701,16 @@ mod tests {
                 "server.issuer",
             ),
             ("KEYGATE_STORE_URL", "mysql://u:secretpw@h/db", "store.url"),
+            (
+                "KEYGATE_STORE_URL",
+                "redis+cluster://h1:7000,u:secretpw@h2:7001",
+                "store.url",
+            ),
+            (
+                "KEYGATE_STORE_URL",
+                "redis+cluster://u:secretpw@",
+                "store.url",
+            ),
             ("KEYGATE_SERVER_LISTEN", "localhost", "server.listen"),
             ("KEYGATE_OAUTH_PROFILE", "oauth3", "oauth.profile"),
             ("KEYGATE_TOKENS_ACCESS_TTL", "0", "tokens.access_ttl"),
@@ -722,6 +748,31 @@ mod tests {
             assert_eq!(&e.key, key);
             assert!(!e.to_string().contains("secretpw"));
         }
+    }
+
+    #[test]
+    fn cluster_store_urls_validate_and_print_redacted() {
+        let v = Settings::load(
+            None,
+            env(&[(
+                "KEYGATE_STORE_URL",
+                "redis+cluster://kg:secretpw@10.0.0.1:7000,10.0.0.2:7001",
+            )]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert!(matches!(v.store, StoreBackend::RedisCluster(_)));
+        assert_eq!(
+            v.store.redacted(),
+            "redis+cluster://kg:REDACTED@10.0.0.1:7000,10.0.0.2:7001"
+        );
+        assert!(!format!("{v:?}").contains("secretpw"));
+        let e = Settings::load(None, env(&[("KEYGATE_STORE_URL", "redis+cluster://h:1/0")]))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("no path"), "{e}");
     }
 
     #[test]

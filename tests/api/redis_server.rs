@@ -197,7 +197,7 @@ impl Drop for RedisServer {
 }
 
 /// A loopback port that was free a moment ago (the OS picks it).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -230,7 +230,7 @@ fn server_pid(port: u16) -> Option<u32> {
         .and_then(|pid| pid.trim().parse().ok())
 }
 
-fn read_log(path: &Path) -> String {
+pub fn read_log(path: &Path) -> String {
     let mut text = String::new();
     match File::open(path) {
         Ok(mut f) => {
