@@ -23,7 +23,6 @@ use keygate::store::{slots, KvStore, Put, StoreError, Swap};
 
 use crate::helpers::{spawn_app, store_calls, Backend, TestApp, CLUSTER_URL};
 use crate::redis_cluster::RedisCluster;
-use crate::steps;
 
 /// Per-call store timeout.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -203,36 +202,36 @@ async fn a_client_changed_through_one_instance_is_refused_by_the_other() {
             let (id, old) = a.stored_client.clone();
             served_from_cache(&b, &id, &old).await;
 
-            // Rotated through A: B refuses the old secret (once the notice
-            // arrived: bounded poll) and takes the new one.
+            // Rotated through A: once B got the notice (its feed's epoch
+            // moves only on notices and reconnections), B refuses the old
+            // secret at once, not after the cache's revalidation bound.
+            let feed = b.state.store.invalidations().unwrap();
+            let seen = feed.epoch();
             let rotated = keygate::flows::clients::rotate_secret(&a.state.repos, &id, None)
                 .await
                 .unwrap();
             let new = rotated.secret.unwrap();
-            eventually("B refuses the rotated secret", || async {
-                cc_status(&b, &id, &old).await == 401
+            eventually("B gets the rotation notice", || {
+                let moved = feed.epoch() > seen;
+                async move { moved }
             })
             .await;
-            assert_eq!(cc_status(&b, &id, &new).await, 200);
+            assert_eq!(cc_status(&b, &id, &old).await, 401, "old secret at B");
+            assert_eq!(cc_status(&b, &id, &new).await, 200, "new secret at B");
             served_from_cache(&b, &id, &new).await;
-            let resp = b
-                .post_token(Some((&id, &old)), &[("grant_type", "client_credentials")])
-                .await;
-            steps::ok_json(
-                b.post_token(Some((&id, &new)), &[("grant_type", "client_credentials")])
-                    .await,
-            )
-            .await;
-            assert_eq!(resp.status(), 401, "the old secret stays refused");
+            assert_eq!(cc_status(&b, &id, &old).await, 401, "still refused");
 
-            // Deleted through A: B refuses it.
+            // Deleted through A: the same for the client itself.
+            let seen = feed.epoch();
             keygate::flows::clients::delete(&a.state.repos, &id, None)
                 .await
                 .unwrap();
-            eventually("B refuses the deleted client", || async {
-                cc_status(&b, &id, &new).await == 401
+            eventually("B gets the deletion notice", || {
+                let moved = feed.epoch() > seen;
+                async move { moved }
             })
             .await;
+            assert_eq!(cc_status(&b, &id, &new).await, 401, "deleted client at B");
 
             // And the other way round: B's client, served by A's cache.
             let (id2, secret2) = b.stored_client.clone();
