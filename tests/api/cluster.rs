@@ -23,6 +23,7 @@ use keygate::store::{slots, KvStore, Put, StoreError, Swap};
 
 use crate::helpers::{spawn_app, store_calls, Backend, TestApp, CLUSTER_URL};
 use crate::redis_cluster::RedisCluster;
+use crate::steps;
 
 /// Per-call store timeout.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -63,6 +64,7 @@ async fn cluster_store_conformance_outage_and_recovery() {
     );
     crate::store_conformance::suite(Arc::new(store.clone())).await;
     cross_slot_swaps_are_refused(&store).await;
+    a_replica_that_may_evict_stops_the_start(&store, &cluster).await;
 
     // Every node down: calls fail (within the timeout: the suite's 503
     // path), and a store made now starts anyway.
@@ -84,6 +86,48 @@ async fn cluster_store_conformance_outage_and_recovery() {
         })
         .await;
     }
+}
+
+/// The `noeviction` start check covers the replicas too (one becomes a
+/// master at failover): one set to `allkeys-lru` is named, and refused.
+async fn a_replica_that_may_evict_stops_the_start(
+    store: &RedisClusterStore,
+    cluster: &RedisCluster,
+) {
+    let masters = cluster.masters();
+    let replica = cluster
+        .ports()
+        .into_iter()
+        .find(|p| !masters.contains(p))
+        .expect("a replica");
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{replica}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let set = |policy: &'static str| {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET").arg("maxmemory-policy").arg(policy);
+        cmd
+    };
+    let _: () = set("allkeys-lru").query_async(&mut conn).await.unwrap();
+    let node = format!("127.0.0.1:{replica}");
+    let policies = store.eviction_policies().await.unwrap();
+    assert!(
+        policies.contains(&(node.clone(), "allkeys-lru".to_string())),
+        "{policies:?}"
+    );
+    let keys = tempfile::tempdir().unwrap();
+    keygate::tokens::keys::generate_into(keys.path(), keygate::tokens::keys::Alg::ES256, 1)
+        .unwrap();
+    let settings = crate::helpers::test_settings(keys.path(), &cluster.url());
+    let err = keygate::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("start-up refused");
+    let err = err.to_string();
+    assert!(err.contains("noeviction") && err.contains(&node), "{err}");
+    let _: () = set("noeviction").query_async(&mut conn).await.unwrap();
 }
 
 /// A swap naming keys on two slots never reaches Redis: a debug build
@@ -238,4 +282,106 @@ async fn a_client_changed_through_one_instance_is_refused_by_the_other() {
             served_from_cache(&a, &id2, &secret2).await;
         })
         .await;
+}
+
+/// Runs a `keygate` CLI command on the cluster; stdout, asserting success.
+fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> String {
+    let out = crate::process::command(dir)
+        .env("KEYGATE_STORE_URL", url)
+        .env("KEYGATE_OAUTH_SCOPES", "profile,api:read")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "keygate {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `client_credentials` at a process's `base` URL; the status.
+async fn cc_at(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> u16 {
+    steps::post_form(
+        http,
+        &format!("{base}/oauth/token"),
+        Some((id, secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// Two `keygate serve` processes on the cluster, and the CLI: a client the
+/// CLI creates works at both; rotated and then deleted by the CLI (which
+/// does not subscribe, only publishes), the old secret and then the client
+/// are refused by both servers (SPEC.md: what the CLI changes in the store
+/// takes effect at once on running servers). `check-config` checks every
+/// node of the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_and_the_cli_on_a_cluster() {
+    let cluster = RedisCluster::new();
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygate::tokens::keys::generate_into(&d.join("keys"), keygate::tokens::keys::Alg::ES256, 1)
+        .unwrap();
+    let env = [
+        ("KEYGATE_STORE_URL", url.as_str()),
+        ("KEYGATE_OAUTH_SCOPES", "profile,api:read"),
+    ];
+    let a = crate::process::Keygate::start(d, &env);
+    let b = crate::process::Keygate::start(d, &env);
+    let http = steps::api_client();
+    steps::wait_ready(&http, &a.base, "A ready").await;
+    steps::wait_ready(&http, &b.base, "B ready").await;
+
+    let created: serde_json::Value = serde_json::from_str(&cli(
+        d,
+        &url,
+        &[
+            "client",
+            "create",
+            "--name",
+            "cli on a cluster",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "api:read",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let old = created["client_secret"].as_str().unwrap().to_string();
+    for base in [&a.base, &b.base] {
+        // Twice: the second is served from the process's client cache.
+        assert_eq!(cc_at(&http, base, &id, &old).await, 200);
+        assert_eq!(cc_at(&http, base, &id, &old).await, 200);
+    }
+
+    let rotated: serde_json::Value =
+        serde_json::from_str(&cli(d, &url, &["client", "rotate-secret", &id, "--json"])).unwrap();
+    let new = rotated["client_secret"].as_str().unwrap().to_string();
+    for base in [&a.base, &b.base] {
+        eventually("the rotated secret is refused", || async {
+            cc_at(&http, base, &id, &old).await == 401
+        })
+        .await;
+        assert_eq!(cc_at(&http, base, &id, &new).await, 200);
+        assert_eq!(cc_at(&http, base, &id, &new).await, 200);
+    }
+
+    cli(d, &url, &["client", "delete", &id]);
+    for base in [&a.base, &b.base] {
+        eventually("the deleted client is refused", || async {
+            cc_at(&http, base, &id, &new).await == 401
+        })
+        .await;
+    }
+
+    let report = cli(d, &url, &["check-config"]);
+    assert!(report.trim().ends_with("OK"), "{report}");
 }
