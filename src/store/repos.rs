@@ -1614,15 +1614,26 @@ mod tests {
         checked: bool,
         swaps: AtomicUsize,
         reads: Mutex<Vec<Vec<String>>>,
+        /// An invalidation feed, as a cluster store has.
+        feed: Option<Arc<Invalidations>>,
+        /// A client id the feed is told about in the middle of every
+        /// `get_many` (a notice racing the read).
+        notify_during_reads: Mutex<Option<String>>,
     }
 
     impl SlotRecorder {
         fn new(checked: bool) -> Arc<Self> {
+            Self::with_feed(checked, None)
+        }
+
+        fn with_feed(checked: bool, feed: Option<Arc<Invalidations>>) -> Arc<Self> {
             Arc::new(Self {
                 inner: MemoryStore::with_limits(Duration::from_secs(60), 1000),
                 checked,
                 swaps: AtomicUsize::new(0),
                 reads: Mutex::new(vec![]),
+                feed,
+                notify_during_reads: Mutex::new(None),
             })
         }
     }
@@ -1635,7 +1646,12 @@ mod tests {
         async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             let ks = keys.iter().map(|k| k.to_string()).collect();
             self.reads.lock().unwrap().push(ks);
-            self.inner.get_many(keys).await
+            let vals = self.inner.get_many(keys).await;
+            let racing = self.notify_during_reads.lock().unwrap().clone();
+            if let (Some(feed), Some(id)) = (&self.feed, racing) {
+                feed.notify(Some(&id));
+            }
+            vals
         }
         async fn put(
             &self,
@@ -1682,6 +1698,74 @@ mod tests {
         fn layout(&self) -> Layout {
             Layout::Slotted
         }
+        fn invalidations(&self) -> Option<Arc<Invalidations>> {
+            self.feed.clone()
+        }
+    }
+
+    /// The client cache on a store with a feed (a cluster): while the feed
+    /// is live, the token path reads only the record once the client was
+    /// read; a notice for the client, a read racing a notice, and a lost
+    /// subscription each send it back to the store.
+    #[tokio::test]
+    async fn a_live_feed_lets_the_token_path_skip_the_client_read() {
+        let feed = Arc::new(Invalidations::new());
+        let store = SlotRecorder::with_feed(true, Some(feed.clone()));
+        let repos = Repos::new(store.clone(), Duration::from_secs(60));
+        repos.put_client(&client("one")).await.unwrap();
+        let client_reads = || {
+            store
+                .reads
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|ks| ks.iter().any(|k| k.starts_with(CLIENT)))
+                .count()
+        };
+        let lookup = || async {
+            let (c, _) = repos.client_and_refresh(Some("c1"), "t.x").await.unwrap();
+            assert_eq!(c, Some(client("one")));
+        };
+        // Not live yet: every lookup reads the client.
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 2);
+        feed.set_live(true);
+        lookup().await; // read, cached
+        lookup().await; // from the cache
+        lookup().await;
+        assert_eq!(client_reads(), 3);
+        // A notice for the client: read again, then cached again.
+        feed.notify(Some("c1"));
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 4);
+        // A notice for another client leaves it cached.
+        feed.notify(Some("c2"));
+        lookup().await;
+        assert_eq!(client_reads(), 4);
+        // A read that a notice raced is not kept.
+        feed.notify(Some("c1"));
+        *store.notify_during_reads.lock().unwrap() = Some("c9".into());
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 6, "reads racing notices are not cached");
+        *store.notify_during_reads.lock().unwrap() = None;
+        lookup().await; // read, cached
+        lookup().await;
+        assert_eq!(client_reads(), 7);
+        // A lost subscription: nothing is trusted until it is back.
+        feed.set_live(false);
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 9);
+        // A client written through these repos is dropped at once by the
+        // feed's notice in a real cluster; here no feed delivers it, and
+        // `Repos::client` (read-modify-write callers) always reads.
+        feed.set_live(true);
+        lookup().await;
+        repos.put_client(&client("two")).await.unwrap();
+        assert_eq!(repos.client("c1").await.unwrap(), Some(client("two")));
     }
 
     fn code_record(sub: &str, consent: Option<String>) -> CodeRecord {
