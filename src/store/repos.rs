@@ -423,10 +423,16 @@ impl Repos {
     }
 
     /// Tells every instance that `client_id` changed (their client caches
-    /// drop it). A failure is logged, not returned: the write it follows
+    /// drop it; this one's at once, before the notice goes out). A failure
+    /// to publish is logged, not returned: the write it follows
     /// succeeded, and cached entries are re-read within
     /// [`CLIENT_REVALIDATE`] anyway.
     async fn client_changed(&self, client_id: &str) {
+        // This process at once (read-your-writes: the next request here
+        // must not be served the old client while the notice travels).
+        if let Some(feed) = &self.clients.feed {
+            feed.notify(Some(client_id));
+        }
         if let Err(e) = self.store.publish_invalidation(client_id).await {
             tracing::warn!(error = %e, "could not publish a client change; other instances may use the old client for up to {CLIENT_REVALIDATE:?}");
         }
@@ -1759,13 +1765,16 @@ mod tests {
         lookup().await;
         lookup().await;
         assert_eq!(client_reads(), 9);
-        // A client written through these repos is dropped at once by the
-        // feed's notice in a real cluster; here no feed delivers it, and
-        // `Repos::client` (read-modify-write callers) always reads.
+        // A client written through these repos is dropped here at once,
+        // before any notice comes back (read-your-writes).
         feed.set_live(true);
         lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 10);
         repos.put_client(&client("two")).await.unwrap();
-        assert_eq!(repos.client("c1").await.unwrap(), Some(client("two")));
+        let (c, _) = repos.client_and_refresh(Some("c1"), "t.x").await.unwrap();
+        assert_eq!(c, Some(client("two")));
+        assert_eq!(client_reads(), 11);
     }
 
     fn code_record(sub: &str, consent: Option<String>) -> CodeRecord {

@@ -65,6 +65,7 @@ async fn cluster_store_conformance_outage_and_recovery() {
     crate::store_conformance::suite(Arc::new(store.clone())).await;
     cross_slot_swaps_are_refused(&store).await;
     a_replica_that_may_evict_stops_the_start(&store, &cluster).await;
+    the_subscription_moves_to_the_next_seed(&mut cluster).await;
 
     // Every node down: calls fail (within the timeout: the suite's 503
     // path), and a store made now starts anyway.
@@ -86,6 +87,46 @@ async fn cluster_store_conformance_outage_and_recovery() {
         })
         .await;
     }
+}
+
+/// The client-change subscription takes the next seed when one fails: a
+/// dead first seed is skipped, and when the node it subscribed on dies the
+/// feed is distrusted and re-made on another seed. Its epoch moves only on
+/// (re)subscriptions and notices, so this is observed without a clock.
+async fn the_subscription_moves_to_the_next_seed(cluster: &mut RedisCluster) {
+    let masters = cluster.masters();
+    let closed = crate::redis_server::free_port();
+    let url = format!(
+        "redis+cluster://127.0.0.1:{closed},127.0.0.1:{},127.0.0.1:{}",
+        masters[0], masters[1]
+    );
+    let store = RedisClusterStore::connect(&url, TIMEOUT).await.unwrap();
+    let feed = store.invalidations().unwrap();
+    assert!(!feed.live(), "not live before it subscribes");
+    store.watch_invalidations();
+    eventually("subscribed past the dead seed", || {
+        let live = feed.live();
+        async move { live }
+    })
+    .await;
+    let seen = feed.epoch();
+    store.publish_invalidation("c1").await.unwrap();
+    eventually("a notice arrives", || {
+        let moved = feed.epoch() > seen;
+        async move { moved }
+    })
+    .await;
+    // Its node (the first live seed) dies: lost (epoch + 1), then made
+    // again on the next seed (+ 1) and live.
+    let seen = feed.epoch();
+    cluster.stop_node(masters[0]);
+    eventually("subscribed again on the next seed", || {
+        let again = feed.epoch() >= seen + 2 && feed.live();
+        async move { again }
+    })
+    .await;
+    cluster.start_node(masters[0]);
+    cluster.wait_until_ok();
 }
 
 /// The `noeviction` start check covers the replicas too (one becomes a
