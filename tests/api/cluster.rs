@@ -527,3 +527,50 @@ async fn records_stored_by_the_previous_version_still_work(backend: Backend) {
     let again = steps::redeem(&app.http, &app.addr, Some(web_app), &[], &code, &verifier).await;
     assert_eq!(again.status(), 400, "single use");
 }
+
+/// `user:password@` on the first host authenticates on every node: the
+/// cluster client's, the replicas' start check and the subscription; a
+/// wrong password fails every call without the password in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_cluster() {
+    let cluster = RedisCluster::with_password("cluster-secret-pw");
+    let url = cluster.url();
+    assert!(
+        url.starts_with("redis+cluster://:cluster-secret-pw@"),
+        "{url}"
+    );
+    let store = RedisClusterStore::connect(&url, TIMEOUT).await.unwrap();
+    let policies = store.eviction_policies().await.unwrap();
+    assert_eq!(policies.len(), 6, "{policies:?}");
+    store.put("t:auth", b"1", None).await.unwrap();
+    assert!(store
+        .swap(&Swap {
+            key: "t:auth",
+            expected: b"1",
+            new: Some((b"2", None)),
+            require: &[],
+            puts: &[],
+        })
+        .await
+        .unwrap());
+    let feed = store.invalidations().unwrap();
+    store.watch_invalidations();
+    eventually("subscribed with the password", || {
+        let live = feed.live();
+        async move { live }
+    })
+    .await;
+    let seen = feed.epoch();
+    store.publish_invalidation("c1").await.unwrap();
+    eventually("a notice arrives", || {
+        let moved = feed.epoch() > seen;
+        async move { moved }
+    })
+    .await;
+
+    let wrong = url.replace("cluster-secret-pw", "wrong-pw-123");
+    let refused = RedisClusterStore::connect(&wrong, TIMEOUT).await.unwrap();
+    let err = refused.get("t:auth").await.unwrap_err().to_string();
+    assert!(!err.contains("wrong-pw-123"), "{err}");
+    assert!(refused.eviction_policies().await.is_err());
+}

@@ -56,6 +56,8 @@ struct Node {
 pub struct RedisCluster {
     server: PathBuf,
     nodes: Vec<Node>,
+    /// `requirepass` (and `masterauth`) of every node, if any.
+    password: Option<String>,
 }
 
 fn bin(env: &str, default: &str) -> PathBuf {
@@ -72,9 +74,19 @@ impl RedisCluster {
     /// If a binary is missing (with install instructions), or the cluster
     /// does not form (with the nodes' logs and redis-cli's output).
     pub fn new() -> Self {
+        Self::start(None)
+    }
+
+    /// [`Self::new`] with every node requiring `password` (the default
+    /// user's, `requirepass`; replicas authenticate with `masterauth`).
+    pub fn with_password(password: &str) -> Self {
+        Self::start(Some(password.to_string()))
+    }
+
+    fn start(password: Option<String>) -> Self {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_new() {
+            match Self::try_new(password.clone()) {
                 Ok(cluster) => return cluster,
                 Err(why) => last = why,
             }
@@ -82,10 +94,11 @@ impl RedisCluster {
         panic!("the Redis Cluster did not start after {START_ATTEMPTS} attempts; last failure:\n{last}");
     }
 
-    fn try_new() -> Result<Self, String> {
+    fn try_new(password: Option<String>) -> Result<Self, String> {
         let mut cluster = RedisCluster {
             server: bin(SERVER_ENV, "redis-server"),
             nodes: vec![],
+            password,
         };
         for _ in 0..MASTERS * (1 + REPLICAS) {
             let dir = tempfile::Builder::new()
@@ -111,7 +124,8 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// `redis+cluster://127.0.0.1:P1,…` naming the first three nodes as seeds.
+    /// `redis+cluster://127.0.0.1:P1,…` naming the first three nodes as
+    /// seeds (with `:password@` when the nodes require one).
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .nodes
@@ -119,7 +133,16 @@ impl RedisCluster {
             .take(3)
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
+        format!("redis+cluster://{auth}{}", seeds.join(","))
+    }
+
+    /// [`command`] as the default user of this cluster.
+    fn ask(&self, port: u16, args: &[&str]) -> Option<String> {
+        command_as(port, self.password.as_deref(), args)
     }
 
     /// The ports of every node.
@@ -134,7 +157,7 @@ impl RedisCluster {
             .nodes
             .iter()
             .filter(|n| n.child.is_some())
-            .find_map(|n| command(n.port, &["CLUSTER", "NODES"]))
+            .find_map(|n| self.ask(n.port, &["CLUSTER", "NODES"]))
             .expect("no running node answers CLUSTER NODES");
         let (masters, _) = roles(&text);
         masters
@@ -190,6 +213,7 @@ impl RedisCluster {
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let password = self.password.clone();
         let node = &mut self.nodes[i];
         let log = OpenOptions::new()
             .create(true)
@@ -197,7 +221,11 @@ impl RedisCluster {
             .open(node.dir.path().join("redis.log"))
             .expect("open the redis-server log file");
         let log_err = log.try_clone().expect("clone the log file handle");
-        let spawned = Command::new(&self.server)
+        let mut cmd = Command::new(&self.server);
+        if let Some(p) = &password {
+            cmd.args(["--requirepass", p]).args(["--masterauth", p]);
+        }
+        let spawned = cmd
             .args(["--port", &node.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
@@ -232,6 +260,7 @@ impl RedisCluster {
     /// Polls until node `i` answers as itself (its PID), or it exits.
     fn wait_answers(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + NODE_DEADLINE;
+        let password = self.password.clone();
         loop {
             let node = &mut self.nodes[i];
             let Some(child) = node.child.as_mut() else {
@@ -246,11 +275,12 @@ impl RedisCluster {
                 ));
             }
             let pid = child.id();
-            let answered = command(node.port, &["INFO", "server"]).and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("process_id:"))
-                    .and_then(|p| p.trim().parse::<u32>().ok())
-            });
+            let answered = command_as(node.port, password.as_deref(), &["INFO", "server"])
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("process_id:"))
+                        .and_then(|p| p.trim().parse::<u32>().ok())
+                });
             if answered == Some(pid) {
                 return Ok(());
             }
@@ -270,6 +300,9 @@ impl RedisCluster {
     fn create(&self) -> Result<(), String> {
         let cli = bin(CLI_ENV, "redis-cli");
         let mut cmd = Command::new(&cli);
+        if let Some(p) = &self.password {
+            cmd.args(["-a", p, "--no-auth-warning"]);
+        }
         cmd.arg("--cluster").arg("create");
         for n in &self.nodes {
             cmd.arg(format!("127.0.0.1:{}", n.port));
@@ -311,7 +344,7 @@ impl RedisCluster {
                 .map(|n| n.port)
                 .collect();
             let all_ok = running.iter().all(|p| {
-                command(*p, &["CLUSTER", "INFO"])
+                self.ask(*p, &["CLUSTER", "INFO"])
                     .is_some_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
             });
             if all_ok {
@@ -323,7 +356,7 @@ impl RedisCluster {
                     .map(|p| {
                         format!(
                             "node {p}:\n{}",
-                            command(*p, &["CLUSTER", "NODES"]).unwrap_or_default()
+                            self.ask(*p, &["CLUSTER", "NODES"]).unwrap_or_default()
                         )
                     })
                     .collect();
@@ -345,7 +378,7 @@ impl RedisCluster {
         let deadline = Instant::now() + CLUSTER_DEADLINE;
         loop {
             let formed = self.nodes.iter().all(|n| {
-                command(n.port, &["CLUSTER", "NODES"]).is_some_and(|text| {
+                self.ask(n.port, &["CLUSTER", "NODES"]).is_some_and(|text| {
                     let (masters, replicas) = roles(&text);
                     masters.len() == MASTERS && replicas.len() == MASTERS * REPLICAS
                 })
@@ -425,20 +458,32 @@ fn roles(text: &str) -> (Vec<u16>, Vec<u16>) {
     (masters, replicas)
 }
 
-/// Sends one command to the node on `port` and returns its bulk-string
-/// reply (`None`: no answer, or another kind of reply).
-pub fn command(port: u16, args: &[&str]) -> Option<String> {
+/// Sends one command to the node on `port` (after `AUTH password` when
+/// one is given) and returns its bulk-string reply (`None`: no answer, or
+/// another kind of reply).
+pub fn command_as(port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let timeout = Duration::from_millis(500);
     let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    (&stream).write_all(req.as_bytes()).ok()?;
+    let encode = |args: &[&str]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        req
+    };
     let mut reader = BufReader::new(&stream);
+    if let Some(p) = password {
+        (&stream).write_all(encode(&["AUTH", p]).as_bytes()).ok()?;
+        let mut ok = String::new();
+        reader.read_line(&mut ok).ok()?;
+        if !ok.starts_with("+OK") {
+            return None;
+        }
+    }
+    (&stream).write_all(encode(args).as_bytes()).ok()?;
     let mut header = String::new();
     reader.read_line(&mut header).ok()?;
     let len: usize = header.strip_prefix('$')?.trim_end().parse().ok()?;
