@@ -109,9 +109,10 @@ test: test-deps mcp-deps oidc-deps ## Install what the tests need (redis-server,
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory openapi-validate
 
-test-deps: ## Install redis-server, jq, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc, nginx-light, systemd (apt) and openapi-spec-validator (pip) when missing
+test-deps: ## Install redis-server, redis-tools (redis-cli, for the cluster tests), jq, chromium + chromium-driver, apache2 + libapache2-mod-auth-openidc, nginx-light, systemd (apt) and openapi-spec-validator (pip) when missing
 	@pkgs=""; \
 	command -v redis-server >/dev/null 2>&1 || pkgs="$$pkgs redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || pkgs="$$pkgs redis-tools"; \
 	command -v jq >/dev/null 2>&1 || pkgs="$$pkgs jq"; \
 	chromium="$${KEYGATE_TEST_CHROMIUM:-/usr/bin/chromium}"; \
 	driver="$${KEYGATE_TEST_CHROMEDRIVER:-$$(command -v chromedriver || echo /usr/bin/chromedriver)}"; \

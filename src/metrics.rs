@@ -290,6 +290,19 @@ impl KvStore for InstrumentedStore {
     ) -> Result<crate::rate::Decision, StoreError> {
         self.count("rate", self.inner.rate(key, quota, cost).await)
     }
+    fn layout(&self) -> crate::store::Layout {
+        self.inner.layout()
+    }
+    fn invalidations(&self) -> Option<std::sync::Arc<crate::store::invalidation::Invalidations>> {
+        self.inner.invalidations()
+    }
+    async fn publish_invalidation(&self, id: &str) -> Result<(), StoreError> {
+        // A backend without a feed publishes nothing: no round trip to count.
+        if self.inner.invalidations().is_none() {
+            return Ok(());
+        }
+        self.count("publish", self.inner.publish_invalidation(id).await)
+    }
 }
 
 #[cfg(test)]

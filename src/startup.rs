@@ -24,6 +24,7 @@ use crate::metrics::{InstrumentedStore, Metrics};
 use crate::oauth::authorize::Policy;
 use crate::oauth::types::{Client, GrantType};
 use crate::state::AppState;
+use crate::store::cluster::RedisClusterStore;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::repos::{Repos, User};
@@ -373,7 +374,7 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         tracing::warn!("oauth.profile = \"legacy\": implicit and password grants may be enabled for clients registered for them; use \"oauth21\" in production");
     }
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&cfg).await?;
+    let store = open_store(&cfg, true).await?;
     let store: Store = Arc::new(InstrumentedStore::new(store, &metrics));
     let keys = Arc::new(load_or_create_keys(&cfg, clock.now())?);
     let config_clients = config_clients(&settings, &cfg)?;
@@ -460,7 +461,7 @@ pub struct StoreContext {
 /// Validates `settings` and opens only the store (see [`StoreContext`]).
 pub async fn open_store_only(settings: &Settings) -> anyhow::Result<StoreContext> {
     let cfg = settings.validate()?;
-    let store = open_store(&cfg).await?;
+    let store = open_store(&cfg, false).await?;
     Ok(StoreContext {
         repos: Repos::new(store, cfg.tokens.access_ttl),
         config_users: config_users(settings),
@@ -504,7 +505,10 @@ fn config_users(settings: &Settings) -> HashMap<String, User> {
         .collect()
 }
 
-async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
+/// Opens the configured store. `serving`: a server, which on a Redis
+/// Cluster subscribes to client changes so that its client cache can be
+/// trusted (a one-shot CLI command does not).
+async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
     let options = &cfg.store_options;
     match &cfg.store {
         StoreBackend::Memory => {
@@ -571,6 +575,16 @@ async fn open_store(cfg: &Validated) -> anyhow::Result<Store> {
             }
             Ok(Arc::new(store))
         }
+        StoreBackend::RedisCluster(url) => {
+            let store = RedisClusterStore::connect(url.expose_secret(), options.timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+            check_cluster_eviction(&store, options.require_noeviction).await?;
+            if serving {
+                store.watch_invalidations();
+            }
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -590,6 +604,50 @@ pub async fn connect_redis(
         .map(|c| (c.cert_file.as_path(), c.key_file.as_path()));
     let certificates = crate::store::redis::tls_certificates(tls.ca_file.as_deref(), client)?;
     RedisStore::connect_tls(url, certificates.as_ref(), timeout).await
+}
+
+/// The `noeviction` start check of a cluster: every node (a replica is a
+/// master after a failover) must run with it.
+async fn check_cluster_eviction(
+    store: &RedisClusterStore,
+    require_noeviction: bool,
+) -> anyhow::Result<()> {
+    match store.eviction_policies().await {
+        Ok(nodes) => {
+            let evicting: Vec<String> = nodes
+                .iter()
+                .filter(|(_, p)| p != "noeviction")
+                .map(|(node, p)| format!("{node} (`{p}`)"))
+                .collect();
+            if evicting.is_empty() {
+                tracing::info!(
+                    nodes = nodes.len(),
+                    "store: redis cluster (maxmemory-policy noeviction on every node)"
+                );
+            } else if require_noeviction {
+                bail!(
+                    "store.url: Redis Cluster nodes run without maxmemory-policy noeviction: {}; \
+                     keygate requires `noeviction` on every node (an evicted revocation or \
+                     used-code record would bring a dead token back). Run `CONFIG SET \
+                     maxmemory-policy noeviction` on each node or set it in their redis.conf \
+                     (store.require_noeviction = false runs anyway)",
+                    evicting.join(", ")
+                );
+            } else {
+                tracing::error!(
+                    nodes = %evicting.join(", "),
+                    "store: Redis Cluster nodes may EVICT keys: an evicted revocation or used-code \
+                     record brings a dead token back. Running anyway because \
+                     store.require_noeviction = false; set maxmemory-policy noeviction"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "store: redis cluster is not reachable at start; serving 503 until it is (see /readyz)"
+        ),
+    }
+    Ok(())
 }
 
 /// A 256-bit key shared by every instance on the same store: created once

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use keygate::config::{Settings, StoreBackend};
+use keygate::store::cluster::RedisClusterStore;
 use keygate::store::{KvStore, StoreError};
 use secrecy::ExposeSecret;
 
@@ -63,8 +64,10 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
 /// A Redis store that does not answer within [`STORE_WAIT`], or (when
 /// `store.require_noeviction`) may evict keys. The URL is shown redacted.
 async fn store_problem(settings: &Settings) -> Option<(String, String)> {
-    let Ok(StoreBackend::Redis(url)) = settings.store_backend() else {
-        return None;
+    let url = match settings.store_backend() {
+        Ok(StoreBackend::Redis(url)) => url,
+        Ok(b @ StoreBackend::RedisCluster(_)) => return cluster_problem(settings, &b).await,
+        _ => return None,
     };
     let shown = keygate::config::redact_url(url.expose_secret());
     let problem = |m: String| Some(("store.url".to_string(), m));
@@ -100,4 +103,43 @@ async fn store_problem(settings: &Settings) -> Option<(String, String)> {
         }
         _ => None,
     }
+}
+
+/// [`store_problem`] for a Redis Cluster: every node must answer and run
+/// with `noeviction` (when required).
+async fn cluster_problem(settings: &Settings, backend: &StoreBackend) -> Option<(String, String)> {
+    let StoreBackend::RedisCluster(url) = backend else {
+        return None;
+    };
+    let shown = backend.redacted();
+    let problem = |m: String| Some(("store.url".to_string(), m));
+    let timeout = Duration::from_millis(settings.store.timeout_ms.max(1));
+    let store = match RedisClusterStore::connect(url.expose_secret(), timeout).await {
+        Ok(s) => s,
+        Err(e) => return problem(e.to_string()),
+    };
+    let nodes = match tokio::time::timeout(STORE_WAIT, store.eviction_policies()).await {
+        Err(_) => {
+            return problem(format!(
+                "Redis Cluster at {shown} did not answer within {} s",
+                STORE_WAIT.as_secs()
+            ))
+        }
+        Ok(Err(e)) => return problem(format!("Redis Cluster at {shown} is not reachable: {e}")),
+        Ok(Ok(nodes)) => nodes,
+    };
+    let evicting: Vec<String> = nodes
+        .iter()
+        .filter(|(_, p)| p != "noeviction")
+        .map(|(n, p)| format!("{n} (`{p}`)"))
+        .collect();
+    (!evicting.is_empty() && settings.store.require_noeviction).then(|| {
+        (
+            "store.url".to_string(),
+            format!(
+                "Redis Cluster nodes at {shown} run without maxmemory-policy noeviction: {}; keygate requires `noeviction`",
+                evicting.join(", ")
+            ),
+        )
+    })
 }

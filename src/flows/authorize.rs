@@ -166,14 +166,14 @@ pub async fn approve(
                     &req.client_id,
                     &req.scope,
                     &resources,
-                    &crate::ids::random_token(16),
+                    &state.repos.new_consent_id(user_id),
                 )
                 .await?
         }
     };
     match req.response_type {
         ResponseType::Code => {
-            let code = crate::ids::random_token(32);
+            let code = state.repos.new_code(user_id);
             let ttl = state.cfg.tokens.code_ttl.as_secs() as i64;
             let rec = CodeRecord {
                 client_id: req.client_id.clone(),

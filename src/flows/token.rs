@@ -13,6 +13,11 @@
 //! The token-endpoint limits are in process and cost no round trip; an
 //! address over its failed-authentication budget is refused before the
 //! client lookup.
+//! On a Redis Cluster the client lives on another slot than the user's
+//! code or refresh token, so it comes from the in-process client cache
+//! (`store::repos`, invalidated on every instance when a client changes)
+//! and the same budgets hold; on a cache miss the one `MGET` reaches two
+//! slots in parallel (docs/redis.md "Redis Cluster").
 //!
 //! The rules, including who may retry within the grace window and what the
 //! retry answers, are in [`crate::oauth::token`]; this module only loads,
@@ -359,7 +364,7 @@ async fn authorization_code(
     let (targets, scope) = code_targets(params, &stored.value)?;
     grant.family = client
         .allows(GrantType::RefreshToken)
-        .then(|| crate::ids::random_token(16));
+        .then(|| state.repos.new_family(&grant.subject));
     let claims = claims_for(
         state,
         &Grant {
@@ -626,13 +631,14 @@ async fn password(
     let (targets, scope) = select(params, requested, found, scope)?;
     let user = super::users::password_grant_user(state, peer, username, pw.to_string()).await?;
     let now = state.clock.now();
+    let family = client
+        .allows(GrantType::RefreshToken)
+        .then(|| state.repos.new_family(&user.id));
     let grant = Grant {
         subject: user.id,
         client_id: client.client_id.clone(),
         scope,
-        family: client
-            .allows(GrantType::RefreshToken)
-            .then(|| crate::ids::random_token(16)),
+        family,
     };
     let claims = claims_for(state, &grant, &targets, now);
     let refresh = if grant.family.is_some() {
@@ -684,7 +690,7 @@ fn new_refresh(
         consent: started.consent,
         sid: started.sid,
     };
-    (crate::ids::random_token(32), rec)
+    (state.repos.new_refresh_token(&grant.subject), rec)
 }
 
 /// The access token claims for `grant`; `aud` is the resources' URIs, or
@@ -696,7 +702,7 @@ fn claims_for(state: &AppState, grant: &Grant, targets: &[Target], now: i64) -> 
         grant,
         now,
         state.cfg.tokens.access_ttl.as_secs() as i64,
-        crate::ids::jti(),
+        state.repos.new_jti(&grant.subject),
     )
 }
 

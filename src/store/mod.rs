@@ -12,9 +12,12 @@
 //! The direction is `store::repos` → `oauth`; the core never imports the store.
 //! [`KvStore::rate`] speaks the types of [`crate::rate`] (arithmetic only).
 
+pub mod cluster;
+pub mod invalidation;
 pub mod memory;
 pub mod redis;
 pub mod repos;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::rate::{Decision, Quota};
+use invalidation::Invalidations;
 
 /// Why a store call failed. Callers map every variant to `503 temporarily_unavailable`
 /// (SPEC.md "Store") except `Corrupt`, which is a server error.
@@ -46,6 +50,26 @@ pub enum StoreError {
     /// The backend is configured in a way keygate refuses to run with.
     #[error("store misconfigured: {0}")]
     Misconfigured(String),
+    /// A [`KvStore::swap`] named keys in different Redis Cluster hash
+    /// slots, which no cluster can run atomically (a bug in key naming:
+    /// see [`Layout::Slotted`]); refused before it reaches Redis.
+    #[error("store keys of one atomic operation are in different cluster slots: {0}")]
+    CrossSlot(String),
+}
+
+/// How [`repos`] names keys on a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One keyspace (memory, one Redis): every key may go into any
+    /// operation. Keys are named as they always were.
+    Flat,
+    /// Redis Cluster: the keys of one [`KvStore::swap`] must hash to one
+    /// slot (a shared hash tag, [`slots`]), so a user's grant state
+    /// (codes, refresh tokens, families, consents, revocation markers)
+    /// carries the slot of the user's record (`kg:user:<id>`), and a
+    /// client is read from an in-process cache instead of in the same
+    /// `MGET` as a code or refresh token.
+    Slotted,
 }
 
 impl StoreError {
@@ -80,6 +104,15 @@ impl StoreError {
 ///
 /// Every method is a single round trip to the backend. TTLs are garbage
 /// collection only: records carry their own expiry, which the OAuth core checks.
+///
+/// Redis Cluster ([`Layout::Slotted`]): all keys of one [`KvStore::swap`]
+/// must share a hash slot (a common `{hash tag}`, see [`slots`]); the
+/// cluster backend refuses any other swap with [`StoreError::CrossSlot`].
+/// [`KvStore::get_many`] may span slots there (the cluster client sends one
+/// `MGET` per node, in parallel: still one round trip of latency, but no
+/// single snapshot), which is why the token path reads a user's keys from
+/// one slot and its client from the in-process cache. The memory store and a
+/// single Redis ignore tags.
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     /// Reads a value; an expired key reads as absent.
@@ -119,6 +152,24 @@ pub trait KvStore: Send + Sync + 'static {
     /// the only one used (Redis: `TIME` inside the script), so instances
     /// with skewed clocks still agree.
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError>;
+    /// How keys must be laid out on this backend (default: [`Layout::Flat`]).
+    fn layout(&self) -> Layout {
+        Layout::Flat
+    }
+    /// The feed that tells this process when a cached record changed on
+    /// any instance ([`invalidation`]); `None` when the backend has none
+    /// (memory, one Redis: their token path reads clients in the same
+    /// round trip as the code, so nothing is cached across requests).
+    fn invalidations(&self) -> Option<Arc<Invalidations>> {
+        None
+    }
+    /// Tells every instance's [`KvStore::invalidations`] feed that the
+    /// record `id` changed (Redis Cluster: one `PUBLISH`). A no-op where
+    /// there is no feed.
+    async fn publish_invalidation(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// One write of a [`Swap`]: key, value, TTL (`None` never expires).

@@ -26,7 +26,7 @@ use super::{KvStore, StoreError, Swap};
 use crate::rate::{Decision, Quota};
 
 /// Keys asked for per `SCAN` round trip: a hint to Redis, not a limit.
-const SCAN_COUNT: usize = 1000;
+pub(crate) const SCAN_COUNT: usize = 1000;
 /// Reconnection attempts per outage-detection, each after an exponential,
 /// jittered back-off between these bounds. Kept short so that a request made
 /// while Redis is down fails quickly, and the first request after Redis is back
@@ -209,7 +209,7 @@ pub fn tls_certificates(
 /// `KvStore::swap` as one atomic script. KEYS = [key, require…, puts…];
 /// ARGV = [expected, has_new, new, new_ttl_ms, n_require, (val, ttl_ms)…];
 /// a TTL of "0" means none.
-const SWAP_LUA: &str = r#"
+pub(crate) const SWAP_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local nreq = tonumber(ARGV[5])
 for i = 2, 1 + nreq do
@@ -235,7 +235,7 @@ return 1
 /// full again. Returns 0 when allowed, else the wait in microseconds.
 /// `TIME` in a script that writes is fine: Redis ≥ 5 replicates a script's
 /// effects, not the script (Redis 7 only does that).
-const RATE_LUA: &str = r#"
+pub(crate) const RATE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
@@ -257,25 +257,25 @@ return 0
 
 /// Whole microseconds of `d`, rounded up and kept well inside what a Lua
 /// double holds exactly (2^53): about 285 years.
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_nanos().div_ceil(1000))
         .unwrap_or(u64::MAX)
         .min(1 << 53)
 }
 
-fn ttl_arg(ttl: Option<Duration>) -> String {
+pub(crate) fn ttl_arg(ttl: Option<Duration>) -> String {
     ttl.map_or_else(|| "0".to_owned(), |t| ttl_millis(t).to_string())
 }
 
 /// Milliseconds for `PX`: rounded up, at least 1 (so a zero TTL still expires
 /// instead of being rejected by Redis), at most [`MAX_TTL_MS`].
-fn ttl_millis(ttl: Duration) -> u128 {
+pub(crate) fn ttl_millis(ttl: Duration) -> u128 {
     ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS)
 }
 
 /// A `SCAN MATCH` pattern matching exactly the keys that start with `prefix`:
 /// glob metacharacters in the prefix are escaped so they match literally.
-fn prefix_pattern(prefix: &str) -> String {
+pub(crate) fn prefix_pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 8);
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

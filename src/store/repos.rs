@@ -1,6 +1,20 @@
 //! Typed facade over the store: owns key naming (`kg:<kind>:<id>`) and serde.
 //! The flows never see raw keys. Codes, refresh tokens and sessions are keyed
 //! by the SHA-256 of the secret value, so the store never holds them in clear.
+//!
+//! Key layout on a Redis Cluster ([`Layout::Slotted`]; docs/redis.md "Redis
+//! Cluster"): every atomic operation must stay on one hash slot, so a
+//! user's grant state is kept on the slot of the user's record
+//! `kg:user:<id>`. Its ids carry a tag with that slot
+//! ([`slots::tag_for`]): codes, refresh tokens, family ids, consent ids and
+//! access-token `jti`s are `<tag>.<random>`, and their keys are
+//! `kg:<kind>:{<tag>}<…>`; markers named by a subject (`kg:revoked:sub:`,
+//! `kg:revoked:app:`) and the list of allowed apps (`kg:apps:`) take the
+//! subject's tag. An id without a tag (every id on the flat layout, and any
+//! record written before) keeps the key it always had, so the flat layout
+//! is byte-for-byte what it was. Clients live on their own slots: the token
+//! path reads them from [`ClientCache`], which every instance invalidates
+//! when a client changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,7 +24,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{Put, Store, StoreError, Swap};
+use super::invalidation::{Invalidations, Listener};
+use super::{slots, Layout, Put, Store, StoreError, Swap};
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::oauth::consent::{self, AllowedApps};
 use crate::oauth::grace::GraceSeal;
@@ -66,10 +81,42 @@ fn ttl_secs(secs: i64) -> Option<Duration> {
     Some(Duration::from_secs(secs.max(1) as u64))
 }
 
+/// The key of `id` under `prefix`: `prefix{tag}id` when `id` carries a tag
+/// (`<tag>.<random>`, made on the slotted layout), else `prefix` + `id`.
+fn id_key(prefix: &str, id: &str) -> String {
+    match carried_tag(id) {
+        Some(tag) => format!("{prefix}{{{tag}}}{id}"),
+        None => format!("{prefix}{id}"),
+    }
+}
+
+/// The key of a secret value (code, refresh token): `prefix{tag}<hash>`
+/// when it carries a tag, else `prefix<hash>` ([`secret_key`]).
+fn secret_id_key(prefix: &str, secret: &str) -> String {
+    match carried_tag(secret) {
+        Some(tag) => format!("{prefix}{{{tag}}}{}", secret_key(secret)),
+        None => format!("{prefix}{}", secret_key(secret)),
+    }
+}
+
+/// The slot tag an id or token carries (`<tag>.<random>`), if it has one.
+fn carried_tag(id: &str) -> Option<&str> {
+    let (tag, _) = id.split_once('.')?;
+    slots::is_tag(tag).then_some(tag)
+}
+
+/// How long a cached client is trusted without a store read even while
+/// the invalidation feed is live: the bound on staleness if a notice is
+/// lost without the subscription noticing (a safety net; notices normally
+/// arrive within milliseconds).
+pub const CLIENT_REVALIDATE: Duration = Duration::from_secs(10);
+
 /// Typed access to everything keygate stores.
 #[derive(Clone)]
 pub struct Repos {
     store: Store,
+    /// How keys are named on this store.
+    layout: Layout,
     /// Clients decoded from the bytes last read for them (see [`ClientCache`]).
     clients: Arc<ClientCache>,
     /// How long a revocation marker must outlive its write: the access-token
@@ -86,29 +133,127 @@ const CLIENT_CACHE_MAX: usize = 1024;
 
 /// Decoded clients by id, each with the exact bytes it was decoded from.
 ///
-/// Every lookup still reads the store (so an update, a secret rotation or a
-/// deletion by any instance is seen at once); only the JSON decoding, which
-/// costs more than the rest of a memory-store token request but the
-/// signature, is skipped when the bytes read are the bytes decoded last time.
+/// Without an invalidation feed (memory, one Redis) every lookup still
+/// reads the store, in the same round trip as the code or refresh token (so
+/// an update, a secret rotation or a deletion by any instance is seen at
+/// once); only the JSON decoding, which costs more than the rest of a
+/// memory-store token request but the signature, is skipped when the bytes
+/// read are the bytes decoded last time.
+///
+/// With a feed (Redis Cluster, [`Invalidations`]) an entry is also *trusted*
+/// without a read while the feed is live, for at most
+/// [`CLIENT_REVALIDATE`] after it was read and never past the client's
+/// expiry: every write of a client publishes its id and every instance
+/// drops the entry. An entry read while a notice went by is not kept (the
+/// epoch check in [`ClientCache::decode`]), so a read racing a change can
+/// never leave the old client cached.
+///
 /// Bounded: when full, it is emptied and fills again with the clients in use.
 #[derive(Default)]
 struct ClientCache {
-    by_id: dashmap::DashMap<String, Arc<(Vec<u8>, Client)>>,
+    by_id: dashmap::DashMap<String, Arc<CachedClient>>,
+    feed: Option<Arc<Invalidations>>,
+}
+
+/// One [`ClientCache`] entry.
+struct CachedClient {
+    bytes: Vec<u8>,
+    client: Client,
+    /// When the bytes were last read from the store.
+    read_at: std::sync::Mutex<std::time::Instant>,
+}
+
+impl CachedClient {
+    fn read_at(&self) -> Option<std::time::Instant> {
+        self.read_at.lock().ok().map(|t| *t)
+    }
+
+    /// The same bytes were just read again.
+    fn touch(&self) {
+        if let Ok(mut t) = self.read_at.lock() {
+            *t = std::time::Instant::now();
+        }
+    }
+}
+
+impl Listener for ClientCache {
+    fn invalidate(&self, id: Option<&str>) {
+        match id {
+            Some(id) => {
+                self.by_id.remove(id);
+            }
+            None => self.by_id.clear(),
+        }
+    }
 }
 
 impl ClientCache {
-    fn decode(&self, id: &str, bytes: Vec<u8>) -> Result<Client, StoreError> {
-        if let Some(hit) = self.by_id.get(id).map(|e| Arc::clone(e.value())) {
-            if hit.0 == bytes {
-                return Ok(hit.1.clone());
+    fn new(feed: Option<Arc<Invalidations>>) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            by_id: dashmap::DashMap::new(),
+            feed,
+        });
+        if let Some(feed) = &cache.feed {
+            let weak = Arc::downgrade(&cache);
+            let weak: std::sync::Weak<dyn Listener> = weak;
+            feed.listen(weak);
+        }
+        cache
+    }
+
+    /// The feed's epoch before a store read (0 without a feed).
+    fn epoch(&self) -> u64 {
+        self.feed.as_ref().map_or(0, |f| f.epoch())
+    }
+
+    /// The client `id` if it may be used without reading the store: the
+    /// feed is live, the entry is fresh, and the client has not expired.
+    fn trusted(&self, id: &str, now: UnixTime) -> Option<Client> {
+        let feed = self.feed.as_ref()?;
+        if !feed.live() {
+            return None;
+        }
+        let hit = self.by_id.get(id).map(|e| Arc::clone(e.value()))?;
+        let fresh = hit
+            .read_at()
+            .is_some_and(|t| t.elapsed() < CLIENT_REVALIDATE)
+            && hit.client.expires_at.is_none_or(|at| now < at);
+        fresh.then(|| hit.client.clone())
+    }
+
+    /// Decodes `bytes`, read for `id` from the store after [`Self::epoch`]
+    /// returned `epoch`, and remembers them.
+    fn decode(&self, id: &str, bytes: Vec<u8>, epoch: u64) -> Result<Client, StoreError> {
+        let client = match self.by_id.get(id).map(|e| Arc::clone(e.value())) {
+            Some(hit) if hit.bytes == bytes => {
+                hit.touch();
+                hit.client.clone()
+            }
+            _ => {
+                let client: Client = serde_json::from_slice(&bytes)?;
+                if self.by_id.len() >= CLIENT_CACHE_MAX {
+                    self.by_id.clear();
+                }
+                self.by_id.insert(
+                    id.to_string(),
+                    Arc::new(CachedClient {
+                        bytes,
+                        client: client.clone(),
+                        read_at: std::sync::Mutex::new(std::time::Instant::now()),
+                    }),
+                );
+                client
+            }
+        };
+        // A notice (or a lost subscription) since the read may concern
+        // these bytes: do not keep them. Checked after the insert, so a
+        // notice handled between the check and the insert cannot be missed
+        // (the feed moves its epoch before it removes entries).
+        if let Some(feed) = &self.feed {
+            if !feed.live() || feed.epoch() != epoch {
+                self.by_id.remove(id);
             }
         }
-        let client: Client = serde_json::from_slice(&bytes)?;
-        if self.by_id.len() >= CLIENT_CACHE_MAX {
-            self.by_id.clear();
-        }
-        self.by_id
-            .insert(id.to_string(), Arc::new((bytes, client.clone())));
         Ok(client)
     }
 }
@@ -207,8 +352,9 @@ impl Repos {
     /// deleted user's access tokens are kept.
     pub fn new(store: Store, access_ttl: Duration) -> Self {
         Self {
+            layout: store.layout(),
+            clients: ClientCache::new(store.invalidations()),
             store,
-            clients: Arc::new(ClientCache::default()),
             revocation_ttl: access_ttl.max(Duration::from_secs(1)),
             clock: Arc::new(SystemClock),
         }
@@ -219,6 +365,77 @@ impl Repos {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The key layout of the store (see the module docs).
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The slot tag of `user_id`'s grant state on the slotted layout.
+    fn user_tag(&self, user_id: &str) -> Option<&'static str> {
+        (self.layout == Layout::Slotted).then(|| slots::tag_for(&format!("{USER}{user_id}")))
+    }
+
+    /// A new random id of `bytes` random bytes for state of `user_id`:
+    /// `<tag>.<random>` on the slotted layout, else just the random part.
+    fn new_user_id(&self, user_id: &str, bytes: usize) -> String {
+        let random = crate::ids::random_token(bytes);
+        match self.user_tag(user_id) {
+            Some(tag) => format!("{tag}.{random}"),
+            None => random,
+        }
+    }
+
+    /// The key of a marker or list named by a subject (`prefix<sub><rest>`),
+    /// on the subject's slot when slotted.
+    fn subject_key(&self, prefix: &str, sub: &str, rest: &str) -> String {
+        match self.user_tag(sub) {
+            Some(tag) => format!("{prefix}{{{tag}}}{sub}{rest}"),
+            None => format!("{prefix}{sub}{rest}"),
+        }
+    }
+
+    /// A new authorization code (32 random bytes) for `sub`.
+    pub fn new_code(&self, sub: &str) -> String {
+        self.new_user_id(sub, 32)
+    }
+
+    /// A new refresh token (32 random bytes) for `sub`.
+    pub fn new_refresh_token(&self, sub: &str) -> String {
+        self.new_user_id(sub, 32)
+    }
+
+    /// A new refresh family id (16 random bytes) for `sub`.
+    pub fn new_family(&self, sub: &str) -> String {
+        self.new_user_id(sub, 16)
+    }
+
+    /// A new remembered-consent id (16 random bytes) for `user_id`.
+    pub fn new_consent_id(&self, user_id: &str) -> String {
+        self.new_user_id(user_id, 16)
+    }
+
+    /// A new access-token `jti` (16 random bytes) for `sub`: its deny
+    /// marker then lives on the subject's slot.
+    pub fn new_jti(&self, sub: &str) -> String {
+        self.new_user_id(sub, 16)
+    }
+
+    /// Tells every instance that `client_id` changed (their client caches
+    /// drop it; this one's at once, before the notice goes out). A failure
+    /// to publish is logged, not returned: the write it follows
+    /// succeeded, and cached entries are re-read within
+    /// [`CLIENT_REVALIDATE`] anyway.
+    async fn client_changed(&self, client_id: &str) {
+        // This process at once (read-your-writes: the next request here
+        // must not be served the old client while the notice travels).
+        if let Some(feed) = &self.clients.feed {
+            feed.notify(Some(client_id));
+        }
+        if let Err(e) = self.store.publish_invalidation(client_id).await {
+            tracing::warn!(error = %e, "could not publish a client change; other instances may use the old client for up to {CLIENT_REVALIDATE:?}");
+        }
     }
 
     /// The store TTL of `client`'s key: until its expiry for an anonymously
@@ -260,10 +477,13 @@ impl Repos {
 
     // ---- clients -------------------------------------------------------
 
-    /// Reads a client.
+    /// Reads a client from the store (always: read-modify-write callers
+    /// such as secret rotation must start from the stored client; only the
+    /// token path's combined reads may use the cache, see [`ClientCache`]).
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let epoch = self.clients.epoch();
         match self.store.get(&format!("{CLIENT}{client_id}")).await? {
-            Some(bytes) => Ok(Some(self.clients.decode(client_id, bytes)?)),
+            Some(bytes) => Ok(Some(self.clients.decode(client_id, bytes, epoch)?)),
             None => Ok(None),
         }
     }
@@ -278,10 +498,16 @@ impl Repos {
         let Some(id) = client_id else {
             return Ok((None, self.get_versioned(key).await?));
         };
+        // On a cluster the client is on another slot: from the cache when
+        // it can be trusted, so that the record is the only read.
+        if let Some(c) = self.clients.trusted(id, self.clock.now()) {
+            return Ok((Some(c), self.get_versioned(key).await?));
+        }
+        let epoch = self.clients.epoch();
         let client_key = format!("{CLIENT}{id}");
         let mut vals = self.store.get_many(&[&client_key, key]).await?.into_iter();
         let client = match vals.next().flatten() {
-            Some(bytes) => Some(self.clients.decode(id, bytes)?),
+            Some(bytes) => Some(self.clients.decode(id, bytes, epoch)?),
             None => None,
         };
         let record = match vals.next().flatten() {
@@ -301,8 +527,7 @@ impl Repos {
         client_id: Option<&str>,
         code: &str,
     ) -> Result<(Option<Client>, Option<Versioned<CodeRecord>>), StoreError> {
-        self.client_and(client_id, &format!("{CODE}{}", secret_key(code)))
-            .await
+        self.client_and(client_id, &secret_id_key(CODE, code)).await
     }
 
     /// Reads a stored client (unless `client_id` is `None`) and a refresh
@@ -312,7 +537,7 @@ impl Repos {
         client_id: Option<&str>,
         token: &str,
     ) -> Result<(Option<Client>, Option<Versioned<RefreshRecord>>), StoreError> {
-        self.client_and(client_id, &format!("{REFRESH}{}", secret_key(token)))
+        self.client_and(client_id, &secret_id_key(REFRESH, token))
             .await
     }
 
@@ -343,6 +568,7 @@ impl Repos {
                 }
             };
             if wrote {
+                self.client_changed(&client.client_id).await;
                 return self.sync_origins(&client.client_id, &touched).await;
             }
         }
@@ -383,6 +609,7 @@ impl Repos {
                 })
                 .await?;
             if extended {
+                self.client_changed(client_id).await;
                 self.sync_origins(client_id, &client.cors_origins()).await?;
                 return Ok(true);
             }
@@ -412,6 +639,7 @@ impl Repos {
                 })
                 .await?;
             if deleted {
+                self.client_changed(client_id).await;
                 self.sync_origins(client_id, &old.value.cors_origins())
                     .await?;
                 return Ok(true);
@@ -448,6 +676,17 @@ impl Repos {
     //
     // Membership changes are idempotent set updates, never counts, which is
     // what makes the concurrent protocol of `sync_origins` converge.
+
+    /// The key of `origin`'s client set: `kg:origin:<origin>`, or on the
+    /// slotted layout `kg:origin:{kg:cors:<origin>}`, on the slot of the
+    /// flag it is swapped with. (Origins hold no braces: they are
+    /// normalised `scheme://host[:port]`.)
+    fn origin_set_key(&self, origin: &str) -> String {
+        match self.layout {
+            Layout::Flat => format!("{ORIGIN}{origin}"),
+            Layout::Slotted => format!("{ORIGIN}{{{CORS}{origin}}}"),
+        }
+    }
 
     /// Whether a stored public client has `origin` (an exact
     /// [`crate::oauth::types::web_origin`]): one store read.
@@ -520,8 +759,8 @@ impl Repos {
         client_id: &str,
         member: Option<Option<UnixTime>>,
     ) -> Result<(), StoreError> {
-        let key = format!("{ORIGIN}{origin}");
         let flag = format!("{CORS}{origin}");
+        let key = self.origin_set_key(origin);
         let now = self.clock.now();
         for _ in 0..CAS_ATTEMPTS {
             let Some(raw) = self.store.get(&key).await? else {
@@ -597,12 +836,30 @@ impl Repos {
         client_id: Option<&str>,
         ids: &[&ResourceId],
     ) -> Result<(Option<Client>, Vec<Option<Resource>>), StoreError> {
-        if ids.is_empty() {
-            return match client_id {
-                Some(id) => Ok((self.client(id).await?, vec![])),
-                None => Ok((None, vec![])),
+        let trusted = client_id.and_then(|id| self.clients.trusted(id, self.clock.now()));
+        if ids.is_empty() || trusted.is_some() {
+            let client = match (trusted, client_id) {
+                (Some(c), _) => Some(c),
+                (None, Some(id)) => self.client(id).await?,
+                (None, None) => None,
             };
+            let mut resources = Vec::with_capacity(ids.len());
+            if !ids.is_empty() {
+                let keys: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("{RESOURCE}{}", id.as_str()))
+                    .collect();
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                for v in self.store.get_many(&refs).await? {
+                    resources.push(match v {
+                        Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+                        None => None,
+                    });
+                }
+            }
+            return Ok((client, resources));
         }
+        let epoch = self.clients.epoch();
         let mut keys: Vec<String> = ids
             .iter()
             .map(|id| format!("{RESOURCE}{}", id.as_str()))
@@ -614,7 +871,7 @@ impl Repos {
         let mut vals = self.store.get_many(&refs).await?;
         let client = match (client_id, vals.len() > ids.len()) {
             (Some(id), true) => match vals.pop().flatten() {
-                Some(bytes) => Some(self.clients.decode(id, bytes)?),
+                Some(bytes) => Some(self.clients.decode(id, bytes, epoch)?),
                 None => None,
             },
             _ => None,
@@ -703,7 +960,7 @@ impl Repos {
     /// returns whether it existed. Their refresh tokens can no longer be
     /// rotated ([`Self::rotate_refresh`] requires the user).
     pub async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
-        self.mark_revoked(&format!("{REVOKED_SUB}{}", user.id))
+        self.mark_revoked(&self.subject_key(REVOKED_SUB, &user.id, ""))
             .await?;
         let existed = self.store.delete(&format!("{USER}{}", user.id)).await?;
         self.store
@@ -747,18 +1004,13 @@ impl Repos {
     pub async fn put_code(&self, code: &str, rec: &CodeRecord, ttl: i64) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec)?;
         self.store
-            .put(
-                &format!("{CODE}{}", secret_key(code)),
-                &bytes,
-                ttl_secs(ttl),
-            )
+            .put(&secret_id_key(CODE, code), &bytes, ttl_secs(ttl))
             .await
     }
 
     /// Reads a code record (fresh or redeemed).
     pub async fn code(&self, code: &str) -> Result<Option<Versioned<CodeRecord>>, StoreError> {
-        self.get_versioned(&format!("{CODE}{}", secret_key(code)))
-            .await
+        self.get_versioned(&secret_id_key(CODE, code)).await
     }
 
     /// Atomically marks the code redeemed (keeping the marker for `keep_secs`)
@@ -772,27 +1024,19 @@ impl Repos {
         keep_secs: i64,
         refresh: Option<(&str, &RefreshRecord, i64)>,
     ) -> Result<bool, StoreError> {
-        let code_key = format!("{CODE}{}", secret_key(code));
+        let code_key = secret_id_key(CODE, code);
         // A code issued under a consent the user has since revoked is dead.
-        let consent_key = current
-            .value
-            .consent
-            .as_ref()
-            .map(|id| format!("{CONSENT}{id}"));
+        let consent_key = current.value.consent.as_ref().map(|id| id_key(CONSENT, id));
         let require: Vec<&str> = consent_key.iter().map(String::as_str).collect();
         let new = serde_json::to_vec(redeemed)?;
         let mut owned: Vec<(String, Vec<u8>, Option<Duration>)> = vec![];
         if let Some((token, rec, ttl)) = refresh {
             owned.push((
-                format!("{REFRESH}{}", secret_key(token)),
+                secret_id_key(REFRESH, token),
                 serde_json::to_vec(rec)?,
                 ttl_secs(ttl),
             ));
-            owned.push((
-                format!("{FAMILY}{}", rec.family),
-                b"1".to_vec(),
-                ttl_secs(ttl),
-            ));
+            owned.push((id_key(FAMILY, &rec.family), b"1".to_vec(), ttl_secs(ttl)));
         }
         let puts: Vec<Put<'_>> = owned
             .iter()
@@ -820,14 +1064,10 @@ impl Repos {
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec)?;
         self.store
-            .put(&format!("{FAMILY}{}", rec.family), b"1", ttl_secs(ttl))
+            .put(&id_key(FAMILY, &rec.family), b"1", ttl_secs(ttl))
             .await?;
         self.store
-            .put(
-                &format!("{REFRESH}{}", secret_key(token)),
-                &bytes,
-                ttl_secs(ttl),
-            )
+            .put(&secret_id_key(REFRESH, token), &bytes, ttl_secs(ttl))
             .await
     }
 
@@ -836,25 +1076,20 @@ impl Repos {
         &self,
         token: &str,
     ) -> Result<Option<Versioned<RefreshRecord>>, StoreError> {
-        self.get_versioned(&format!("{REFRESH}{}", secret_key(token)))
-            .await
+        self.get_versioned(&secret_id_key(REFRESH, token)).await
     }
 
     /// Whether the family is alive (not revoked, not expired).
     pub async fn family_alive(&self, family: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .store
-            .get(&format!("{FAMILY}{family}"))
-            .await?
-            .is_some())
+        Ok(self.store.get(&id_key(FAMILY, family)).await?.is_some())
     }
 
     /// Whether a refresh token's family is alive (not revoked, not expired)
     /// and, for a family started under a consent, the user still allows the
     /// app: what rotation requires, in one round trip.
     pub async fn refresh_alive(&self, rec: &RefreshRecord) -> Result<bool, StoreError> {
-        let mut keys = vec![format!("{FAMILY}{}", rec.family)];
-        keys.extend(rec.consent.iter().map(|id| format!("{CONSENT}{id}")));
+        let mut keys = vec![id_key(FAMILY, &rec.family)];
+        keys.extend(rec.consent.iter().map(|id| id_key(CONSENT, id)));
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         Ok(self
             .store
@@ -880,17 +1115,18 @@ impl Repos {
         grace: Option<GraceSeal>,
         stored_user: bool,
     ) -> Result<bool, StoreError> {
-        let old_key = format!("{REFRESH}{}", secret_key(old_token));
-        let fam_key = format!("{FAMILY}{}", next.family);
+        let old_key = secret_id_key(REFRESH, old_token);
+        let fam_key = id_key(FAMILY, &next.family);
+        // On the slotted layout the family's tag is the slot of this key.
         let user_key = format!("{USER}{}", next.sub);
-        let consent_key = next.consent.as_ref().map(|id| format!("{CONSENT}{id}"));
+        let consent_key = next.consent.as_ref().map(|id| id_key(CONSENT, id));
         let mut require: Vec<&str> = vec![&fam_key];
         if stored_user {
             require.push(&user_key);
         }
         // A family started under a consent the user has since revoked is dead.
         require.extend(consent_key.as_deref());
-        let next_key = format!("{REFRESH}{}", secret_key(next_token));
+        let next_key = secret_id_key(REFRESH, next_token);
         let mut rotated = current.value.clone();
         rotated.rotated = true;
         rotated.grace = grace;
@@ -920,11 +1156,8 @@ impl Repos {
         token: &str,
         rec: &RefreshRecord,
     ) -> Result<(Option<RefreshRecord>, bool), StoreError> {
-        let mut keys = vec![
-            format!("{REFRESH}{}", secret_key(token)),
-            format!("{FAMILY}{}", rec.family),
-        ];
-        keys.extend(rec.consent.iter().map(|id| format!("{CONSENT}{id}")));
+        let mut keys = vec![secret_id_key(REFRESH, token), id_key(FAMILY, &rec.family)];
+        keys.extend(rec.consent.iter().map(|id| id_key(CONSENT, id)));
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut vals = self.store.get_many(&keys).await?.into_iter();
         let record = match vals.next().flatten() {
@@ -939,9 +1172,8 @@ impl Repos {
     /// marker is written first, so a failure in between never leaves the
     /// family dead and its access tokens alive.
     pub async fn revoke_family(&self, family: &str) -> Result<bool, StoreError> {
-        self.mark_revoked(&format!("{REVOKED_GRANT}{family}"))
-            .await?;
-        self.store.delete(&format!("{FAMILY}{family}")).await
+        self.mark_revoked(&id_key(REVOKED_GRANT, family)).await?;
+        self.store.delete(&id_key(FAMILY, family)).await
     }
 
     // ---- access token deny-list ---------------------------------------
@@ -952,13 +1184,13 @@ impl Repos {
             return Ok(()); // already expired: nothing to deny
         }
         self.store
-            .put(&format!("{DENY}{jti}"), b"1", ttl_secs(ttl))
+            .put(&id_key(DENY, jti), b"1", ttl_secs(ttl))
             .await
     }
 
     /// Whether the `jti` is denied.
     pub async fn is_denied(&self, jti: &str) -> Result<bool, StoreError> {
-        Ok(self.store.get(&format!("{DENY}{jti}")).await?.is_some())
+        Ok(self.store.get(&id_key(DENY, jti)).await?.is_some())
     }
 
     /// Whether an access token is revoked, in one round trip: its own `jti`,
@@ -966,14 +1198,16 @@ impl Repos {
     /// its subject (a deleted user), or the user revoked the app after it
     /// was issued (`/account/apps`).
     pub async fn access_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError> {
+        // On the slotted layout all but the client's marker are on the
+        // subject's slot; the cluster client reads the two slots in parallel.
         let mut keys = vec![
-            format!("{REVOKED_APP}{} {}", claims.sub, claims.client_id),
-            format!("{DENY}{}", claims.jti),
+            self.subject_key(REVOKED_APP, &claims.sub, &format!(" {}", claims.client_id)),
+            id_key(DENY, &claims.jti),
             format!("{REVOKED_CLIENT}{}", claims.client_id),
-            format!("{REVOKED_SUB}{}", claims.sub),
+            self.subject_key(REVOKED_SUB, &claims.sub, ""),
         ];
         if let Some(grant) = &claims.grant_id {
-            keys.push(format!("{REVOKED_GRANT}{grant}"));
+            keys.push(id_key(REVOKED_GRANT, grant));
         }
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut found = self.store.get_many(&keys).await?.into_iter();
@@ -1071,7 +1305,7 @@ impl Repos {
     /// The apps `user_id` allowed, by client id.
     pub async fn allowed_apps(&self, user_id: &str) -> Result<AllowedApps, StoreError> {
         Ok(self
-            .get_json(&format!("{APPS}{user_id}"))
+            .get_json(&self.subject_key(APPS, user_id, ""))
             .await?
             .unwrap_or_default())
     }
@@ -1087,7 +1321,7 @@ impl Repos {
         resources: &[String],
         new_id: &str,
     ) -> Result<String, StoreError> {
-        let key = format!("{APPS}{user_id}");
+        let key = self.subject_key(APPS, user_id, "");
         let now = self.clock.now();
         for _ in 0..CAS_ATTEMPTS {
             let Some(raw) = self.store.get(&key).await? else {
@@ -1100,7 +1334,7 @@ impl Repos {
             });
             let id = next[client_id].id.clone();
             let bytes = serde_json::to_vec(&next)?;
-            let marker = format!("{CONSENT}{id}");
+            let marker = id_key(CONSENT, &id);
             if self
                 .store
                 .swap(&Swap {
@@ -1123,7 +1357,7 @@ impl Repos {
     /// again) and the access tokens issued to the app until now are
     /// revoked, then the app leaves the list. Returns whether it was there.
     pub async fn forget_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
-        let key = format!("{APPS}{user_id}");
+        let key = self.subject_key(APPS, user_id, "");
         for _ in 0..CAS_ATTEMPTS {
             let Some(raw) = self.store.get(&key).await? else {
                 return Ok(false);
@@ -1132,11 +1366,11 @@ impl Repos {
             let Some(app) = apps.remove(client_id) else {
                 return Ok(false);
             };
-            self.store.delete(&format!("{CONSENT}{}", app.id)).await?;
+            self.store.delete(&id_key(CONSENT, &app.id)).await?;
             let now = self.clock.now().to_string();
             self.store
                 .put(
-                    &format!("{REVOKED_APP}{user_id} {client_id}"),
+                    &self.subject_key(REVOKED_APP, user_id, &format!(" {client_id}")),
                     now.as_bytes(),
                     Some(self.revocation_ttl),
                 )
@@ -1369,5 +1603,468 @@ mod tests {
         assert_eq!(repos.client("c1").await.unwrap(), None);
         let (c, _) = repos.client_and_code(Some("c1"), "code").await.unwrap();
         assert_eq!(c, None);
+    }
+
+    use crate::oauth::token::{Grant, Issuance};
+    use crate::oauth::types::AuthMethod;
+    use crate::store::{KvStore, Put as StorePut};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A memory store that names itself [`Layout::Slotted`] and records
+    /// the key sets a Redis Cluster would have to run atomically (every
+    /// swap) or read together (every `get_many`); `checked` makes a swap
+    /// across slots fail the test, as the cluster backend refuses it.
+    struct SlotRecorder {
+        inner: Store,
+        checked: bool,
+        swaps: AtomicUsize,
+        reads: Mutex<Vec<Vec<String>>>,
+        /// An invalidation feed, as a cluster store has.
+        feed: Option<Arc<Invalidations>>,
+        /// A client id the feed is told about in the middle of every
+        /// `get_many` (a notice racing the read).
+        notify_during_reads: Mutex<Option<String>>,
+    }
+
+    impl SlotRecorder {
+        fn new(checked: bool) -> Arc<Self> {
+            Self::with_feed(checked, None)
+        }
+
+        fn with_feed(checked: bool, feed: Option<Arc<Invalidations>>) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryStore::with_limits(Duration::from_secs(60), 1000),
+                checked,
+                swaps: AtomicUsize::new(0),
+                reads: Mutex::new(vec![]),
+                feed,
+                notify_during_reads: Mutex::new(None),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl KvStore for SlotRecorder {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            let ks = keys.iter().map(|k| k.to_string()).collect();
+            self.reads.lock().unwrap().push(ks);
+            let vals = self.inner.get_many(keys).await;
+            let racing = self.notify_during_reads.lock().unwrap().clone();
+            if let (Some(feed), Some(id)) = (&self.feed, racing) {
+                feed.notify(Some(&id));
+            }
+            vals
+        }
+        async fn put(
+            &self,
+            key: &str,
+            val: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<(), StoreError> {
+            self.inner.put(key, val, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.scan_prefix(prefix).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn put_new(
+            &self,
+            key: &str,
+            val: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.inner.put_new(key, val, ttl).await
+        }
+        async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError> {
+            let keys: Vec<&str> = std::iter::once(op.key)
+                .chain(op.require.iter().copied())
+                .chain(op.puts.iter().map(|p: &StorePut<'_>| p.0))
+                .collect();
+            if self.checked {
+                assert!(
+                    slots::same_slot(keys.iter().copied()),
+                    "a swap across slots: {keys:?}"
+                );
+            }
+            self.swaps.fetch_add(1, Ordering::SeqCst);
+            self.inner.swap(op).await
+        }
+        async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
+            self.inner.rate(key, quota, cost).await
+        }
+        fn layout(&self) -> Layout {
+            Layout::Slotted
+        }
+        fn invalidations(&self) -> Option<Arc<Invalidations>> {
+            self.feed.clone()
+        }
+    }
+
+    /// The client cache on a store with a feed (a cluster): while the feed
+    /// is live, the token path reads only the record once the client was
+    /// read; a notice for the client, a read racing a notice, and a lost
+    /// subscription each send it back to the store.
+    #[tokio::test]
+    async fn a_live_feed_lets_the_token_path_skip_the_client_read() {
+        let feed = Arc::new(Invalidations::new());
+        let store = SlotRecorder::with_feed(true, Some(feed.clone()));
+        let repos = Repos::new(store.clone(), Duration::from_secs(60));
+        repos.put_client(&client("one")).await.unwrap();
+        let client_reads = || {
+            store
+                .reads
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|ks| ks.iter().any(|k| k.starts_with(CLIENT)))
+                .count()
+        };
+        let lookup = || async {
+            let (c, _) = repos.client_and_refresh(Some("c1"), "t.x").await.unwrap();
+            assert_eq!(c, Some(client("one")));
+        };
+        // Not live yet: every lookup reads the client.
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 2);
+        feed.set_live(true);
+        lookup().await; // read, cached
+        lookup().await; // from the cache
+        lookup().await;
+        assert_eq!(client_reads(), 3);
+        // A notice for the client: read again, then cached again.
+        feed.notify(Some("c1"));
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 4);
+        // A notice for another client leaves it cached.
+        feed.notify(Some("c2"));
+        lookup().await;
+        assert_eq!(client_reads(), 4);
+        // A read that a notice raced is not kept.
+        feed.notify(Some("c1"));
+        *store.notify_during_reads.lock().unwrap() = Some("c9".into());
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 6, "reads racing notices are not cached");
+        *store.notify_during_reads.lock().unwrap() = None;
+        lookup().await; // read, cached
+        lookup().await;
+        assert_eq!(client_reads(), 7);
+        // A lost subscription: nothing is trusted until it is back.
+        feed.set_live(false);
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 9);
+        // A client written through these repos is dropped here at once,
+        // before any notice comes back (read-your-writes).
+        feed.set_live(true);
+        lookup().await;
+        lookup().await;
+        assert_eq!(client_reads(), 10);
+        repos.put_client(&client("two")).await.unwrap();
+        let (c, _) = repos.client_and_refresh(Some("c1"), "t.x").await.unwrap();
+        assert_eq!(c, Some(client("two")));
+        assert_eq!(client_reads(), 11);
+    }
+
+    fn code_record(sub: &str, consent: Option<String>) -> CodeRecord {
+        CodeRecord {
+            client_id: "c1".into(),
+            redirect_uri: "http://127.0.0.1:3000/cb".into(),
+            redirect_uri_given: true,
+            scope: ScopeSet::parse("profile").unwrap(),
+            sub: sub.into(),
+            pkce: None,
+            expires_at: i64::MAX / 4,
+            redeemed: None,
+            resources: vec![],
+            nonce: None,
+            auth_time: None,
+            consent,
+            sid: None,
+        }
+    }
+
+    fn refresh_record(sub: &str, family: &str, consent: Option<String>) -> RefreshRecord {
+        RefreshRecord {
+            family: family.into(),
+            client_id: "c1".into(),
+            sub: sub.into(),
+            scope: ScopeSet::parse("profile").unwrap(),
+            expires_at: i64::MAX / 4,
+            rotated: false,
+            grace: None,
+            resources: vec![],
+            auth_time: None,
+            consent,
+            sid: None,
+        }
+    }
+
+    fn user(id: &str) -> User {
+        User {
+            id: id.into(),
+            username: format!("name-{id}"),
+            email: None,
+            password_hash: "$argon2id$x".into(),
+            created_at: 1,
+            name: None,
+            email_verified: false,
+            updated_at: 1,
+        }
+    }
+
+    /// Redeems `code` (issued to `sub` under `consent`) into a refresh
+    /// token, rotates it, and checks the family, consent and revocation
+    /// reads; `fresh` makes new ids the way the flows do.
+    async fn grant_lifecycle(
+        repos: &Repos,
+        sub: &str,
+        code: &str,
+        consent: Option<String>,
+        fresh: bool,
+    ) {
+        let new_id = |mk: fn(&Repos, &str) -> String, n: usize| {
+            if fresh {
+                mk(repos, sub)
+            } else {
+                crate::ids::random_token(n)
+            }
+        };
+        let current = repos.code(code).await.unwrap().expect("the code is found");
+        let family = new_id(Repos::new_family, 16);
+        let token = new_id(Repos::new_refresh_token, 32);
+        let rec = refresh_record(sub, &family, consent.clone());
+        let redeemed = CodeRecord {
+            redeemed: Some(Issuance {
+                jti: "j".into(),
+                access_exp: 1,
+                family: Some(family.clone()),
+            }),
+            ..current.value.clone()
+        };
+        let refresh = Some((token.as_str(), &rec, 600));
+        assert!(repos
+            .redeem_code(code, &current, &redeemed, 600, refresh)
+            .await
+            .unwrap());
+        assert!(
+            !repos
+                .redeem_code(code, &current, &redeemed, 600, refresh)
+                .await
+                .unwrap(),
+            "single use"
+        );
+        let (_, found) = repos.client_and_refresh(None, &token).await.unwrap();
+        let found = found.expect("the refresh token is found");
+        assert!(repos.refresh_alive(&found.value).await.unwrap());
+        let next = new_id(Repos::new_refresh_token, 32);
+        assert!(repos
+            .rotate_refresh(&token, &found, &next, &rec, 600, None, true)
+            .await
+            .unwrap());
+        let (again, alive) = repos.refresh_and_family(&next, &rec).await.unwrap();
+        assert!(again.is_some() && alive);
+        let grant = Grant {
+            subject: sub.into(),
+            client_id: "c1".into(),
+            scope: ScopeSet::parse("profile").unwrap(),
+            family: Some(family.clone()),
+        };
+        let jti = new_id(Repos::new_jti, 16);
+        let claims = AccessClaims::new("https://i", "https://a", &grant, 1, 600, jti.clone());
+        assert!(!repos.access_revoked(&claims).await.unwrap());
+        repos.deny_jti(&jti, 600).await.unwrap();
+        assert!(repos.is_denied(&jti).await.unwrap());
+        assert!(repos.access_revoked(&claims).await.unwrap());
+        let other = new_id(Repos::new_jti, 16);
+        let claims = AccessClaims::new("https://i", "https://a", &grant, 1, 600, other);
+        assert!(repos.revoke_family(&family).await.unwrap());
+        assert!(
+            repos.access_revoked(&claims).await.unwrap(),
+            "family revoked"
+        );
+        assert!(!repos.refresh_alive(&rec).await.unwrap());
+    }
+
+    /// Issue 17 item 1: on the slotted layout every compare-and-swap that
+    /// repos makes names keys of one hash slot, and so do the token path's
+    /// reads of a user's state (all but the client and its marker).
+    #[tokio::test]
+    async fn every_swap_stays_in_one_cluster_slot() {
+        let store = SlotRecorder::new(true);
+        let repos = Repos::new(store.clone(), Duration::from_secs(60));
+        assert_eq!(repos.layout(), Layout::Slotted);
+        let public = Client {
+            client_id: "c1".into(),
+            client_name: "spa".into(),
+            auth_method: AuthMethod::None,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            expires_at: Some(repos.clock.now() + 60),
+            ..Default::default()
+        };
+        repos.put_client(&public).await.unwrap();
+        repos
+            .put_client(&Client {
+                client_name: "spa 2".into(),
+                ..public.clone()
+            })
+            .await
+            .unwrap();
+        assert!(repos.origin_allowed("https://app.example").await.unwrap());
+        assert!(repos
+            .extend_client("c1", repos.clock.now() + 120)
+            .await
+            .unwrap());
+        for id in ["u1", "cfg-alice", "Zx9"] {
+            assert!(repos.create_user(&user(id)).await.unwrap());
+            let consent = repos
+                .remember_consent(
+                    id,
+                    "c1",
+                    &ScopeSet::parse("profile").unwrap(),
+                    &[],
+                    &repos.new_consent_id(id),
+                )
+                .await
+                .unwrap();
+            let code = repos.new_code(id);
+            repos
+                .put_code(&code, &code_record(id, Some(consent.clone())), 60)
+                .await
+                .unwrap();
+            grant_lifecycle(&repos, id, &code, Some(consent), true).await;
+            assert!(repos.forget_consent(id, "c1").await.unwrap());
+        }
+        repos.add_session_client("sid", "c1", 60).await.unwrap();
+        repos.add_session_client("sid", "c2", 60).await.unwrap();
+        repos
+            .put_flash("f", &1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            repos.take_flash::<i32>("f", |_| true).await.unwrap(),
+            Some(1)
+        );
+        assert!(repos.delete_client("c1").await.unwrap());
+        assert!(!repos.origin_allowed("https://app.example").await.unwrap());
+        assert!(store.swaps.load(Ordering::SeqCst) >= 20);
+        for keys in store.reads.lock().unwrap().iter() {
+            let user_state = keys
+                .iter()
+                .filter(|k| !k.starts_with(CLIENT) && !k.starts_with(REVOKED_CLIENT));
+            assert!(
+                slots::same_slot(user_state.map(String::as_str)),
+                "a token-path read across slots: {keys:?}"
+            );
+        }
+    }
+
+    /// Upgrade compatibility: records written by earlier versions (untagged
+    /// ids under the old key names, written here as raw keys) are redeemed,
+    /// rotated and revoked, on the flat layout (memory, one Redis: nothing
+    /// changed) and by the slotted layout's code (an untagged id keeps its
+    /// old key).
+    #[tokio::test]
+    async fn old_layout_records_are_redeemed_and_rotated() {
+        let flat = repos();
+        let slotted = Repos::new(SlotRecorder::new(false), Duration::from_secs(60));
+        for repos in [&flat, &slotted] {
+            let store = &repos.store;
+            store
+                .put(
+                    "kg:user:old-user",
+                    &serde_json::to_vec(&user("old-user")).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            // A remembered consent as the previous version wrote it.
+            let consent = crate::ids::random_token(16);
+            let apps = serde_json::json!({"c1": {"id": consent, "scope": "profile", "granted_at": 1, "updated_at": 1}});
+            store
+                .put(
+                    "kg:apps:old-user",
+                    &serde_json::to_vec(&apps).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            store
+                .put(&format!("kg:consent:{consent}"), b"1", None)
+                .await
+                .unwrap();
+            // A code as the previous version wrote it.
+            let code = crate::ids::random_token(32);
+            let rec = code_record("old-user", Some(consent.clone()));
+            store
+                .put(
+                    &format!("kg:code:{}", secret_key(&code)),
+                    &serde_json::to_vec(&rec).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            grant_lifecycle(repos, "old-user", &code, Some(consent.clone()), false).await;
+            // An old refresh token and its family rotate, and the family key
+            // it names is the old one.
+            let family = crate::ids::random_token(16);
+            let token = crate::ids::random_token(32);
+            let rec = refresh_record("old-user", &family, Some(consent.clone()));
+            store
+                .put(&format!("kg:fam:{family}"), b"1", None)
+                .await
+                .unwrap();
+            store
+                .put(
+                    &format!("kg:rt:{}", secret_key(&token)),
+                    &serde_json::to_vec(&rec).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            let current = repos
+                .refresh(&token)
+                .await
+                .unwrap()
+                .expect("old token found");
+            let next = crate::ids::random_token(32);
+            assert!(repos
+                .rotate_refresh(&token, &current, &next, &rec, 600, None, true)
+                .await
+                .unwrap());
+            assert!(repos.revoke_family(&family).await.unwrap());
+            assert!(store
+                .get(&format!("kg:fam:{family}"))
+                .await
+                .unwrap()
+                .is_none());
+            assert!(store
+                .get(&format!("kg:revoked:grant:{family}"))
+                .await
+                .unwrap()
+                .is_some());
+            // The old deny marker of an old token is still honoured.
+            store.put("kg:deny:old-jti", b"1", None).await.unwrap();
+            assert!(repos.is_denied("old-jti").await.unwrap());
+        }
+        // Only the flat layout reads the old list of allowed apps: the
+        // slotted layout is for a new cluster, which holds no old records.
+        assert!(flat
+            .allowed_apps("old-user")
+            .await
+            .unwrap()
+            .contains_key("c1"));
+        assert!(flat.forget_consent("old-user", "c1").await.unwrap());
     }
 }

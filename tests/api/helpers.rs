@@ -19,14 +19,25 @@ use crate::steps;
 pub enum Backend {
     Memory,
     Redis,
+    /// The Redis Cluster of the enclosing [`CLUSTER_URL`] scope: one
+    /// cluster (seconds to start) shared by the scenarios that
+    /// tests/api/cluster.rs runs on it in turn.
+    Cluster,
+}
+
+tokio::task_local! {
+    /// The `redis+cluster://` URL that `Backend::Cluster` apps use.
+    pub static CLUSTER_URL: String;
 }
 
 /// Turns `async fn name(backend: Backend)` into one test per backend,
 /// `name::memory` and `name::redis`, so a failure on one store never hides
-/// the other's result. `cargo test --test api name` runs both.
+/// the other's result. `cargo test --test api name` runs both. It also
+/// makes `name::on_cluster()`, which tests/api/cluster.rs runs, in turn
+/// with other scenarios, on the one Redis Cluster it starts.
 macro_rules! per_backend {
     ($($name:ident),+ $(,)?) => {$(
-        mod $name {
+        pub(crate) mod $name {
             #[tokio::test]
             async fn memory() {
                 super::$name($crate::helpers::Backend::Memory).await;
@@ -34,6 +45,12 @@ macro_rules! per_backend {
             #[tokio::test]
             async fn redis() {
                 super::$name($crate::helpers::Backend::Redis).await;
+            }
+            /// This scenario on the cluster of the enclosing
+            /// `helpers::CLUSTER_URL` scope.
+            #[allow(dead_code)]
+            pub(crate) async fn on_cluster() {
+                super::$name($crate::helpers::Backend::Cluster).await;
             }
         }
     )+};
@@ -193,7 +210,13 @@ pub async fn spawn_app_clocked(
     let keys = tempfile::tempdir().unwrap();
     generate_into(keys.path(), alg, 1).unwrap();
     let redis = (backend == Backend::Redis).then(RedisServer::new);
-    let url = redis.as_ref().map_or("memory".to_string(), |r| r.url());
+    let url = match (backend, &redis) {
+        (Backend::Cluster, _) => CLUSTER_URL.try_with(Clone::clone).expect(
+            "Backend::Cluster runs inside helpers::CLUSTER_URL.scope (tests/api/cluster.rs)",
+        ),
+        (_, Some(r)) => r.url(),
+        (_, None) => "memory".to_string(),
+    };
     let mut settings = test_settings(keys.path(), &url);
     tweak(&mut settings);
     let app = Application::build_with_clock(settings, clock)

@@ -828,7 +828,8 @@ async fn api_me_errors_follow_rfc6750() {
 
 per_backend!(token_grants_stay_within_their_store_round_trips);
 /// Issue 6: at most 2 store round trips per code or refresh grant and 1 for
-/// `client_credentials`, for a client registered in the store.
+/// `client_credentials`, for a client registered in the store (issue 17:
+/// on a Redis Cluster too, see tests/api/cluster.rs).
 async fn token_grants_stay_within_their_store_round_trips(backend: Backend) {
     use keygate::oauth::client_meta::ClientMetadata;
     use keygate::oauth::types::{AuthMethod, GrantType, ScopeSet};
@@ -893,11 +894,14 @@ async fn token_grants_stay_within_their_store_round_trips(backend: Backend) {
             .await,
     )
     .await;
-    assert_eq!(
-        store_calls(&app.state) - before,
-        1,
-        "client_credentials on {backend:?}"
-    );
+    let calls = store_calls(&app.state) - before;
+    if backend == Backend::Cluster {
+        // The client comes from the invalidated cache (0), or from the
+        // store while the subscription is not live yet (1).
+        assert!(calls <= 1, "client_credentials on {backend:?}: {calls}");
+    } else {
+        assert_eq!(calls, 1, "client_credentials on {backend:?}");
+    }
 }
 
 /// Issue 12 item 8: `response_mode` is honoured (`fragment` puts the code in

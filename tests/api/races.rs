@@ -36,8 +36,9 @@ async fn app_with_grace(backend: Backend, alg: Alg, grace: u64) -> (Arc<TestApp>
 /// Starts a refresh family for `web-app` (as the code grant does); returns
 /// the token and the family id.
 async fn mint(app: &TestApp) -> (String, String) {
-    let token = keygate::ids::random_token(32);
-    let family = keygate::ids::random_token(16);
+    // Ids made as the flows make them (on a cluster they carry the user's slot tag).
+    let token = app.state.repos.new_refresh_token("cfg-alice");
+    let family = app.state.repos.new_family("cfg-alice");
     let rec = RefreshRecord {
         family: family.clone(),
         client_id: "web-app".into(),

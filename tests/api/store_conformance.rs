@@ -140,17 +140,19 @@ async fn put_new_writes_only_once(store: &Store) {
     );
 }
 
+/// The keys of one swap share the hash tag `{sw}`: a Redis Cluster runs a
+/// script only on keys of one slot (the memory store and one Redis ignore it).
 async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
     use keygate::store::Swap;
-    store.put("sw:k", b"v1", None).await.unwrap();
-    store.put("sw:fam", b"x", None).await.unwrap();
+    store.put("{sw}:k", b"v1", None).await.unwrap();
+    store.put("{sw}:fam", b"x", None).await.unwrap();
     let puts: &[keygate::store::Put<'_>] = &[
-        ("sw:side", b"s", None),
-        ("sw:ttl", b"t", Some(Duration::from_secs(60))),
+        ("{sw}:side", b"s", None),
+        ("{sw}:ttl", b"t", Some(Duration::from_secs(60))),
     ];
     // wrong expected value: nothing changes
     let op = Swap {
-        key: "sw:k",
+        key: "{sw}:k",
         expected: b"nope",
         new: Some((b"v2", None)),
         require: &[],
@@ -158,56 +160,56 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
     };
     assert!(!store.swap(&op).await.unwrap());
     assert_eq!(
-        store.get("sw:k").await.unwrap().as_deref(),
+        store.get("{sw}:k").await.unwrap().as_deref(),
         Some(&b"v1"[..])
     );
-    assert!(store.get("sw:side").await.unwrap().is_none());
+    assert!(store.get("{sw}:side").await.unwrap().is_none());
     // a required key is missing: nothing changes
     let op = Swap {
-        key: "sw:k",
+        key: "{sw}:k",
         expected: b"v1",
         new: Some((b"v2", None)),
-        require: &["sw:fam", "sw:gone"],
+        require: &["{sw}:fam", "{sw}:gone"],
         puts,
     };
     assert!(!store.swap(&op).await.unwrap());
-    assert!(store.get("sw:side").await.unwrap().is_none());
+    assert!(store.get("{sw}:side").await.unwrap().is_none());
     // everything holds: replace + side writes
     let op = Swap {
-        key: "sw:k",
+        key: "{sw}:k",
         expected: b"v1",
         new: Some((b"v2", None)),
-        require: &["sw:fam"],
+        require: &["{sw}:fam"],
         puts,
     };
     assert!(store.swap(&op).await.unwrap());
     assert_eq!(
-        store.get("sw:k").await.unwrap().as_deref(),
+        store.get("{sw}:k").await.unwrap().as_deref(),
         Some(&b"v2"[..])
     );
     assert_eq!(
-        store.get("sw:side").await.unwrap().as_deref(),
+        store.get("{sw}:side").await.unwrap().as_deref(),
         Some(&b"s"[..])
     );
     assert_eq!(
-        store.get("sw:ttl").await.unwrap().as_deref(),
+        store.get("{sw}:ttl").await.unwrap().as_deref(),
         Some(&b"t"[..])
     );
     // the same swap again fails: v1 is gone
     assert!(!store.swap(&op).await.unwrap());
     // delete form, and a new value with a TTL
     let op = Swap {
-        key: "sw:k",
+        key: "{sw}:k",
         expected: b"v2",
         new: None,
         require: &[],
         puts: &[],
     };
     assert!(store.swap(&op).await.unwrap());
-    assert!(store.get("sw:k").await.unwrap().is_none());
-    store.put("sw:t", b"a", None).await.unwrap();
+    assert!(store.get("{sw}:k").await.unwrap().is_none());
+    store.put("{sw}:t", b"a", None).await.unwrap();
     let op = Swap {
-        key: "sw:t",
+        key: "{sw}:t",
         expected: b"a",
         new: Some((b"b", Some(Duration::from_millis(100)))),
         require: &[],
@@ -215,12 +217,12 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
     };
     assert!(store.swap(&op).await.unwrap());
     eventually("swapped value expires", || async {
-        store.get("sw:t").await.unwrap().is_none()
+        store.get("{sw}:t").await.unwrap().is_none()
     })
     .await;
     // a missing key never matches
     let op = Swap {
-        key: "sw:missing",
+        key: "{sw}:missing",
         expected: b"",
         new: Some((b"x", None)),
         require: &[],
@@ -230,16 +232,16 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
 }
 
 async fn concurrent_swap_has_one_winner(store: &Store) {
-    store.put("sw:race", b"start", None).await.unwrap();
+    store.put("{sw}:race", b"start", None).await.unwrap();
     let mut tasks = vec![];
     for i in 0..50u32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let val = format!("winner-{i}");
-            let side = format!("sw:race-side-{i}");
+            let side = format!("{{sw}}:race-side-{i}");
             let puts: &[keygate::store::Put<'_>] = &[(side.as_str(), b"1", None)];
             let op = keygate::store::Swap {
-                key: "sw:race",
+                key: "{sw}:race",
                 expected: b"start",
                 new: Some((val.as_bytes(), None)),
                 require: &[],
@@ -254,7 +256,7 @@ async fn concurrent_swap_has_one_winner(store: &Store) {
     }
     assert_eq!(wins, 1, "exactly one concurrent swap wins");
     assert_eq!(
-        store.scan_prefix("sw:race-side-").await.unwrap().len(),
+        store.scan_prefix("{sw}:race-side-").await.unwrap().len(),
         1,
         "only the winner's side writes land"
     );
