@@ -49,7 +49,8 @@ fn nginx_bin() -> PathBuf {
     })
 }
 
-/// nginx running docs/deploy/nginx.conf; killed (by PID) when dropped.
+/// nginx running docs/deploy/nginx.conf as one process (`master_process
+/// off`: no worker outlives it); killed (by PID) when dropped.
 struct Nginx {
     child: Child,
     dir: PathBuf,
@@ -102,7 +103,7 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let d = dir.display();
         let main = format!(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log info;\n\
              events {{ worker_connections 128; }}\n\
              http {{\n  access_log {d}/access.log;\n\
