@@ -38,7 +38,9 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRou
 use redis::{Cmd, FromRedisValue, Value};
 
 use super::invalidation::Invalidations;
-use super::redis::{prefix_pattern, ttl_arg, ttl_millis, RATE_LUA, SCAN_COUNT, SWAP_LUA};
+use super::redis::{
+    invoke, prefix_pattern, rate_decision, rate_invocation, set_cmd, swap_invocation, SCAN_COUNT,
+};
 use super::{slots, KvStore, Layout, StoreError, Swap};
 use crate::rate::{Decision, Quota};
 
@@ -488,13 +490,7 @@ impl KvStore for RedisClusterStore {
     }
 
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(val);
-        if let Some(ttl) = ttl {
-            let ms = u64::try_from(ttl_millis(ttl)).unwrap_or(u64::MAX);
-            cmd.arg("PX").arg(ms);
-        }
-        self.query(&cmd).await
+        self.query(&set_cmd(key, val, ttl, false)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
@@ -523,12 +519,7 @@ impl KvStore for RedisClusterStore {
         val: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(val).arg("NX");
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(ttl_millis(ttl) as u64);
-        }
-        let reply: Option<String> = self.query(&cmd).await?;
+        let reply: Option<String> = self.query(&set_cmd(key, val, ttl, true)).await?;
         Ok(reply.is_some())
     }
 
@@ -543,55 +534,16 @@ impl KvStore for RedisClusterStore {
             let n = 1 + op.require.len() + op.puts.len();
             return Err(StoreError::CrossSlot(format!("a swap of {n} keys")));
         }
-        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(SWAP_LUA));
-        let mut inv = script.prepare_invoke();
-        inv.key(op.key);
-        for k in op.require {
-            inv.key(*k);
-        }
-        for (k, _, _) in op.puts {
-            inv.key(*k);
-        }
-        inv.arg(op.expected);
-        match op.new {
-            Some((val, ttl)) => inv.arg("1").arg(val).arg(ttl_arg(ttl)),
-            None => inv.arg("0").arg("").arg("0"),
-        };
-        inv.arg(op.require.len());
-        for (_, val, ttl) in op.puts {
-            inv.arg(*val).arg(ttl_arg(*ttl));
-        }
         let mut conn = self.conn.clone();
         // EVALSHA to the slot's master; on NOSCRIPT the crate loads the
         // script (SCRIPT LOAD goes to every node) and retries.
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut conn)).await {
-            Ok(reply) => Ok(reply? == 1),
-            Err(_elapsed) => Err(StoreError::Timeout),
-        }
+        Ok(invoke::<i64>(&swap_invocation(op), &mut conn, self.timeout).await? == 1)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
-        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(RATE_LUA));
-        let mut inv = script.prepare_invoke();
-        inv.key(key)
-            .arg(super::redis::micros(quota.emission))
-            .arg(super::redis::micros(quota.tolerance()))
-            .arg(cost.clamp(-1_000_000, 1_000_000));
         let mut conn = self.conn.clone();
-        let wait_us: i64 =
-            match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
-                Ok(reply) => reply?,
-                Err(_elapsed) => return Err(StoreError::Timeout),
-            };
-        Ok(if wait_us > 0 {
-            Decision::Limited {
-                retry_after: Duration::from_micros(wait_us.unsigned_abs()),
-            }
-        } else {
-            Decision::Allowed
-        })
+        let wait_us = invoke(&rate_invocation(key, quota, cost), &mut conn, self.timeout).await?;
+        Ok(rate_decision(wait_us))
     }
 
     fn layout(&self) -> Layout {

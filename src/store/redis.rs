@@ -273,6 +273,88 @@ pub(crate) fn ttl_millis(ttl: Duration) -> u128 {
     ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS)
 }
 
+/// `SET key val [NX] [PX ms]`: the write of `put` (and, with `nx`, of
+/// `put_new`) on both Redis backends.
+pub(crate) fn set_cmd(key: &str, val: &[u8], ttl: Option<Duration>, nx: bool) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(val);
+    if nx {
+        cmd.arg("NX");
+    }
+    if let Some(ttl) = ttl {
+        // u128 is not a Redis argument type; the clamp makes it fit an i64.
+        let ms = u64::try_from(ttl_millis(ttl)).unwrap_or(u64::MAX);
+        cmd.arg("PX").arg(ms);
+    }
+    cmd
+}
+
+/// The [`SWAP_LUA`] call for `op` (keys and arguments as the script
+/// documents), on both Redis backends.
+pub(crate) fn swap_invocation(op: &Swap<'_>) -> redis::ScriptInvocation<'static> {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    let script = SCRIPT.get_or_init(|| redis::Script::new(SWAP_LUA));
+    let mut inv = script.prepare_invoke();
+    inv.key(op.key);
+    for k in op.require {
+        inv.key(*k);
+    }
+    for (k, _, _) in op.puts {
+        inv.key(*k);
+    }
+    inv.arg(op.expected);
+    match op.new {
+        Some((val, ttl)) => inv.arg("1").arg(val).arg(ttl_arg(ttl)),
+        None => inv.arg("0").arg("").arg("0"),
+    };
+    inv.arg(op.require.len());
+    for (_, val, ttl) in op.puts {
+        inv.arg(*val).arg(ttl_arg(*ttl));
+    }
+    inv
+}
+
+/// The [`RATE_LUA`] call for one GCRA step, on both Redis backends. The
+/// cost is bounded so that cost × emission stays exact in Lua.
+pub(crate) fn rate_invocation(
+    key: &str,
+    quota: Quota,
+    cost: i64,
+) -> redis::ScriptInvocation<'static> {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    let script = SCRIPT.get_or_init(|| redis::Script::new(RATE_LUA));
+    let mut inv = script.prepare_invoke();
+    inv.key(key)
+        .arg(micros(quota.emission))
+        .arg(micros(quota.tolerance()))
+        .arg(cost.clamp(-1_000_000, 1_000_000));
+    inv
+}
+
+/// [`RATE_LUA`]'s answer: 0 when allowed, else the wait in microseconds.
+pub(crate) fn rate_decision(wait_us: i64) -> Decision {
+    if wait_us > 0 {
+        Decision::Limited {
+            retry_after: Duration::from_micros(wait_us.unsigned_abs()),
+        }
+    } else {
+        Decision::Allowed
+    }
+}
+
+/// Runs a script call (EVALSHA, then loading the script if the server
+/// lacks it) on `conn`, bounded by `timeout`.
+pub(crate) async fn invoke<T: FromRedisValue>(
+    inv: &redis::ScriptInvocation<'_>,
+    conn: &mut impl redis::aio::ConnectionLike,
+    timeout: Duration,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, inv.invoke_async::<T>(conn)).await {
+        Ok(reply) => Ok(reply?),
+        Err(_elapsed) => Err(StoreError::Timeout),
+    }
+}
+
 /// A `SCAN MATCH` pattern matching exactly the keys that start with `prefix`:
 /// glob metacharacters in the prefix are escaped so they match literally.
 pub(crate) fn prefix_pattern(prefix: &str) -> String {
@@ -301,14 +383,7 @@ impl KvStore for RedisStore {
     }
 
     async fn put(&self, key: &str, val: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(val);
-        if let Some(ttl) = ttl {
-            // u128 is not a Redis argument type; the clamp makes it fit an i64.
-            let ms = u64::try_from(ttl_millis(ttl)).unwrap_or(u64::MAX);
-            cmd.arg("PX").arg(ms);
-        }
-        self.query(&cmd).await
+        self.query(&set_cmd(key, val, ttl, false)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
@@ -331,65 +406,19 @@ impl KvStore for RedisStore {
         val: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(val).arg("NX");
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(ttl_millis(ttl) as u64);
-        }
-        let reply: Option<String> = self.query(&cmd).await?;
+        let reply: Option<String> = self.query(&set_cmd(key, val, ttl, true)).await?;
         Ok(reply.is_some())
     }
 
     async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError> {
-        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(SWAP_LUA));
-        let mut inv = script.prepare_invoke();
-        inv.key(op.key);
-        for k in op.require {
-            inv.key(*k);
-        }
-        for (k, _, _) in op.puts {
-            inv.key(*k);
-        }
-        inv.arg(op.expected);
-        match op.new {
-            Some((val, ttl)) => inv.arg("1").arg(val).arg(ttl_arg(ttl)),
-            None => inv.arg("0").arg("").arg("0"),
-        };
-        inv.arg(op.require.len());
-        for (_, val, ttl) in op.puts {
-            inv.arg(*val).arg(ttl_arg(*ttl));
-        }
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut conn)).await {
-            Ok(reply) => Ok(reply? == 1),
-            Err(_elapsed) => Err(StoreError::Timeout),
-        }
+        Ok(invoke::<i64>(&swap_invocation(op), &mut conn, self.timeout).await? == 1)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
-        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(RATE_LUA));
-        let mut inv = script.prepare_invoke();
-        // The cost is bounded so that cost × emission stays exact in Lua.
-        inv.key(key)
-            .arg(micros(quota.emission))
-            .arg(micros(quota.tolerance()))
-            .arg(cost.clamp(-1_000_000, 1_000_000));
         let mut conn = self.conn.clone();
-        // EVALSHA, then EVAL (loading the script) if the server lacks it.
-        let wait_us: i64 =
-            match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
-                Ok(reply) => reply?,
-                Err(_elapsed) => return Err(StoreError::Timeout),
-            };
-        Ok(if wait_us > 0 {
-            Decision::Limited {
-                retry_after: Duration::from_micros(wait_us.unsigned_abs()),
-            }
-        } else {
-            Decision::Allowed
-        })
+        let wait_us = invoke(&rate_invocation(key, quota, cost), &mut conn, self.timeout).await?;
+        Ok(rate_decision(wait_us))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
