@@ -19,22 +19,17 @@ impl Settings {
     /// missing, unreadable or empty `keys.dir`. One per key, in that order.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut out: Vec<ConfigError> = vec![];
-        for e in self.validate_all().err().unwrap_or_default() {
-            if !out.iter().any(|q| q.key == e.key) {
-                out.push(e);
-            }
-        }
         let mut push = |p: ConfigError| {
             if !out.iter().any(|q| q.key == p.key) {
                 out.push(p);
             }
         };
+        // Includes a bad `store.tls_*` file, whatever else failed.
+        for p in self.validate_all().err().unwrap_or_default() {
+            push(p);
+        }
         if let Some(m) = placeholder_issuer(&self.server.issuer) {
             push(ConfigError::new("server.issuer", m));
-        }
-        // A bad TLS file is worth reporting even after another key failed.
-        if let Err(p) = self.store_tls() {
-            push(p);
         }
         for p in self.dev_credential_problems() {
             push(p);
