@@ -407,21 +407,9 @@ async fn behind_the_guides_nginx_issuer_cookies_and_client_address_are_right() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        let found = keygate
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("login_failed") && l.contains("mallory-probe"))
-            .cloned();
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no login_failed log line");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let line = keygate
+        .wait_for_log(&["login_failed", "mallory-probe"])
+        .await;
     assert!(
         line.contains(&format!("client_ip={CLIENT_ADDR}")),
         "the client's address: {line}"

@@ -112,6 +112,30 @@ impl Keygate {
         format!("{}{path}", self.base)
     }
 
+    /// Waits (bounded: 60 s) until the process has logged a line containing
+    /// every one of `parts`, and returns it.
+    pub async fn wait_for_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?}:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends the signal `name` (`HUP`, `TERM`) to the process.
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")

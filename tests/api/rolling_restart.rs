@@ -74,28 +74,6 @@ async fn logged_addr(kg: &Keygate, marker: &str) -> String {
     }
 }
 
-/// Waits (bounded) until `kg` has logged a line containing every one of `parts`.
-async fn wait_for_log(kg: &Keygate, parts: &[&str]) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let seen = kg
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| parts.iter().all(|p| l.contains(p)));
-        if seen {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {parts:?}:\n{}",
-            kg.log.lock().unwrap().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn logged(kg: &Keygate, part: &str) -> bool {
     kg.log.lock().unwrap().iter().any(|l| l.contains(part))
 }
@@ -243,7 +221,8 @@ async fn sigterm_drains_then_closes_the_listeners_and_finishes_in_flight_request
     let (rest_tx, rest, upload) = slow_registration(&mut conn, &addr).await;
 
     kg.signal("TERM");
-    wait_for_log(&kg, &["stop requested: draining", "SIGTERM"]).await;
+    kg.wait_for_log(&["stop requested: draining", "SIGTERM"])
+        .await;
     let resp = http.get(kg.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 503, "not ready from the stop request on");
     assert_eq!(connection_header(resp.headers()).as_deref(), Some("close"));
@@ -270,13 +249,12 @@ async fn sigterm_drains_then_closes_the_listeners_and_finishes_in_flight_request
     assert!(!upload.is_finished(), "the upload waits for its body");
 
     kg.signal("TERM");
-    wait_for_log(
-        &kg,
-        &["second stop request: skipping the rest of the drain"],
-    )
-    .await;
-    wait_for_log(&kg, &["listener closed", &format!("addr={addr}")]).await;
-    wait_for_log(&kg, &["listener closed", &format!("addr={metrics}")]).await;
+    kg.wait_for_log(&["second stop request: skipping the rest of the drain"])
+        .await;
+    kg.wait_for_log(&["listener closed", &format!("addr={addr}")])
+        .await;
+    kg.wait_for_log(&["listener closed", &format!("addr={metrics}")])
+        .await;
     assert!(refused(&addr).await, "no new connection after the drain");
     assert!(refused(&metrics).await, "nor on the metrics listener");
 
@@ -309,7 +287,8 @@ async fn the_drain_ends_by_itself_after_drain_secs() {
         200
     );
     kg.signal("TERM");
-    wait_for_log(&kg, &["stop requested: draining", "drain_secs=1"]).await;
+    kg.wait_for_log(&["stop requested: draining", "drain_secs=1"])
+        .await;
     // The drain may already be over on a slow machine: then the connection
     // is refused, which is fine; an answer must be 503.
     if let Ok(resp) = http.get(kg.url("/readyz")).send().await {
@@ -341,9 +320,10 @@ async fn a_third_sigterm_drops_the_connections_still_open() {
     assert_eq!(get_on(&mut conn, &addr, "/healthz").await.0, 200);
     let (_rest_tx, _rest, upload) = slow_registration(&mut conn, &addr).await;
     kg.signal("TERM");
-    wait_for_log(&kg, &["stop requested: draining"]).await;
+    kg.wait_for_log(&["stop requested: draining"]).await;
     kg.signal("TERM");
-    wait_for_log(&kg, &["listener closed", &format!("addr={addr}")]).await;
+    kg.wait_for_log(&["listener closed", &format!("addr={addr}")])
+        .await;
     assert!(!upload.is_finished(), "still in flight");
     kg.signal("TERM");
     let code = tokio::task::block_in_place(|| kg.wait_for_exit(WAIT));
