@@ -518,10 +518,11 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
                 options.memory_max_entries,
             ))
         }
-        StoreBackend::Redis(url) => {
+        StoreBackend::Redis(url) | StoreBackend::RedisSentinel(url) => {
             let store = connect_redis(url.expose_secret(), &options.tls, options.timeout)
                 .await
-                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+                .with_durability(options.durability);
             match store.eviction_policy().await {
                 Ok(p) if p == "noeviction" => tracing::info!("store: redis (maxmemory-policy noeviction)"),
                 Ok(p) if options.require_noeviction => bail!(
@@ -573,12 +574,16 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
                     "store: redis is not reachable at start; serving 503 until it is (see /readyz)"
                 ),
             }
+            if options.durability.enabled() {
+                warn_if_too_few_replicas(&store, options.durability.replicas).await;
+            }
             Ok(Arc::new(store))
         }
         StoreBackend::RedisCluster(url) => {
             let store = RedisClusterStore::connect(url.expose_secret(), options.timeout)
                 .await
-                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+                .with_durability(options.durability);
             check_cluster_eviction(&store, options.require_noeviction).await?;
             if serving {
                 store.watch_invalidations();
@@ -588,8 +593,9 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
     }
 }
 
-/// The Redis store of `store.url`, with the TLS files of `store.tls_*`.
-/// Does not contact Redis ([`RedisStore::connect`]).
+/// The Redis store of `store.url` (one Redis, with the TLS files of
+/// `store.tls_*`, or the master named by the sentinels of a
+/// `redis+sentinel://` URL). Does not contact Redis ([`RedisStore::connect`]).
 ///
 /// # Errors
 /// A URL that does not parse, or TLS files that cannot be read or used.
@@ -598,12 +604,39 @@ pub async fn connect_redis(
     tls: &crate::config::StoreTls,
     timeout: Duration,
 ) -> Result<RedisStore, StoreError> {
+    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+        // validate() refuses store.tls_* without a `rediss://` URL.
+        return RedisStore::connect_sentinel(url, timeout);
+    }
     let client = tls
         .client
         .as_ref()
         .map(|c| (c.cert_file.as_path(), c.key_file.as_path()));
     let certificates = crate::store::redis::tls_certificates(tls.ca_file.as_deref(), client)?;
     RedisStore::connect_tls(url, certificates.as_ref(), timeout).await
+}
+
+/// `store.wait_replicas` asks for more replicas than the master has:
+/// every code redemption, rotation and revocation would answer 503 until
+/// they connect. Said at start rather than discovered in the first 503s.
+async fn warn_if_too_few_replicas(store: &RedisStore, wanted: u32) {
+    match store.connected_replicas().await {
+        Ok(n) if n < wanted => tracing::warn!(
+            connected = n,
+            wanted,
+            "store: Redis has {n} connected replica(s) but store.wait_replicas = {wanted}: code \
+             redemptions, refresh rotations and revocations answer 503 until enough replicas \
+             acknowledge them"
+        ),
+        Ok(n) => tracing::info!(
+            connected = n,
+            wanted,
+            "store: code redemptions, refresh rotations and revocations wait for {wanted} \
+             replica acknowledgement(s) (store.wait_replicas)"
+        ),
+        // Not reachable at start: already said above.
+        Err(_) => {}
+    }
 }
 
 /// The `noeviction` start check of a cluster: every node (a replica is a

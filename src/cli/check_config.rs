@@ -64,12 +64,17 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
 /// A Redis store that does not answer within [`STORE_WAIT`], or (when
 /// `store.require_noeviction`) may evict keys. The URL is shown redacted.
 async fn store_problem(settings: &Settings) -> Option<(String, String)> {
-    let url = match settings.store_backend() {
-        Ok(StoreBackend::Redis(url)) => url,
+    let (url, shown) = match settings.store_backend() {
+        Ok(b @ (StoreBackend::Redis(_) | StoreBackend::RedisSentinel(_))) => {
+            let shown = b.redacted();
+            let (StoreBackend::Redis(url) | StoreBackend::RedisSentinel(url)) = b else {
+                return None;
+            };
+            (url, shown)
+        }
         Ok(b @ StoreBackend::RedisCluster(_)) => return cluster_problem(settings, &b).await,
         _ => return None,
     };
-    let shown = keygate::config::redact_url(url.expose_secret());
     let problem = |m: String| Some(("store.url".to_string(), m));
     let timeout = Duration::from_millis(settings.store.timeout_ms.max(1));
     // A bad TLS file is reported by `problems()` already.

@@ -242,6 +242,10 @@ pub struct StoreSettings {
     pub tls_cert_file: String,
     /// `rediss://` only: the PEM private key of `tls_cert_file`.
     pub tls_key_file: String,
+    /// Redis replicas that must acknowledge (`WAIT`) a code redemption, a
+    /// refresh rotation or a revocation before keygate answers (0: none,
+    /// replication stays asynchronous). Not with the memory store.
+    pub wait_replicas: u32,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -260,6 +264,7 @@ impl std::fmt::Debug for StoreSettings {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("wait_replicas", &self.wait_replicas)
             .finish()
     }
 }
@@ -274,6 +279,7 @@ impl Default for StoreSettings {
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
+            wait_replicas: 0,
         }
     }
 }

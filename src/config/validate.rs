@@ -35,6 +35,10 @@ pub enum StoreBackend {
     /// A Redis Cluster (`redis+cluster://HOST:PORT,HOST:PORT…`, checked by
     /// [`crate::store::cluster::ClusterUrl::parse`]); a secret like `Redis`.
     RedisCluster(SecretString),
+    /// The master of a Redis Sentinel deployment
+    /// (`redis+sentinel://HOST:PORT,…/MASTER_NAME`, checked by
+    /// [`crate::store::sentinel::SentinelUrl::parse`]); a secret like `Redis`.
+    RedisSentinel(SecretString),
 }
 
 impl PartialEq for StoreBackend {
@@ -42,7 +46,8 @@ impl PartialEq for StoreBackend {
         match (self, other) {
             (Self::Memory, Self::Memory) => true,
             (Self::Redis(a), Self::Redis(b)) => a.expose_secret() == b.expose_secret(),
-            (Self::RedisCluster(a), Self::RedisCluster(b)) => {
+            (Self::RedisCluster(a), Self::RedisCluster(b))
+            | (Self::RedisSentinel(a), Self::RedisSentinel(b)) => {
                 a.expose_secret() == b.expose_secret()
             }
             _ => false,
@@ -107,6 +112,9 @@ pub struct StoreOptions {
     /// `store.tls_*`: the files a `rediss://` connection verifies the server
     /// with and authenticates with (each checked to be readable PEM).
     pub tls: StoreTls,
+    /// `store.wait_replicas`: the replicas that acknowledge single-use,
+    /// rotation and revocation writes (0 with the memory store).
+    pub durability: crate::store::Durability,
 }
 
 /// `store.tls_ca_file`, `store.tls_cert_file` and `store.tls_key_file` after
@@ -408,6 +416,15 @@ impl Settings {
         if self.store.timeout_ms == 0 {
             errs.push(ConfigError::new("store.timeout_ms", "must be at least 1"));
         }
+        if self.store.wait_replicas > 0
+            && store == StoreBackend::Memory
+            && self.store.url == "memory"
+        {
+            errs.push(ConfigError::new(
+                "store.wait_replicas",
+                "needs a Redis store with replicas: the memory store has none (set 0, or store.url to Redis)",
+            ));
+        }
         let profile = match self.oauth.profile.as_str() {
             "oauth21" => Profile::OAuth21,
             "legacy" => Profile::Legacy,
@@ -647,6 +664,10 @@ impl Settings {
                 memory_max_entries: usize::try_from(self.store.memory_max_entries)
                     .unwrap_or(usize::MAX),
                 tls: store_tls,
+                durability: crate::store::Durability::new(
+                    self.store.wait_replicas,
+                    Duration::from_millis(self.store.timeout_ms),
+                ),
             },
             profile,
             allow_plain_pkce: self.oauth.allow_plain_pkce,
@@ -770,6 +791,10 @@ impl StoreBackend {
             StoreBackend::Redis(url) => redact_url(url.expose_secret()),
             StoreBackend::RedisCluster(url) => {
                 crate::store::cluster::ClusterUrl::parse(url.expose_secret())
+                    .map_or_else(|_| "(unparsable URL)".into(), |u| u.redacted())
+            }
+            StoreBackend::RedisSentinel(url) => {
+                crate::store::sentinel::SentinelUrl::parse(url.expose_secret())
                     .map_or_else(|_| "(unparsable URL)".into(), |u| u.redacted())
             }
         }
@@ -898,6 +923,12 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
             Err(why) => Err(bad(&why)),
         };
     }
+    if matches!(scheme, "redis+sentinel" | "rediss+sentinel") {
+        return match crate::store::sentinel::SentinelUrl::parse(raw) {
+            Ok(_) => Ok(StoreBackend::RedisSentinel(SecretString::from(raw))),
+            Err(why) => Err(bad(&why)),
+        };
+    }
     match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.fragment() == Some("insecure") => {
             Err(bad("`#insecure` (no verification of the Redis server's certificate) is not supported: set store.tls_ca_file to the CA that signed it"))
@@ -907,7 +938,7 @@ fn parse_store_url(raw: &str) -> Result<StoreBackend, ConfigError> {
         }
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Err(bad("the Redis URL has no host")),
         _ => Err(bad(&format!(
-            "must be `memory`, `redis://…`, `rediss://…` or `redis+cluster://HOST:PORT,HOST:PORT…` (got a `{}` URL)",
+            "must be `memory`, `redis://…`, `rediss://…`, `redis+cluster://HOST:PORT,HOST:PORT…` or `redis+sentinel://HOST:PORT,HOST:PORT…/MASTER_NAME` (got a `{}` URL)",
             if scheme.len() > 16 {
                 "malformed"
             } else {
@@ -1020,6 +1051,35 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("no path"), "{e}");
+    }
+
+    #[test]
+    fn sentinel_store_urls_validate_and_print_redacted() {
+        let v = Settings::load(
+            None,
+            env(&[(
+                "KEYGATE_STORE_URL",
+                "redis+sentinel://kg:secretpw@10.0.0.1:26379,10.0.0.2/keygate",
+            )]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert!(matches!(v.store, StoreBackend::RedisSentinel(_)));
+        assert_eq!(
+            v.store.redacted(),
+            "redis+sentinel://kg:REDACTED@10.0.0.1:26379,10.0.0.2:26379/keygate"
+        );
+        assert!(!format!("{v:?}").contains("secretpw"));
+        let e = Settings::load(
+            None,
+            env(&[("KEYGATE_STORE_URL", "redis+sentinel://kg:secretpw@h:1")]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("names no master"), "{e}");
+        assert!(!e.to_string().contains("secretpw"), "{e}");
     }
 
     #[test]

@@ -34,14 +34,16 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, FromRedisValue, Value};
 
 use super::invalidation::Invalidations;
 use super::redis::{
-    invoke, prefix_pattern, rate_decision, rate_invocation, set_cmd, swap_invocation, SCAN_COUNT,
+    invoke, prefix_pattern, rate_decision, rate_invocation, set_cmd, swap_on, SCAN_COUNT,
 };
-use super::{slots, KvStore, Layout, StoreError, Swap};
+use super::{slots, Durability, KvStore, Layout, StoreError, Swap};
 use crate::rate::{Decision, Quota};
 
 /// The pub/sub channel of client-change notices (payload: the client id).
@@ -101,37 +103,8 @@ impl ClusterUrl {
                  `redis+cluster://[user:password@]HOST:PORT,HOST:PORT…`"
                 .into());
         }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, _)) if u.contains(',') => {
-                return Err("credentials (`user:password@`) go before the first host only".into())
-            }
-            Some((u, h)) => (Some(u.to_string()), h),
-            None => (None, authority),
-        };
-        if hosts.is_empty() {
-            return Err("the cluster URL names no seed node (HOST:PORT,HOST:PORT…)".into());
-        }
-        let mut nodes = vec![];
-        for (i, host) in hosts.split(',').enumerate() {
-            let n = i + 1;
-            if host.is_empty() {
-                return Err(format!("seed node {n} of the cluster URL is empty"));
-            }
-            let url = url::Url::parse(&format!("redis://{host}"))
-                .map_err(|e| format!("seed node {n} of the cluster URL is not HOST:PORT ({e})"))?;
-            let Some(h) = url.host_str() else {
-                return Err(format!("seed node {n} of the cluster URL has no host"));
-            };
-            if url.path() != "" && url.path() != "/" {
-                return Err(format!("seed node {n} of the cluster URL is not HOST:PORT"));
-            }
-            nodes.push(format!("{h}:{}", url.port().unwrap_or(6379)));
-        }
-        if let Some(u) = &userinfo {
-            // The same check the redis crate makes, done now for a clear message.
-            url::Url::parse(&format!("redis://{u}@h"))
-                .map_err(|_| "the credentials of the cluster URL are malformed".to_string())?;
-        }
+        let (userinfo, hosts) = split_userinfo(authority)?;
+        let nodes = parse_nodes(hosts, "seed node", "cluster", 6379)?;
         Ok(ClusterUrl {
             tls,
             userinfo,
@@ -173,12 +146,72 @@ impl ClusterUrl {
     }
 }
 
+/// Splits `user:password@` off the authority of a multi-host URL
+/// (`redis+cluster://`, `redis+sentinel://`): credentials go before the
+/// first host only. Checked the way the redis crate will read them.
+///
+/// # Errors
+/// Credentials after a later host, or malformed credentials. The message
+/// never echoes them.
+pub(crate) fn split_userinfo(authority: &str) -> Result<(Option<String>, &str), String> {
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, _)) if u.contains(',') => {
+            return Err("credentials (`user:password@`) go before the first host only".into())
+        }
+        Some((u, h)) => (Some(u.to_string()), h),
+        None => (None, authority),
+    };
+    if let Some(u) = &userinfo {
+        url::Url::parse(&format!("redis://{u}@h"))
+            .map_err(|_| "the credentials of the URL are malformed".to_string())?;
+    }
+    Ok((userinfo, hosts))
+}
+
+/// The comma-separated `HOST[:PORT]` list of a multi-host URL as
+/// `host:port` (IPv6 hosts in brackets, `default_port` when omitted).
+/// `what` names one entry in errors ("seed node"), `kind` the URL
+/// ("cluster").
+///
+/// # Errors
+/// No host, an empty entry, or one that is not `HOST[:PORT]`.
+pub(crate) fn parse_nodes(
+    hosts: &str,
+    what: &str,
+    kind: &str,
+    default_port: u16,
+) -> Result<Vec<String>, String> {
+    if hosts.is_empty() {
+        return Err(format!(
+            "the {kind} URL names no {what} (HOST:PORT,HOST:PORT…)"
+        ));
+    }
+    let mut nodes = vec![];
+    for (i, host) in hosts.split(',').enumerate() {
+        let n = i + 1;
+        if host.is_empty() {
+            return Err(format!("{what} {n} of the {kind} URL is empty"));
+        }
+        let url = url::Url::parse(&format!("redis://{host}"))
+            .map_err(|e| format!("{what} {n} of the {kind} URL is not HOST:PORT ({e})"))?;
+        let Some(h) = url.host_str() else {
+            return Err(format!("{what} {n} of the {kind} URL has no host"));
+        };
+        if url.path() != "" && url.path() != "/" {
+            return Err(format!("{what} {n} of the {kind} URL is not HOST:PORT"));
+        }
+        nodes.push(format!("{h}:{}", url.port().unwrap_or(default_port)));
+    }
+    Ok(nodes)
+}
+
 /// A [`KvStore`] on a Redis Cluster. Cheap to clone: clones share the
 /// connections and the invalidation feed.
 #[derive(Clone)]
 pub struct RedisClusterStore {
     conn: ClusterConnection,
     timeout: Duration,
+    durability: Durability,
     /// Secret (may hold the password): for the connections the cluster
     /// client does not make (the subscription, the replicas' start check).
     url: Arc<ClusterUrl>,
@@ -236,11 +269,20 @@ impl RedisClusterStore {
         Ok(RedisClusterStore {
             conn,
             timeout,
+            durability: Durability::default(),
             url: Arc::new(parsed),
             seeds: Arc::new(seeds),
             feed: Arc::new(Invalidations::new()),
             watching: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// The same store, with durable writes acknowledged by each shard's
+    /// replicas as `durability` says (`store.wait_replicas`).
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> RedisClusterStore {
+        self.durability = durability;
+        self
     }
 
     /// Starts (once) the task that keeps this process subscribed to client
@@ -535,9 +577,34 @@ impl KvStore for RedisClusterStore {
             return Err(StoreError::CrossSlot(format!("a swap of {n} keys")));
         }
         let mut conn = self.conn.clone();
-        // EVALSHA to the slot's master; on NOSCRIPT the crate loads the
-        // script (SCRIPT LOAD goes to every node) and retries.
-        Ok(invoke::<i64>(&swap_invocation(op), &mut conn, self.timeout).await? == 1)
+        // EVALSHA to the slot's master; on NOSCRIPT the script is loaded
+        // (SCRIPT LOAD goes to every node) and the call retried. A durable
+        // swap pipelines WAIT behind it: a pipeline goes to the node of its
+        // first keyed command, over the connection that made the write.
+        swap_on(&mut conn, op, self.timeout, self.durability).await
+    }
+
+    async fn sync_replicas(&self, key: &str) -> Result<(), StoreError> {
+        if !self.durability.enabled() {
+            return Ok(());
+        }
+        // To the master of `key`'s slot: WAIT counts that node's
+        // replicas, for the writes of keygate's connection to it.
+        let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            key,
+            SlotAddr::Master,
+        )));
+        let mut conn = self.conn.clone();
+        let reply = match tokio::time::timeout(
+            self.timeout,
+            conn.route_command(self.durability.wait_cmd(), at),
+        )
+        .await
+        {
+            Ok(reply) => reply?,
+            Err(_elapsed) => return Err(StoreError::Timeout),
+        };
+        self.durability.check(parse(reply)?)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {

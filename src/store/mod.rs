@@ -17,6 +17,7 @@ pub mod invalidation;
 pub mod memory;
 pub mod redis;
 pub mod repos;
+pub mod sentinel;
 pub mod slots;
 
 use std::sync::Arc;
@@ -55,6 +56,73 @@ pub enum StoreError {
     /// see [`Layout::Slotted`]); refused before it reaches Redis.
     #[error("store keys of one atomic operation are in different cluster slots: {0}")]
     CrossSlot(String),
+    /// A durable write ([`Durability`]) happened on the master, but fewer
+    /// replicas than `store.wait_replicas` acknowledged it in time: it
+    /// could still be lost in a failover, so the request is not answered
+    /// as a success.
+    #[error("only {acked} of the {wanted} Redis replicas of store.wait_replicas acknowledged the write in time")]
+    NotReplicated {
+        /// `store.wait_replicas`.
+        wanted: u32,
+        /// The replicas that acknowledged (`WAIT`'s answer).
+        acked: u32,
+    },
+}
+
+/// `store.wait_replicas`: how many Redis replicas must hold a single-use,
+/// rotation or revocation write before keygate answers, and how long Redis
+/// waits for them (`WAIT numreplicas timeout`). Replication is
+/// asynchronous otherwise: a code consumed or a refresh token rotated just
+/// before the master dies could come back on the promoted replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas that must acknowledge (0: no waiting).
+    pub replicas: u32,
+    /// How long Redis waits for them: half the store timeout, so that its
+    /// answer arrives before the call's own deadline.
+    pub wait: Duration,
+}
+
+impl Durability {
+    /// `replicas` acknowledgements within half of `store_timeout`.
+    pub fn new(replicas: u32, store_timeout: Duration) -> Durability {
+        Durability {
+            replicas,
+            wait: (store_timeout / 2).max(Duration::from_millis(1)),
+        }
+    }
+
+    /// Whether writes wait for replicas at all.
+    pub fn enabled(&self) -> bool {
+        self.replicas > 0
+    }
+
+    /// The `WAIT` command (timeout in whole milliseconds, at least 1: `WAIT
+    /// n 0` would block for ever).
+    pub(crate) fn wait_cmd(&self) -> ::redis::Cmd {
+        let ms = u64::try_from(self.wait.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut cmd = ::redis::cmd("WAIT");
+        cmd.arg(self.replicas).arg(ms);
+        cmd
+    }
+
+    /// `WAIT`'s answer checked against the wanted count.
+    ///
+    /// # Errors
+    /// [`StoreError::NotReplicated`] when fewer replicas acknowledged.
+    pub fn check(&self, acked: i64) -> Result<(), StoreError> {
+        let acked = u32::try_from(acked.max(0)).unwrap_or(u32::MAX);
+        if acked >= self.replicas {
+            Ok(())
+        } else {
+            Err(StoreError::NotReplicated {
+                wanted: self.replicas,
+                acked,
+            })
+        }
+    }
 }
 
 /// How [`repos`] names keys on a backend.
@@ -156,6 +224,19 @@ pub trait KvStore: Send + Sync + 'static {
     fn layout(&self) -> Layout {
         Layout::Flat
     }
+    /// Waits until the replicas of `store.wait_replicas` hold every write
+    /// made so far to `key`'s shard (one `WAIT` on the connection that made
+    /// them). Revocations call it after their writes; a [`Swap`] marked
+    /// `durable` waits in the same round trip instead. A no-op where there
+    /// is nothing to wait for (memory, `wait_replicas = 0`).
+    ///
+    /// # Errors
+    /// [`StoreError::NotReplicated`] when too few replicas acknowledged in
+    /// time, or any store error.
+    async fn sync_replicas(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Ok(())
+    }
     /// The feed that tells this process when a cached record changed on
     /// any instance ([`invalidation`]); `None` when the backend has none
     /// (memory, one Redis: their token path reads clients in the same
@@ -188,6 +269,10 @@ pub struct Swap<'a> {
     pub require: &'a [&'a str],
     /// Further writes made only when the swap happens.
     pub puts: &'a [Put<'a>],
+    /// A single-use, rotation or revocation write: when it happens, the
+    /// replicas of `store.wait_replicas` must acknowledge it (`WAIT`, in
+    /// the same round trip) before the call succeeds ([`Durability`]).
+    pub durable: bool,
 }
 
 /// Shared handle to the configured store.

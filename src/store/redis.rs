@@ -1,5 +1,6 @@
 //! The shared store: Redis (≥ 6.2) through one multiplexed, self-healing
-//! [`ConnectionManager`].
+//! [`ConnectionManager`], or, under Sentinel, one multiplexed connection to
+//! the master the sentinels name ([`super::sentinel`]).
 //!
 //! Several keygate instances pointed at one Redis behave as one server. TTLs
 //! are Redis expiries (`SET .. PX`), single use (code redemption, refresh
@@ -19,10 +20,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, Cmd, FromRedisValue, TlsCertificates};
 
-use super::{KvStore, StoreError, Swap};
+use super::sentinel::SentinelConnection;
+use super::{Durability, KvStore, StoreError, Swap};
 use crate::rate::{Decision, Quota};
 
 /// Keys asked for per `SCAN` round trip: a hint to Redis, not a limit.
@@ -41,8 +43,45 @@ const MAX_TTL_MS: u128 = (i64::MAX / 2) as u128;
 /// A [`KvStore`] backed by Redis. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
+    durability: Durability,
+}
+
+/// Where a [`RedisStore`]'s commands go: one fixed Redis, or the master
+/// that Sentinel names ([`super::sentinel`]).
+#[derive(Clone)]
+enum Conn {
+    Direct(ConnectionManager),
+    Sentinel(SentinelConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Direct(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Direct(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
+        }
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -93,7 +132,45 @@ impl RedisStore {
             .set_min_delay(RECONNECT_MIN_DELAY)
             .set_max_delay(RECONNECT_MAX_DELAY);
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RedisStore { conn, timeout })
+        Ok(RedisStore {
+            conn: Conn::Direct(conn),
+            timeout,
+            durability: Durability::default(),
+        })
+    }
+
+    /// Prepares a store on the master that the sentinels of `url`
+    /// (`redis+sentinel://…/MASTER_NAME`) name, found again after a
+    /// failover ([`super::sentinel`]). Contacts nobody yet, like
+    /// [`RedisStore::connect`].
+    ///
+    /// # Errors
+    /// [`StoreError::Misconfigured`] at once if the URL does not parse.
+    pub fn connect_sentinel(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        Ok(RedisStore {
+            conn: Conn::Sentinel(SentinelConnection::new(url, timeout)?),
+            timeout,
+            durability: Durability::default(),
+        })
+    }
+
+    /// The same store, with durable writes acknowledged by replicas as
+    /// `durability` says (`store.wait_replicas`).
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> RedisStore {
+        self.durability = durability;
+        self
+    }
+
+    /// How many replicas are connected to the master now (the third part
+    /// of `ROLE`'s answer on a master; 0 on anything else): start-up warns
+    /// when `store.wait_replicas` asks for more.
+    ///
+    /// # Errors
+    /// As for any call (`ROLE` needs `+role` in the ACL).
+    pub async fn connected_replicas(&self) -> Result<u32, StoreError> {
+        let role: Vec<redis::Value> = self.query(&redis::cmd("ROLE")).await?;
+        Ok(connected_replicas(&role))
     }
 
     /// The server's `maxmemory-policy` (`CONFIG GET`), which start-up requires
@@ -355,6 +432,58 @@ pub(crate) async fn invoke<T: FromRedisValue>(
     }
 }
 
+/// The replicas of a `ROLE` answer: `["master", offset, [[ip, port,
+/// offset], …]]` on a master; 0 for any other role.
+fn connected_replicas(role: &[redis::Value]) -> u32 {
+    match (role.first(), role.get(2)) {
+        (Some(redis::Value::BulkString(r)), Some(redis::Value::Array(replicas)))
+            if r.as_slice() == b"master" =>
+        {
+            u32::try_from(replicas.len()).unwrap_or(u32::MAX)
+        }
+        _ => 0,
+    }
+}
+
+/// [`KvStore::swap`] on both Redis backends: the [`SWAP_LUA`] call, and,
+/// for a durable swap with `durability` on, `WAIT` in the same pipeline
+/// (one round trip; `WAIT` cannot run inside a script). `WAIT` covers
+/// every earlier write of the connection, the script's included. A
+/// swap that did not happen wrote nothing, so its acknowledgements do not
+/// matter.
+pub(crate) async fn swap_on(
+    conn: &mut impl ConnectionLike,
+    op: &Swap<'_>,
+    timeout: Duration,
+    durability: Durability,
+) -> Result<bool, StoreError> {
+    let inv = swap_invocation(op);
+    if !(op.durable && durability.enabled()) {
+        return Ok(invoke::<i64>(&inv, conn, timeout).await? == 1);
+    }
+    let mut pipe = redis::pipe();
+    pipe.invoke_script(&inv).add_command(durability.wait_cmd());
+    let run = async {
+        match pipe.query_async::<(i64, i64)>(conn).await {
+            // A pipeline does not load the script by itself (a restarted
+            // or newly promoted Redis has an empty script cache).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                inv.load_async(conn).await?;
+                pipe.query_async::<(i64, i64)>(conn).await
+            }
+            reply => reply,
+        }
+    };
+    let (swapped, acked) = match tokio::time::timeout(timeout, run).await {
+        Ok(reply) => reply?,
+        Err(_elapsed) => return Err(StoreError::Timeout),
+    };
+    if swapped == 1 {
+        durability.check(acked)?;
+    }
+    Ok(swapped == 1)
+}
+
 /// A `SCAN MATCH` pattern matching exactly the keys that start with `prefix`:
 /// glob metacharacters in the prefix are escaped so they match literally.
 pub(crate) fn prefix_pattern(prefix: &str) -> String {
@@ -412,7 +541,17 @@ impl KvStore for RedisStore {
 
     async fn swap(&self, op: &Swap<'_>) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(invoke::<i64>(&swap_invocation(op), &mut conn, self.timeout).await? == 1)
+        swap_on(&mut conn, op, self.timeout, self.durability).await
+    }
+
+    async fn sync_replicas(&self, _key: &str) -> Result<(), StoreError> {
+        // One connection carries every write of this process: one WAIT
+        // covers them all, whatever the key.
+        if !self.durability.enabled() {
+            return Ok(());
+        }
+        let acked: i64 = self.query(&self.durability.wait_cmd()).await?;
+        self.durability.check(acked)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
@@ -438,6 +577,62 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
         assert_eq!(ttl_millis(Duration::from_millis(200)), 200);
         assert_eq!(ttl_millis(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn connected_replicas_are_read_from_role() {
+        use redis::Value::{Array, BulkString, Int};
+        let replica = |port: &str| {
+            Array(vec![
+                BulkString(b"127.0.0.1".to_vec()),
+                BulkString(port.as_bytes().to_vec()),
+                BulkString(b"42".to_vec()),
+            ])
+        };
+        let master = [
+            BulkString(b"master".to_vec()),
+            Int(42),
+            Array(vec![replica("7001"), replica("7002")]),
+        ];
+        assert_eq!(connected_replicas(&master), 2);
+        let replica_role = [
+            BulkString(b"slave".to_vec()),
+            BulkString(b"127.0.0.1".to_vec()),
+            Int(7000),
+            BulkString(b"connected".to_vec()),
+            Int(42),
+        ];
+        assert_eq!(connected_replicas(&replica_role), 0);
+        assert_eq!(connected_replicas(&[]), 0);
+    }
+
+    #[test]
+    fn durability_checks_the_acknowledgements() {
+        let d = Durability::new(2, Duration::from_millis(2000));
+        assert_eq!(d.wait, Duration::from_secs(1));
+        assert!(d.check(2).is_ok());
+        assert!(d.check(3).is_ok());
+        assert!(matches!(
+            d.check(1),
+            Err(StoreError::NotReplicated {
+                wanted: 2,
+                acked: 1
+            })
+        ));
+        assert!(matches!(
+            d.check(-1),
+            Err(StoreError::NotReplicated {
+                wanted: 2,
+                acked: 0
+            })
+        ));
+        assert_eq!(
+            Durability::new(1, Duration::from_millis(1)).wait,
+            Duration::from_millis(1)
+        );
+        let cmd = Durability::new(1, Duration::from_millis(3)).wait_cmd();
+        assert_eq!(cmd.args_iter().count(), 3);
+        assert!(!Durability::default().enabled());
     }
 
     #[test]

@@ -448,8 +448,11 @@ impl Repos {
 
     /// Writes a revocation marker for every access token carrying `key`'s
     /// id, kept until the longest-lived of them has expired.
+    /// Durable (`store.wait_replicas`): a lost marker would bring the
+    /// tokens back after a failover.
     async fn mark_revoked(&self, key: &str) -> Result<(), StoreError> {
-        self.store.put(key, b"1", Some(self.revocation_ttl)).await
+        self.store.put(key, b"1", Some(self.revocation_ttl)).await?;
+        self.store.sync_replicas(key).await
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -563,6 +566,7 @@ impl Repos {
                             new: Some((&bytes, ttl)),
                             require: &[],
                             puts: &[],
+                            durable: false,
                         })
                         .await?
                 }
@@ -606,6 +610,7 @@ impl Repos {
                     new: Some((&bytes, self.client_ttl(&client))),
                     require: &[],
                     puts: &[],
+                    durable: false,
                 })
                 .await?;
             if extended {
@@ -636,6 +641,7 @@ impl Repos {
                     new: None,
                     require: &[],
                     puts: &[],
+                    durable: false,
                 })
                 .await?;
             if deleted {
@@ -799,6 +805,7 @@ impl Repos {
                     new: new.map(|b| (b, ttl)),
                     require: &[],
                     puts: &[(&flag, allowed, ttl)],
+                    durable: false,
                 })
                 .await?
             {
@@ -1049,6 +1056,7 @@ impl Repos {
                 new: Some((&new, ttl_secs(keep_secs))),
                 require: &require,
                 puts: &puts,
+                durable: true,
             })
             .await
     }
@@ -1144,6 +1152,7 @@ impl Repos {
                     (&next_key, &next_bytes, ttl_secs(ttl)),
                     (&fam_key, b"1", ttl_secs(ttl)),
                 ],
+                durable: true,
             })
             .await
     }
@@ -1172,8 +1181,15 @@ impl Repos {
     /// marker is written first, so a failure in between never leaves the
     /// family dead and its access tokens alive.
     pub async fn revoke_family(&self, family: &str) -> Result<bool, StoreError> {
-        self.mark_revoked(&id_key(REVOKED_GRANT, family)).await?;
-        self.store.delete(&id_key(FAMILY, family)).await
+        let marker = id_key(REVOKED_GRANT, family);
+        self.store
+            .put(&marker, b"1", Some(self.revocation_ttl))
+            .await?;
+        let fam_key = id_key(FAMILY, family);
+        let alive = self.store.delete(&fam_key).await?;
+        // One WAIT for both writes: the two keys share the family's slot.
+        self.store.sync_replicas(&fam_key).await?;
+        Ok(alive)
     }
 
     // ---- access token deny-list ---------------------------------------
@@ -1183,9 +1199,9 @@ impl Repos {
         if ttl <= 0 {
             return Ok(()); // already expired: nothing to deny
         }
-        self.store
-            .put(&id_key(DENY, jti), b"1", ttl_secs(ttl))
-            .await
+        let key = id_key(DENY, jti);
+        self.store.put(&key, b"1", ttl_secs(ttl)).await?;
+        self.store.sync_replicas(&key).await
     }
 
     /// Whether the `jti` is denied.
@@ -1278,6 +1294,7 @@ impl Repos {
                             new: Some((&bytes, ttl_secs(ttl))),
                             require: &[],
                             puts: &[],
+                            durable: false,
                         })
                         .await?
                 }
@@ -1343,6 +1360,7 @@ impl Repos {
                     new: Some((&bytes, None)),
                     require: &[],
                     puts: &[(&marker, b"1", None)],
+                    durable: false,
                 })
                 .await?
             {
@@ -1366,7 +1384,8 @@ impl Repos {
             let Some(app) = apps.remove(client_id) else {
                 return Ok(false);
             };
-            self.store.delete(&id_key(CONSENT, &app.id)).await?;
+            let consent_key = id_key(CONSENT, &app.id);
+            self.store.delete(&consent_key).await?;
             let now = self.clock.now().to_string();
             self.store
                 .put(
@@ -1375,6 +1394,8 @@ impl Repos {
                     Some(self.revocation_ttl),
                 )
                 .await?;
+            // Both keys carry the user's slot on a cluster: one WAIT.
+            self.store.sync_replicas(&consent_key).await?;
             let bytes = serde_json::to_vec(&apps)?;
             if self
                 .store
@@ -1384,6 +1405,7 @@ impl Repos {
                     new: Some((&bytes, None)),
                     require: &[],
                     puts: &[],
+                    durable: false,
                 })
                 .await?
             {
@@ -1475,6 +1497,7 @@ impl Repos {
                 new: None,
                 require: &[],
                 puts: &[],
+                durable: false,
             })
             .await?;
         Ok(taken.then_some(value))
