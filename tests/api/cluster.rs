@@ -190,6 +190,7 @@ async fn cross_slot_swaps_are_refused(store: &RedisClusterStore) {
             new: None,
             require: &[],
             puts,
+            durable: false,
         })
         .await
     })
@@ -550,6 +551,7 @@ async fn a_password_protected_cluster() {
             new: Some((b"2", None)),
             require: &[],
             puts: &[],
+            durable: false,
         })
         .await
         .unwrap());

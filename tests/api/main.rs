@@ -12,6 +12,7 @@ mod demo_client;
 mod deployment;
 mod discovery;
 mod doc_server;
+mod durability;
 mod explained_pages;
 mod faults;
 mod flows;

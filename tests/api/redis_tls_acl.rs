@@ -139,6 +139,7 @@ impl KvStore for Prefixed {
                 new: op.new,
                 require: &require,
                 puts: &puts,
+                durable: false,
             })
             .await
     }
@@ -223,6 +224,7 @@ async fn every_operation(store: &RedisStore) -> Result<(), StoreError> {
             new: None,
             require: &["kg:op:b"],
             puts: &[("kg:op:c", b"3", None)],
+            durable: false,
         })
         .await?;
     assert!(swapped);
@@ -651,6 +653,7 @@ async fn a_missing_permission_is_a_clear_error_not_a_panic() {
         new: None,
         require: &[],
         puts: &[],
+        durable: false,
     };
     let err = store.swap(&swap).await.unwrap_err();
     assert!(err.is_command_refused(), "{err:?}");

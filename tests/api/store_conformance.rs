@@ -157,6 +157,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: Some((b"v2", None)),
         require: &[],
         puts,
+        durable: false,
     };
     assert!(!store.swap(&op).await.unwrap());
     assert_eq!(
@@ -171,6 +172,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: Some((b"v2", None)),
         require: &["{sw}:fam", "{sw}:gone"],
         puts,
+        durable: false,
     };
     assert!(!store.swap(&op).await.unwrap());
     assert!(store.get("{sw}:side").await.unwrap().is_none());
@@ -181,6 +183,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: Some((b"v2", None)),
         require: &["{sw}:fam"],
         puts,
+        durable: false,
     };
     assert!(store.swap(&op).await.unwrap());
     assert_eq!(
@@ -204,6 +207,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: None,
         require: &[],
         puts: &[],
+        durable: false,
     };
     assert!(store.swap(&op).await.unwrap());
     assert!(store.get("{sw}:k").await.unwrap().is_none());
@@ -214,6 +218,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: Some((b"b", Some(Duration::from_millis(100)))),
         require: &[],
         puts: &[],
+        durable: false,
     };
     assert!(store.swap(&op).await.unwrap());
     eventually("swapped value expires", || async {
@@ -227,6 +232,7 @@ async fn swap_is_compare_and_set_with_side_writes(store: &Store) {
         new: Some((b"x", None)),
         require: &[],
         puts: &[],
+        durable: false,
     };
     assert!(!store.swap(&op).await.unwrap());
 }
@@ -246,6 +252,7 @@ async fn concurrent_swap_has_one_winner(store: &Store) {
                 new: Some((val.as_bytes(), None)),
                 require: &[],
                 puts,
+                durable: false,
             };
             store.swap(&op).await.unwrap()
         }));
@@ -673,6 +680,7 @@ async fn memory_store_cap_bounds_the_number_of_keys() {
         new: Some((b"3", None)),
         require: &[],
         puts: &[("cap:e", b"1", None)],
+        durable: false,
     };
     assert!(matches!(store.swap(&swap).await, Err(StoreError::Full(3))));
     assert_eq!(
