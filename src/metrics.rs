@@ -290,6 +290,13 @@ impl KvStore for InstrumentedStore {
     ) -> Result<crate::rate::Decision, StoreError> {
         self.count("rate", self.inner.rate(key, quota, cost).await)
     }
+    async fn sync_replicas(&self, key: &str) -> Result<bool, StoreError> {
+        match self.inner.sync_replicas(key).await {
+            // Nothing to wait for: no round trip to count.
+            Ok(false) => Ok(false),
+            r => self.count("wait", r),
+        }
+    }
     fn layout(&self) -> crate::store::Layout {
         self.inner.layout()
     }

@@ -584,9 +584,9 @@ impl KvStore for RedisClusterStore {
         swap_on(&mut conn, op, self.timeout, self.durability).await
     }
 
-    async fn sync_replicas(&self, key: &str) -> Result<(), StoreError> {
+    async fn sync_replicas(&self, key: &str) -> Result<bool, StoreError> {
         if !self.durability.enabled() {
-            return Ok(());
+            return Ok(false);
         }
         // To the master of `key`'s slot: WAIT counts that node's
         // replicas, for the writes of keygate's connection to it.
@@ -604,7 +604,8 @@ impl KvStore for RedisClusterStore {
             Ok(reply) => reply?,
             Err(_elapsed) => return Err(StoreError::Timeout),
         };
-        self.durability.check(parse(reply)?)
+        self.durability.check(parse(reply)?)?;
+        Ok(true)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {

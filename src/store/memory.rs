@@ -289,6 +289,12 @@ impl KvStore for MemoryStore {
     /// The TAT is the entry's expiry: the entry vanishes exactly when its
     /// bucket is full again, and the sweeper reclaims it like any other.
     /// The entry guard makes the step atomic for the key.
+    /// Nothing to wait for: the memory store has no replicas
+    /// (`store.wait_replicas` is refused with it at start).
+    async fn sync_replicas(&self, _key: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
         let new_keys = if cost > 0 { self.absent([key]) } else { 0 };
         self.room_for(new_keys)?;

@@ -78,17 +78,21 @@ pub enum StoreError {
 pub struct Durability {
     /// Replicas that must acknowledge (0: no waiting).
     pub replicas: u32,
-    /// How long Redis waits for them: half the store timeout, so that its
-    /// answer arrives before the call's own deadline.
+    /// How long Redis waits for them: a third of the store timeout, so
+    /// that its answer arrives before the call's own deadline even when
+    /// the call is sent twice (a Redis that lost its scripts answers the
+    /// first with `NOSCRIPT`, after its `WAIT` ran) and Redis ends each
+    /// `WAIT` up to 100 ms late (its timeouts run on the server's clock
+    /// tick, `hz 10`).
     pub wait: Duration,
 }
 
 impl Durability {
-    /// `replicas` acknowledgements within half of `store_timeout`.
+    /// `replicas` acknowledgements within a third of `store_timeout`.
     pub fn new(replicas: u32, store_timeout: Duration) -> Durability {
         Durability {
             replicas,
-            wait: (store_timeout / 2).max(Duration::from_millis(1)),
+            wait: (store_timeout / 3).max(Duration::from_millis(1)),
         }
     }
 
@@ -228,15 +232,14 @@ pub trait KvStore: Send + Sync + 'static {
     /// made so far to `key`'s shard (one `WAIT` on the connection that made
     /// them). Revocations call it after their writes; a [`Swap`] marked
     /// `durable` waits in the same round trip instead. A no-op where there
-    /// is nothing to wait for (memory, `wait_replicas = 0`).
+    /// is nothing to wait for (memory, `wait_replicas = 0`): then it
+    /// answers `false` (no round trip made). Required of every backend and
+    /// wrapper: a default no-op in a wrapper would silently drop the wait.
     ///
     /// # Errors
     /// [`StoreError::NotReplicated`] when too few replicas acknowledged in
     /// time, or any store error.
-    async fn sync_replicas(&self, key: &str) -> Result<(), StoreError> {
-        let _ = key;
-        Ok(())
-    }
+    async fn sync_replicas(&self, key: &str) -> Result<bool, StoreError>;
     /// The feed that tells this process when a cached record changed on
     /// any instance ([`invalidation`]); `None` when the backend has none
     /// (memory, one Redis: their token path reads clients in the same

@@ -544,14 +544,15 @@ impl KvStore for RedisStore {
         swap_on(&mut conn, op, self.timeout, self.durability).await
     }
 
-    async fn sync_replicas(&self, _key: &str) -> Result<(), StoreError> {
+    async fn sync_replicas(&self, _key: &str) -> Result<bool, StoreError> {
         // One connection carries every write of this process: one WAIT
         // covers them all, whatever the key.
         if !self.durability.enabled() {
-            return Ok(());
+            return Ok(false);
         }
         let acked: i64 = self.query(&self.durability.wait_cmd()).await?;
-        self.durability.check(acked)
+        self.durability.check(acked)?;
+        Ok(true)
     }
 
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
@@ -608,7 +609,7 @@ mod tests {
 
     #[test]
     fn durability_checks_the_acknowledgements() {
-        let d = Durability::new(2, Duration::from_millis(2000));
+        let d = Durability::new(2, Duration::from_millis(3000));
         assert_eq!(d.wait, Duration::from_secs(1));
         assert!(d.check(2).is_ok());
         assert!(d.check(3).is_ok());

@@ -452,7 +452,8 @@ impl Repos {
     /// tokens back after a failover.
     async fn mark_revoked(&self, key: &str) -> Result<(), StoreError> {
         self.store.put(key, b"1", Some(self.revocation_ttl)).await?;
-        self.store.sync_replicas(key).await
+        self.store.sync_replicas(key).await?;
+        Ok(())
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -1201,7 +1202,8 @@ impl Repos {
         }
         let key = id_key(DENY, jti);
         self.store.put(&key, b"1", ttl_secs(ttl)).await?;
-        self.store.sync_replicas(&key).await
+        self.store.sync_replicas(&key).await?;
+        Ok(())
     }
 
     /// Whether the `jti` is denied.
@@ -1723,6 +1725,9 @@ mod tests {
         }
         async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
             self.inner.rate(key, quota, cost).await
+        }
+        async fn sync_replicas(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.sync_replicas(key).await
         }
         fn layout(&self) -> Layout {
             Layout::Slotted

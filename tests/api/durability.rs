@@ -18,8 +18,10 @@ use crate::redis_cluster::command_as;
 use crate::redis_server::RedisServer;
 use crate::steps;
 
-/// The store timeout of these tests: `WAIT` gets half of it.
-const TIMEOUT: Duration = Duration::from_millis(600);
+/// The store timeout of these tests: `WAIT` gets a third of it (Redis
+/// ends a `WAIT` on its 100 ms clock tick, and the first durable swap on a
+/// fresh Redis runs twice: `NOSCRIPT`, then again after loading).
+const TIMEOUT: Duration = Duration::from_millis(1500);
 
 async fn durable_store(redis: &RedisServer, replicas: u32) -> RedisStore {
     RedisStore::connect(&redis.url(), TIMEOUT)
@@ -140,7 +142,11 @@ async fn with_a_replica_durable_writes_succeed_and_are_replicated_first() {
 /// single-use, still works. The settings are refused with the memory store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_replicas_redemptions_and_revocations_answer_503() {
-    let app = spawn_app_with(Backend::Redis, Alg::RS256, |s| s.store.wait_replicas = 1).await;
+    let app = spawn_app_with(Backend::Redis, Alg::RS256, |s| {
+        s.store.wait_replicas = 1;
+        s.store.timeout_ms = 1500;
+    })
+    .await;
     let cc = app
         .post_token(
             Some(("basic-client", SECRET)),

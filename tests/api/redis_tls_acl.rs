@@ -146,6 +146,9 @@ impl KvStore for Prefixed {
     async fn rate(&self, key: &str, quota: Quota, cost: i64) -> Result<Decision, StoreError> {
         self.inner.rate(&self.key(key), quota, cost).await
     }
+    async fn sync_replicas(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.sync_replicas(&self.key(key)).await
+    }
 }
 
 /// (a) The whole store contract holds over TLS as the documented ACL user,
