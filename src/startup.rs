@@ -574,6 +574,9 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
                     "store: redis is not reachable at start; serving 503 until it is (see /readyz)"
                 ),
             }
+            if matches!(cfg.store, StoreBackend::RedisSentinel(_)) {
+                check_sentinel_replicas_eviction(&store, options.require_noeviction).await?;
+            }
             if options.durability.enabled() {
                 warn_if_too_few_replicas(&store, options.durability.replicas).await;
             }
@@ -646,39 +649,66 @@ async fn check_cluster_eviction(
     require_noeviction: bool,
 ) -> anyhow::Result<()> {
     match store.eviction_policies().await {
-        Ok(nodes) => {
-            let evicting: Vec<String> = nodes
-                .iter()
-                .filter(|(_, p)| p != "noeviction")
-                .map(|(node, p)| format!("{node} (`{p}`)"))
-                .collect();
-            if evicting.is_empty() {
-                tracing::info!(
-                    nodes = nodes.len(),
-                    "store: redis cluster (maxmemory-policy noeviction on every node)"
-                );
-            } else if require_noeviction {
-                bail!(
-                    "store.url: Redis Cluster nodes run without maxmemory-policy noeviction: {}; \
-                     keygate requires `noeviction` on every node (an evicted revocation or \
-                     used-code record would bring a dead token back). Run `CONFIG SET \
-                     maxmemory-policy noeviction` on each node or set it in their redis.conf \
-                     (store.require_noeviction = false runs anyway)",
-                    evicting.join(", ")
-                );
-            } else {
-                tracing::error!(
-                    nodes = %evicting.join(", "),
-                    "store: Redis Cluster nodes may EVICT keys: an evicted revocation or used-code \
-                     record brings a dead token back. Running anyway because \
-                     store.require_noeviction = false; set maxmemory-policy noeviction"
-                );
-            }
-        }
+        Ok(nodes) => check_nodes_eviction("Redis Cluster nodes", &nodes, require_noeviction)?,
         Err(e) => tracing::warn!(
             error = %e,
             "store: redis cluster is not reachable at start; serving 503 until it is (see /readyz)"
         ),
+    }
+    Ok(())
+}
+
+/// The `noeviction` start check of the replicas the sentinels list (each
+/// may become the master). A look-up that fails is a warning: the master
+/// check before it has said whether Redis answers.
+async fn check_sentinel_replicas_eviction(
+    store: &RedisStore,
+    require_noeviction: bool,
+) -> anyhow::Result<()> {
+    match store.replica_eviction_policies().await {
+        Ok(nodes) => check_nodes_eviction("Redis replicas", &nodes, require_noeviction)?,
+        Err(e) => tracing::warn!(
+            error = %e,
+            "store: could not read the maxmemory-policy of the replicas the sentinels list; \
+             make sure every replica runs with noeviction"
+        ),
+    }
+    Ok(())
+}
+
+/// Refuses (or, with `store.require_noeviction = false`, logs) `nodes`
+/// (`host:port`, policy) that may evict keys; `what` names them.
+fn check_nodes_eviction(
+    what: &str,
+    nodes: &[(String, String)],
+    require_noeviction: bool,
+) -> anyhow::Result<()> {
+    let evicting: Vec<String> = nodes
+        .iter()
+        .filter(|(_, p)| p != "noeviction")
+        .map(|(node, p)| format!("{node} (`{p}`)"))
+        .collect();
+    if evicting.is_empty() {
+        tracing::info!(
+            nodes = nodes.len(),
+            "store: {what}: maxmemory-policy noeviction on every node"
+        );
+    } else if require_noeviction {
+        bail!(
+            "store.url: {what} run without maxmemory-policy noeviction: {}; \
+             keygate requires `noeviction` on every node (an evicted revocation or \
+             used-code record would bring a dead token back). Run `CONFIG SET \
+             maxmemory-policy noeviction` on each node or set it in their redis.conf \
+             (store.require_noeviction = false runs anyway)",
+            evicting.join(", ")
+        );
+    } else {
+        tracing::error!(
+            nodes = %evicting.join(", "),
+            "store: {what} may EVICT keys: an evicted revocation or used-code \
+             record brings a dead token back. Running anyway because \
+             store.require_noeviction = false; set maxmemory-policy noeviction"
+        );
     }
     Ok(())
 }

@@ -106,7 +106,27 @@ async fn store_problem(settings: &Settings) -> Option<(String, String)> {
                 "cannot verify the maxmemory-policy of Redis at {shown} ({e}): allow `CONFIG GET` to keygate's ACL user (`+config|get`, docs/redis.md) or set store.require_noeviction = false"
             ))
         }
-        _ => None,
+        _ if !settings.store.require_noeviction => None,
+        // Under Sentinel every replica may become the master.
+        _ => match tokio::time::timeout(STORE_WAIT, store.replica_eviction_policies()).await {
+            Ok(Ok(replicas)) => {
+                let evicting: Vec<String> = replicas
+                    .iter()
+                    .filter(|(_, p)| p != "noeviction")
+                    .map(|(n, p)| format!("{n} (`{p}`)"))
+                    .collect();
+                (!evicting.is_empty()).then(|| {
+                    (
+                        "store.url".to_string(),
+                        format!(
+                            "Redis replicas of {shown} run without maxmemory-policy noeviction: {}; keygate requires `noeviction` (a replica becomes the master at failover)",
+                            evicting.join(", ")
+                        ),
+                    )
+                })
+            }
+            _ => None,
+        },
     }
 }
 

@@ -162,6 +162,19 @@ impl RedisStore {
         self
     }
 
+    /// The `maxmemory-policy` of every replica the sentinels list
+    /// (`redis+sentinel://`, [`SentinelConnection::replica_eviction_policies`]);
+    /// empty for one Redis, whose replicas keygate does not know.
+    ///
+    /// # Errors
+    /// As for any call.
+    pub async fn replica_eviction_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        match &self.conn {
+            Conn::Direct(_) => Ok(vec![]),
+            Conn::Sentinel(s) => s.replica_eviction_policies().await,
+        }
+    }
+
     /// How many replicas are connected to the master now (the third part
     /// of `ROLE`'s answer on a master; 0 on anything else): start-up warns
     /// when `store.wait_replicas` asks for more.

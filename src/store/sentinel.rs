@@ -214,6 +214,8 @@ struct Resolver {
 }
 
 struct Inner {
+    /// Secret (passwords): for the start-up look-up of the replicas.
+    url: SentinelUrl,
     resolver: tokio::sync::Mutex<Resolver>,
     current: Mutex<Option<Current>>,
     config: AsyncConnectionConfig,
@@ -260,6 +262,7 @@ impl SentinelConnection {
             .set_response_timeout(Some(timeout));
         Ok(SentinelConnection {
             inner: Arc::new(Inner {
+                url: parsed,
                 resolver: tokio::sync::Mutex::new(Resolver {
                     client,
                     failed: None,
@@ -270,6 +273,49 @@ impl SentinelConnection {
                 timeout,
             }),
         })
+    }
+
+    /// The `maxmemory-policy` of every replica the sentinels list as
+    /// healthy, as `(host:port, policy)`: a replica becomes the master at
+    /// failover, so start-up requires `noeviction` there too.
+    ///
+    /// # Errors
+    /// No sentinel answers, or a replica does not answer `CONFIG GET`.
+    pub async fn replica_eviction_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let run = async {
+            let url = &self.inner.url;
+            let settings = url
+                .data_node_settings()
+                .map_err(StoreError::Misconfigured)?;
+            let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+            let mut sentinel = redis::sentinel::Sentinel::build(url.sentinel_urls())?;
+            let replicas = sentinel
+                .async_get_replica_clients(&url.master_name, Some(&node))
+                .await?;
+            let mut out = vec![];
+            for replica in replicas {
+                let addr = replica.get_connection_info().addr().to_string();
+                let mut conn = replica
+                    .get_multiplexed_async_connection_with_config(&self.inner.config)
+                    .await?;
+                let mut reply: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async(&mut conn)
+                    .await?;
+                let policy = reply.remove("maxmemory-policy").ok_or_else(|| {
+                    StoreError::Misconfigured(format!(
+                        "the Redis replica {addr} did not report maxmemory-policy"
+                    ))
+                })?;
+                out.push((addr, policy));
+            }
+            Ok::<_, StoreError>(out)
+        };
+        match tokio::time::timeout(self.inner.timeout, run).await {
+            Ok(r) => r,
+            Err(_elapsed) => Err(StoreError::Timeout),
+        }
     }
 
     fn current(&self) -> Option<Current> {
