@@ -13,7 +13,7 @@ use keygate::store::redis::RedisStore;
 use keygate::store::{Durability, KvStore, StoreError, Swap};
 use keygate::tokens::keys::Alg;
 
-use crate::helpers::{pkce_pair, spawn_app_with, Backend, REDIRECT, SECRET};
+use crate::helpers::{spawn_app_with, Backend, SECRET};
 use crate::redis_cluster::command_as;
 use crate::redis_server::RedisServer;
 use crate::steps;
@@ -159,15 +159,7 @@ async fn without_replicas_redemptions_and_revocations_answer_503() {
         .unwrap()
         .to_string();
 
-    let (verifier, challenge) = pkce_pair();
-    let redirect = app
-        .authorize(
-            &steps::code_query("web-app", "profile", &challenge),
-            "allow",
-        )
-        .await;
-    assert!(redirect.starts_with(REDIRECT), "{redirect}");
-    let code = steps::code_of(&redirect);
+    let (code, verifier) = app.web_app_code("profile").await;
     let resp = steps::redeem(
         &app.http,
         &app.addr,

@@ -32,14 +32,7 @@ async fn redis_cmd(app: &TestApp, args: &[&str]) {
 
 /// A fresh code for `web-app` and its verifier.
 async fn code(app: &TestApp) -> (String, String) {
-    let (verifier, challenge) = pkce_pair();
-    let to = app
-        .authorize(
-            &steps::code_query("web-app", "profile", &challenge),
-            "allow",
-        )
-        .await;
-    (steps::code_of(&to), verifier)
+    app.web_app_code("profile").await
 }
 
 async fn redeem(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {

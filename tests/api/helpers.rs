@@ -304,6 +304,16 @@ impl TestApp {
         steps::authorize(&self.addr, query, decision).await
     }
 
+    /// A fresh code for `web-app` with `scope` (the user allows), and its
+    /// PKCE verifier.
+    pub async fn web_app_code(&self, scope: &str) -> (String, String) {
+        let (verifier, challenge) = pkce_pair();
+        let to = self
+            .authorize(&steps::code_query("web-app", scope, &challenge), "allow")
+            .await;
+        (steps::code_of(&to), verifier)
+    }
+
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         self.http
             .get(self.url(path))

@@ -320,14 +320,7 @@ async fn full_flow_over_tls_as_the_acl_user() {
     .await;
 
     // Authorization code + PKCE (login session, consent, code in Redis).
-    let (verifier, challenge) = pkce_pair();
-    let redirect = app
-        .authorize(
-            &steps::code_query("web-app", "profile email", &challenge),
-            "allow",
-        )
-        .await;
-    let code = steps::code_of(&redirect);
+    let (code, verifier) = app.web_app_code("profile email").await;
     let tokens = steps::ok_json(
         steps::redeem(
             &app.http,
