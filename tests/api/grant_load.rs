@@ -469,7 +469,7 @@ async fn one_unit(
             .push(std::mem::replace(&mut token, r.field("refresh_token")));
         access = r.field("access_token");
     }
-    if unit % REVOKE_EVERY == 0 {
+    if unit.is_multiple_of(REVOKE_EVERY) {
         let r = revoke(http, base, &token).await;
         ledger.count("revoke", r.status);
         if r.unavailable() {
