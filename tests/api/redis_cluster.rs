@@ -163,6 +163,15 @@ impl RedisCluster {
         masters
     }
 
+    /// The process id of the node on `port`, `None` while it is stopped
+    /// (to pause it with `SIGSTOP`: `redis_sentinel::signal`).
+    pub fn pid(&self, port: u16) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref().map(Child::id))
+    }
+
     /// Kills the node on `port` (`SIGKILL`, by PID: a crash) and waits for
     /// it to exit. Does nothing if it is stopped already.
     pub fn stop_node(&mut self, port: u16) {
