@@ -185,7 +185,7 @@ audit: deny-tool ## cargo deny advisories against a local RustSec database (neve
 keys: ## Generate a new RS256 signing key in keys/ (ALG=ES256|EdDSA for others)
 	$(CARGO) run --release -- --config $(CONFIG) keys generate --alg $(or $(ALG),RS256)
 
-bench: ## Benchmark (release, a few minutes): endpoints vs the raw signing rate, memory, micro-benchmarks -> target/bench/report.md
+bench: ## Benchmark (release, a few minutes): endpoints vs the raw signing rate, memory, micro-benchmarks -> target/bench/report.md (BENCH_ARGS="--stores memory,redis,replica,cluster" adds Redis Cluster and store.wait_replicas: docs/scaling.md)
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing redis-server (apt-get)"; \

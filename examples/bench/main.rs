@@ -24,6 +24,7 @@ mod profile;
 mod redis_cost;
 mod report;
 mod scenarios;
+mod topology;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -90,9 +91,16 @@ pub struct RunArgs {
     /// client_credentials, authorization_code, refresh_token, introspection, me.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Stores to run, comma-separated.
+    /// Stores to run, comma-separated: memory, redis (one redis-server),
+    /// replica (a master with one replica), cluster (3 masters with a
+    /// replica each, `redis+cluster://`).
     #[arg(long, default_value = "memory,redis", value_delimiter = ',')]
     pub stores: Vec<String>,
+    /// On `replica` and `cluster`: measure authorization_code and
+    /// refresh_token again with `store.wait_replicas = 1`, right after the
+    /// same scenarios with 0 (`--durable false` leaves that out).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub durable: bool,
     /// Also measure node-oidc-provider (RS256 JWT access tokens,
     /// client_credentials) on keygate's core, next to keygate's RS256
     /// memory client_credentials (`--peers false` leaves it out).

@@ -132,6 +132,11 @@ impl Proc {
         cpu_time(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+
     /// Fails if the process has already exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {

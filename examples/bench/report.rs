@@ -16,6 +16,83 @@ use crate::{RunArgs, SignRate};
 /// Scenarios whose cost is one signature.
 const SIGNING: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
 
+/// The ratio target of issues 6 and 13 for a scenario on a store: the
+/// Redis targets hold on every Redis deployment (one server, with a
+/// replica, a cluster). A `wait=1` row has none: waiting for a replica is
+/// the cost it measures.
+fn ratio_target(scenario: &str, store: &str) -> Option<f64> {
+    if store.contains("wait=") {
+        return None;
+    }
+    let redis = store != "memory";
+    match (scenario, redis) {
+        ("client_credentials", false) => Some(0.85),
+        ("client_credentials", true) => Some(0.80),
+        ("authorization_code" | "refresh_token", true) => Some(0.75),
+        _ => None,
+    }
+}
+
+/// One durable write measured with `store.wait_replicas` 0 and 1 on the
+/// same deployment, in the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Durable {
+    pub alg: String,
+    /// `replica` or `cluster`.
+    pub store: String,
+    pub scenario: String,
+    /// Requests per second with 0 and with 1.
+    pub per_sec: (f64, f64),
+    pub p50_us: (f64, f64),
+    pub p99_us: (f64, f64),
+    /// Masters' CPU per request, in µs (with 0 and 1).
+    pub redis_cpu_us: (f64, f64),
+    /// Throughput with 1 ÷ throughput with 0.
+    pub throughput_ratio: f64,
+    /// p50 with 1 ÷ p50 with 0.
+    pub p50_ratio: f64,
+    pub p99_ratio: f64,
+    /// Failed requests with 1 (a missing acknowledgement answers 503).
+    pub errors: u64,
+}
+
+/// Pairs each `STORE wait=1` row with the `STORE` row of the same scenario
+/// (at full concurrency) of the same algorithm.
+pub fn durable_pairs(algs: &[AlgRun]) -> Vec<Durable> {
+    let mut out = vec![];
+    for run in algs {
+        for waited in run.rows.iter().filter(|r| r.concurrency > 1) {
+            let Some(base) = waited.store.strip_suffix(" wait=1") else {
+                continue;
+            };
+            let Some(plain) = run.rows.iter().find(|r| {
+                r.store == base
+                    && r.scenario == waited.scenario
+                    && r.concurrency == waited.concurrency
+            }) else {
+                continue;
+            };
+            let (a, b) = (&plain.outcome, &waited.outcome);
+            let div = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+            let cpu = |r: &Row| r.redis.as_ref().map_or(0.0, |c| c.cpu_us);
+            out.push(Durable {
+                alg: run.alg.clone(),
+                store: base.to_string(),
+                scenario: waited.scenario.clone(),
+                per_sec: (a.per_sec, b.per_sec),
+                p50_us: (a.p50_us, b.p50_us),
+                p99_us: (a.p99_us, b.p99_us),
+                redis_cpu_us: (cpu(plain), cpu(waited)),
+                throughput_ratio: div(b.per_sec, a.per_sec),
+                p50_ratio: div(b.p50_us, a.p50_us),
+                p99_ratio: div(b.p99_us, a.p99_us),
+                errors: b.errors,
+            });
+        }
+    }
+    out
+}
+
 /// One scenario on one store.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -206,6 +283,8 @@ pub struct Report {
     pub micro: Vec<Micro>,
     /// node-oidc-provider next to keygate (`--peers`).
     pub peers: Option<crate::peer::PeerRun>,
+    /// `store.wait_replicas` 1 against 0 (`--stores replica,cluster`).
+    pub durable: Vec<Durable>,
     pub checks: Vec<Check>,
 }
 
@@ -292,6 +371,7 @@ impl Report {
             memory: vec![],
             micro: vec![],
             peers: None,
+            durable: vec![],
             checks: vec![],
         }
     }
@@ -306,12 +386,7 @@ impl Report {
                     run.alg, row.store, row.scenario, row.concurrency
                 );
                 let o = &row.outcome;
-                let ratio_target = match (row.scenario.as_str(), row.store.as_str()) {
-                    ("client_credentials", "memory") => Some(0.85),
-                    ("client_credentials", "redis") => Some(0.80),
-                    ("authorization_code" | "refresh_token", "redis") => Some(0.75),
-                    _ => None,
-                };
+                let ratio_target = ratio_target(&row.scenario, &row.store);
                 if let (Some(t), Some(r), true) =
                     (ratio_target, row.ratio_to_sign, row.concurrency > 1)
                 {
@@ -377,6 +452,7 @@ impl Report {
             checks.push(peer.check(self.concurrency));
         }
         self.checks = checks;
+        self.durable = durable_pairs(&self.algs);
     }
 
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
@@ -481,27 +557,93 @@ impl Report {
             .collect();
         if !redis_rows.is_empty() {
             s.push_str("\n## What each request costs Redis (docs/scaling.md)\n\n");
-            s.push_str("Round trips are keygate's store calls; commands are what Redis counts (those run inside keygate's Lua scripts included); bytes are Redis's network input and output; CPU is redis-server's own (user + system).\n\n");
-            s.push_str("| alg | scenario | c | round trips | commands | by command | bytes in | bytes out | Redis CPU µs |\n|---|---|---:|---:|---:|---|---:|---:|---:|\n");
-            for (run, r, c) in redis_rows {
+            s.push_str("Round trips are keygate's store calls; commands are what Redis counts (those run inside keygate's Lua scripts included); bytes are Redis's network input and output to keygate, and to the replicas (repl); memory is the growth of `used_memory` per request (what it leaves stored until expiry); CPU is redis-server's own (user + system). With several masters (a cluster) every figure is the sum over the masters; a replica's CPU is given apart. Per Redis core: 1 s ÷ the CPU per request (of the busiest master on a cluster), i.e. what one redis-server core would serve of this mix if it did nothing else: a floor, since a busier Redis batches more per system call.\n\n");
+            s.push_str("| alg | store | scenario | c | req/s | round trips | commands | by command | bytes in | bytes out | repl bytes | memory B | Redis CPU µs | replica CPU µs | req/s per Redis core | commands/s per Redis core |\n|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for (run, r, c) in &redis_rows {
                 let by: Vec<String> = c
                     .by_command
                     .iter()
                     .filter(|(_, n)| **n >= 0.005)
                     .map(|(k, n)| format!("{k} {n:.2}"))
                     .collect();
+                let per_core = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.0}"));
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+                    "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
                     run.alg,
+                    r.store,
                     r.scenario,
                     r.concurrency,
+                    r.outcome.per_sec,
                     r.store_calls_per_request,
                     c.commands,
                     by.join(", "),
                     c.bytes_in,
                     c.bytes_out,
-                    c.cpu_us
+                    c.repl_bytes,
+                    c.memory_bytes,
+                    c.cpu_us,
+                    c.replica_cpu_us,
+                    per_core(c.requests_per_core()),
+                    per_core(c.commands_per_core()),
+                );
+            }
+            let sharded: Vec<_> = redis_rows
+                .iter()
+                .filter(|(_, _, c)| c.shards.len() > 1)
+                .collect();
+            if !sharded.is_empty() {
+                s.push_str("\n### Per shard (Redis Cluster masters)\n\n");
+                s.push_str("Commands/s on each master at the measured rate (its commands per request × req/s), its share, the spread (busiest master ÷ mean; 1.00 = even), each master's CPU per request and its keys after the scenario. A user's codes and refresh tokens live on the user's slot: the bench's users are `bench-0` … `bench-N` (3 per worker).\n\n");
+                s.push_str("| alg | store | scenario | req/s | commands/s per master | share | spread | CPU µs/req per master | keys per master |\n|---|---|---|---:|---|---|---:|---|---|\n");
+                for (run, r, c) in sharded {
+                    let total: f64 = c.shards.iter().map(|x| x.commands).sum();
+                    let join = |f: &dyn Fn(&crate::redis_cost::ShardCost) -> String| {
+                        c.shards.iter().map(f).collect::<Vec<_>>().join(" / ")
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+                        run.alg,
+                        r.store,
+                        r.scenario,
+                        r.outcome.per_sec,
+                        join(&|x| format!("{:.0}", x.commands * r.outcome.per_sec)),
+                        join(&|x| if total > 0.0 {
+                            format!("{:.0}%", x.commands * 100.0 / total)
+                        } else {
+                            "–".into()
+                        }),
+                        c.spread().map_or("–".into(), |x| format!("{x:.2}")),
+                        join(&|x| format!("{:.1}", x.cpu_us)),
+                        join(&|x| x.keys.to_string()),
+                    );
+                }
+            }
+        }
+        if !self.durable.is_empty() {
+            s.push_str("\n## Durable writes: `store.wait_replicas` 1 against 0 (same deployment, same run)\n\n");
+            s.push_str("keygate restarted with `wait_replicas = 1` on the same Redis right after the scenarios with 0; every ratio is 1 ÷ 0. `replica`: one master and one replica; `cluster`: 3 masters with a replica each. All nodes share one core here, so a replica's acknowledgement costs CPU time on the same core as the masters; across hosts it costs a network round trip instead.\n\n");
+            s.push_str("| alg | store | scenario | req/s 0 → 1 | ÷ | p50 µs 0 → 1 | ÷ | p99 µs 0 → 1 | ÷ | Redis CPU µs/req 0 → 1 | errors with 1 |\n|---|---|---|---|---:|---|---:|---|---:|---|---:|\n");
+            for d in &self.durable {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.0} → {:.0} | {:.2} | {:.0} → {:.0} | {:.2} | {:.0} → {:.0} | {:.2} | {:.1} → {:.1} | {} |",
+                    d.alg,
+                    d.store,
+                    d.scenario,
+                    d.per_sec.0,
+                    d.per_sec.1,
+                    d.throughput_ratio,
+                    d.p50_us.0,
+                    d.p50_us.1,
+                    d.p50_ratio,
+                    d.p99_us.0,
+                    d.p99_us.1,
+                    d.p99_ratio,
+                    d.redis_cpu_us.0,
+                    d.redis_cpu_us.1,
+                    d.errors,
                 );
             }
         }
@@ -655,12 +797,7 @@ impl Report {
                         .copied()
                 };
                 let ratio = |scenario: &str| {
-                    let target = match (scenario, store) {
-                        ("client_credentials", "memory") => Some(0.85),
-                        ("client_credentials", "redis") => Some(0.80),
-                        ("authorization_code" | "refresh_token", "redis") => Some(0.75),
-                        _ => None,
-                    };
+                    let target = ratio_target(scenario, store);
                     match (find(scenario, false).and_then(|r| r.ratio_to_sign), target) {
                         (Some(r), Some(t)) => format!("{r:.3} (≥ {t}) {}", mark(r >= t)),
                         (Some(r), None) => format!("{r:.3}"),
@@ -784,6 +921,7 @@ mod tests {
             memory: vec![],
             micro: vec![],
             peers: None,
+            durable: vec![],
             checks: vec![],
         };
         r.finish();
@@ -898,5 +1036,66 @@ mod tests {
         let md = r.markdown();
         assert!(md.contains("| RS256 | memory | 0.860 (≥ 0.85) ✓"), "{md}");
         assert!(md.contains("Not met:"), "{md}");
+    }
+
+    #[test]
+    fn durable_rows_pair_with_their_store() {
+        let r = report(vec![
+            row(
+                "cluster",
+                "refresh_token",
+                16,
+                800.0,
+                20_000.0,
+                40_000.0,
+                2.0,
+            ),
+            row(
+                "cluster wait=1",
+                "refresh_token",
+                16,
+                600.0,
+                26_000.0,
+                60_000.0,
+                2.0,
+            ),
+            // No `replica` row to compare with: no pair.
+            row(
+                "replica wait=1",
+                "authorization_code",
+                16,
+                500.0,
+                1.0,
+                2.0,
+                2.0,
+            ),
+        ]);
+        assert_eq!(r.durable.len(), 1);
+        let d = &r.durable[0];
+        assert_eq!(
+            (d.store.as_str(), d.scenario.as_str()),
+            ("cluster", "refresh_token")
+        );
+        assert!((d.throughput_ratio - 0.75).abs() < 1e-9);
+        assert!((d.p50_ratio - 1.3).abs() < 1e-9);
+        assert!((d.p99_ratio - 1.5).abs() < 1e-9);
+        // A cluster is held to the Redis targets; a wait=1 row to none.
+        assert!(
+            check(
+                &r,
+                "RS256 cluster refresh_token c=16: tokens/s ÷ raw sign rate"
+            )
+            .met
+        );
+        assert!(!r.checks.iter().any(|c| c
+            .what
+            .starts_with("RS256 cluster wait=1 refresh_token c=16: tokens/s")));
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "| RS256 | cluster | refresh_token | 800 → 600 | 0.75 | 20000 → 26000 | 1.30 |"
+            ),
+            "{md}"
+        );
     }
 }
