@@ -114,7 +114,15 @@ async fn with_a_replica_durable_writes_succeed_and_are_replicated_first() {
     let replica = RedisServer::new();
     replicate(&replica, &master);
     let store = durable_store(&master, 1).await;
-    assert_eq!(store.connected_replicas().await.unwrap(), 1);
+    // The master lists the replica once its side of the link is up too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.connected_replicas().await.unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the master never listed its replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     store.put("kg:d:b", b"0", None).await.unwrap();
     for i in 0..20u32 {
         let (old, new) = (i.to_string(), (i + 1).to_string());
