@@ -153,8 +153,10 @@ impl Drop for Proc {
     }
 }
 
-/// Starts a throwaway redis-server on `port`: no persistence, `noeviction`.
-pub fn redis(core: Option<usize>, port: u16, log: &Path) -> anyhow::Result<Proc> {
+/// Starts a throwaway redis-server on `port`: loopback, no persistence,
+/// `noeviction`, then `extra` options (a `--dir`, cluster or replica
+/// options).
+pub fn redis(core: Option<usize>, port: u16, extra: &[&str], log: &Path) -> anyhow::Result<Proc> {
     let bin = which("redis-server").context(
         "redis-server is not installed: run `sudo apt-get install -y redis-server` (or `make test-deps`)",
     )?;
@@ -163,25 +165,23 @@ pub fn redis(core: Option<usize>, port: u16, log: &Path) -> anyhow::Result<Proc>
     // In production Redis has CPUs of its own. Here it shares the load
     // generator's core, so it runs at a higher priority than the load
     // generator (as root; otherwise `nice` warns and runs it unchanged).
-    let cmd = pinned(
-        core,
-        Path::new("nice"),
-        &[
-            "-n",
-            "-10",
-            bin,
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory-policy",
-            "noeviction",
-        ],
-    );
+    let mut args = vec![
+        "-n",
+        "-10",
+        bin,
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "noeviction",
+    ];
+    args.extend_from_slice(extra);
+    let cmd = pinned(core, Path::new("nice"), &args);
     let mut p = Proc::start("redis-server", cmd, log)?;
     wait_for_port(&mut p, port.parse()?, Duration::from_secs(10))?;
     Ok(p)

@@ -135,7 +135,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     eprintln!("memory: {n_mem} entries in the memory store, {n_redis} in Redis");
     let port = procs::free_port()?;
-    let redis = procs::redis(cores.load, port, &work.join("redis-memory.log"))?;
+    let redis = procs::redis(cores.load, port, &[], &work.join("redis-memory.log"))?;
     report.memory = crate::memory::run(Some(&format!("redis://127.0.0.1:{port}")), n_mem, n_redis)
         .await
         .context("memory measurement")?;

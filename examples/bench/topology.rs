@@ -81,7 +81,7 @@ impl Deployment {
         match kind {
             Kind::Single => {
                 let port = procs::free_port()?;
-                let proc = procs::redis(core, port, &dir.join("redis.log"))?;
+                let proc = procs::redis(core, port, &[], &dir.join("redis.log"))?;
                 Ok(Self {
                     kind,
                     nodes: vec![Node {
@@ -93,7 +93,7 @@ impl Deployment {
             }
             Kind::Replica => {
                 let master_port = procs::free_port()?;
-                let master = procs::redis(core, master_port, &dir.join("master.log"))?;
+                let master = procs::redis(core, master_port, &[], &dir.join("master.log"))?;
                 let port = procs::free_port()?;
                 let args = [
                     "--replicaof".to_string(),
@@ -166,7 +166,8 @@ impl Deployment {
     }
 }
 
-/// The common options of every node: loopback, no persistence, `noeviction`.
+/// A node of a replicated deployment: [`procs::redis`] with its files in
+/// `dir` and its log named after its role.
 fn start_node(
     core: Option<usize>,
     port: u16,
@@ -174,33 +175,10 @@ fn start_node(
     dir: &Path,
     name: &str,
 ) -> anyhow::Result<Proc> {
-    let bin = procs::which("redis-server").context(
-        "redis-server is not installed: run `sudo apt-get install -y redis-server` (or `make test-deps`)",
-    )?;
-    let port_s = port.to_string();
     let dir_s = dir.to_str().context("path is not UTF-8")?;
-    let mut args: Vec<&str> = vec![
-        "-n",
-        "-10",
-        bin.to_str().context("redis-server path is not UTF-8")?,
-        "--port",
-        &port_s,
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxmemory-policy",
-        "noeviction",
-        "--dir",
-        dir_s,
-    ];
+    let mut args = vec!["--dir", dir_s];
     args.extend(extra.iter().map(String::as_str));
-    let cmd = procs::pinned(core, Path::new("nice"), &args);
-    let mut p = Proc::start("redis-server", cmd, &dir.join(format!("{name}-{port}.log")))?;
-    procs::wait_for_port(&mut p, port, Duration::from_secs(10))?;
-    Ok(p)
+    procs::redis(core, port, &args, &dir.join(format!("{name}-{port}.log")))
 }
 
 async fn start_cluster(core: Option<usize>, dir: &Path) -> anyhow::Result<Deployment> {
@@ -274,12 +252,13 @@ async fn start_cluster(core: Option<usize>, dir: &Path) -> anyhow::Result<Deploy
                 .as_deref()
                 .is_some_and(|s| s.lines().any(|l| l.trim() == "cluster_state:ok"))
                 && nodes.as_deref().is_some_and(|t| {
-                    let (m, r) = cluster_roles(t);
+                    let (m, r) = crate::cluster_nodes::cluster_roles(t);
                     m.len() == MASTERS && r.len() == MASTERS
                 })
         });
         if formed {
-            let (masters, _) = cluster_roles(views[0].1.as_deref().unwrap_or_default());
+            let (masters, _) =
+                crate::cluster_nodes::cluster_roles(views[0].1.as_deref().unwrap_or_default());
             for n in &mut d.nodes {
                 n.master = masters.contains(&n.port);
             }
@@ -316,59 +295,12 @@ async fn info(port: u16, args: &[&str]) -> Option<String> {
         .flatten()
 }
 
-/// The ports of the healthy masters serving slots and of the healthy
-/// replicas in a `CLUSTER NODES` text, each sorted.
-pub fn cluster_roles(text: &str) -> (Vec<u16>, Vec<u16>) {
-    let mut masters = vec![];
-    let mut replicas = vec![];
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
-            continue;
-        };
-        if flags.contains("fail") {
-            continue;
-        }
-        let Some(port) = addr
-            .split('@')
-            .next()
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-        else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        // Fields 9.. are the slot ranges a master serves.
-        if flags.contains(&"master") && fields.len() > 8 {
-            masters.push(port);
-        } else if flags.contains(&"slave") {
-            replicas.push(port);
-        }
-    }
-    masters.sort_unstable();
-    replicas.sort_unstable();
-    (masters, replicas)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cluster_nodes_text_gives_the_roles() {
-        let text = "\
-a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
-a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
-a3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383
-b1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
-b2 127.0.0.1:7005@17005 slave a2 0 0 2 connected
-b3 127.0.0.1:7006@17006 slave,fail a3 0 0 3 connected
-c0 127.0.0.1:7007@17007 master - 0 0 0 connected
-";
-        let (m, r) = cluster_roles(text);
-        // A master without slots is not serving; a failed node is left out.
-        assert_eq!(m, vec![7001, 7002, 7003]);
-        assert_eq!(r, vec![7004, 7005]);
+    fn store_kinds_parse() {
         assert_eq!(Kind::parse("cluster").unwrap(), Some(Kind::Cluster));
         assert_eq!(Kind::parse("memory").unwrap(), None);
         assert!(Kind::parse("sentinel").is_err());
