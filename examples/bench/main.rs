@@ -16,6 +16,8 @@
 //! bench memory-child <kind> <n>                             (child: memory store)
 //! ```
 
+#[path = "../../tests/api/cluster_nodes.rs"]
+mod cluster_nodes;
 mod load;
 mod memory;
 mod peer;

@@ -6,6 +6,7 @@ mod cli;
 mod client_documents;
 mod client_pages;
 mod cluster;
+mod cluster_nodes;
 mod consent;
 mod cors;
 mod demo_client;

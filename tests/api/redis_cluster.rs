@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::cluster_nodes::cluster_roles;
 use crate::redis_server::{free_port, read_log};
 
 const SERVER_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
@@ -159,7 +160,7 @@ impl RedisCluster {
             .filter(|n| n.child.is_some())
             .find_map(|n| self.ask(n.port, &["CLUSTER", "NODES"]))
             .expect("no running node answers CLUSTER NODES");
-        let (masters, _) = roles(&text);
+        let (masters, _) = cluster_roles(&text);
         masters
     }
 
@@ -388,7 +389,7 @@ impl RedisCluster {
         loop {
             let formed = self.nodes.iter().all(|n| {
                 self.ask(n.port, &["CLUSTER", "NODES"]).is_some_and(|text| {
-                    let (masters, replicas) = roles(&text);
+                    let (masters, replicas) = cluster_roles(&text);
                     masters.len() == MASTERS && replicas.len() == MASTERS * REPLICAS
                 })
             });
@@ -431,40 +432,6 @@ impl Drop for RedisCluster {
             }
         }
     }
-}
-
-/// The ports of the healthy masters serving slots and of the healthy
-/// replicas in a `CLUSTER NODES` text, each sorted.
-fn roles(text: &str) -> (Vec<u16>, Vec<u16>) {
-    let mut masters = vec![];
-    let mut replicas = vec![];
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
-            continue;
-        };
-        if flags.contains("fail") {
-            continue;
-        }
-        let Some(port) = addr
-            .split('@')
-            .next()
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-        else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        // Fields 9.. are the slot ranges a master serves.
-        if flags.contains(&"master") && fields.len() > 8 {
-            masters.push(port);
-        } else if flags.contains(&"slave") {
-            replicas.push(port);
-        }
-    }
-    masters.sort_unstable();
-    replicas.sort_unstable();
-    (masters, replicas)
 }
 
 /// Sends one command to the node on `port` (after `AUTH password` when
