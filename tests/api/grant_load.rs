@@ -284,6 +284,22 @@ impl Ledger {
         *self.statuses.entry(format!("{step} {status}")).or_default() += 1;
     }
 
+    /// Counts `r` under `step` and says whether it is a success. A 503
+    /// `temporarily_unavailable` is not (and is allowed); any other
+    /// failure is a violation: `what` of `user` answered it.
+    fn succeeded(&mut self, step: &str, r: &Answer, user: &str, what: &str) -> bool {
+        self.count(step, r.status);
+        if r.unavailable() {
+            return false;
+        }
+        if !r.ok() {
+            self.violations
+                .push(format!("{user}: {what} answered {} {}", r.status, r.body));
+            return false;
+        }
+        true
+    }
+
     /// How many answers of any step had `status`.
     pub fn with_status(&self, status: u16) -> u64 {
         self.statuses
@@ -433,19 +449,12 @@ async fn one_unit(
         }
     };
     let a = redeem(http, base, &code, &verifier).await;
-    ledger.count("redeem", a.status);
-    if a.unavailable() {
-        return false;
-    }
     if a.invalid_grant() && shared.faults.load(Ordering::SeqCst) > epoch {
+        ledger.count("redeem", a.status);
         ledger.lost_issuances += 1;
         return false;
     }
-    if !a.ok() {
-        ledger.violations.push(format!(
-            "{user}: a fresh code's redemption answered {} {}",
-            a.status, a.body
-        ));
+    if !ledger.succeeded("redeem", &a, user, "a fresh code's redemption") {
         return false;
     }
     success();
@@ -454,15 +463,7 @@ async fn one_unit(
     let mut access = a.field("access_token");
     for _ in 0..ROTATIONS {
         let r = refresh(http, base, &token).await;
-        ledger.count("refresh", r.status);
-        if r.unavailable() {
-            return false;
-        }
-        if !r.ok() {
-            ledger.violations.push(format!(
-                "{user}: a fresh refresh token's rotation answered {} {}",
-                r.status, r.body
-            ));
+        if !ledger.succeeded("refresh", &r, user, "a fresh refresh token's rotation") {
             return false;
         }
         success();
@@ -473,15 +474,7 @@ async fn one_unit(
     }
     if unit.is_multiple_of(REVOKE_EVERY) {
         let r = revoke(http, base, &token).await;
-        ledger.count("revoke", r.status);
-        if r.unavailable() {
-            return false;
-        }
-        if !r.ok() {
-            ledger.violations.push(format!(
-                "{user}: a revocation answered {} {}",
-                r.status, r.body
-            ));
+        if !ledger.succeeded("revoke", &r, user, "a revocation") {
             return false;
         }
         success();
