@@ -518,8 +518,9 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
                 options.memory_max_entries,
             ))
         }
-        StoreBackend::Redis(url) | StoreBackend::RedisSentinel(url) => {
-            let store = connect_redis(url.expose_secret(), &options.tls, options.timeout)
+        backend @ (StoreBackend::Redis(_) | StoreBackend::RedisSentinel(_)) => {
+            let over_tls = matches!(backend, StoreBackend::Redis(u) if u.expose_secret().starts_with("rediss:"));
+            let store = connect_redis(backend, &options.tls, options.timeout)
                 .await
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
                 .with_durability(options.durability);
@@ -562,7 +563,7 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
                      store.url, and that the ACL user is `on`); serving 503 until it accepts them \
                      (see /readyz)"
                 ),
-                Err(e) if url.expose_secret().starts_with("rediss:") => tracing::warn!(
+                Err(e) if over_tls => tracing::warn!(
                     error = %e,
                     "store: redis is not reachable at start; serving 503 until it is (see /readyz). \
                      If the error names a certificate: store.tls_ca_file must hold the CA that \
@@ -601,16 +602,25 @@ async fn open_store(cfg: &Validated, serving: bool) -> anyhow::Result<Store> {
 /// `redis+sentinel://` URL). Does not contact Redis ([`RedisStore::connect`]).
 ///
 /// # Errors
-/// A URL that does not parse, or TLS files that cannot be read or used.
+/// A URL that does not parse, TLS files that cannot be read or used, or a
+/// backend that is not one Redis or Sentinel.
 pub async fn connect_redis(
-    url: &str,
+    backend: &StoreBackend,
     tls: &crate::config::StoreTls,
     timeout: Duration,
 ) -> Result<RedisStore, StoreError> {
-    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+    let url = match backend {
+        StoreBackend::Redis(url) => url.expose_secret(),
         // validate() refuses store.tls_* without a `rediss://` URL.
-        return RedisStore::connect_sentinel(url, timeout);
-    }
+        StoreBackend::RedisSentinel(url) => {
+            return RedisStore::connect_sentinel(url.expose_secret(), timeout)
+        }
+        StoreBackend::Memory | StoreBackend::RedisCluster(_) => {
+            return Err(StoreError::Misconfigured(
+                "not a single-Redis or Sentinel store URL".into(),
+            ))
+        }
+    };
     let client = tls
         .client
         .as_ref()

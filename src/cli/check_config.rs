@@ -64,22 +64,17 @@ pub async fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> 
 /// A Redis store that does not answer within [`STORE_WAIT`], or (when
 /// `store.require_noeviction`) may evict keys. The URL is shown redacted.
 async fn store_problem(settings: &Settings) -> Option<(String, String)> {
-    let (url, shown) = match settings.store_backend() {
-        Ok(b @ (StoreBackend::Redis(_) | StoreBackend::RedisSentinel(_))) => {
-            let shown = b.redacted();
-            let (StoreBackend::Redis(url) | StoreBackend::RedisSentinel(url)) = b else {
-                return None;
-            };
-            (url, shown)
-        }
+    let backend = match settings.store_backend() {
+        Ok(b @ (StoreBackend::Redis(_) | StoreBackend::RedisSentinel(_))) => b,
         Ok(b @ StoreBackend::RedisCluster(_)) => return cluster_problem(settings, &b).await,
         _ => return None,
     };
+    let shown = backend.redacted();
     let problem = |m: String| Some(("store.url".to_string(), m));
     let timeout = Duration::from_millis(settings.store.timeout_ms.max(1));
     // A bad TLS file is reported by `problems()` already.
     let tls = settings.store_tls().ok()?;
-    let store = match keygate::startup::connect_redis(url.expose_secret(), &tls, timeout).await {
+    let store = match keygate::startup::connect_redis(&backend, &tls, timeout).await {
         Ok(s) => s,
         Err(e) => return problem(e.to_string()),
     };
