@@ -9,11 +9,13 @@
 //! missing binary fails the test with install instructions: never a silent skip.
 //! Must not depend on keygate: it only starts a process and speaks raw RESP.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -196,12 +198,27 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port that was free a moment ago (the OS picks it).
+/// A loopback port that was free a moment ago (the OS picks it), and that
+/// no earlier call in this test process returned.
+///
+/// Never handing a port out twice keeps deployments apart: a Sentinel of
+/// one test remembers the ports of its replicas, and if a later test's
+/// redis-server came up on one of them, that sentinel would make it a
+/// replica of its own master (seen in CI: a restarted old master joined
+/// another test's deployment).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port left that this test process has not used")
 }
 
 /// The `process_id` of the Redis answering on `port`, if one answers.
