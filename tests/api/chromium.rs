@@ -12,9 +12,10 @@
 //! Only loopback is used: chromedriver on 127.0.0.1, pages served by the test.
 //! Must not depend on keygate: it only starts processes and drives a browser.
 
+use crate::redis_server::free_port;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -640,13 +641,6 @@ fn request_shutdown(port: u16) {
 }
 
 /// A loopback port that was free a moment ago (the OS picks it).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
-}
-
 fn driver_logs(dir: &Path) -> String {
     let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
         Ok(text) => tail(&text, 4000),

@@ -8,7 +8,7 @@
 //! `http://localhost:8080` while it listens on a random port, so the demo gets
 //! `--issuer` (what is checked) and `--server-url` (where keygate is reached).
 
-use std::net::TcpListener;
+use crate::redis_server::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -78,14 +78,6 @@ fn demo_binary() -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     *built = Some(path.clone());
     path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The demo client as a child process; killed (by its PID) on drop.

@@ -30,8 +30,8 @@
 //! target directory, `npm ci` in tests/mcp; stamp files make a second run
 //! instant). It needs python3 (with venv) and npm on the machine.
 
+use crate::redis_server::free_port;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -96,14 +96,6 @@ fn setup() {
 
 /// A loopback port that was free a moment ago (keygate's issuer and the MCP
 /// server's resource URL must be known before they start).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process killed when dropped.
 struct Killed(Child);
 
