@@ -256,9 +256,12 @@ impl RedisSentinel {
             }
         }
         assert!(started, "redis-server did not restart on {port}:\n{last}");
-        let master = self.master_port();
         let deadline = Instant::now() + DEPLOYMENT_DEADLINE;
         loop {
+            // Asked each time: under a loaded CI machine the sentinels may
+            // fail over once more (seen: the second replica promoted), and
+            // the node then follows the newest master.
+            let master = self.master_port();
             let info = request(port, &["INFO", "replication"])
                 .and_then(|r| r.text().map(str::to_owned))
                 .unwrap_or_default();

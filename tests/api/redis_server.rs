@@ -204,8 +204,7 @@ impl Drop for RedisServer {
 /// Never handing a port out twice keeps deployments apart: a Sentinel of
 /// one test remembers the ports of its replicas, and if a later test's
 /// redis-server came up on one of them, that sentinel would make it a
-/// replica of its own master (seen in CI: a restarted old master joined
-/// another test's deployment).
+/// replica of its own master.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
