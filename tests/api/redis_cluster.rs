@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::cluster_nodes::cluster_roles;
-use crate::redis_server::{free_port, read_log};
+use crate::redis_server::{free_port, read_log, state_dir};
 
 const SERVER_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
 const CLI_ENV: &str = "KEYGATE_TEST_REDIS_CLI_BIN";
@@ -102,10 +102,7 @@ impl RedisCluster {
             password,
         };
         for _ in 0..MASTERS * (1 + REPLICAS) {
-            let dir = tempfile::Builder::new()
-                .prefix("keygate-redis-cluster-")
-                .tempdir()
-                .expect("create a temp dir for redis-server");
+            let dir = state_dir("keygate-redis-cluster-");
             cluster.nodes.push(Node {
                 port: free_port(),
                 bus_port: free_port(),

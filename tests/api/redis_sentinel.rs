@@ -6,7 +6,12 @@
 //! dir); the replicas start with `--replicaof` the master. The sentinels
 //! are `redis-server <conf> --sentinel` processes, each with the writable
 //! config file Sentinel rewrites, monitoring the master as `keygate`
-//! (quorum 2, `down-after-milliseconds 1000`, `failover-timeout 5000`).
+//! (quorum 2, `down-after-milliseconds 2000`, `failover-timeout 5000`).
+//! Not 1000: a sentinel that learns of a promotion from another one
+//! reconnects to the new master at most once a second (its link's
+//! reconnect period), and with 1000 ms it often called that healthy new
+//! master down before its first `PONG` and failed over again, promoting
+//! the old master that had just restarted, empty.
 //! The deployment is ready once every replica is synced and every sentinel
 //! sees the replicas and the two other sentinels.
 //!
@@ -32,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::redis_server::{free_port, read_log};
+use crate::redis_server::{free_port, read_log, state_dir};
 
 const SERVER_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
 /// The name the sentinels monitor the master under.
@@ -91,10 +96,7 @@ impl RedisSentinel {
             port: free_port(),
             sentinel,
             replica_of,
-            dir: tempfile::Builder::new()
-                .prefix("keygate-redis-sentinel-")
-                .tempdir()
-                .expect("create a temp dir for redis-server"),
+            dir: state_dir("keygate-redis-sentinel-"),
             child: None,
             paused: false,
         };
@@ -120,7 +122,7 @@ impl RedisSentinel {
             let conf = format!(
                 "port {}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 2000\n\
                  sentinel failover-timeout {MASTER_NAME} 5000\n\
                  sentinel parallel-syncs {MASTER_NAME} 1\n",
                 s.port,

@@ -53,10 +53,7 @@ impl RedisServer {
         let bin = std::env::var_os(BIN_ENV)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("redis-server"));
-        let dir = tempfile::Builder::new()
-            .prefix("keygate-redis-")
-            .tempdir()
-            .expect("create a temp dir for redis-server");
+        let dir = state_dir("keygate-redis-");
         let mut server = RedisServer {
             bin,
             port: 0,
@@ -196,6 +193,26 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private directory for a Redis process's files (`prefix` names it).
+///
+/// On tmpfs (`/dev/shm`) where the machine has one: Sentinel rewrites and
+/// fsyncs its config on every topology change, a cluster node its
+/// `nodes.conf` on every epoch change, and on a busy disk one fsync can
+/// stall the process past `down-after-milliseconds`, so that its peers
+/// (or it) call a healthy node down and fail over a second time. The
+/// system temp dir otherwise.
+pub fn state_dir(prefix: &str) -> TempDir {
+    let shm = Path::new("/dev/shm");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    let dir = if shm.is_dir() {
+        builder.tempdir_in(shm).or_else(|_| builder.tempdir())
+    } else {
+        builder.tempdir()
+    };
+    dir.expect("create a temp dir for redis-server")
 }
 
 /// A loopback port that was free a moment ago (the OS picks it), and that
