@@ -132,6 +132,12 @@ async fn sentinel_store_conformance_and_oauth_flows() {
 }
 
 /// Issue 17 item 2 on Sentinel: the master killed under load.
+///
+/// Two replicas, not the issue's one: the load runs with
+/// `wait_replicas = 1` (without it, grants the master answered but never
+/// replicated come back after the promotion, and the invariants below
+/// would rightly fail), and the promoted master needs a replica of its own
+/// to acknowledge before the old master rejoins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_master_killed_under_load() {
     let mut sentinel = RedisSentinel::new(2);
