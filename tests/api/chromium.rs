@@ -12,7 +12,6 @@
 //! Only loopback is used: chromedriver on 127.0.0.1, pages served by the test.
 //! Must not depend on keygate: it only starts processes and drives a browser.
 
-use crate::redis_server::free_port;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -29,6 +28,8 @@ use poem::{get, handler, post, Route, Server};
 use serde::Deserialize;
 use tempfile::TempDir;
 use url::Url;
+
+use crate::ports::free_port;
 
 /// Overrides the `chromedriver` binary.
 const DRIVER_ENV: &str = "KEYGATE_TEST_CHROMEDRIVER";
@@ -640,7 +641,6 @@ fn request_shutdown(port: u16) {
     }
 }
 
-/// A loopback port that was free a moment ago (the OS picks it).
 fn driver_logs(dir: &Path) -> String {
     let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
         Ok(text) => tail(&text, 4000),

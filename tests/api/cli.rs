@@ -823,15 +823,6 @@ fn serve_logs_a_banner_of_what_runs_and_warns_of_dev_credentials() {
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `check-config` on the production example reports each placeholder at
 /// once (issuer, store, keys), exits 1, and `serve` refuses to start with
 /// the placeholder issuer.
@@ -841,7 +832,10 @@ fn check_config_reports_every_problem_of_the_production_example() {
     let d = dir.path();
     let prod = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/production.example.toml");
     // The example's Redis host is not loopback: stand in an unreachable one.
-    let store = format!("redis://:hunter2-check@127.0.0.1:{}", closed_port());
+    let store = format!(
+        "redis://:hunter2-check@127.0.0.1:{}",
+        crate::ports::free_port()
+    );
     let out = command(d)
         .arg("--config")
         .arg(&prod)

@@ -95,7 +95,7 @@ async fn cluster_store_conformance_outage_and_recovery() {
 /// (re)subscriptions and notices, so this is observed without a clock.
 async fn the_subscription_moves_to_the_next_seed(cluster: &mut RedisCluster) {
     let masters = cluster.masters();
-    let closed = crate::redis_server::free_port();
+    let closed = crate::ports::free_port();
     let url = format!(
         "redis+cluster://127.0.0.1:{closed},127.0.0.1:{},127.0.0.1:{}",
         masters[0], masters[1]

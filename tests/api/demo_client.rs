@@ -8,7 +8,6 @@
 //! `http://localhost:8080` while it listens on a random port, so the demo gets
 //! `--issuer` (what is checked) and `--server-url` (where keygate is reached).
 
-use crate::redis_server::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -22,6 +21,7 @@ use crate::helpers::{
     location, params_of, per_backend, spawn_app_with, Backend, TestApp, ISSUER, PASSWORD, SECRET,
     USER,
 };
+use crate::ports::free_port;
 
 const CLIENT_ID: &str = "demo-under-test";
 /// How long the demo may take to read the metadata and answer `/`.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::helpers::{params_of, urlencode, PASSWORD, USER};
+use crate::ports::free_port;
 use crate::process::{command, output_with_stdin, Keygate};
-use crate::redis_server::free_port;
 use crate::redis_server::RedisServer;
 use crate::steps;
 

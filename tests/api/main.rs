@@ -28,6 +28,7 @@ mod oauth_flows;
 mod oidc;
 mod openapi;
 mod operator;
+mod ports;
 mod process;
 mod profile;
 mod races;

@@ -30,7 +30,6 @@
 //! target directory, `npm ci` in tests/mcp; stamp files make a second run
 //! instant). It needs python3 (with venv) and npm on the machine.
 
-use crate::redis_server::free_port;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -41,6 +40,7 @@ use base64::Engine;
 
 use crate::doc_server::{DocServer, Reply};
 use crate::helpers::{password_hash, PASSWORD, USER};
+use crate::ports::free_port;
 use crate::process::{command, Keygate};
 use crate::steps;
 use keygate::startup::config_user_id;
@@ -94,8 +94,6 @@ fn setup() {
     }
 }
 
-/// A loopback port that was free a moment ago (keygate's issuer and the MCP
-/// server's resource URL must be known before they start).
 /// A child process killed when dropped.
 struct Killed(Child);
 

@@ -141,13 +141,8 @@ fn make_run_redis_serves_from_a_loopback_redis_and_ctrl_c_stops_both() {
     use std::time::{Duration, Instant};
 
     require(&["make", "redis-server"]);
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    use crate::ports::free_port;
+
     let (kg_port, redis_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let shim = dir.path().join("cargo");

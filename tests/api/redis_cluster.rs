@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::cluster_nodes::cluster_roles;
-use crate::redis_server::{free_port, read_log, state_dir};
+use crate::ports::free_port;
+use crate::redis_server::{read_log, state_dir};
 
 const SERVER_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
 const CLI_ENV: &str = "KEYGATE_TEST_REDIS_CLI_BIN";

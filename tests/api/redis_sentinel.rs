@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::redis_server::{free_port, read_log, state_dir};
+use crate::ports::free_port;
+use crate::redis_server::{read_log, state_dir};
 
 const SERVER_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
 /// The name the sentinels monitor the master under.

@@ -9,16 +9,16 @@
 //! missing binary fails the test with install instructions: never a silent skip.
 //! Must not depend on keygate: it only starts a process and speaks raw RESP.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::ports::free_port;
 
 /// Overrides the `redis-server` binary used by the tests.
 const BIN_ENV: &str = "KEYGATE_TEST_REDIS_BIN";
@@ -213,28 +213,6 @@ pub fn state_dir(prefix: &str) -> TempDir {
         builder.tempdir()
     };
     dir.expect("create a temp dir for redis-server")
-}
-
-/// A loopback port that was free a moment ago (the OS picks it), and that
-/// no earlier call in this test process returned.
-///
-/// Never handing a port out twice keeps deployments apart: a Sentinel of
-/// one test remembers the ports of its replicas, and if a later test's
-/// redis-server came up on one of them, that sentinel would make it a
-/// replica of its own master.
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
-    for _ in 0..1000 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0 to find a free port");
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no loopback port left that this test process has not used")
 }
 
 /// The `process_id` of the Redis answering on `port`, if one answers.

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use redis::{ClientTlsConfig, TlsCertificates};
 use tempfile::TempDir;
 
-use crate::redis_server::{free_port, read_log};
+use crate::ports::free_port;
+use crate::redis_server::read_log;
 
 /// Overrides the `redis-server` binary (as for `redis_server.rs`).
 const BIN_ENV: &str = "KEYGATE_TEST_REDIS_BIN";

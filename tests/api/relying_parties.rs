@@ -35,8 +35,8 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use crate::chromium::Browser;
 use crate::helpers::{password_hash, PASSWORD, USER};
 use crate::mcp_clients::{root, run_bounded, run_setup, target_dir};
+use crate::ports::free_port;
 use crate::process::{command, Keygate};
-use crate::redis_server::free_port;
 
 const EMAIL: &str = "alice@example.com";
 /// The scope every relying party here asks for.
